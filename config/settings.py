@@ -1,0 +1,208 @@
+"""Settings: one member's whole configuration, typed, parsed and checked.
+
+`build_settings` turns merged text values (sources.py) into Settings, raising a
+one-line ConfigError for the first bad value, then applies etcd's cross-flag rules
+(embed.Config.Validate). The checks that compare --name, --initial-cluster and
+--initial-advertise-peer-urls live in bootstrap.py, because etcd makes them only when
+a member bootstraps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from .errors import BadValue, ConfigError
+from .flags import FLAGS_BY_NAME
+from .sources import Layer, RawValue
+from .urls import InitialMember, Url, parse_initial_cluster, parse_url_list
+from .values import (
+    parse_choice, parse_int, parse_periodic_retention_seconds, parse_revision_retention,
+)
+
+DEFAULT_QUOTA_BACKEND_BYTES = 2 * 1024**3  # etcd's quota when --quota-backend-bytes is 0
+MAX_ELECTION_TIMEOUT_MS = 50_000           # etcd's maxElectionMs
+CLUSTER_STATES = ("new", "existing")
+COMPACTION_MODES = ("periodic", "revision")
+LOG_LEVELS = ("debug", "info", "warn", "error", "panic", "fatal")
+LOG_FORMATS = ("json", "console")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    name: str
+    data_dir: Path
+    wal_dir: Path    # effective: --wal-dir, or <data-dir>/member/wal
+    snap_dir: Path   # <data-dir>/member/snap
+    listen_peer_urls: tuple[Url, ...]
+    initial_advertise_peer_urls: tuple[Url, ...]
+    listen_client_urls: tuple[Url, ...]
+    advertise_client_urls: tuple[Url, ...]
+    initial_cluster: tuple[InitialMember, ...]  # given, or derived as etcd derives it
+    initial_cluster_token: str
+    initial_cluster_state: str                  # "new" | "existing"
+    snapshot_count: int                         # applied entries between snapshots, > 0
+    snapshot_catchup_entries: int               # entries kept after a snapshot, > 0
+    heartbeat_interval_ms: int                  # > 0
+    election_timeout_ms: int                    # 5 * heartbeat_interval_ms <= this <= 50000
+    max_snapshots: int                          # 0 = unlimited
+    max_wals: int                               # 0 = unlimited
+    max_request_bytes: int
+    max_txn_ops: int
+    quota_backend_bytes: int                    # effective: 0 given means 2 GiB
+    auto_compaction_mode: str                   # "periodic" | "revision"
+    auto_compaction_retention_seconds: float    # periodic mode only; 0 = off
+    auto_compaction_retention_revisions: int    # revision mode only; 0 = off
+    log_level: str
+    log_format: str
+    config_file: Path | None
+
+    def __post_init__(self) -> None:
+        assert self.name, "a member needs a name"
+        assert self.initial_cluster_state in CLUSTER_STATES, self.initial_cluster_state
+        assert self.snapshot_count > 0 and self.snapshot_catchup_entries > 0
+        assert 0 < 5 * self.heartbeat_interval_ms <= self.election_timeout_ms <= MAX_ELECTION_TIMEOUT_MS
+        assert self.max_snapshots >= 0 and self.max_wals >= 0
+        assert self.max_request_bytes > 0 and self.max_txn_ops > 0 and self.quota_backend_bytes > 0
+        assert self.auto_compaction_mode in COMPACTION_MODES, self.auto_compaction_mode
+        assert self.auto_compaction_retention_seconds >= 0 and self.auto_compaction_retention_revisions >= 0
+        # Only the retention of the chosen mode may be set.
+        if self.auto_compaction_mode == "periodic":
+            assert self.auto_compaction_retention_revisions == 0
+        else:
+            assert self.auto_compaction_retention_seconds == 0
+        assert self.initial_cluster and all(m.peer_urls for m in self.initial_cluster)
+        assert self.listen_peer_urls and self.initial_advertise_peer_urls and self.listen_client_urls
+
+    @property
+    def election_ticks(self) -> int:
+        """Raft's election timeout counted in heartbeat ticks, as etcd computes it."""
+        return self.election_timeout_ms // self.heartbeat_interval_ms
+
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Reads one flag's winning value and parses it; a parser's BadValue becomes a
+    ConfigError naming the flag and where the value came from."""
+
+    def __init__(self, layer: Layer) -> None:
+        self._layer = layer
+
+    def is_set(self, name: str) -> bool:
+        return name in self._layer
+
+    def raw(self, name: str) -> RawValue:
+        default = FLAGS_BY_NAME[name].default
+        return self._layer.get(name) or RawValue(default or "", "")
+
+    def text(self, name: str) -> str:
+        return self.raw(name).text
+
+    def parsed(self, name: str, parse: Callable[[str], T]) -> T:
+        raw = self.raw(name)
+        try:
+            return parse(raw.text)
+        except BadValue as error:
+            raise ConfigError.invalid(name, raw.text, str(error), raw.origin) from None
+
+    def integer(self, name: str, minimum: int) -> int:
+        return self.parsed(name, lambda text: parse_int(text, minimum))
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        return self.parsed(name, lambda text: parse_choice(text, choices))
+
+    def urls(self, name: str, bind: bool = False) -> tuple[Url, ...]:
+        return self.parsed(name, lambda text: _checked_urls(text, bind))
+
+
+def _checked_urls(text: str, bind: bool) -> tuple[Url, ...]:
+    urls = parse_url_list(text)
+    for url in urls:
+        if bind and not url.is_bind_address():
+            raise BadValue(f"expected IP in URL for binding ({url})")
+    return urls
+
+
+def build_settings(layer: Layer, config_file: Path | None = None) -> Settings:
+    """Settings from merged text values (flag > env > file already applied)."""
+    read = _Reader(layer)
+    name = read.parsed("name", _non_empty)
+    data_dir = Path(read.text("data-dir") or f"{name}.petcd")
+    advertise_peer_urls = read.urls("initial-advertise-peer-urls")
+    heartbeat_ms, election_ms = _raft_timing(read)
+    mode = read.choice("auto-compaction-mode", COMPACTION_MODES)
+    return Settings(
+        name=name,
+        data_dir=data_dir,
+        wal_dir=Path(read.text("wal-dir") or data_dir / "member" / "wal"),
+        snap_dir=data_dir / "member" / "snap",
+        listen_peer_urls=read.urls("listen-peer-urls", bind=True),
+        initial_advertise_peer_urls=advertise_peer_urls,
+        listen_client_urls=read.urls("listen-client-urls", bind=True),
+        advertise_client_urls=_advertise_client_urls(read),
+        initial_cluster=_initial_cluster(read, name, advertise_peer_urls),
+        initial_cluster_token=read.text("initial-cluster-token"),
+        initial_cluster_state=read.choice("initial-cluster-state", CLUSTER_STATES),
+        snapshot_count=read.integer("snapshot-count", minimum=1),
+        snapshot_catchup_entries=read.integer("snapshot-catchup-entries", minimum=1),
+        heartbeat_interval_ms=heartbeat_ms,
+        election_timeout_ms=election_ms,
+        max_snapshots=read.integer("max-snapshots", minimum=0),
+        max_wals=read.integer("max-wals", minimum=0),
+        max_request_bytes=read.integer("max-request-bytes", minimum=1),
+        max_txn_ops=read.integer("max-txn-ops", minimum=1),
+        quota_backend_bytes=read.integer("quota-backend-bytes", minimum=0) or DEFAULT_QUOTA_BACKEND_BYTES,
+        auto_compaction_mode=mode,
+        auto_compaction_retention_seconds=(
+            read.parsed("auto-compaction-retention", parse_periodic_retention_seconds)
+            if mode == "periodic" else 0.0),
+        auto_compaction_retention_revisions=(
+            read.parsed("auto-compaction-retention", parse_revision_retention)
+            if mode == "revision" else 0),
+        log_level=read.choice("log-level", LOG_LEVELS),
+        log_format=read.choice("log-format", LOG_FORMATS),
+        config_file=config_file,
+    )
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise BadValue("must not be empty")
+    return text
+
+
+def _raft_timing(read: _Reader) -> tuple[int, int]:
+    """--heartbeat-interval and --election-timeout, checked together in etcd's words."""
+    heartbeat_ms = read.integer("heartbeat-interval", minimum=0)
+    election_ms = read.integer("election-timeout", minimum=0)
+    if heartbeat_ms == 0:
+        raise ConfigError(f"--heartbeat-interval must be >0 (set to {heartbeat_ms}ms)")
+    if election_ms == 0:
+        raise ConfigError(f"--election-timeout must be >0 (set to {election_ms}ms)")
+    if 5 * heartbeat_ms > election_ms:
+        raise ConfigError(f"--election-timeout[{election_ms}ms] should be at least as 5 times as "
+                          f"--heartbeat-interval[{heartbeat_ms}ms]")
+    if election_ms > MAX_ELECTION_TIMEOUT_MS:
+        raise ConfigError(f"--election-timeout[{election_ms}ms] is too long, and should be set less than "
+                          f"{MAX_ELECTION_TIMEOUT_MS}ms")
+    return heartbeat_ms, election_ms
+
+
+def _advertise_client_urls(read: _Reader) -> tuple[Url, ...]:
+    # The default advertises localhost; a member told to listen elsewhere would then
+    # send clients to the wrong place, so etcd insists on both.
+    if read.is_set("listen-client-urls") and not read.is_set("advertise-client-urls"):
+        raise ConfigError("--advertise-client-urls is required when --listen-client-urls is set explicitly")
+    return read.urls("advertise-client-urls")
+
+
+def _initial_cluster(read: _Reader, name: str, advertise_peer_urls: tuple[Url, ...]) -> tuple[InitialMember, ...]:
+    # Not given: etcd derives "<name>=<each advertised peer URL>", which makes
+    # `petcd --name x` a valid one-member cluster.
+    if not read.is_set("initial-cluster"):
+        return (InitialMember(name, advertise_peer_urls),)
+    return read.parsed("initial-cluster", parse_initial_cluster)
