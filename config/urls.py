@@ -21,7 +21,7 @@ from .errors import BadValue, quote
 SCHEMES = ("http", "https")
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class Url:
     scheme: str  # "http" or "https"
     host: str    # name or IP literal as written, IPv6 without brackets
