@@ -1,0 +1,29 @@
+"""storage/mvcc: the etcd v3 key-value state machine (MVCC) on LMDB.
+
+The on-disk format - databases, byte layout, invariants and a worked example - is
+documented at the top of layout.py; read it first. In short:
+
+    history   rev(main,sub)[+"t"] -> mvccpb.KeyValue     every change not compacted
+    keys      key -> rev(main,sub)                        live keys now
+    key_revs  key -> ~rev(main,sub) + "p"|"t" (DUPSORT)  every revision, newest first
+    meta      current/compact revision, Raft index, term, conf state
+    alarm     (type, member) -> ""
+
+Modules, one idea each:
+    layout      byte encodings and database names
+    env         LMDB environment generations (CURRENT), open, defragment swap
+    keyindex    which revision of which key is live at a revision
+    view        read/write views over one LMDB transaction (etcd's storeTxn*)
+    ranges      Range        ops      Put, DeleteRange        txn    Txn, Compare
+    checks      request checks of etcd's v3rpc/key.go
+    compaction  Compact      hashing  Hash, HashKV            alarms Alarm
+    quota       quota, request cost, LMDB map size
+    meta        revisions and the applied Raft position
+    store       MvccStore: the facade the apply and network actors use
+    errors      MvccError with etcd's messages and gRPC codes
+"""
+
+from .errors import MvccError
+from .store import ApplyEntry, MvccStore, StoreOptions
+
+__all__ = ["ApplyEntry", "MvccError", "MvccStore", "StoreOptions"]

@@ -1,0 +1,185 @@
+"""Opening the LMDB environment generation named by CURRENT, and swapping it.
+
+See layout.py for the directory format. One process writes (the apply actor); any
+number of processes read. Readers call `Backend.stale()` before each read
+transaction and reopen when it says so: after a defragment the old generation's
+files are unlinked, and a reader still mapping them would see stale data forever.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+
+import lmdb
+
+from . import layout
+
+CURRENT = "CURRENT"
+_GEN_PREFIX = "gen-"
+_OPEN_RETRIES = 5  # a reader can race a defragment that unlinks the gen it just read
+
+
+@dataclass(frozen=True, slots=True)
+class Databases:
+    """Handles of the named databases of one environment."""
+
+    history: lmdb._Database
+    keys: lmdb._Database
+    key_revs: lmdb._Database
+    meta: lmdb._Database
+    alarm: lmdb._Database
+
+    def all(self) -> tuple[tuple[bytes, lmdb._Database], ...]:
+        return (
+            (layout.DB_HISTORY, self.history),
+            (layout.DB_KEYS, self.keys),
+            (layout.DB_KEY_REVS, self.key_revs),
+            (layout.DB_META, self.meta),
+            (layout.DB_ALARM, self.alarm),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One open environment generation."""
+
+    root: str
+    generation: int
+    env: lmdb.Environment
+    dbs: Databases
+    current_inode: int  # inode of CURRENT when this generation was opened
+    readonly: bool
+
+    @property
+    def data_file(self) -> str:
+        return os.path.join(gen_dir(self.root, self.generation), "data.mdb")
+
+    def stale(self) -> bool:
+        """True when CURRENT names another generation than the one open."""
+        try:
+            return os.stat(os.path.join(self.root, CURRENT)).st_ino != self.current_inode
+        except FileNotFoundError:
+            return True
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def gen_dir(root: str, generation: int) -> str:
+    return os.path.join(root, f"{_GEN_PREFIX}{generation:06d}")
+
+
+def _read_current(root: str) -> tuple[int, int]:
+    """(generation, inode of CURRENT)."""
+    path = os.path.join(root, CURRENT)
+    with open(path, "rb") as f:
+        inode = os.fstat(f.fileno()).st_ino
+        text = f.read().decode().strip()
+    assert text.startswith(_GEN_PREFIX), f"{path}: unexpected content {text!r}"
+    return int(text[len(_GEN_PREFIX):]), inode
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_generation(root: str, generation: int) -> None:
+    """Atomically point CURRENT at `generation` (durable once this returns)."""
+    tmp = os.path.join(root, CURRENT + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(f"{_GEN_PREFIX}{generation:06d}\n".encode())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(root, CURRENT))
+    _fsync_dir(root)
+
+
+def _open_env(path: str, readonly: bool, map_size_bytes: int, sync: bool) -> lmdb.Environment:
+    return lmdb.open(
+        path,
+        readonly=readonly,
+        create=not readonly,
+        # 0 makes a reader adopt the map size the writer recorded in the file.
+        map_size=0 if readonly else map_size_bytes,
+        max_dbs=layout.MAX_DBS,
+        subdir=True,
+        # The WAL is the durable record and apply is idempotent, so losing the last
+        # transaction in an OS crash is fine; one fdatasync per commit keeps the file
+        # consistent (MDB_NOMETASYNC), unlike MDB_NOSYNC which may corrupt it.
+        metasync=False,
+        sync=sync,
+        # Random reads of a large file: the kernel's readahead only evicts useful pages.
+        readahead=False,
+    )
+
+
+def _open_dbs(env: lmdb.Environment, readonly: bool) -> Databases:
+    create = not readonly
+    return Databases(
+        history=env.open_db(layout.DB_HISTORY, create=create),
+        keys=env.open_db(layout.DB_KEYS, create=create),
+        key_revs=env.open_db(layout.DB_KEY_REVS, create=create, dupsort=True, dupfixed=True),
+        meta=env.open_db(layout.DB_META, create=create),
+        alarm=env.open_db(layout.DB_ALARM, create=create),
+    )
+
+
+def open_backend(root: str, *, readonly: bool, map_size_bytes: int, sync: bool) -> Backend:
+    """Open the generation CURRENT names; a writer creates the first one if needed."""
+    if not readonly:
+        _init_root(root)
+    for attempt in range(_OPEN_RETRIES):
+        generation, inode = _read_current(root)
+        try:
+            env = _open_env(gen_dir(root, generation), readonly, map_size_bytes, sync)
+        except lmdb.Error:
+            if readonly and attempt + 1 < _OPEN_RETRIES:
+                continue  # a defragment replaced CURRENT between the read and the open
+            raise
+        dbs = _open_dbs(env, readonly)
+        return Backend(root, generation, env, dbs, inode, readonly)
+    raise AssertionError("unreachable")
+
+
+def _init_root(root: str) -> None:
+    """Create the first generation, and drop generations a crashed defragment left."""
+    os.makedirs(root, exist_ok=True)
+    if not os.path.exists(os.path.join(root, CURRENT)):
+        os.makedirs(gen_dir(root, 1), exist_ok=True)
+        publish_generation(root, 1)
+    live, _ = _read_current(root)
+    for name in os.listdir(root):
+        if name.startswith(_GEN_PREFIX) and name != os.path.basename(gen_dir(root, live)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def copy_compact(backend: Backend) -> int:
+    """Write a compacted copy of `backend` as the next generation; return its number.
+
+    The copy is fsynced but not published: `publish_generation` makes it live.
+    """
+    assert not backend.readonly, "only the writer defragments"
+    generation = backend.generation + 1
+    target = gen_dir(backend.root, generation)
+    shutil.rmtree(target, ignore_errors=True)
+    os.makedirs(target)
+    backend.env.copy(target, compact=True)
+    data = os.path.join(target, "data.mdb")
+    fd = os.open(data, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(target)
+    return generation
+
+
+def remove_generation(root: str, generation: int) -> None:
+    """Unlink an old generation; processes that still map it keep their pages."""
+    shutil.rmtree(gen_dir(root, generation), ignore_errors=True)

@@ -1,0 +1,68 @@
+"""Errors of the key-value state machine, with etcd's messages and gRPC codes.
+
+The messages and codes are those of etcd's api/v3rpc/rpctypes/error.go, so the
+gRPC layer maps an `MvccError` with `status(code, message)` and the JSON gateway
+with the same pair: clients that match on etcd's strings keep working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# gRPC status code names (grpc.StatusCode member names).
+INVALID_ARGUMENT = "INVALID_ARGUMENT"
+OUT_OF_RANGE = "OUT_OF_RANGE"
+RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+FAILED_PRECONDITION = "FAILED_PRECONDITION"
+NOT_FOUND = "NOT_FOUND"
+DATA_LOSS = "DATA_LOSS"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorKind:
+    """One of etcd's client-visible errors: a gRPC code name and a message."""
+
+    code: str
+    message: str
+
+
+EMPTY_KEY = ErrorKind(INVALID_ARGUMENT, "etcdserver: key is not provided")
+KEY_NOT_FOUND = ErrorKind(INVALID_ARGUMENT, "etcdserver: key not found")
+VALUE_PROVIDED = ErrorKind(INVALID_ARGUMENT, "etcdserver: value is provided")
+LEASE_PROVIDED = ErrorKind(INVALID_ARGUMENT, "etcdserver: lease is provided")
+TOO_MANY_OPS = ErrorKind(INVALID_ARGUMENT, "etcdserver: too many operations in txn request")
+DUPLICATE_KEY = ErrorKind(INVALID_ARGUMENT, "etcdserver: duplicate key given in txn request")
+INVALID_SORT_OPTION = ErrorKind(INVALID_ARGUMENT, "etcdserver: invalid sort option")
+COMPACTED = ErrorKind(OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted")
+FUTURE_REV = ErrorKind(OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision")
+NO_SPACE = ErrorKind(RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded")
+CORRUPT = ErrorKind(DATA_LOSS, "etcdserver: corrupt cluster")
+# etcd has no key length limit below its request size limit; LMDB keys are at most
+# 511 bytes, so petcd refuses longer keys with the message clients already know for
+# oversized requests (see layout.MAX_KEY_BYTES).
+KEY_TOO_LONG = ErrorKind(INVALID_ARGUMENT, "etcdserver: request is too large")
+
+
+class MvccError(Exception):
+    """A request the state machine refuses; nothing it would have written was kept."""
+
+    def __init__(self, kind: ErrorKind) -> None:
+        super().__init__(kind.message)
+        self.kind = kind
+
+    @property
+    def code(self) -> str:
+        return self.kind.code
+
+    @property
+    def message(self) -> str:
+        return self.kind.message
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MvccError) and other.kind == self.kind
+
+    def __hash__(self) -> int:
+        return hash(self.kind)
+
+    def __repr__(self) -> str:
+        return f"MvccError({self.kind.code}, {self.kind.message!r})"

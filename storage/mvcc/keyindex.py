@@ -1,0 +1,147 @@
+"""The key index: which revision of which key is live at a revision.
+
+Two databases hold it (layout.py): `keys` for the current revision, `key_revs` for
+every revision still in history. Both are walked with LMDB cursors inside the
+caller's transaction, so a write transaction sees its own earlier changes and
+nothing is ever loaded into memory beyond the keys a request touches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import lmdb
+
+from . import layout
+from .env import Databases
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRange:
+    """etcd's [key, range_end) after mkGteRange.
+
+    end is None for the single key `start`; b"" for every key >= start; otherwise
+    the exclusive upper bound (a bound <= start selects nothing, as in etcd).
+    """
+
+    start: bytes
+    end: bytes | None
+
+    @staticmethod
+    def of(key: bytes, range_end: bytes) -> "KeyRange":
+        if not range_end:
+            return KeyRange(key, None)
+        if range_end == b"\x00":
+            return KeyRange(key, b"")
+        return KeyRange(key, range_end)
+
+    def contains(self, key: bytes) -> bool:
+        if self.end is None:
+            return key == self.start
+        return key >= self.start and (not self.end or key < self.end)
+
+    def past_end(self, key: bytes) -> bool:
+        """True for a key after the range, in key order."""
+        if self.end is None:
+            return key > self.start
+        return bool(self.end) and key >= self.end
+
+
+def _seek_key(start: bytes) -> bytes:
+    # LMDB refuses lookups longer than its key limit; no stored key is longer, so
+    # seeking to the truncated prefix and skipping keys < start gives the same walk.
+    return start[: layout.MAX_KEY_BYTES]
+
+
+def current_entries(txn: lmdb.Transaction, dbs: Databases, kr: KeyRange) -> Iterator[tuple[bytes, bytes]]:
+    """(key, rev bytes) of keys live now, in key order."""
+    if kr.end is None:
+        if len(kr.start) <= layout.MAX_KEY_BYTES:
+            rev = txn.get(kr.start, db=dbs.keys)
+            if rev is not None:
+                yield kr.start, rev
+        return
+    cur = txn.cursor(db=dbs.keys)
+    if not cur.set_range(_seek_key(kr.start)):
+        return
+    for key, rev in cur.iternext():
+        if kr.past_end(key):
+            return
+        if key >= kr.start:
+            yield key, rev
+
+
+def newest_entry(cur: lmdb.Cursor, key: bytes, at_rev: int) -> bytes | None:
+    """The `key_revs` duplicate of `key`'s newest revision <= at_rev, if any."""
+    if len(key) > layout.MAX_KEY_BYTES:
+        return None
+    if cur.set_range_dup(key, layout.newest_at_or_below(at_rev)):
+        return cur.value()
+    return None
+
+
+def entries_at(
+    txn: lmdb.Transaction, dbs: Databases, kr: KeyRange, at_rev: int
+) -> Iterator[tuple[bytes, bytes]]:
+    """(key, rev bytes) of keys live at `at_rev`, in key order, from `key_revs`."""
+    cur = txn.cursor(db=dbs.key_revs)
+    if kr.end is None:
+        entry = newest_entry(cur, kr.start, at_rev)
+        if entry is not None and entry[16:] == layout.PUT_FLAG:
+            yield kr.start, _rev_of(entry)
+        return
+    target = layout.newest_at_or_below(at_rev)
+    if not cur.set_range(_seek_key(kr.start)):
+        return
+    while True:
+        key = cur.key()
+        if kr.past_end(key):
+            return
+        first = cur.value()  # the key's newest revision overall
+        if first >= target:
+            entry: bytes | None = first
+        elif cur.set_range_dup(key, target):
+            entry = cur.value()
+        else:
+            # No revision <= at_rev: the cursor is unpositioned; step past this key.
+            entry = None
+            cur.set_key(key)
+        if entry is not None and entry[16:] == layout.PUT_FLAG and key >= kr.start:
+            yield key, _rev_of(entry)
+        if not cur.next_nodup():
+            return
+
+
+def _rev_of(entry: bytes) -> bytes:
+    main, sub, _ = layout.parse_key_rev_entry(entry)
+    return layout.rev_bytes(main, sub)
+
+
+def live_entries(
+    txn: lmdb.Transaction, dbs: Databases, kr: KeyRange, at_rev: int, current_rev: int
+) -> Iterator[tuple[bytes, bytes]]:
+    """Keys live at `at_rev`: the `keys` database when it is the current revision."""
+    assert 0 < at_rev <= current_rev, (at_rev, current_rev)
+    if at_rev == current_rev:
+        return current_entries(txn, dbs, kr)
+    return entries_at(txn, dbs, kr, at_rev)
+
+
+def record_put(txn: lmdb.Transaction, dbs: Databases, key: bytes, main: int, sub: int, kv: bytes) -> None:
+    """Index and store a put of `key` at (main, sub); `kv` is the encoded KeyValue."""
+    assert 0 < len(key) <= layout.MAX_KEY_BYTES
+    rev = layout.rev_bytes(main, sub)
+    txn.put(rev, kv, db=dbs.history)
+    txn.put(key, rev, db=dbs.keys)
+    txn.put(key, layout.key_rev_entry(main, sub, False), db=dbs.key_revs)
+
+
+def record_delete(
+    txn: lmdb.Transaction, dbs: Databases, key: bytes, main: int, sub: int, tombstone_kv: bytes
+) -> None:
+    """Index and store the deletion of live `key` at (main, sub)."""
+    deleted = txn.delete(key, db=dbs.keys)
+    assert deleted, f"delete of a key that is not live: {key!r}"
+    txn.put(layout.history_key(main, sub, True), tombstone_kv, db=dbs.history)
+    txn.put(key, layout.key_rev_entry(main, sub, True), db=dbs.key_revs)

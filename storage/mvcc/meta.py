@@ -1,0 +1,85 @@
+"""The `meta` database: store revisions and the Raft position of the last apply.
+
+The Raft fields are written in the same LMDB transaction as the data they describe,
+which is what makes apply idempotent across a crash: replaying the WAL skips every
+entry whose index is <= consistent_index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lmdb
+
+from . import layout
+from .env import Databases
+
+
+@dataclass(frozen=True, slots=True)
+class RaftPosition:
+    """What the last applied Raft entry was."""
+
+    index: int
+    term: int
+
+    def __post_init__(self) -> None:
+        assert self.index >= 0 and self.term >= 0, self
+
+
+def _get_u64(txn: lmdb.Transaction, dbs: Databases, name: bytes, default: int) -> int:
+    raw = txn.get(name, db=dbs.meta)
+    return default if raw is None else layout.U64.unpack(raw)[0]
+
+
+def current_rev(txn: lmdb.Transaction, dbs: Databases) -> int:
+    return _get_u64(txn, dbs, layout.META_CURRENT_REV, layout.INITIAL_REVISION)
+
+
+def set_current_rev(txn: lmdb.Transaction, dbs: Databases, rev: int) -> None:
+    assert rev > current_rev(txn, dbs), "the store revision only grows"
+    txn.put(layout.META_CURRENT_REV, layout.U64.pack(rev), db=dbs.meta)
+
+
+def compact_rev(txn: lmdb.Transaction, dbs: Databases) -> int:
+    raw = txn.get(layout.META_COMPACT_REV, db=dbs.meta)
+    return layout.NO_COMPACTION if raw is None else layout.I64.unpack(raw)[0]
+
+
+def set_compact_rev(txn: lmdb.Transaction, dbs: Databases, rev: int) -> None:
+    assert compact_rev(txn, dbs) < rev <= current_rev(txn, dbs), rev
+    txn.put(layout.META_COMPACT_REV, layout.I64.pack(rev), db=dbs.meta)
+
+
+def raft_position(txn: lmdb.Transaction, dbs: Databases) -> RaftPosition:
+    return RaftPosition(
+        _get_u64(txn, dbs, layout.META_CONSISTENT_INDEX, 0),
+        _get_u64(txn, dbs, layout.META_TERM, 0),
+    )
+
+
+def set_raft_position(txn: lmdb.Transaction, dbs: Databases, pos: RaftPosition) -> None:
+    assert pos.index > raft_position(txn, dbs).index, "applied index only grows"
+    txn.put(layout.META_CONSISTENT_INDEX, layout.U64.pack(pos.index), db=dbs.meta)
+    txn.put(layout.META_TERM, layout.U64.pack(pos.term), db=dbs.meta)
+
+
+def conf_state(txn: lmdb.Transaction, dbs: Databases) -> bytes | None:
+    return txn.get(layout.META_CONF_STATE, db=dbs.meta)
+
+
+def set_conf_state(txn: lmdb.Transaction, dbs: Databases, blob: bytes) -> None:
+    txn.put(layout.META_CONF_STATE, blob, db=dbs.meta)
+
+
+def init_schema(txn: lmdb.Transaction, dbs: Databases) -> None:
+    """Stamp a new environment; refuse one written by an unknown schema."""
+    found = txn.get(layout.META_SCHEMA, db=dbs.meta)
+    if found is None:
+        txn.put(layout.META_SCHEMA, layout.SCHEMA_VERSION, db=dbs.meta)
+        return
+    if found != layout.SCHEMA_VERSION:
+        raise RuntimeError(f"mvcc schema {found!r}, this build reads {layout.SCHEMA_VERSION!r}")
+
+
+# Keys hashed by neither hash(): they differ between members that hold the same data.
+LOCAL_META_KEYS = frozenset({layout.META_CONSISTENT_INDEX, layout.META_TERM, layout.META_CONF_STATE})

@@ -1,0 +1,327 @@
+"""MvccStore: the etcd v3 key-value state machine on LMDB.
+
+One process (the apply actor) opens it writable and calls `apply` / `apply_batch`
+for every committed Raft entry, in log order. Any number of other processes open
+it read-only and call `range`, `hash_kv`, `alarms` ... Requests and responses are
+etcd's protobuf messages, so gRPC and the JSON gateway share this implementation;
+refused requests raise (or, in a batch, return) `MvccError` with etcd's message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import lmdb
+
+from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
+from petcd.api.etcdserverpb import rpc_pb2 as pb
+
+from . import alarms, checks, compaction, env, errors, hashing, meta, ops, quota, txn
+from .errors import MvccError
+from .meta import RaftPosition
+from .ranges import range_kvs
+from .view import ReadView, WriteView
+
+Request = (
+    rpb.InternalRaftRequest
+    | pb.RangeRequest
+    | pb.PutRequest
+    | pb.DeleteRangeRequest
+    | pb.TxnRequest
+    | pb.CompactionRequest
+    | pb.AlarmRequest
+)
+Response = (
+    pb.RangeResponse
+    | pb.PutResponse
+    | pb.DeleteRangeResponse
+    | pb.TxnResponse
+    | pb.CompactionResponse
+    | pb.AlarmResponse
+)
+# The InternalRaftRequest fields this store applies; others (leases, auth,
+# membership) belong to other parts of the apply actor and only advance the index.
+_HANDLED_FIELDS = ("range", "put", "delete_range", "txn", "compaction", "alarm")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    quota_bytes: int = quota.DEFAULT_QUOTA_BYTES
+    max_txn_ops: int = checks.DEFAULT_MAX_TXN_OPS
+    # fdatasync on every commit. Off only where losing the file on an OS crash is
+    # fine (tests, benchmarks that rebuild it).
+    sync: bool = True
+
+    def __post_init__(self) -> None:
+        assert self.quota_bytes > 0 and self.max_txn_ops > 0, self
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyEntry:
+    """A committed Raft entry for the store; request None is a no-op entry."""
+
+    index: int
+    term: int
+    request: Request | None
+    conf_state: bytes | None = None
+
+    def __post_init__(self) -> None:
+        assert self.index > 0 and self.term >= 0, self
+
+
+ApplyResult = Response | MvccError | None
+
+
+class MvccStore:
+    """Open with `MvccStore.open`; close with `close()` or a `with` block."""
+
+    def __init__(self, backend: env.Backend, options: StoreOptions) -> None:
+        self._backend: env.Backend | None = backend
+        self.options = options
+
+    @classmethod
+    def open(
+        cls,
+        path: str,
+        *,
+        readonly: bool = False,
+        quota_bytes: int = quota.DEFAULT_QUOTA_BYTES,
+        max_txn_ops: int = checks.DEFAULT_MAX_TXN_OPS,
+        sync: bool = True,
+    ) -> "MvccStore":
+        options = StoreOptions(quota_bytes, max_txn_ops, sync)
+        backend = cls._open_backend(path, readonly, options)
+        if not readonly:
+            with backend.env.begin(write=True) as t:
+                meta.init_schema(t, backend.dbs)
+        return cls(backend, options)
+
+    @staticmethod
+    def _open_backend(path: str, readonly: bool, options: StoreOptions) -> env.Backend:
+        return env.open_backend(
+            path, readonly=readonly, map_size_bytes=quota.map_size_bytes(options.quota_bytes), sync=options.sync
+        )
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def __enter__(self) -> "MvccStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def backend(self) -> env.Backend:
+        assert self._backend is not None, "store is closed"
+        return self._backend
+
+    @property
+    def readonly(self) -> bool:
+        return self.backend.readonly
+
+    # ---- reads: any process -------------------------------------------------------
+
+    def _fresh_backend(self) -> env.Backend:
+        """Reopen when a defragment published a new generation (readers only)."""
+        backend = self.backend
+        if backend.readonly and backend.stale():
+            backend.close()
+            self._backend = None
+            self._backend = self._open_backend(backend.root, True, self.options)
+        return self.backend
+
+    @contextlib.contextmanager
+    def read_txn(self) -> Iterator[ReadView]:
+        """A consistent read view; every read method uses one."""
+        for attempt in (1, 2):
+            backend = self._fresh_backend()
+            try:
+                t = backend.env.begin(write=False)
+                break
+            except lmdb.MapResizedError:
+                # The writer reopened with a larger map: adopt it by reopening.
+                assert attempt == 1, "map resized twice in a row"
+                backend.close()
+                self._backend = self._open_backend(backend.root, backend.readonly, self.options)
+        try:
+            yield ReadView(t, backend.dbs)
+        finally:
+            t.abort()
+
+    def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
+        """etcd's Range (serializable: this member's state)."""
+        checks.check_range(r)
+        with self.read_txn() as view:
+            return range_kvs(view, r)
+
+    def current_revision(self) -> int:
+        with self.read_txn() as view:
+            return view.rev
+
+    def compact_revision(self) -> int:
+        """The last compaction revision; -1 before any, as in etcd."""
+        with self.read_txn() as view:
+            return view.compact_rev
+
+    def raft_position(self) -> RaftPosition:
+        """Index and term of the last applied Raft entry (etcd's consistent index)."""
+        with self.read_txn() as view:
+            return meta.raft_position(view.txn, view.dbs)
+
+    def applied_index(self) -> int:
+        return self.raft_position().index
+
+    def conf_state(self) -> bytes | None:
+        with self.read_txn() as view:
+            return meta.conf_state(view.txn, view.dbs)
+
+    def alarms(self, alarm: int = pb.NONE) -> list[pb.AlarmMember]:
+        with self.read_txn() as view:
+            return alarms.list_alarms(view.txn, view.dbs, alarm)
+
+    def hash_kv(self, revision: int = 0) -> hashing.HashKV:
+        with self.read_txn() as view:
+            return hashing.hash_kv(view, revision)
+
+    def hash(self) -> int:
+        with self.read_txn() as view:
+            return hashing.hash_all(view)
+
+    # ---- sizes and quota ----------------------------------------------------------
+
+    def db_size_bytes(self) -> int:
+        """Size of the database file (etcd's dbSize)."""
+        return os.stat(self._fresh_backend().data_file).st_size
+
+    def db_size_in_use_bytes(self) -> int:
+        """Bytes of pages holding data, excluding free pages (etcd's dbSizeInUse)."""
+        backend = self._fresh_backend()
+        with self.read_txn() as view:
+            stats = [view.txn.stat(db) for _, db in backend.dbs.all()]
+        main = backend.env.stat()
+        pages = 2 + sum(s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"] for s in [main, *stats])
+        return pages * main["psize"]
+
+    def fits_quota(self, cost_bytes: int) -> bool:
+        """Whether a request adding `cost_bytes` (quota.request_cost) stays under quota."""
+        return quota.fits(self.db_size_bytes(), self.options.quota_bytes, cost_bytes)
+
+    def over_quota(self) -> bool:
+        return self.db_size_bytes() >= self.options.quota_bytes
+
+    # ---- writes: the apply actor only --------------------------------------------
+
+    def apply(self, index: int, term: int, request: Request | None, conf_state: bytes | None = None) -> Response | None:
+        """Apply one committed entry; raise its MvccError (the index is recorded anyway).
+
+        Returns None for an entry already applied (index <= applied index) and for
+        requests this store does not handle.
+        """
+        [result] = self.apply_batch([ApplyEntry(index, term, request, conf_state)])
+        if isinstance(result, MvccError):
+            raise result
+        return result
+
+    def apply_batch(self, entries: Sequence[ApplyEntry]) -> list[ApplyResult]:
+        """Apply entries in one LMDB transaction (one fdatasync); results in order."""
+        assert not self.readonly, "read-only store"
+        backend = self.backend
+        results: list[ApplyResult] = []
+        with backend.env.begin(write=True) as parent:
+            applied = meta.raft_position(parent, backend.dbs).index
+            for entry in entries:
+                if entry.index <= applied:
+                    results.append(None)  # replayed after a crash: already in the data
+                    continue
+                results.append(self._apply_one(parent, entry))
+                meta.set_raft_position(parent, backend.dbs, RaftPosition(entry.index, entry.term))
+                if entry.conf_state is not None:
+                    meta.set_conf_state(parent, backend.dbs, entry.conf_state)
+                applied = entry.index
+        return results
+
+    def _apply_one(self, parent: lmdb.Transaction, entry: ApplyEntry) -> ApplyResult:
+        # A child transaction per entry: a refused request leaves no trace, while
+        # the applied index (written in the parent) still moves past it.
+        child = self.backend.env.begin(write=True, parent=parent)
+        try:
+            result = self._dispatch(child, entry.request)
+        except MvccError as err:
+            child.abort()
+            return err
+        except lmdb.MapFullError:
+            child.abort()
+            return MvccError(errors.NO_SPACE)
+        except BaseException:
+            child.abort()
+            raise
+        child.commit()
+        return result
+
+    def _dispatch(self, t: lmdb.Transaction, request: Request | None) -> Response | None:
+        if isinstance(request, rpb.InternalRaftRequest):
+            fields = [f for f in _HANDLED_FIELDS if request.HasField(f)]
+            if not fields:
+                return None
+            request = getattr(request, fields[0])
+        if request is None:
+            return None
+        dbs = self.backend.dbs
+        if isinstance(request, pb.AlarmRequest):
+            resp = alarms.apply_alarm(t, dbs, request)
+            resp.header.revision = meta.current_rev(t, dbs)
+            return resp
+        self._check_alarms(t, request)
+        return self._apply_kv(t, request)
+
+    def _check_alarms(self, t: lmdb.Transaction, request: Request) -> None:
+        """etcd's corrupt and capped appliers, installed while those alarms are on."""
+        dbs = self.backend.dbs
+        if alarms.active(t, dbs, pb.CORRUPT):
+            raise MvccError(errors.CORRUPT)
+        if quota.request_cost(request) > 0 and alarms.active(t, dbs, pb.NOSPACE):
+            raise MvccError(errors.NO_SPACE)
+
+    def _apply_kv(self, t: lmdb.Transaction, request: Request) -> Response:
+        dbs = self.backend.dbs
+        if isinstance(request, pb.RangeRequest):
+            checks.check_range(request)
+            return range_kvs(ReadView(t, dbs), request)
+        if isinstance(request, pb.CompactionRequest):
+            compaction.compact(t, dbs, request.revision)
+            resp = pb.CompactionResponse()
+            resp.header.revision = meta.current_rev(t, dbs)
+            return resp
+        view = WriteView(t, dbs)
+        result: Response
+        if isinstance(request, pb.PutRequest):
+            checks.check_put(request)
+            result = ops.put(view, request)
+        elif isinstance(request, pb.DeleteRangeRequest):
+            checks.check_delete(request)
+            result = ops.delete_range(view, request)
+        elif isinstance(request, pb.TxnRequest):
+            checks.check_txn(request, self.options.max_txn_ops)
+            result = txn.txn(view, request)
+        else:
+            raise TypeError(f"not a request this store applies: {type(request).__name__}")
+        view.finish()
+        return result
+
+    def defragment(self) -> None:
+        """Rewrite the file compactly; readers elsewhere switch at their next read."""
+        assert not self.readonly, "only the writer defragments"
+        old = self.backend
+        generation = env.copy_compact(old)
+        env.publish_generation(old.root, generation)
+        old.close()
+        self._backend = None
+        self._backend = self._open_backend(old.root, False, self.options)
+        assert self._backend.generation == generation
+        env.remove_generation(old.root, old.generation)
