@@ -50,7 +50,7 @@ def snap_file_name(meta: SnapshotMeta) -> str:
 
 
 def encode_marker(meta: SnapshotMeta) -> bytes:
-    body = encode_snapshot(meta)
+    body: bytes = encode_snapshot(meta)
     return _CRC.pack(zlib.crc32(body)) + body
 
 
@@ -66,7 +66,8 @@ def decode_marker(data: bytes, file_name: str) -> SnapshotMeta:
     except (ValueError, TypeError) as err:  # msgpack's errors derive from ValueError
         raise SnapError(f"snap: cannot decode {file_name}: {err}") from err
     if snap_file_name(meta) != file_name:
-        raise SnapError(f"snap: {file_name} holds the marker of index {meta.index} term {meta.term}")
+        raise SnapError(f"snap: {file_name} holds the marker of index {meta.index} "
+                        f"term {meta.term}")
     return meta
 
 

@@ -147,7 +147,8 @@ _packer = msgpack.Packer(use_bin_type=True)
 
 
 def encode_entry(entry: Entry) -> bytes:
-    return _packer.pack((entry.term, entry.index, int(entry.type), entry.data))
+    payload: bytes = _packer.pack((entry.term, entry.index, int(entry.type), entry.data))
+    return payload
 
 
 def decode_entry(payload: bytes | memoryview) -> Entry:
@@ -156,7 +157,8 @@ def decode_entry(payload: bytes | memoryview) -> Entry:
 
 
 def encode_hard_state(hard_state: HardState) -> bytes:
-    return _packer.pack((hard_state.term, hard_state.vote, hard_state.commit))
+    payload: bytes = _packer.pack((hard_state.term, hard_state.vote, hard_state.commit))
+    return payload
 
 
 def decode_hard_state(payload: bytes | memoryview) -> HardState:
@@ -166,7 +168,9 @@ def decode_hard_state(payload: bytes | memoryview) -> HardState:
 
 def encode_snapshot(meta: SnapshotMeta) -> bytes:
     conf = meta.conf
-    return _packer.pack((meta.index, meta.term, sorted(conf.voters), sorted(conf.learners)))
+    payload: bytes = _packer.pack((meta.index, meta.term, sorted(conf.voters),
+                                   sorted(conf.learners)))
+    return payload
 
 
 def decode_snapshot(payload: bytes | memoryview) -> SnapshotMeta:
@@ -175,7 +179,8 @@ def decode_snapshot(payload: bytes | memoryview) -> SnapshotMeta:
 
 
 def encode_metadata(metadata: bytes) -> bytes:
-    return _packer.pack(metadata)
+    payload: bytes = _packer.pack(metadata)
+    return payload
 
 
 def decode_metadata(payload: bytes | memoryview) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ def list_segments(wal_dir: Path) -> list[SegmentName]:
         (name for f in os.listdir(wal_dir) if (name := SegmentName.parse(f)) is not None),
         key=lambda name: name.seq,
     )
-    for before, after in zip(names, names[1:]):
+    for before, after in itertools.pairwise(names):
         if after.seq != before.seq + 1:
             raise WalError(f"wal: segments missing in {wal_dir}: {before.file_name} "
                            f"is followed by {after.file_name}")

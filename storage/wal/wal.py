@@ -123,7 +123,8 @@ class Wal:
         try:
             all_segments = list_segments(wal_dir)
             snap_index = snapshot.index if snapshot else 0
-            result = read_wal(wal_dir, segments_to_read(wal_dir, all_segments, snap_index), snapshot)
+            to_read = segments_to_read(wal_dir, all_segments, snap_index)
+            result = read_wal(wal_dir, to_read, snapshot)
             remove_temp_files(wal_dir)  # only now: corruption must leave the disk as found
             fd = _open_tail(wal_dir / result.tail.file_name, result, segment_size_bytes)
         except BaseException:

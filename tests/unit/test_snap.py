@@ -9,7 +9,8 @@ from petcd.storage.snap import SnapStore
 
 
 def meta(index, term=1):
-    return SnapshotMeta(index, term, ConfState(voters=frozenset({1, 2, 3}), learners=frozenset({9})))
+    conf = ConfState(voters=frozenset({1, 2, 3}), learners=frozenset({9}))
+    return SnapshotMeta(index, term, conf)
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def wal(wal_dir):
 
 def test_round_trip(wal, wal_dir):
     conf_change = Entry(1, 3, EntryType.CONF_CHANGE, b"\x00" * 9)
-    written = entries(1, 2) + [conf_change] + [Entry(1, 4, EntryType.NORMAL, b"")]
+    written = [*entries(1, 2), conf_change, Entry(1, 4, EntryType.NORMAL, b"")]
     wal.append(HardState(term=1, vote=2, commit=3), written)
     wal.sync()
     wal.close()
@@ -140,16 +140,18 @@ def test_the_rolling_crc_continues_across_segments(tmp_path):
     # Two WALs that differ in one entry of their first segment: the crc chain carried
     # into the second segment differs, so a second segment cannot be spliced across.
     dirs = [tmp_path / "a", tmp_path / "b"]
-    for wal_dir, first_data in zip(dirs, (b"a", b"b")):
+    for wal_dir, first_data in zip(dirs, (b"a", b"b"), strict=True):
         with Wal.create(wal_dir, META, segment_size_bytes=SEGMENT_BYTES) as wal:
-            wal.append(None, [Entry(1, 1, EntryType.NORMAL, first_data)] + entries(2, 200, size=1000))
+            first = Entry(1, 1, EntryType.NORMAL, first_data)
+            wal.append(None, [first, *entries(2, 200, size=1000)])
             wal.sync()
             paths = wal.segment_paths
-    assert [p.name for p in paths] == sorted(os.listdir(dirs[0]))
-    assert len(reopen(dirs[0]).entries) == 200  # both read fine on their own
+    assert [p.name for p in paths] == sorted(os.listdir(dirs[0]))  # same names in both
+    assert [len(reopen(d).entries) for d in dirs] == [200, 200]  # both read fine alone
     spliced = dirs[0] / paths[1].name
     spliced.write_bytes((dirs[1] / paths[1].name).read_bytes())
-    with pytest.raises(WalCorruptError, match=f"crc chain broken between segments in {spliced} at offset 0"):
+    with pytest.raises(WalCorruptError, match=f"crc chain broken between segments in {spliced} "
+                                              "at offset 0"):
         reopen(dirs[0])
 
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from petcd.actors.raft.types import Entry, HardState
-from petcd.storage.wal import Wal, WalCorruptError
+from petcd.storage.wal import Wal, WalCorruptError, WalError
 
 SEGMENT_BYTES = 64 * 1024
 META = b"member=1,cluster=7"
@@ -54,7 +54,10 @@ def damage(path, offset, new_bytes):
 def frame_offsets(path):
     """Start offsets of the frames in a segment, walking the documented length fields."""
     data, offsets, offset = path.read_bytes(), [], 0
-    while offset + 8 <= len(data) and (length_field := int.from_bytes(data[offset:offset + 8], "little")):
+    while offset + 8 <= len(data):
+        length_field = int.from_bytes(data[offset:offset + 8], "little")
+        if length_field == 0:
+            break
         offsets.append(offset)
         offset += 8 + (length_field & (1 << 56) - 1) + (length_field >> 56 & 7)
     return offsets
@@ -73,7 +76,8 @@ def flip(path, offset):
     cut_fraction=st.floats(0, 1),
     zero_instead_of_truncate=st.booleans(),
 )
-def test_a_tail_torn_anywhere_after_the_last_sync_is_dropped(sizes, cut_fraction, zero_instead_of_truncate):
+def test_a_tail_torn_anywhere_after_the_last_sync_is_dropped(sizes, cut_fraction,
+                                                             zero_instead_of_truncate):
     with tempfile.TemporaryDirectory() as tmp:
         wal_dir = Path(tmp) / "wal"
         with Wal.create(wal_dir, META, segment_size_bytes=SEGMENT_BYTES) as wal:
@@ -96,14 +100,16 @@ def test_a_tail_torn_anywhere_after_the_last_sync_is_dropped(sizes, cut_fraction
         with wal:
             survivors = len(contents.entries)
             fully_written = 3 + sum(1 for end in ends if end <= cut)
-            assert contents.entries == tuple(entry(i, s) for i, s in enumerate([100] * 3 + sizes, 1))[:survivors]
+            appended = [entry(i, size) for i, size in enumerate([100, 100, 100, *sizes], 1)]
+            assert contents.entries == tuple(appended[:survivors])
             assert fully_written <= survivors <= 3 + len(sizes)
             # A hard state survives with its entry, or the one before it.
             assert max(fully_written, survivors - 1) <= contents.hard_state.commit <= survivors
             event(f"torn tail dropped: {contents.repair is not None}")
             event(f"unsynced appends lost: {survivors < 3 + len(sizes)}")
             if contents.repair is not None:
-                assert contents.repair.path == path and synced_end <= contents.repair.offset_bytes <= cut
+                assert contents.repair.path == path
+                assert synced_end <= contents.repair.offset_bytes <= cut
             wal.append(None, [entry(survivors + 1, 7)])
             wal.sync()
         assert reopen(wal_dir).entries[-1] == entry(survivors + 1, 7)
@@ -175,7 +181,7 @@ def test_a_damaged_length_field_mid_segment_is_corruption(tmp_path):
 
 def test_any_damage_in_a_segment_before_the_last_is_corruption(tmp_path):
     wal_dir = tmp_path / "wal"
-    ends = write_one_by_one(wal_dir, 150, size=1000)
+    write_one_by_one(wal_dir, 150, size=1000)
     paths = sorted(wal_dir.iterdir())
     assert len(paths) >= 3
     # The very last record of a closed segment: it was fsynced before the next began.
@@ -195,3 +201,33 @@ def test_a_crash_while_creating_a_segment_leaves_no_trace(tmp_path):
     with wal:
         assert len(contents.entries) == 5 and contents.repair is None
         assert sorted(os.listdir(wal_dir)) == ["0000000000000000-0000000000000001.wal"]
+
+
+def test_a_torn_tail_in_a_segment_a_batch_rolled_into(tmp_path):
+    wal_dir = tmp_path / "wal"
+    with Wal.create(wal_dir, META, segment_size_bytes=SEGMENT_BYTES) as wal:
+        wal.append(HardState(1, 1, 0), [entry(i, 1000) for i in range(1, 101)])  # no sync
+        paths = wal.segment_paths
+    assert len(paths) >= 2
+    # The crash loses everything of the newest segment after its header: the segments
+    # before it were made durable when the batch rolled over them.
+    last = paths[-1]
+    header_end = frame_offsets(last)[3]
+    damage(last, header_end, b"\0" * (SEGMENT_BYTES - header_end))
+    in_earlier_segments = int(last.name[17:33], 16) - 1
+    wal, contents = Wal.open(wal_dir, None, segment_size_bytes=SEGMENT_BYTES)
+    with wal:
+        assert contents.entries == tuple(entry(i, 1000) for i in range(1, in_earlier_segments + 1))
+        assert contents.repair is None  # only zeros after the header: nothing to drop
+        wal.append(None, [entry(in_earlier_segments + 1, 5)])
+        wal.sync()
+    assert reopen(wal_dir).entries[-1] == entry(in_earlier_segments + 1, 5)
+
+
+def test_a_missing_segment_in_the_middle_is_refused(tmp_path):
+    wal_dir = tmp_path / "wal"
+    write_one_by_one(wal_dir, 150, size=1000)
+    paths = sorted(wal_dir.iterdir())
+    paths[1].unlink()
+    with pytest.raises(WalError, match="segments missing"):
+        reopen(wal_dir)
