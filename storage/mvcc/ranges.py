@@ -76,20 +76,22 @@ def range_kvs(view: ReadView, r: pb.RangeRequest) -> pb.RangeResponse:
     if r.count_only:
         resp.count = view.count(kr, rev)
         return resp
-    if _needs_everything(r):
-        raws, total = view.collect(kr, rev, 0)
+    # Without an explicit order or a filter, etcd reads only limit + 1 keys (the
+    # extra one tells `more`) and sorts those: a sort target without a sort order
+    # orders the first keys of the range, not the whole range.
+    fetch = 0 if _needs_everything(r) or r.limit <= 0 else r.limit + 1
+    raws, total = view.collect(kr, rev, fetch)
+    resp.count = total
+    if _needs_everything(r) or _effective_order(r) != _R.NONE:
         kvs = _sorted(r, [kv for kv in map(KeyValue.FromString, raws) if _keep(r, kv)])
         if r.limit > 0 and len(kvs) > r.limit:
             kvs, resp.more = kvs[: r.limit], True
         resp.kvs.extend(kvs)
     else:
-        # One extra to learn `more` without a second walk.
-        raws, total = view.collect(kr, rev, r.limit + 1 if r.limit > 0 else 0)
         if r.limit > 0 and len(raws) > r.limit:
             raws, resp.more = raws[: r.limit], True
         for raw in raws:
             resp.kvs.add().MergeFromString(raw)
-    resp.count = total
     if r.keys_only:
         for kv in resp.kvs:
             kv.ClearField("value")
