@@ -124,7 +124,9 @@ def _open_dbs(env: lmdb.Environment, readonly: bool) -> Databases:
     return Databases(
         history=env.open_db(layout.DB_HISTORY, create=create),
         keys=env.open_db(layout.DB_KEYS, create=create),
-        key_revs=env.open_db(layout.DB_KEY_REVS, create=create, dupsort=True, dupfixed=True),
+        # Not dupfixed: LMDB 0.9.36's compacting copy (defragment) crashes on DUPFIXED
+        # sub-databases, i.e. once a key has more revisions than fit a page.
+        key_revs=env.open_db(layout.DB_KEY_REVS, create=create, dupsort=True),
         meta=env.open_db(layout.DB_META, create=create),
         alarm=env.open_db(layout.DB_ALARM, create=create),
     )

@@ -21,7 +21,7 @@ byte order is numeric order):
     keys      user key  ->  rev(main, sub) of its live KeyValue in `history`
               Only keys that exist at the current revision. Current ranges walk
               this database, so they never see deleted keys.
-    key_revs  user key  ->  ~rev(main, sub) + flag   (DUPSORT, DUPFIXED, 17 bytes)
+    key_revs  user key  ->  ~rev(main, sub) + flag   (DUPSORT, 17-byte duplicates)
               Every revision of every key still in history, newest first: the
               bitwise complement makes LMDB's ascending duplicate order newest-first.
               flag is b"p" for a put, b"t" for a tombstone. Historical reads and

@@ -525,3 +525,12 @@ def test_map_full_is_no_space_and_changes_nothing(tmp_path: Path) -> None:
         assert (s.current_revision(), s.hash()) == before and s.applied_index() == 2
         a(put(b"small", b"y"))
         assert get(s, b"small") == [(b"small", b"y")]
+
+
+def test_defragment_a_key_with_many_revisions(store: MvccStore, apply: Applier) -> None:
+    """Regression: LMDB's compacting copy crashed on a DUPFIXED key_revs sub-database."""
+    for i in range(1000):
+        apply(put(b"hot", b"%d" % i))
+    store.defragment()
+    assert everything(store, revision=500)[0].value == b"498"
+    assert get(store, b"hot") == [(b"hot", b"999")]

@@ -1,0 +1,60 @@
+"""A read-only store in another process sees committed writes and follows defragment."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+from petcd.api.etcdserverpb import rpc_pb2 as pb
+from petcd.storage.mvcc import MvccStore
+
+TIMEOUT_S = 30
+
+
+def _reader(path: str, requests: "mp.Queue[str]", answers: "mp.Queue[object]") -> None:
+    """Child process: answers each request with what its read-only store sees."""
+    with MvccStore.open(path, readonly=True) as store:
+        while (what := requests.get(timeout=TIMEOUT_S)) != "stop":
+            if what == "write":
+                try:
+                    store.apply(999, 1, pb.PutRequest(key=b"x", value=b"y"))
+                    answers.put("wrote")
+                except AssertionError:
+                    answers.put("refused")
+                continue
+            resp = store.range(pb.RangeRequest(key=b"\x00", range_end=b"\x00"))
+            answers.put((resp.header.revision, [(kv.key, kv.value) for kv in resp.kvs], store.backend.generation))
+
+
+def test_reader_process_sees_commits_and_survives_defragment(tmp_path: Path) -> None:
+    path = str(tmp_path / "db")
+    ctx = mp.get_context("spawn")  # no LMDB handle inherited across fork
+    requests: "mp.Queue[str]" = ctx.Queue()
+    answers: "mp.Queue[object]" = ctx.Queue()
+    with MvccStore.open(path, sync=False) as writer:
+        writer.apply(1, 1, pb.PutRequest(key=b"a", value=b"1"))
+        child = ctx.Process(target=_reader, args=(path, requests, answers))
+        child.start()
+        try:
+            def ask(what: str = "read") -> object:
+                requests.put(what)
+                return answers.get(timeout=TIMEOUT_S)
+
+            assert ask() == (2, [(b"a", b"1")], 1)
+            writer.apply(2, 1, pb.PutRequest(key=b"b", value=b"2"))
+            assert ask() == (3, [(b"a", b"1"), (b"b", b"2")], 1)
+            for i in range(200):
+                writer.apply(3 + i, 1, pb.PutRequest(key=b"c", value=b"v" * 2000))
+            writer.apply(203, 1, pb.CompactionRequest(revision=writer.current_revision()))
+            writer.defragment()
+            writer.apply(204, 1, pb.PutRequest(key=b"d", value=b"4"))
+            rev, kvs, generation = ask()  # type: ignore[misc]
+            assert (rev, generation) == (writer.current_revision(), 2)
+            assert [k for k, _ in kvs] == [b"a", b"b", b"c", b"d"]
+            assert ask("write") == "refused"
+            requests.put("stop")
+            child.join(TIMEOUT_S)
+            assert child.exitcode == 0
+        finally:
+            if child.is_alive():
+                child.kill()
