@@ -45,6 +45,7 @@ Response = (
 # The InternalRaftRequest fields this store applies; others (leases, auth,
 # membership) belong to other parts of the apply actor and only advance the index.
 _HANDLED_FIELDS = ("range", "put", "delete_range", "txn", "compaction", "alarm")
+_READER_CHECK_EVERY_BATCHES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,9 @@ class MvccStore:
     def __init__(self, backend: env.Backend, options: StoreOptions) -> None:
         self._backend: env.Backend | None = backend
         self.options = options
+        self._batches = 0
+        if not backend.readonly:
+            backend.env.reader_check()
 
     @classmethod
     def open(
@@ -232,6 +236,11 @@ class MvccStore:
         """Apply entries in one LMDB transaction (one fdatasync); results in order."""
         assert not self.readonly, "read-only store"
         backend = self.backend
+        self._batches += 1
+        if self._batches % _READER_CHECK_EVERY_BATCHES == 0:
+            # Free the reader slots of crashed reader processes: a stale slot pins
+            # old pages, and the file would grow without bound.
+            backend.env.reader_check()
         results: list[ApplyResult] = []
         with backend.env.begin(write=True) as parent:
             applied = meta.raft_position(parent, backend.dbs).index

@@ -8,6 +8,7 @@ seeing the changes of those before it. The whole txn is one revision.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
@@ -104,7 +105,7 @@ def _check_range(view: ReadView, op: pb.RequestOp) -> None:
         raise MvccError(errors.COMPACTED)
 
 
-def _check_ops(view: ReadView, r: pb.TxnRequest, path: Path, check) -> None:  # type: ignore[no-untyped-def]
+def _check_ops(view: ReadView, r: pb.TxnRequest, path: Path, check: Callable[[ReadView, pb.RequestOp], None]) -> None:
     nested = iter(path.nested)
     for op in _ops(r, path):
         if op.WhichOneof("request") == "request_txn":
