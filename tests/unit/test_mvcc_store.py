@@ -332,11 +332,11 @@ def test_open_does_not_scan_keys(tmp_path: Path) -> None:
     """Opening costs what opening LMDB costs: far less than one walk over the keys."""
     path = str(tmp_path / "db")
     with MvccStore.open(path, sync=False) as s:
-        entries = [ApplyEntry(i + 1, 1, put(b"key-%06d" % i, b"x" * 100)) for i in range(30_000)]
-        for start in range(0, len(entries), 5_000):
-            s.apply_batch(entries[start:start + 5_000])
+        entries = [ApplyEntry(i + 1, 1, put(b"key-%06d" % i, b"x" * 100)) for i in range(100_000)]
+        for start in range(0, len(entries), 10_000):
+            s.apply_batch(entries[start:start + 10_000])
         t0 = time.perf_counter()
-        assert s.range(pb.RangeRequest(key=b"\x00", range_end=b"\x00", count_only=True)).count == 30_000
+        assert s.range(pb.RangeRequest(key=b"\x00", range_end=b"\x00", count_only=True)).count == 100_000
         scan_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     with MvccStore.open(path, sync=False) as s:
