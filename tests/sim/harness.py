@@ -188,6 +188,7 @@ class Network:
         self.delay_units = (1, 3)
         self.slow_rate = 0.0  # chance of a long delay (reordering across heartbeats)
         self.blocked: set[tuple[int, int]] = set()  # (src, dst) links that are cut
+        self.link_due: dict[tuple[int, int], int] = {}  # last delivery time per link
         self.snapshot_reports: list[tuple[int, int, int, bool]] = []  # (due, src, dst, ok)
 
     def cut(self, a: Iterable[int], b: Iterable[int], one_way: bool = False) -> None:
@@ -204,13 +205,16 @@ class Network:
 
     def send(self, src: SimNode, m: Message, now: int) -> None:
         copies = 2 if self.rng.random() < self.dup_rate else 1
+        link = (m.src, m.dst)
         for _ in range(copies):
             lo, hi = self.delay_units
-            delay = self.rng.randint(lo, hi)
+            # Peer links are streams (TCP): in order, except for the odd straggler.
+            due = max(now + self.rng.randint(lo, hi), self.link_due.get(link, 0))
+            self.link_due[link] = due
             if self.rng.random() < self.slow_rate:
-                delay += self.rng.randint(5, 15) * UNITS_PER_TICK
+                due += self.rng.randint(5, 15) * UNITS_PER_TICK
             self.seq += 1
-            heapq.heappush(self.queue, _InFlight(now + delay, self.seq, m))
+            heapq.heappush(self.queue, _InFlight(due, self.seq, m))
 
     def deliver_due(self, now: int, nodes: dict[int, SimNode]) -> None:
         while self.queue and self.queue[0].due <= now:
@@ -235,7 +239,8 @@ class Cluster:
     """A set of simulated members; `members` bootstrap the cluster, `spares` may join."""
 
     def __init__(self, members: int, spares: int, rng: random.Random,
-                 observer: Observer, election_ticks: int = 10) -> None:
+                 observer: Observer, election_ticks: int = 10,
+                 max_msg_entries: int = 64) -> None:
         self.rng = rng
         self.now = 0
         self.obs = observer
@@ -246,7 +251,7 @@ class Cluster:
         self.nodes: dict[int, SimNode] = {}
         for node_id in range(1, members + spares + 1):
             cfg = RaftConfig(node_id, election_ticks=election_ticks, heartbeat_ticks=1,
-                             max_inflight_msgs=16, max_msg_entries=64)
+                             max_inflight_msgs=16, max_msg_entries=max_msg_entries)
             state = boot if node_id <= members else PersistedState()
             self.nodes[node_id] = SimNode(node_id, cfg, state, rng, observer)
         self.tick_offset = {n: rng.randrange(UNITS_PER_TICK) for n in self.nodes}

@@ -36,6 +36,8 @@ class Profile:
     transfer_per_tick: float
     conf_per_tick: float
     compact_threshold: int  # entries beyond the last snapshot before compacting
+    persist_delay_units: tuple[int, int]  # how long an fsync takes
+    crash_leaders: float  # share of crashes aimed at a leader or candidate
 
     @classmethod
     def draw(cls, rng: random.Random) -> Profile:
@@ -51,6 +53,8 @@ class Profile:
             transfer_per_tick=rng.choice((0.0, 0.005, 0.02)),
             conf_per_tick=rng.choice((0.0, 0.0, 0.01, 0.04)),
             compact_threshold=rng.choice((10, 30, 1000)),
+            persist_delay_units=rng.choice(((0, 2), (0, 8), (2, 24))),
+            crash_leaders=rng.choice((0.0, 0.5, 0.9)),
         )
 
 
@@ -74,7 +78,8 @@ class Run:
         self.profile = Profile.draw(self.rng)
         self.checker = Checker()
         spares = min(2, 7 - members)
-        self.cluster = Cluster(members, spares, self.rng, self.checker)
+        self.cluster = Cluster(members, spares, self.rng, self.checker,
+                               max_msg_entries=self.rng.choice((1, 4, 64)))
         self.removed: set[int] = set()
         self.restarts: list[tuple[int, int]] = []  # (at unit, node)
         self.heal_at = 0
@@ -82,6 +87,7 @@ class Run:
         net = self.cluster.net
         net.drop_rate, net.dup_rate = self.profile.drop_rate, self.profile.dup_rate
         net.slow_rate = self.profile.slow_rate
+        self.cluster.persist_delay_units = self.profile.persist_delay_units
 
     # -- driving ------------------------------------------------------------------------
 
@@ -108,7 +114,7 @@ class Run:
             c.net.heal()
             self.heal_at = 0
         if rng.random() < p.crash_per_tick and c.live():
-            self.crash(rng.choice(c.live()))
+            self.crash(self.crash_victim())
         if rng.random() < p.partition_per_tick and not self.heal_at:
             self.partition()
         if rng.random() < p.transfer_per_tick:
@@ -132,6 +138,14 @@ class Run:
         except ProposalDropped:
             return
         self.checker.read_started(node, context)
+
+    def crash_victim(self) -> SimNode:
+        live = self.cluster.live()
+        if self.rng.random() < self.profile.crash_leaders:
+            campaigning = [n for n in live if n.core.role != Role.FOLLOWER]  # type: ignore[union-attr]
+            if campaigning:
+                return self.rng.choice(campaigning)
+        return self.rng.choice(live)
 
     def crash(self, node: SimNode) -> None:
         node.crash(tear=self.rng.random() < 0.5)
