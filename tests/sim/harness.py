@@ -240,7 +240,7 @@ class Cluster:
 
     def __init__(self, members: int, spares: int, rng: random.Random,
                  observer: Observer, election_ticks: int = 10,
-                 max_msg_entries: int = 64) -> None:
+                 max_msg_entries: int = 64, pre_vote: bool = True) -> None:
         self.rng = rng
         self.now = 0
         self.obs = observer
@@ -251,7 +251,8 @@ class Cluster:
         self.nodes: dict[int, SimNode] = {}
         for node_id in range(1, members + spares + 1):
             cfg = RaftConfig(node_id, election_ticks=election_ticks, heartbeat_ticks=1,
-                             max_inflight_msgs=16, max_msg_entries=max_msg_entries)
+                             max_inflight_msgs=16, max_msg_entries=max_msg_entries,
+                             pre_vote=pre_vote)
             state = boot if node_id <= members else PersistedState()
             self.nodes[node_id] = SimNode(node_id, cfg, state, rng, observer)
         self.tick_offset = {n: rng.randrange(UNITS_PER_TICK) for n in self.nodes}
@@ -301,6 +302,14 @@ class Cluster:
         except ProposalDropped:
             return False
         return True
+
+    def wait_for(self, predicate: Callable[[], bool], max_ticks: int) -> bool:
+        """Run until `predicate` holds, for at most `max_ticks`."""
+        for _ in range(max_ticks * UNITS_PER_TICK):
+            if predicate():
+                return True
+            self.step()
+        return predicate()
 
     def isolate(self, node_id: int) -> None:
         self.net.cut([node_id], [n for n in self.nodes if n != node_id])
