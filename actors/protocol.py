@@ -1,0 +1,106 @@
+"""What the actors of one member say to each other: every kind, its sender, its payload.
+
+Every frame between actors is a bus envelope `[kind, payload]` (actors/bus/envelope),
+sent to the receiving actor's inbox (actors/bus: one PULL socket per actor, PUSH to
+send). Payloads are msgpack-friendly values; Raft values use actors/bus/codec's
+`*_to_wire` / `*_from_wire`. Kinds are grouped by the inbox that receives them.
+
+Ordering rules (DESIGN.md): the raft actor never touches the disk; entries and hard
+state are durable (WAL actor) before any message that depends on them leaves; only
+committed, durable entries are applied, in log order; apply is idempotent (the applied
+index lives in the same LMDB transaction as the data).
+
+    network --PROPOSE/READ_INDEX/PEER/TRANSFER/SNAPSHOT_STATUS--> raft
+    raft    --SAVE/SAVE_SNAPSHOT-->                               wal
+    wal     --STATE (at start), PERSISTED-->                      raft
+    raft    --APPLY/APPLY_SNAPSHOT-->                             apply
+    apply   --APPLIED (at start and after every batch)-->         raft, network
+    apply   --RESPONSES-->                                        network
+    raft    --SEND/READ_STATES/DROPPED/STATUS-->                  network
+    every actor --READY (once, at start), to-->                   supervisor
+"""
+
+from __future__ import annotations
+
+import enum
+
+ACTORS = ("raft", "wal", "apply", "network")
+SUPERVISOR = "supervisor"
+
+
+class Kind(str, enum.Enum):
+    # -- to raft ---------------------------------------------------------------------
+    # network -> raft: client writes, in arrival order.
+    #   payload: [[request_id: int, data: bytes], ...]; data is an InternalRaftRequest
+    #   (api/etcdserverpb/raft_internal.proto) whose header.ID == request_id.
+    PROPOSE = "propose"
+    # network -> raft: linearizable read requests. payload: [context: bytes, ...]
+    READ_INDEX = "read_index"
+    # network -> raft: Raft messages received from peers. payload: messages_to_wire(...)
+    PEER = "peer"
+    # network -> raft: move leadership (etcd MoveLeader). payload: target member id
+    TRANSFER = "transfer"
+    # network -> raft: a snapshot stream to a peer finished. payload: [peer_id, ok: bool]
+    SNAPSHOT_STATUS = "snapshot_status"
+    # wal -> raft, once at start: what the disk holds.
+    #   payload: [persisted_state_to_wire(...), metadata: bytes]
+    STATE = "state"
+    # wal -> raft: every SAVE up to and including this sequence number is durable.
+    #   payload: seq: int
+    PERSISTED = "persisted"
+    # apply -> raft and network: the state machine applied everything up to here.
+    #   payload: [applied_index: int, revision: int]; sent at start and after every batch
+    APPLIED = "applied"
+
+    # -- to wal ----------------------------------------------------------------------
+    # raft -> wal: make these durable, in order, then answer PERSISTED with seq.
+    #   payload: [seq: int, hard_state_to_wire | None, entries_to_wire,
+    #             snapshot_meta_to_wire | None]
+    #   An empty SAVE (nothing to write) is legal: it only orders PERSISTED.
+    SAVE = "save"
+    # raft -> wal: the state machine is durable up to this snapshot: write the snapshot
+    #   marker (member/snap/<term>-<index>.snap and the WAL record), then release WAL
+    #   segments below it and purge old markers (--max-wals, --max-snapshots).
+    #   payload: snapshot_meta_to_wire(...)
+    SAVE_SNAPSHOT = "save_snapshot"
+
+    # -- to apply --------------------------------------------------------------------
+    # raft -> apply: committed entries, in log order. payload: entries_to_wire(...)
+    APPLY = "apply"
+    # raft -> apply: replace the state machine with a received snapshot (already
+    #   durable). payload: snapshot_meta_to_wire(...); the db file is at
+    #   member/snap/<index:016x>.snap.db, written there by the network actor.
+    APPLY_SNAPSHOT = "apply_snapshot"
+
+    # -- to network ------------------------------------------------------------------
+    # raft -> network: Raft messages for peers. payload: messages_to_wire(...)
+    SEND = "send"
+    # raft -> network: read points for READ_INDEX contexts.
+    #   payload: [read_state_to_wire(...), ...]
+    READ_STATES = "read_states"
+    # raft -> network: proposals or reads the core refused (no leader, transfer...).
+    #   payload: [[request_id_or_context: int | bytes, reason: str], ...]
+    DROPPED = "dropped"
+    # raft -> network: the member's Raft status, on every change and every 100 ms.
+    #   payload: [role: int, term: int, leader: int, commit: int, last_index: int,
+    #             applied: int, voters: [int], learners: [int]]
+    STATUS = "status"
+    # apply -> network: results of this member's proposals.
+    #   payload: [[request_id, ok: bool, body: bytes | [code: str, message: str]], ...]
+    #   body is the serialized etcd response (PutResponse, RangeResponse, ...) when ok,
+    #   else the etcd error (code name as in storage/mvcc/errors, message).
+    RESPONSES = "responses"
+
+    # -- to supervisor -----------------------------------------------------------------
+    # any actor -> supervisor, once its sockets are bound and its state loaded.
+    #   payload: actor name
+    READY = "ready"
+
+
+def request_id_owner(request_id: int) -> int:
+    """The low 16 bits of the member id that issued a request id (etcd's idutil)."""
+    return request_id >> 48
+
+
+def member_id_prefix(member_id: int) -> int:
+    return member_id & 0xFFFF

@@ -1,0 +1,36 @@
+"""Structured logs: one JSON object a line (or console text), with member and actor.
+
+Every line carries `member` (name), `member_id` (hex, as etcd prints it) and `actor`,
+so the interleaved output of a member's processes can be told apart and filtered.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from . import ids
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+           "error": logging.ERROR, "panic": logging.CRITICAL, "fatal": logging.CRITICAL}
+
+
+def configure(level: str, fmt: str, member: str, member_id: int, actor: str
+              ) -> structlog.stdlib.BoundLogger:
+    renderer = (structlog.processors.JSONRenderer() if fmt == "json"
+                else structlog.dev.ConsoleRenderer(colors=False))
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    return structlog.get_logger().bind(member=member, member_id=ids.format_id(member_id),
+                                       actor=actor)

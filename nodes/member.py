@@ -1,0 +1,75 @@
+"""Who this member is and where its files live: what every actor process starts from.
+
+The supervisor builds one `MemberContext` from the settings and hands it to each actor
+process it spawns (it is picklable), so every actor agrees on the ids, the paths and
+the peers without re-deriving them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from petcd.config import Settings
+
+from . import ids
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    member_id: int
+    name: str
+    peer_urls: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberContext:
+    settings: Settings
+    member_id: int
+    cluster_id: int
+    initial_peers: tuple[Peer, ...]  # --initial-cluster, this member included
+    run_dir: Path  # ipc sockets of this member's actors
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def member_dir(self) -> Path:
+        return self.settings.data_dir / "member"
+
+    @property
+    def wal_dir(self) -> Path:
+        return self.settings.wal_dir
+
+    @property
+    def snap_dir(self) -> Path:
+        return self.settings.snap_dir
+
+    @property
+    def db_dir(self) -> Path:
+        """The MVCC store (LMDB): member/snap/db, as etcd keeps its bbolt file."""
+        return self.settings.snap_dir / "db"
+
+    def peer(self, member_id: int) -> Peer | None:
+        return next((p for p in self.initial_peers if p.member_id == member_id), None)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MemberContext:
+        token = settings.initial_cluster_token
+        peers = tuple(
+            Peer(ids.member_id([str(u) for u in m.peer_urls], token), m.name,
+                 tuple(str(u) for u in m.peer_urls))
+            for m in settings.initial_cluster)
+        me = next(p for p in peers if p.name == settings.name)
+        cluster = ids.cluster_id(p.member_id for p in peers)
+        return cls(settings, me.member_id, cluster, peers, default_run_dir(settings.data_dir))
+
+
+def default_run_dir(data_dir: Path) -> Path:
+    """A short per-member directory for ipc sockets (unix socket paths are limited)."""
+    digest = hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"petcd-{os.getuid()}-{digest}"
