@@ -1,0 +1,133 @@
+"""Where every socket of a member lives, derived from its run directory.
+
+Each actor of a member owns one inbox, a PULL socket bound on
+
+    ipc://<run_dir>/<actor>.sock        e.g. ipc:///var/lib/petcd/run/raft.sock
+
+so any actor can reach any other knowing only the run directory and a name. The run
+directory is resolved (`os.path.realpath`) first, so "./run", "/srv/m1/run" and a
+symlink to it all name the same sockets.
+
+A Unix socket path is limited by `sockaddr_un.sun_path` (108 bytes on Linux, with the
+trailing NUL: 107 usable; 104 on the BSDs and macOS). When `<run_dir>/<actor>.sock`
+would be longer than `IPC_PATH_MAX_BYTES`, every socket of that member moves to
+
+    ipc:///tmp/petcd-<uid>-<sha256(run_dir)[:16]>/<actor>.sock
+
+which is deterministic (same run dir, same user: same path), short (under 60 bytes),
+and distinct per run dir. Whoever binds creates that directory mode 0700 and refuses
+one owned by another user (`prepare_ipc_dir`), so a local user cannot pre-create it
+and read a member's traffic.
+
+Between members: the peer transport listens with ZeroMQ TCP on the host:port of the
+member's peer URL, `http://10.0.0.1:2380` -> `tcp://10.0.0.1:2380` (`peer_address`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from urllib.parse import urlsplit
+
+# Every process of a member with an inbox: the four actors and their supervisor.
+ACTORS: tuple[str, ...] = ("raft", "wal", "apply", "network", "supervisor")
+
+# 108 bytes of sun_path minus the NUL terminator. Kept at Linux's value; a member on a
+# BSD with a run dir between 104 and 107 bytes long would need the fallback sooner.
+IPC_PATH_MAX_BYTES = 107
+
+FALLBACK_ROOT = "/tmp"
+
+_IPC = "ipc://"
+
+
+def _resolved(run_dir: str | os.PathLike[str]) -> str:
+    return os.path.realpath(os.fspath(run_dir))
+
+
+def _check_actor(actor: str) -> None:
+    if actor not in ACTORS:
+        raise ValueError(f"unknown actor {actor!r}: expected one of {', '.join(ACTORS)}")
+
+
+def fallback_dir(run_dir: str | os.PathLike[str]) -> str:
+    """The short directory used instead of `run_dir` when its socket paths are too long."""
+    digest = hashlib.sha256(os.fsencode(_resolved(run_dir))).hexdigest()[:16]
+    return os.path.join(FALLBACK_ROOT, f"petcd-{os.getuid()}-{digest}")
+
+
+def socket_dir(run_dir: str | os.PathLike[str]) -> str:
+    """The directory holding the member's inbox sockets: the run dir if every socket
+    path fits in `IPC_PATH_MAX_BYTES`, else `fallback_dir(run_dir)`."""
+    resolved = _resolved(run_dir)
+    longest = max(len(os.fsencode(os.path.join(resolved, f"{a}.sock"))) for a in ACTORS)
+    # The decision is per member, not per actor, so all its sockets sit together.
+    return resolved if longest <= IPC_PATH_MAX_BYTES else fallback_dir(resolved)
+
+
+def actor_address(run_dir: str | os.PathLike[str], actor: str) -> str:
+    """`ipc://...` address of `actor`'s inbox in the member whose run dir is `run_dir`."""
+    _check_actor(actor)
+    path = os.path.join(socket_dir(run_dir), f"{actor}.sock")
+    assert len(os.fsencode(path)) <= IPC_PATH_MAX_BYTES, path
+    return _IPC + path
+
+
+def actor_addresses(run_dir: str | os.PathLike[str]) -> dict[str, str]:
+    return {actor: actor_address(run_dir, actor) for actor in ACTORS}
+
+
+def ipc_path(address: str) -> str | None:
+    """The filesystem path of an `ipc://` address; None for other transports and for
+    Linux abstract sockets (`ipc://@name`)."""
+    if not address.startswith(_IPC):
+        return None
+    path = address[len(_IPC):]
+    return None if path.startswith("@") else path
+
+
+def prepare_ipc_dir(address: str) -> None:
+    """Make sure the directory of an `ipc://` address exists before binding on it.
+
+    A fallback directory under /tmp is created mode 0700 and must belong to us: a
+    directory someone else created there first is refused rather than used.
+    """
+    path = ipc_path(address)
+    if path is None:
+        return
+    directory = os.path.dirname(path)
+    private = os.path.dirname(directory) == FALLBACK_ROOT
+    os.makedirs(directory, mode=0o700 if private else 0o777, exist_ok=True)
+    if private:
+        info = os.lstat(directory)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            raise PermissionError(f"{directory} is not a directory owned by uid "
+                                  f"{os.getuid()}; refusing to put member sockets there")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.chmod(directory, 0o700)
+
+
+def peer_address(peer_url: str) -> str:
+    """ZeroMQ address of a member's peer transport from its peer URL.
+
+    `http://127.0.0.1:2380` -> `tcp://127.0.0.1:2380`; `http://[::1]:2380` ->
+    `tcp://[::1]:2380`; a host name stays a host name (ZeroMQ resolves it).
+    The port must be given. `https://` is refused: the ZeroMQ peer transport does not
+    speak TLS, and silently downgrading a URL that asks for it would be worse.
+    """
+    parts = urlsplit(peer_url.strip())
+    if parts.scheme != "http":
+        raise ValueError(f"peer URL {peer_url!r}: only http:// is supported by the "
+                         "peer transport (no TLS)")
+    try:
+        port = parts.port
+    except ValueError as err:  # urlsplit raises on a non-numeric or out-of-range port
+        raise ValueError(f"peer URL {peer_url!r}: {err}") from None
+    if not parts.hostname or port is None:
+        raise ValueError(f"peer URL {peer_url!r} needs a host and a port, "
+                         "e.g. http://127.0.0.1:2380")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"peer URL {peer_url!r}: only scheme://host:port is allowed")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"tcp://{host}:{port}"

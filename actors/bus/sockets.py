@@ -1,0 +1,297 @@
+"""Inboxes and outboxes between the actors of one member, and the process's context.
+
+Shape of an actor loop (see STYLE.md section 3):
+
+    ctx = process_context()                      # created here, in this process
+    inbox = Inbox.for_actor(run_dir, "wal")      # PULL, bound: everyone sends here
+    outbox = Outbox(run_dir)                     # PUSH per destination, connected lazily
+    with stop_on_eterm(), inbox, outbox:
+        while True:
+            batch = inbox.drain(max_items=4096, timeout_ms=50)
+            ...
+            outbox.send("raft", "persisted", [index, term])
+
+Bounds and waits:
+- Every socket has a high-water mark in messages (`hwm_msgs`, default 10,000). A PUSH
+  to an inbox can hold about its own SNDHWM plus the inbox's RCVHWM (plus what the
+  kernel buffers) before `send` reports it full.
+- `Outbox.send` never blocks by default: on a full queue it returns False and counts a
+  drop (`dropped[actor]`); `timeout_ms` allows a bounded wait. Inside a member a lost
+  message is a bug, so callers treat False as "the other actor is stuck" (crash-only:
+  exit and let the supervisor restart the member) unless the message is one that is
+  resent anyway.
+- Sends to an actor that has not bound yet are queued (ZMQ_IMMEDIATE=0), so actors
+  may start in any order.
+- LINGER is bounded (`linger_ms`, default 100 ms) so closing or exiting never hangs on
+  messages nobody will read.
+
+asyncio (the network actor runs aiohttp): `AsyncInbox` waits through `zmq.asyncio`
+on the same socket and then drains it without blocking. Sends from asyncio code may
+use the plain `Outbox` and `PeerTransport.send`: they never block. To integrate a
+socket by hand instead, poll `socket.FD` for readability and then read
+`socket.EVENTS` until it no longer has POLLIN: that FD is edge-triggered and only
+says "look at EVENTS", not "a message is there".
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket as stdsocket
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from .addresses import actor_address, ipc_path, prepare_ipc_dir
+from .envelope import pack_envelope, unpack_envelope
+
+DEFAULT_HWM_MSGS = 10_000
+DEFAULT_LINGER_MS = 100
+
+_context: zmq.Context[zmq.Socket[bytes]] | None = None
+_context_pid = 0
+
+
+def process_context() -> zmq.Context[zmq.Socket[bytes]]:
+    """The ZeroMQ context of the calling process, created on first use in it.
+
+    A context never crosses a fork: a child that inherited its parent's context gets a
+    fresh one here, and the inherited one is left alone (terminating it in the child
+    would touch the parent's I/O threads' state, which the child does not have).
+    """
+    global _context, _context_pid
+    pid = os.getpid()
+    if _context is None or _context_pid != pid:
+        _context = zmq.Context()
+        _context.setsockopt(zmq.LINGER, DEFAULT_LINGER_MS)  # default for new sockets
+        _context_pid = pid
+    return _context
+
+
+def term_process_context(linger_ms: int = DEFAULT_LINGER_MS) -> None:
+    """Close every socket of this process's context (waiting at most `linger_ms` for
+    each to flush) and terminate it. A later `process_context()` makes a new one."""
+    global _context
+    if _context is not None and _context_pid == os.getpid():
+        _context.destroy(linger=linger_ms)
+    _context = None
+
+
+def is_eterm(err: BaseException) -> bool:
+    """True for the error a socket raises once its context is being terminated."""
+    return isinstance(err, zmq.ZMQError) and err.errno == zmq.ETERM
+
+
+@contextmanager
+def stop_on_eterm() -> Iterator[None]:
+    """Treat context termination as a clean end of the block: an actor loop inside it
+    returns instead of crashing when shutdown terminates the context under it."""
+    try:
+        yield
+    except zmq.ZMQError as err:
+        if not is_eterm(err):
+            raise
+
+
+def _check_wait(max_items: int, timeout_ms: int) -> None:
+    if max_items <= 0:
+        raise ValueError(f"max_items must be positive, not {max_items}")
+    if timeout_ms < 0:
+        raise ValueError(f"timeout_ms must be >= 0 (every wait is bounded), not {timeout_ms}")
+
+
+def _refuse_live_ipc(address: str) -> None:
+    # ZeroMQ unlinks an existing ipc socket file when binding, which would silently
+    # steal the inbox of another live process (two members sharing a run dir). A
+    # stale file from a crash refuses connections, so only a live one is refused here.
+    path = ipc_path(address)
+    if path is None or not os.path.exists(path):
+        return
+    probe = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(path)
+    except OSError:
+        return
+    finally:
+        probe.close()
+    raise zmq.ZMQError(errno.EADDRINUSE, f"{address} is bound by a live process")
+
+
+class Inbox:
+    """An actor's PULL socket: bound on its address, fed by every other actor."""
+
+    def __init__(self, address: str, *, ctx: zmq.Context[Any] | None = None,
+                 hwm_msgs: int = DEFAULT_HWM_MSGS, linger_ms: int = 0) -> None:
+        assert hwm_msgs > 0, "every queue is bounded"
+        prepare_ipc_dir(address)
+        _refuse_live_ipc(address)
+        sock = (ctx or process_context()).socket(zmq.PULL)
+        try:
+            sock.setsockopt(zmq.RCVHWM, hwm_msgs)
+            sock.setsockopt(zmq.LINGER, linger_ms)
+            sock.bind(address)
+        except BaseException:
+            sock.close(linger=0)
+            raise
+        self.address = address
+        self.socket: zmq.Socket[bytes] = sock
+
+    @classmethod
+    def for_actor(cls, run_dir: str | os.PathLike[str], actor: str,
+                  **options: Any) -> Inbox:
+        return cls(actor_address(run_dir, actor), **options)
+
+    def drain(self, max_items: int, timeout_ms: int) -> list[tuple[str, Any]]:
+        """Wait up to `timeout_ms` for a first message, then take whatever else is
+        already queued without waiting, up to `max_items` in all. [] on timeout."""
+        _check_wait(max_items, timeout_ms)
+        if not self.socket.poll(timeout_ms, zmq.POLLIN):
+            return []
+        return self.take(max_items)
+
+    def take(self, max_items: int) -> list[tuple[str, Any]]:
+        """What is queued now, up to `max_items`, without waiting."""
+        batch: list[tuple[str, Any]] = []
+        recv = self.socket.recv
+        while len(batch) < max_items:
+            try:
+                frame = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            # Frames come from this member's own actors: a malformed one is a bug, and
+            # EnvelopeError propagates (crash-only) rather than being skipped.
+            batch.append(unpack_envelope(frame))
+        return batch
+
+    def close(self) -> None:
+        self.socket.close()
+
+    def __enter__(self) -> Inbox:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class Outbox:
+    """PUSH sockets to other actors' inboxes, one per destination, made on first send.
+
+    Addresses come from the member's run dir (`Outbox(run_dir)`), or from an explicit
+    `addresses` map of name -> ZeroMQ address (tests, tools).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str] | None = None, *,
+                 addresses: Mapping[str, str] | None = None,
+                 ctx: zmq.Context[Any] | None = None, hwm_msgs: int = DEFAULT_HWM_MSGS,
+                 linger_ms: int = DEFAULT_LINGER_MS) -> None:
+        if (run_dir is None) == (addresses is None):
+            raise ValueError("give either run_dir or addresses")
+        assert hwm_msgs > 0, "every queue is bounded"
+        self._run_dir = run_dir
+        self._addresses = dict(addresses or {})
+        self._ctx = ctx or process_context()
+        self._hwm_msgs = hwm_msgs
+        self._linger_ms = linger_ms
+        self._sockets: dict[str, zmq.Socket[bytes]] = {}
+        self.sent: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+
+    def address_of(self, actor: str) -> str:
+        if self._run_dir is not None:
+            return actor_address(self._run_dir, actor)
+        return self._addresses[actor]
+
+    def socket(self, actor: str) -> zmq.Socket[bytes]:
+        sock = self._sockets.get(actor)
+        if sock is None:
+            address = self.address_of(actor)
+            sock = self._ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.SNDHWM, self._hwm_msgs)
+            sock.setsockopt(zmq.LINGER, self._linger_ms)
+            sock.connect(address)
+            self._sockets[actor] = sock
+        return sock
+
+    def send(self, actor: str, kind: str, payload: Any = None, *,
+             timeout_ms: int = 0) -> bool:
+        """Queue `[kind, payload]` for `actor`. False (and a drop counted) if its queue
+        stays full for `timeout_ms`; never waits longer."""
+        return self.send_frame(actor, pack_envelope(kind, payload), timeout_ms=timeout_ms)
+
+    def send_frame(self, actor: str, frame: bytes, *, timeout_ms: int = 0) -> bool:
+        """Send an already packed envelope (`pack_envelope`), e.g. one to fan out."""
+        sock = self.socket(actor)
+        if _send_within(sock, frame, timeout_ms):
+            self.sent[actor] += 1
+            return True
+        self.dropped[actor] += 1
+        return False
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+        self._sockets.clear()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _send_within(sock: zmq.Socket[bytes], frame: bytes, timeout_ms: int) -> bool:
+    if timeout_ms < 0:
+        raise ValueError(f"timeout_ms must be >= 0 (every wait is bounded), not {timeout_ms}")
+    try:
+        sock.send(frame, zmq.NOBLOCK)
+        return True
+    except zmq.Again:
+        pass
+    if timeout_ms and sock.poll(timeout_ms, zmq.POLLOUT):
+        try:
+            sock.send(frame, zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            pass
+    return False
+
+
+async def poll_in(async_socket: zmq.asyncio.Socket, timeout_ms: int) -> bool:
+    """Wait, without blocking the event loop, up to `timeout_ms` for a message."""
+    events: int = await async_socket.poll(timeout_ms, zmq.POLLIN)
+    return bool(events & zmq.POLLIN)
+
+
+class AsyncInbox:
+    """An `Inbox` whose wait runs on the asyncio loop (for the network actor).
+
+    Create it inside the running loop. The asyncio socket shadows the inbox's own
+    socket: it only waits; reading stays on the plain socket, without blocking.
+    """
+
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+        self._async_socket = zmq.asyncio.Socket.from_socket(inbox.socket)
+
+    @classmethod
+    def for_actor(cls, run_dir: str | os.PathLike[str], actor: str,
+                  **options: Any) -> AsyncInbox:
+        return cls(Inbox.for_actor(run_dir, actor, **options))
+
+    async def drain(self, max_items: int, timeout_ms: int) -> list[tuple[str, Any]]:
+        _check_wait(max_items, timeout_ms)
+        if not await poll_in(self._async_socket, timeout_ms):
+            return []
+        return self.inbox.take(max_items)
+
+    def close(self) -> None:
+        self._async_socket.close()  # unregisters it from the loop first
+        self.inbox.close()
