@@ -1,23 +1,28 @@
 """Where every socket of a member lives, derived from its run directory.
 
-Each actor of a member owns one inbox, a PULL socket bound on
+Each actor of a member (and its supervisor) owns one inbox, a PULL socket bound on
 
-    ipc://<run_dir>/<actor>.sock        e.g. ipc:///var/lib/petcd/run/raft.sock
+    ipc://<run_dir>/<name>.sock        e.g. ipc:///var/lib/petcd/run/raft.sock
 
-so any actor can reach any other knowing only the run directory and a name. The run
-directory is resolved (`os.path.realpath`) first, so "./run", "/srv/m1/run" and a
-symlink to it all name the same sockets.
+so any actor can reach any other knowing only the run directory and a name: "raft",
+"wal", "apply", "network", "supervisor" (`ENDPOINTS`), or any other short lowercase
+name (up to `MAX_NAME_CHARS`). The run directory is resolved (`os.path.realpath`)
+first, so "./run", "/srv/m1/run" and a symlink to it all name the same sockets.
 
 A Unix socket path is limited by `sockaddr_un.sun_path` (108 bytes on Linux, with the
-trailing NUL: 107 usable; 104 on the BSDs and macOS). When `<run_dir>/<actor>.sock`
-would be longer than `IPC_PATH_MAX_BYTES`, every socket of that member moves to
+trailing NUL: 107 usable; 104 on the BSDs and macOS). When `<run_dir>/<name>.sock`
+could be longer than `IPC_PATH_MAX_BYTES` for a name of `MAX_NAME_CHARS`, every socket
+of that member moves to
 
-    ipc:///tmp/petcd-<uid>-<sha256(run_dir)[:16]>/<actor>.sock
+    ipc:///tmp/petcd-<uid>-<sha256(run_dir)[:16]>/<name>.sock
 
 which is deterministic (same run dir, same user: same path), short (under 60 bytes),
-and distinct per run dir. Whoever binds creates that directory mode 0700 and refuses
-one owned by another user (`prepare_ipc_dir`), so a local user cannot pre-create it
-and read a member's traffic.
+and distinct per run dir. The decision depends on the run dir only, never on the name,
+so a member's sockets always sit together.
+
+Whoever binds creates the directory (mode 0700). In a world-writable parent such as
+/tmp it must be a real directory owned by us (`prepare_ipc_dir`): a local user cannot
+pre-create it and receive a member's traffic.
 
 Between members: the peer transport listens with ZeroMQ TCP on the host:port of the
 member's peer URL, `http://10.0.0.1:2380` -> `tcp://10.0.0.1:2380` (`peer_address`).
@@ -27,11 +32,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from urllib.parse import urlsplit
 
+ACTORS: tuple[str, ...] = ("raft", "wal", "apply", "network")
 # Every process of a member with an inbox: the four actors and their supervisor.
-ACTORS: tuple[str, ...] = ("raft", "wal", "apply", "network", "supervisor")
+ENDPOINTS: tuple[str, ...] = ACTORS + ("supervisor",)
+# Any short name may have an inbox (tools, tests); the longest one decides whether the
+# member's sockets fit in its run dir.
+MAX_NAME_CHARS = 16
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,%d}" % (MAX_NAME_CHARS - 1))
 
 # 108 bytes of sun_path minus the NUL terminator. Kept at Linux's value; a member on a
 # BSD with a run dir between 104 and 107 bytes long would need the fallback sooner.
@@ -46,9 +57,10 @@ def _resolved(run_dir: str | os.PathLike[str]) -> str:
     return os.path.realpath(os.fspath(run_dir))
 
 
-def _check_actor(actor: str) -> None:
-    if actor not in ACTORS:
-        raise ValueError(f"unknown actor {actor!r}: expected one of {', '.join(ACTORS)}")
+def _check_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"inbox name {name!r} is not 1 to {MAX_NAME_CHARS} lowercase "
+                         f"letters, digits or _ (known: {', '.join(ENDPOINTS)})")
 
 
 def fallback_dir(run_dir: str | os.PathLike[str]) -> str:
@@ -58,24 +70,24 @@ def fallback_dir(run_dir: str | os.PathLike[str]) -> str:
 
 
 def socket_dir(run_dir: str | os.PathLike[str]) -> str:
-    """The directory holding the member's inbox sockets: the run dir if every socket
-    path fits in `IPC_PATH_MAX_BYTES`, else `fallback_dir(run_dir)`."""
+    """The directory holding the member's inbox sockets: the run dir if a socket with
+    the longest allowed name fits in `IPC_PATH_MAX_BYTES`, else `fallback_dir`."""
     resolved = _resolved(run_dir)
-    longest = max(len(os.fsencode(os.path.join(resolved, f"{a}.sock"))) for a in ACTORS)
-    # The decision is per member, not per actor, so all its sockets sit together.
-    return resolved if longest <= IPC_PATH_MAX_BYTES else fallback_dir(resolved)
+    longest = os.path.join(resolved, "x" * MAX_NAME_CHARS + ".sock")
+    return resolved if len(os.fsencode(longest)) <= IPC_PATH_MAX_BYTES else \
+        fallback_dir(resolved)
 
 
 def actor_address(run_dir: str | os.PathLike[str], actor: str) -> str:
-    """`ipc://...` address of `actor`'s inbox in the member whose run dir is `run_dir`."""
-    _check_actor(actor)
+    """`ipc://...` address of the inbox named `actor` of the member at `run_dir`."""
+    _check_name(actor)
     path = os.path.join(socket_dir(run_dir), f"{actor}.sock")
     assert len(os.fsencode(path)) <= IPC_PATH_MAX_BYTES, path
     return _IPC + path
 
 
 def actor_addresses(run_dir: str | os.PathLike[str]) -> dict[str, str]:
-    return {actor: actor_address(run_dir, actor) for actor in ACTORS}
+    return {name: actor_address(run_dir, name) for name in ENDPOINTS}
 
 
 def ipc_path(address: str) -> str | None:
@@ -90,22 +102,22 @@ def ipc_path(address: str) -> str | None:
 def prepare_ipc_dir(address: str) -> None:
     """Make sure the directory of an `ipc://` address exists before binding on it.
 
-    A fallback directory under /tmp is created mode 0700 and must belong to us: a
-    directory someone else created there first is refused rather than used.
+    Created mode 0700. In a world-writable parent (/tmp) the directory must be a real
+    directory owned by us: one that someone else created there first is refused.
     """
     path = ipc_path(address)
     if path is None:
         return
     directory = os.path.dirname(path)
-    private = os.path.dirname(directory) == FALLBACK_ROOT
-    os.makedirs(directory, mode=0o700 if private else 0o777, exist_ok=True)
-    if private:
-        info = os.lstat(directory)
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-            raise PermissionError(f"{directory} is not a directory owned by uid "
-                                  f"{os.getuid()}; refusing to put member sockets there")
-        if stat.S_IMODE(info.st_mode) & 0o077:
-            os.chmod(directory, 0o700)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    if not os.stat(os.path.dirname(directory)).st_mode & stat.S_IWOTH:
+        return
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise PermissionError(f"{directory} is not a directory owned by uid "
+                              f"{os.getuid()}; refusing to put member sockets there")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(directory, 0o700)
 
 
 def peer_address(peer_url: str) -> str:

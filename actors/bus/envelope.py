@@ -27,7 +27,8 @@ _packer = msgpack.Packer(use_bin_type=True)  # reused: one per process, one thre
 
 
 def pack_envelope(kind: str, payload: Any = None) -> bytes:
-    if type(kind) is not str or not kind:
+    """One frame for `[kind, payload]`. A `str` enum member is packed as its value."""
+    if not isinstance(kind, str) or not kind:
         raise EnvelopeError(f"envelope kind must be a non-empty str, not {kind!r}")
     frame: bytes = _packer.pack((kind, payload))
     return frame
