@@ -1,0 +1,253 @@
+"""The raft actor: a thin loop around RaftCore that never touches the disk.
+
+It ticks the core every --heartbeat-interval, steps what arrives (peer messages,
+proposals, reads, persistence and apply acknowledgements), and routes each Ready:
+
+    send_now        -> network (SEND), at once: a leader's appends precede its fsync
+    hard state, entries, snapshot, after_persist
+                    -> wal (SAVE seq); after_persist waits here until PERSISTED >= seq,
+                       then self-addressed messages are stepped back, the rest sent
+    snapshot_to_apply, committed -> apply (APPLY_SNAPSHOT, APPLY), in log order
+    read_states     -> network (READ_STATES)
+
+Every --snapshot-count entries the apply actor has made durable, the in-memory log is
+compacted (keeping --snapshot-catchup-entries) and the WAL told to write a snapshot
+marker and release segments below it.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from petcd.actors.bus import codec
+from petcd.actors.bus.sockets import Inbox, Outbox, process_context
+from petcd.actors.protocol import SUPERVISOR, Kind
+from petcd.nodes.logs import configure
+from petcd.nodes.member import MemberContext
+
+from .core import RaftConfig, RaftCore
+from .types import Message, PersistedState, ProposalDropped, Ready, SoftState
+
+START_TIMEOUT_S = 300.0  # replaying a large WAL or opening a large store takes a while
+STATUS_EVERY_S = 0.1
+MAX_BATCH_MSGS = 4096
+
+
+class Stop(Exception):
+    """A send inside the member failed: crash-only, the supervisor restarts us."""
+
+
+class RaftActor:
+    def __init__(self, ctx: MemberContext, inbox: Inbox, outbox: Outbox, log: Any,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ctx = ctx
+        self.inbox, self.outbox, self.log, self.clock = inbox, outbox, log, clock
+        s = ctx.settings
+        self.tick_s = s.heartbeat_interval_ms / 1000
+        self.config = RaftConfig(ctx.member_id,
+                                 election_ticks=max(2, s.election_timeout_ms // s.heartbeat_interval_ms))
+        self.core: RaftCore | None = None
+        self.seq = 0
+        self.waiting: deque[tuple[int, tuple[Message, ...]]] = deque()  # (seq, after_persist)
+        self.sm_applied = 0  # what the apply actor has made durable
+        self.snapshot_index = 0
+        self.soft = SoftState()
+        self.status_at = 0.0
+        self.stopping = False
+        self._handlers = {
+            Kind.PEER: self._on_peer, Kind.PROPOSE: self._on_propose,
+            Kind.READ_INDEX: self._on_read_index, Kind.PERSISTED: self._on_persisted,
+            Kind.APPLIED: self._on_applied, Kind.TRANSFER: self._on_transfer,
+            Kind.SNAPSHOT_STATUS: self._on_snapshot_status,
+        }
+
+    # -- start-up ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Wait (bounded) for the WAL's state and the state machine's applied index."""
+        state: PersistedState | None = None
+        applied: int | None = None
+        deadline = self.clock() + START_TIMEOUT_S
+        while state is None or applied is None:
+            if self.stopping or self.clock() > deadline:
+                raise Stop("no state from the wal and apply actors")
+            for kind, payload in self.inbox.drain(MAX_BATCH_MSGS, 100):
+                if kind == Kind.STATE:
+                    state = codec.persisted_state_from_wire(payload[0])
+                elif kind == Kind.APPLIED:
+                    applied = payload[0]
+        last = (state.snapshot.meta.index if state.snapshot else 0) + len(state.entries)
+        # The store may be ahead of the log (a snapshot's db carries later entries):
+        # the core hands those out again and the apply actor skips them.
+        self.sm_applied = applied
+        self.snapshot_index = state.snapshot.meta.index if state.snapshot else 0
+        rng = random.Random(self.ctx.member_id ^ time.time_ns())
+        self.core = RaftCore(self.config, rng, state, applied=min(applied, last))
+        self.log.info("raft started", term=state.hard_state.term, commit=self.core.log.committed,
+                      last_index=last, applied=applied, voters=sorted(self.core.conf.voters))
+        self._send(SUPERVISOR, Kind.READY, "raft")
+
+    # -- the loop --------------------------------------------------------------------
+
+    def run(self) -> None:
+        next_tick = self.clock() + self.tick_s
+        while not self.stopping:
+            wait_ms = max(0, min(100, int((next_tick - self.clock()) * 1000)))
+            for kind, payload in self.inbox.drain(MAX_BATCH_MSGS, wait_ms):
+                handler = self._handlers.get(kind)
+                if handler is not None:
+                    handler(payload)
+            now = self.clock()
+            if now >= next_tick:
+                self.core.tick()  # type: ignore[union-attr]
+                # One tick per interval; after a stall, do not replay missed ticks in a burst.
+                next_tick = max(next_tick + self.tick_s, now)
+            self._flush()
+            if now - self.status_at >= STATUS_EVERY_S:
+                self._send_status()
+
+    def _flush(self) -> None:
+        core = self.core
+        assert core is not None
+        sends: list[Message] = []
+        while core.has_ready():
+            rd = core.ready()
+            sends.extend(rd.send_now)
+            self._route(rd)
+            core.advance(rd)
+        if sends:
+            self._send("network", Kind.SEND, codec.messages_to_wire(sends))
+
+    def _route(self, rd: Ready) -> None:
+        if rd.must_persist() or rd.after_persist:
+            self.seq += 1
+            self._send("wal", Kind.SAVE, [
+                self.seq,
+                codec.hard_state_to_wire(rd.hard_state) if rd.hard_state else None,
+                codec.entries_to_wire(rd.entries),
+                codec.snapshot_meta_to_wire(rd.snapshot.meta) if rd.snapshot else None])
+            self.waiting.append((self.seq, rd.after_persist))
+        if rd.snapshot_to_apply:
+            self._send("apply", Kind.APPLY_SNAPSHOT,
+                       codec.snapshot_meta_to_wire(rd.snapshot_to_apply.meta))
+        if rd.committed:
+            self._send("apply", Kind.APPLY, codec.entries_to_wire(rd.committed))
+        if rd.read_states:
+            self._send("network", Kind.READ_STATES,
+                       [codec.read_state_to_wire(r) for r in rd.read_states])
+        if rd.soft_state != self.soft:
+            if rd.soft_state.leader != self.soft.leader:
+                self.log.info("leader changed", leader=f"{rd.soft_state.leader:x}",
+                              term=rd.soft_state.term, role=rd.soft_state.role.name)
+            self.soft = rd.soft_state
+            self.status_at = 0.0  # tell the network actor now
+
+    # -- handlers --------------------------------------------------------------------
+
+    def _on_peer(self, payload: Any) -> None:
+        for m in codec.messages_from_wire(payload):
+            if m.dst == self.ctx.member_id:
+                self.core.step(m)  # type: ignore[union-attr]
+
+    def _on_propose(self, payload: Any) -> None:
+        dropped = []
+        for request_id, data in payload:
+            try:
+                self.core.propose(data)  # type: ignore[union-attr]
+            except ProposalDropped as err:
+                dropped.append([request_id, str(err)])
+        if dropped:
+            self._send("network", Kind.DROPPED, dropped)
+
+    def _on_read_index(self, payload: Any) -> None:
+        dropped = []
+        for context in payload:
+            try:
+                self.core.read_index(context)  # type: ignore[union-attr]
+            except ProposalDropped as err:
+                dropped.append([context, str(err)])
+        if dropped:
+            self._send("network", Kind.DROPPED, dropped)
+
+    def _on_persisted(self, seq: int) -> None:
+        core = self.core
+        assert core is not None
+        out: list[Message] = []
+        while self.waiting and self.waiting[0][0] <= seq:
+            for m in self.waiting.popleft()[1]:
+                if m.dst == self.ctx.member_id:
+                    core.step(m)
+                else:
+                    out.append(m)
+        if out:
+            self._send("network", Kind.SEND, codec.messages_to_wire(out))
+
+    def _on_applied(self, payload: Any) -> None:
+        self.sm_applied = max(self.sm_applied, payload[0])
+        self._maybe_snapshot()
+
+    def _on_transfer(self, target: int) -> None:
+        try:
+            self.core.transfer_leader(target)  # type: ignore[union-attr]
+        except ProposalDropped as err:
+            self.log.warning("leader transfer refused", target=f"{target:x}", reason=str(err))
+
+    def _on_snapshot_status(self, payload: Any) -> None:
+        self.core.report_snapshot(payload[0], bool(payload[1]))  # type: ignore[union-attr]
+
+    def _maybe_snapshot(self) -> None:
+        core = self.core
+        assert core is not None
+        s = self.ctx.settings
+        index = min(self.sm_applied, core.log.applied, core.log.persisted)
+        if index - self.snapshot_index < s.snapshot_count:
+            return
+        snap = core.compact(index, b"", s.snapshot_catchup_entries)
+        self.snapshot_index = index
+        self._send("wal", Kind.SAVE_SNAPSHOT, codec.snapshot_meta_to_wire(snap.meta))
+        self.log.info("snapshot", index=index, term=snap.meta.term,
+                      kept_from=core.log.first_index)
+
+    def _send_status(self) -> None:
+        core = self.core
+        assert core is not None
+        self.status_at = self.clock()
+        self._send("network", Kind.STATUS, [
+            int(core.role), core.term, core.lead, core.log.committed, core.log.last_index,
+            self.sm_applied, sorted(core.conf.voters), sorted(core.conf.learners)])
+
+    def _send(self, actor: str, kind: Kind, payload: Any) -> None:
+        if not self.outbox.send(actor, kind.value, payload, timeout_ms=1000):
+            raise Stop(f"the {actor} actor is not reading its inbox")
+
+
+def run(ctx: MemberContext) -> int:
+    """Process entry point (spawned by the supervisor)."""
+    s = ctx.settings
+    log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, "raft")
+    process_context()
+    inbox = Inbox.for_actor(ctx.run_dir, "raft")
+    outbox = Outbox(ctx.run_dir)
+    actor = RaftActor(ctx, inbox, outbox, log)
+
+    def stop(signum: int, frame: object) -> None:
+        actor.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
+    try:
+        actor.start()
+        actor.run()
+    except Stop as err:
+        log.error("raft actor stopping", reason=str(err))
+        return 1
+    finally:
+        inbox.close()
+        outbox.close()
+    log.info("raft actor stopped")
+    return 0

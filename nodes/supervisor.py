@@ -1,0 +1,147 @@
+"""The supervisor: starts a member's four actor processes, watches them, stops them.
+
+Crash-only: if any actor dies, the others are stopped and the member exits non-zero
+with a log line naming the actor and its exit status (launch scripts and systemd
+restart it; recovery is from the WAL and the store). SIGTERM/SIGINT stop every actor
+cleanly (in-flight fsyncs finish, LMDB is closed) and the member exits 0.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import multiprocessing
+import signal
+import sys
+import time
+from typing import Any
+
+import psutil
+
+from petcd.actors.bus.sockets import Inbox, process_context
+from petcd.actors.protocol import ACTORS, SUPERVISOR, Kind
+
+from . import ids
+from .logs import configure
+from .member import MemberContext
+
+START_TIMEOUT_S = 300.0
+STOP_TIMEOUT_S = 10.0
+WATCH_INTERVAL_S = 0.1
+EXIT_BAD_CONFIG = 2
+_PR_SET_PDEATHSIG = 1
+
+
+def _actor_main(name: str, ctx: MemberContext) -> None:
+    """Body of an actor process: die with the supervisor, then run the actor."""
+    try:  # Linux: never outlive the supervisor (it may be SIGKILLed)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+    module = importlib.import_module(f"petcd.actors.{name}.actor")
+    sys.exit(module.run(ctx))
+
+
+class Supervisor:
+    def __init__(self, ctx: MemberContext) -> None:
+        s = ctx.settings
+        self.ctx = ctx
+        self.log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, SUPERVISOR)
+        self.procs: dict[str, multiprocessing.process.BaseProcess] = {}
+        self.stopping = False
+
+    def run(self) -> int:
+        self._prepare_dirs()
+        process_context()
+        with Inbox.for_actor(self.ctx.run_dir, SUPERVISOR) as inbox:
+            spawn = multiprocessing.get_context("spawn")
+            for name in ACTORS:
+                proc = spawn.Process(target=_actor_main, args=(name, self.ctx),
+                                     name=f"petcd-{name}", daemon=False)
+                proc.start()
+                self.procs[name] = proc
+            status = self._await_ready(inbox)
+            if status is None:
+                status = self._watch()
+        return status
+
+    def _prepare_dirs(self) -> None:
+        for path in (self.ctx.wal_dir, self.ctx.snap_dir):
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.ctx.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _await_ready(self, inbox: Inbox) -> int | None:
+        """None once every actor is ready; an exit status if start-up failed."""
+        pending = set(ACTORS)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while pending:
+            for kind, payload in inbox.drain(16, 100):
+                if kind == Kind.READY:
+                    pending.discard(payload)
+            died = self._dead_actor()
+            if died is not None or self.stopping:
+                return self._stop_all(died)
+            if time.monotonic() > deadline:
+                self.log.error("actors did not start in time", waiting=sorted(pending))
+                return self._stop_all(None, status=1)
+        s = self.ctx.settings
+        self.log.info("ready to serve client requests",
+                      client_urls=[str(u) for u in s.advertise_client_urls],
+                      cluster_id=ids.format_id(self.ctx.cluster_id),
+                      pids={n: p.pid for n, p in self.procs.items()})
+        return None
+
+    def _watch(self) -> int:
+        while not self.stopping:
+            died = self._dead_actor()
+            if died is not None:
+                return self._stop_all(died)
+            time.sleep(WATCH_INTERVAL_S)
+        return self._stop_all(None)
+
+    def _dead_actor(self) -> str | None:
+        for name, proc in self.procs.items():
+            if not psutil.pid_exists(proc.pid or 0) or not proc.is_alive():
+                return name
+        return None
+
+    def _stop_all(self, died: str | None, status: int | None = None) -> int:
+        if died is not None:
+            code = self.procs[died].exitcode
+            self.log.error("actor exited; stopping the member", actor=died, exit_status=code)
+            status = EXIT_BAD_CONFIG if code == EXIT_BAD_CONFIG else 1
+        for proc in self.procs.values():
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: finish the batch, close files
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for name, proc in self.procs.items():
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                self.log.error("actor did not stop in time; killing it", actor=name)
+                proc.kill()
+                proc.join(1.0)
+        if status is None:
+            self.log.info("member stopped")
+            return 0
+        return status
+
+
+def run_member(ctx: MemberContext) -> int:
+    supervisor = Supervisor(ctx)
+
+    def stop(signum: int, frame: Any) -> None:
+        supervisor.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return supervisor.run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from petcd.config import load_or_exit
+    settings = load_or_exit(argv)
+    sys.exit(run_member(MemberContext.from_settings(settings)))
+
+
+if __name__ == "__main__":
+    main()
