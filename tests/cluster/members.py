@@ -1,0 +1,219 @@
+"""Real petcd members for tests: processes on loopback ports, talked to over HTTP.
+
+Each member is the real `petcd` console script in its own process group, with its own
+data dir under the test's tmp dir and free ports. The helpers speak etcd's JSON
+gateway (base64 keys and values) the way a user's curl would. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PETCD = str(Path(sys.executable).parent / "petcd")
+HEARTBEAT_MS = 50
+ELECTION_MS = 500
+
+
+def b64(text: str | bytes) -> str:
+    raw = text.encode() if isinstance(text, str) else text
+    return base64.b64encode(raw).decode()
+
+
+def unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+def free_ports(count: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status, self.body = status, body
+
+
+@dataclass
+class Member:
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    log_path: Path
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def start(self, initial_cluster: str, token: str) -> None:
+        args = [PETCD, "--name", self.name, "--data-dir", str(self.data_dir),
+                "--listen-client-urls", self.client_url,
+                "--advertise-client-urls", self.client_url,
+                "--listen-peer-urls", self.peer_url,
+                "--initial-advertise-peer-urls", self.peer_url,
+                "--initial-cluster", initial_cluster, "--initial-cluster-token", token,
+                "--heartbeat-interval", str(HEARTBEAT_MS),
+                "--election-timeout", str(ELECTION_MS), *self.extra_args]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, env={**os.environ, **self.env})
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole member (supervisor and every actor) at once."""
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+
+    def stop(self, timeout_s: float = 15.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def actor_pids(self) -> dict[str, int]:
+        """The pids of the actor processes, from the supervisor's last "ready" line."""
+        pids: dict[str, int] = {}
+        for line in self.log_text().splitlines():
+            if '"ready to serve client requests"' in line:
+                pids = json.loads(line)["pids"]
+        return pids
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- etcd's JSON gateway -------------------------------------------------------
+
+    def call(self, path: str, body: dict[str, Any] | bytes, timeout_s: float = 10.0) -> dict:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        req = urllib.request.Request(self.client_url + path, data=data,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as err:
+            raise HttpError(err.code, json.loads(err.read() or b"{}")) from None
+
+    def get_json(self, path: str) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(self.client_url + path, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def put(self, key: str, value: str) -> dict:
+        return self.call("/v3/kv/put", {"key": b64(key), "value": b64(value)})
+
+    def get(self, key: str, serializable: bool = False) -> str | None:
+        resp = self.call("/v3/kv/range", {"key": b64(key), "serializable": serializable})
+        kvs = resp.get("kvs", [])
+        return unb64(kvs[0].get("value", "")) if kvs else None
+
+    def count(self, prefix: str, serializable: bool = False) -> int:
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        resp = self.call("/v3/kv/range", {"key": b64(prefix), "range_end": b64(end),
+                                          "count_only": True, "serializable": serializable})
+        return int(resp.get("count", "0"))
+
+    def status(self) -> dict:
+        return self.call("/v3/maintenance/status", {}, timeout_s=2)
+
+
+class Cluster:
+    def __init__(self, root: Path, size: int, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        ports = free_ports(2 * size)
+        self.token = f"test-{os.getpid()}-{root.name}"
+        self.members = [
+            Member(f"m{i + 1}", ports[2 * i], ports[2 * i + 1], root / f"m{i + 1}.petcd",
+                   root / f"m{i + 1}.log", list(extra_args or []), dict(env or {}))
+            for i in range(size)]
+        self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+
+    def start(self, member: Member | None = None) -> None:
+        for m in [member] if member else self.members:
+            m.start(self.initial_cluster, self.token)
+
+    def stop(self) -> None:
+        for m in self.members:
+            if m.alive:
+                try:
+                    m.stop()
+                except subprocess.TimeoutExpired:
+                    pass
+
+    def leader(self) -> Member | None:
+        """The member every live member agrees leads, if any."""
+        ids = set()
+        by_id = {}
+        for m in self.members:
+            if not m.alive:
+                continue
+            try:
+                s = m.status()
+            except (OSError, HttpError):
+                return None
+            ids.add(s.get("leader"))
+            by_id[s["header"]["member_id"]] = m
+        if len(ids) != 1:
+            return None
+        return by_id.get(ids.pop())
+
+    def wait_leader(self, timeout_s: float = 30.0) -> Member:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            if leader is not None:
+                return leader
+            time.sleep(0.05)
+        logs = "\n".join(f"--- {m.name}\n{m.log_text()[-3000:]}" for m in self.members)
+        raise AssertionError(f"no leader within {timeout_s}s\n{logs}")
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except (OSError, HttpError):
+            pass
+        time.sleep(interval_s)
+    return False
