@@ -208,6 +208,8 @@ class RaftActor:
         if index - self.snapshot_index < s.snapshot_count:
             return
         snap = core.compact(index, b"", s.snapshot_catchup_entries)
+        if snap is None:  # a received snapshot is newer: nothing to do
+            return
         self.snapshot_index = index
         self._send("wal", Kind.SAVE_SNAPSHOT, codec.snapshot_meta_to_wire(snap.meta))
         self.log.info("snapshot", index=index, term=snap.meta.term,

@@ -155,14 +155,16 @@ class RaftCore:
         pr.become_probe()
         pr.probe_sent = True  # wait for a heartbeat response before probing again
 
-    def compact(self, index: int, data: bytes, keep_entries: int) -> Snapshot:
+    def compact(self, index: int, data: bytes, keep_entries: int) -> Snapshot | None:
         """The state machine was snapshotted at `index` (<= applied): keep the snapshot
-        for lagging followers and drop log entries up to `index - keep_entries`."""
+        for lagging followers and drop log entries up to `index - keep_entries`.
+        None if that snapshot would not be newer than the one we hold."""
         meta = SnapshotMeta(index, self.log.term(index) or 0, self._conf_at(index))
-        self.log.compact(index, meta, data, keep_entries)
+        if not self.log.compact(index, meta, data, keep_entries):
+            return None
         self._conf_history = [(i, c) for i, c in self._conf_history if i >= index] or \
             [(index, meta.conf)]
-        return self.log.snapshot  # type: ignore[return-value]
+        return self.log.snapshot
 
     # -- output ------------------------------------------------------------------
 

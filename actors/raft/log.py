@@ -87,11 +87,12 @@ class RaftLog:
         return tuple(chunk)
 
     def find_conflict_by_term(self, index: int, term: int) -> int:
-        """The largest index <= `index` whose term is <= `term` (for rejection hints)."""
-        while index > self.offset:
+        """The largest index <= `index` whose term is <= `term` (for rejection hints);
+        below the compaction point the term is unknown, so that index may match too."""
+        while index >= self.offset:
             t = self.term(index)
             if t is not None and t <= term:
-                break
+                return index
             index -= 1
         return index
 
@@ -140,8 +141,11 @@ class RaftLog:
         self.unstable_snapshot = snapshot
         self.persisting_snapshot = self.snapshot_to_apply = None
 
-    def compact(self, index: int, snapshot_meta: SnapshotMeta, data: bytes, keep: int) -> None:
-        """Record a snapshot at `index` and drop entries up to `index - keep`."""
+    def compact(self, index: int, snapshot_meta: SnapshotMeta, data: bytes, keep: int) -> bool:
+        """Record a snapshot at `index` and drop entries up to `index - keep`; False (and
+        nothing changes) if we already hold a snapshot at or beyond `index`."""
+        if self.snapshot is not None and index <= self.snapshot.meta.index or index < self.offset:
+            return False
         assert index <= self.applied and index <= self.persisted, "snapshot of unapplied state"
         self.snapshot = Snapshot(snapshot_meta, data)
         drop_to = max(self.offset, index - keep)
@@ -149,6 +153,7 @@ class RaftLog:
         assert term is not None
         del self.entries[:drop_to - self.offset]
         self.offset, self.offset_term = drop_to, term
+        return True
 
     # -- handing out and acknowledging ---------------------------------------------
 

@@ -165,7 +165,8 @@ class SimNode:
         applied = min(self.sm.applied, core.log.applied)
         if applied - core.log.offset >= threshold and applied <= core.log.persisted:
             snap = core.compact(applied, self.sm.encode(), keep)
-            self.disk.compact(snap)
+            if snap is not None:
+                self.disk.compact(snap)
 
 
 @dataclass(order=True)

@@ -231,10 +231,6 @@ def test_5_3_find_conflict_by_term_in_a_compacted_log(index, term, want):
     assert log.find_conflict_by_term(index, term) == want
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "find_conflict_by_term stops at the compaction point even when the snapshot's term "
-    "is greater than `term`, so it returns an index whose term is > term (etcd returns "
-    "offset - 1 here); costs the leader one extra probe round trip"))
 @pytest.mark.parametrize(("index", "term"), [(14, 2), (10, 2)])
 def test_5_3_find_conflict_by_term_never_returns_an_index_with_a_larger_term(index, term):
     log = make_log(3, 3, 4, 4, 4, snapshot=snap(10, 3))
@@ -497,11 +493,6 @@ def test_compact_of_unapplied_or_non_durable_entries_is_refused(applied, persist
     assert log.offset == 0 and log.snapshot is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "compact accepts an index behind the current snapshot and replaces the newer "
-    "snapshot with an older one (etcd's MemoryStorage.CreateSnapshot refuses with "
-    "ErrSnapOutOfDate); a leader would then send lagging peers a snapshot older than "
-    "its first entry, and they could never catch up"))
 def test_compact_never_replaces_a_snapshot_with_an_older_one():
     newer = snap(10, 3)
     log = make_log(3, 3, snapshot=newer, commit=12)
