@@ -1,0 +1,138 @@
+"""What the WAL actor does before its loop: make sure a WAL exists, check it is ours,
+open it at the newest usable snapshot, and say what it holds.
+
+First start (no WAL in ctx.wal_dir), as etcd's wal.Create does:
+
+    <wal_dir>.tmp/  Wal.create, metadata = msgpack [member_id, cluster_id]
+                    "new" cluster: + bootstrap entries and hard state, fsynced
+                    "existing" cluster: nothing more (a joining member starts empty)
+    rename <wal_dir>.tmp -> <wal_dir>, fsync the parent directory
+
+so a crash mid-bootstrap leaves only the .tmp directory, which the next start throws
+away: a WAL directory is either absent or holds the whole bootstrap state. Every start
+then opens the WAL the same way (snapshot order from storage/snap.py), so a new
+member's STATE and a restarted member's STATE come from the same reading of the disk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from petcd.actors.raft.bootstrap import bootstrap
+from petcd.actors.raft.types import PersistedState, Snapshot, SnapshotMeta
+from petcd.nodes.ids import format_id
+from petcd.nodes.member import MemberContext
+from petcd.storage.snap import SnapStore
+from petcd.storage.wal import TailRepair, Wal, read_valid_snapshots, wal_exists
+from petcd.storage.wal.segment import fsync_dir
+
+EXIT_STORAGE = 1  # the WAL cannot be read or written: corrupt, locked, failed fsync
+EXIT_WRONG_MEMBER = 2  # the data dir belongs to another member or cluster
+
+TEMP_SUFFIX = ".tmp"
+
+
+class StartupError(Exception):
+    """The actor must not start; `status` is the process exit status to use."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    wal: Wal
+    state: PersistedState  # what raft restores from (snapshot data is b"": only the meta)
+    metadata: bytes
+    created: bool  # this start created the WAL
+    repair: TailRepair | None  # a torn tail dropped by this open
+
+
+def encode_metadata(member_id: int, cluster_id: int) -> bytes:
+    data: bytes = msgpack.packb([member_id, cluster_id])
+    return data
+
+
+def decode_metadata(metadata: bytes) -> tuple[int, int]:
+    """(member_id, cluster_id) of WAL metadata; ValueError if it is not ours."""
+    try:
+        obj: Any = msgpack.unpackb(metadata)
+    except (ValueError, TypeError, msgpack.exceptions.UnpackException) as err:
+        raise ValueError(f"WAL metadata is not msgpack: {err}") from err
+    if (type(obj) is not list or len(obj) != 2
+            or not all(type(value) is int for value in obj)):
+        raise ValueError(f"WAL metadata is not [member_id, cluster_id]: {obj!r}")
+    return obj[0], obj[1]
+
+
+def bootstrap_state(ctx: MemberContext) -> PersistedState:
+    """The founding log of a new cluster; each ADD_VOTER carries msgpack [name, urls]."""
+    contexts = {peer.member_id: msgpack.packb([peer.name, list(peer.peer_urls)])
+                for peer in ctx.initial_peers}
+    return bootstrap([peer.member_id for peer in ctx.initial_peers], contexts)
+
+
+def open_wal(ctx: MemberContext, segment_size_bytes: int) -> Opened:
+    """Create the WAL if there is none, then open it. Raises StartupError or
+    storage errors (WalError, WalCorruptError, OSError) for the caller to report."""
+    created = False
+    if not wal_exists(ctx.wal_dir):
+        _create(ctx, segment_size_bytes)
+        created = True
+    snapshot = SnapStore(ctx.snap_dir).load_latest(among=read_valid_snapshots(ctx.wal_dir))
+    wal, contents = Wal.open(ctx.wal_dir, snapshot, segment_size_bytes=segment_size_bytes)
+    try:
+        check_identity(ctx, contents.metadata)
+    except BaseException:
+        wal.close()
+        raise
+    state = PersistedState(contents.hard_state, _snapshot_of(snapshot), contents.entries)
+    return Opened(wal, state, contents.metadata, created, contents.repair)
+
+
+def check_identity(ctx: MemberContext, metadata: bytes) -> None:
+    expected = f"member {format_id(ctx.member_id)} of cluster {format_id(ctx.cluster_id)}"
+    try:
+        member_id, cluster_id = decode_metadata(metadata)
+    except ValueError as err:
+        raise StartupError(EXIT_WRONG_MEMBER,
+                           f"data dir {ctx.wal_dir} does not hold a petcd WAL of this "
+                           f"member ({err}); expected {expected}") from None
+    if (member_id, cluster_id) != (ctx.member_id, ctx.cluster_id):
+        raise StartupError(EXIT_WRONG_MEMBER,
+                           f"data dir {ctx.wal_dir} belongs to member {format_id(member_id)} "
+                           f"of cluster {format_id(cluster_id)}; expected {expected}")
+
+
+def _snapshot_of(meta: SnapshotMeta | None) -> Snapshot | None:
+    # The state machine's data is the apply actor's LMDB file; raft only needs the meta.
+    return None if meta is None else Snapshot(meta, b"")
+
+
+def _create(ctx: MemberContext, segment_size_bytes: int) -> None:
+    wal_dir = Path(ctx.wal_dir)
+    temp_dir = wal_dir.with_name(wal_dir.name + TEMP_SUFFIX)
+    if temp_dir.exists():
+        shutil.rmtree(temp_dir)  # a bootstrap that crashed before its rename
+    metadata = encode_metadata(ctx.member_id, ctx.cluster_id)
+    with Wal.create(temp_dir, metadata, segment_size_bytes=segment_size_bytes) as wal:
+        if ctx.settings.initial_cluster_state == "new":
+            state = bootstrap_state(ctx)
+            wal.append(state.hard_state, state.entries)
+        wal.sync()
+    if wal_dir.exists():
+        # An empty directory (made by an operator for --wal-dir, or left by an earlier
+        # crash) is replaced; one with anything in it is not ours to remove.
+        if any(wal_dir.iterdir()):
+            raise StartupError(EXIT_STORAGE, f"{wal_dir} holds files but no WAL segment; "
+                                             "move them away or choose another --wal-dir")
+        wal_dir.rmdir()
+    os.rename(temp_dir, wal_dir)
+    fsync_dir(wal_dir.parent)
