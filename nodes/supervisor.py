@@ -108,7 +108,7 @@ class Supervisor:
     def _stop_all(self, died: str | None, status: int | None = None) -> int:
         if died is not None:
             code = self.procs[died].exitcode
-            self.log.error("actor exited; stopping the member", actor=died, exit_status=code)
+            self.log.error("actor exited; stopping the member", failed_actor=died, exit_status=code)
             status = EXIT_BAD_CONFIG if code == EXIT_BAD_CONFIG else 1
         for proc in self.procs.values():
             if proc.is_alive():
@@ -117,7 +117,7 @@ class Supervisor:
         for name, proc in self.procs.items():
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
-                self.log.error("actor did not stop in time; killing it", actor=name)
+                self.log.error("actor did not stop in time; killing it", failed_actor=name)
                 proc.kill()
                 proc.join(1.0)
         if status is None:

@@ -1,0 +1,123 @@
+"""Real petcd members on loopback: what a user checks with curl after starting them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from .members import PETCD, Cluster, HttpError, b64, wait_until
+
+
+@pytest.fixture
+def one(tmp_path):
+    c = Cluster(tmp_path, 1)
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def three(tmp_path):
+    c = Cluster(tmp_path, 3)
+    c.start()
+    yield c
+    c.stop()
+
+
+def test_single_member_put_get_delete_and_restart(one):
+    m = one.wait_leader()
+    put = m.put("foo", "bar")
+    assert int(put["header"]["revision"]) >= 2
+    assert m.get("foo") == "bar"
+    assert m.get("foo", serializable=True) == "bar"
+    deleted = m.call("/v3/kv/deleterange", {"key": b64("foo"), "prev_kv": True})
+    assert deleted["deleted"] == "1" and deleted["prev_kvs"][0]["value"] == b64("bar")
+    assert m.get("foo") is None
+    m.put("foo", "again")
+    revision = int(m.status()["header"]["revision"])
+    assert m.stop() == 0  # SIGTERM: clean shutdown
+    assert '"member stopped"' in m.log_text()
+    one.start(m)
+    one.wait_leader()
+    assert m.get("foo") == "again"
+    assert int(m.status()["header"]["revision"]) == revision  # same data, same history
+
+
+def test_three_members_write_to_any_read_from_any(three):
+    three.wait_leader()
+    for n, m in enumerate(three.members):
+        m.put(f"key{n}", f"from {m.name}")
+    for m in three.members:  # linearizable reads see every acknowledged write, everywhere
+        assert [m.get(f"key{n}") for n in range(3)] == [f"from {x.name}" for x in three.members]
+    statuses = [m.status() for m in three.members]
+    assert len({s["leader"] for s in statuses}) == 1
+    assert len({s["header"]["cluster_id"] for s in statuses}) == 1
+    assert len({s["header"]["member_id"] for s in statuses}) == 3
+
+
+def test_member_list_and_health(three):
+    leader = three.wait_leader()
+    listed = leader.call("/v3/cluster/member/list", {})["members"]
+    assert sorted(m["name"] for m in listed) == ["m1", "m2", "m3"]
+    assert sorted(u for m in listed for u in m["peerURLs"]) == sorted(
+        m.peer_url for m in three.members)
+    assert wait_until(lambda: all(m.get_json("/health") == (200, {"health": "true", "reason": ""})
+                                  for m in three.members), 10)
+    status, version = leader.get_json("/version")
+    assert status == 200 and version["etcdserver"].startswith("3.5")
+
+
+def test_logs_are_json_lines_naming_member_and_actor(one):
+    m = one.wait_leader()
+    lines = [json.loads(x) for x in m.log_text().splitlines() if x.startswith("{")]
+    actors = {x["actor"] for x in lines}
+    assert {"supervisor", "raft", "wal", "apply", "network"} <= actors
+    assert {x["member"] for x in lines} == {"m1"}
+    assert all(len(x["member_id"]) <= 16 for x in lines)
+
+
+def test_bad_configuration_exits_2_with_one_line(tmp_path):
+    proc = subprocess.run([PETCD, "--listen-client-urls", "foo", "--data-dir",
+                           str(tmp_path / "x")], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "--listen-client-urls" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()  # nothing was created
+
+
+def test_data_dir_of_another_cluster_is_refused(tmp_path):
+    c = Cluster(tmp_path, 1)
+    c.start()
+    m = c.wait_leader()
+    m.put("k", "v")
+    assert m.stop() == 0
+    c.token = "another-cluster"
+    c.start(m)
+    assert m.proc is not None and m.proc.wait(30) == 2
+    assert "cluster" in m.log_text().splitlines()[-1] or "cluster" in m.log_text()
+
+
+def test_version_flag():
+    out = subprocess.run([PETCD, "--version"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.startswith("petcd Version: ")
+
+
+def test_http_errors_have_etcds_shape(one):
+    m = one.wait_leader()
+    with pytest.raises(HttpError) as err:
+        m.call("/v3/kv/put", b"{not json")
+    assert err.value.status == 400
+    assert set(err.value.body) >= {"error", "message", "code"} and err.value.body["code"] == 3
+    with pytest.raises(HttpError) as err:
+        m.call("/v3/kv/put", {"key": "!!!not base64", "value": b64("v")})
+    assert err.value.status == 400
+    with pytest.raises(HttpError) as err:
+        m.call("/v3/kv/put", {"key": b64("k"), "value": b64("v"), "lease": "not a number"})
+    assert err.value.status == 400
+    with pytest.raises(HttpError) as err:
+        m.call("/v3/kv/put", {"key": b64("k"), "value": b64("x" * 2_000_000)})
+    assert "request is too large" in err.value.body["message"]
+    assert m.get("k") is None  # nothing was written by any of them
+    resp = m.call("/v3/kv/put", {"key": b64("k"), "value": b64("v"), "no_such_field": 1})
+    assert "header" in resp and m.get("k") == "v"  # unknown fields are ignored

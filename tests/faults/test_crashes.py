@@ -1,0 +1,168 @@
+"""Crashes of real members and actors: no acknowledged write is ever lost.
+
+A writer thread puts sequential keys through random live members and records which
+puts were acknowledged; after the faults, every acknowledged key must be readable on
+every member (linearizable reads, then serializable ones on each member once it has
+caught up).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.members import ELECTION_MS, Cluster, HttpError, Member, wait_until
+
+
+class Writer(threading.Thread):
+    def __init__(self, cluster: Cluster, prefix: str = "w") -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.prefix = cluster, prefix
+        self.acked: list[str] = []
+        self.stop_flag = threading.Event()
+        self.rng = random.Random(1)
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop_flag.is_set():
+            live = [m for m in self.cluster.members if m.alive]
+            if not live:
+                time.sleep(0.05)
+                continue
+            key = f"{self.prefix}{n:06d}"
+            try:
+                self.rng.choice(live).call("/v3/kv/put", {"key": _b64(key), "value": _b64(key)},
+                                           timeout_s=5)
+            except (OSError, HttpError):
+                continue  # not acknowledged: may or may not have been applied
+            self.acked.append(key)
+            n += 1
+
+    def finish(self) -> list[str]:
+        self.stop_flag.set()
+        self.join(15)
+        return self.acked
+
+
+def _b64(text: str) -> str:
+    import base64
+    return base64.b64encode(text.encode()).decode()
+
+
+def assert_all_present(cluster: Cluster, keys: list[str], prefix: str = "w") -> None:
+    assert keys, "the writer acknowledged nothing"
+    leader = cluster.wait_leader()
+    assert leader.count(prefix) >= len(keys)
+    target = int(leader.status()["raftIndex"])
+    for m in cluster.members:
+        assert wait_until(lambda: int(m.status()["raftAppliedIndex"]) >= target, 30), m.name
+        assert m.count(prefix, serializable=True) >= len(keys), m.name
+        for key in random.Random(2).sample(keys, min(50, len(keys))):
+            assert m.get(key, serializable=True) == key, (m.name, key)
+
+
+@pytest.fixture
+def three(tmp_path):
+    c = Cluster(tmp_path, 3)
+    c.start()
+    yield c
+    c.stop()
+
+
+def test_sigkill_of_the_leader_under_load_loses_no_acknowledged_write(three):
+    old = three.wait_leader()
+    writer = Writer(three)
+    writer.start()
+    assert wait_until(lambda: len(writer.acked) >= 50, 20)
+    old.kill()
+    killed_at = time.monotonic()
+    new = three.wait_leader(timeout_s=10)
+    elected_s = time.monotonic() - killed_at
+    assert new is not old
+    assert elected_s < 3 * ELECTION_MS / 1000 + 1.0, elected_s  # status polling adds a little
+    acked_before = len(writer.acked)
+    assert wait_until(lambda: len(writer.acked) >= acked_before + 50, 20)  # writes go on
+    three.start(old)  # the killed member restarts and catches up
+    keys = writer.finish()
+    assert_all_present(three, keys)
+
+
+@pytest.mark.parametrize("actor", ["raft", "wal", "apply", "network"])
+def test_sigkill_of_one_actor_stops_the_member_and_restart_recovers(three, actor):
+    three.wait_leader()
+    writer = Writer(three)
+    writer.start()
+    assert wait_until(lambda: len(writer.acked) >= 30, 20)
+    victim = three.members[0]
+    pid = victim.actor_pids()[actor]
+    os.kill(pid, signal.SIGKILL)
+    assert victim.proc is not None
+    assert victim.proc.wait(15) != 0  # crash-only: the whole member exits
+    exits = [json.loads(x) for x in victim.log_text().splitlines()
+             if '"actor exited; stopping the member"' in x]
+    assert exits and exits[-1]["failed_actor"] == actor and exits[-1]["exit_status"] != 0
+    three.start(victim)
+    acked_before = len(writer.acked)
+    assert wait_until(lambda: len(writer.acked) >= acked_before + 30, 20)
+    keys = writer.finish()
+    assert_all_present(three, keys)
+
+
+def _last_segment(member: Member) -> Path:
+    wal_dir = member.data_dir / "member" / "wal"
+    return sorted(wal_dir.glob("*.wal"))[-1]
+
+
+def _end_of_records(segment: Path) -> int:
+    """Offset just past the last non-zero byte: the end of what was written."""
+    data = segment.read_bytes()
+    return len(data.rstrip(b"\0"))
+
+
+def test_torn_last_wal_record_is_truncated_and_the_member_works(tmp_path):
+    c = Cluster(tmp_path, 1)
+    c.start()
+    m = c.wait_leader()
+    for n in range(20):
+        m.put(f"k{n}", "v")
+    assert m.stop() == 0
+    segment = _last_segment(m)
+    end = _end_of_records(segment)
+    with open(segment, "r+b") as f:  # a crash in the middle of the last write
+        f.seek(end - 5)
+        f.write(b"\0" * 5)
+    c.start(m)
+    try:
+        c.wait_leader()
+        assert m.get("k18") == "v"  # everything before the torn record is there
+        m.put("after", "repair")
+        assert m.get("after") == "repair"
+        assert "torn" in m.log_text() or "truncat" in m.log_text()
+    finally:
+        c.stop()
+
+
+def test_flipped_byte_in_the_wal_refuses_to_start_naming_file_and_offset(tmp_path):
+    c = Cluster(tmp_path, 1)
+    c.start()
+    m = c.wait_leader()
+    for n in range(200):
+        m.put(f"k{n}", "value-%d" % n)
+    assert m.stop() == 0
+    segment = _last_segment(m)
+    middle = _end_of_records(segment) // 2
+    with open(segment, "r+b") as f:
+        f.seek(middle)
+        byte = f.read(1)
+        f.seek(middle)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    c.start(m)
+    assert m.proc is not None and m.proc.wait(30) != 0
+    assert str(segment.name) in m.log_text() and "offset" in m.log_text()
