@@ -42,7 +42,7 @@ ENDPOINTS: tuple[str, ...] = ACTORS + ("supervisor",)
 # Any short name may have an inbox (tools, tests); the longest one decides whether the
 # member's sockets fit in its run dir.
 MAX_NAME_CHARS = 16
-_NAME = re.compile(r"[a-z][a-z0-9_]{0,%d}" % (MAX_NAME_CHARS - 1))
+_NAME = re.compile(rf"[a-z][a-z0-9_]{{0,{MAX_NAME_CHARS - 1}}}")
 
 # 108 bytes of sun_path minus the NUL terminator. Kept at Linux's value; a member on a
 # BSD with a run dir between 104 and 107 bytes long would need the fallback sooner.

@@ -43,16 +43,16 @@ def codec_figures(n_entries: int = 1000, entry_bytes: int = 100) -> dict[str, fl
 
 
 def inbox_figures(count: int = 20_000) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as run_dir:
-        with Inbox.for_actor(run_dir, "raft") as inbox, Outbox(run_dir) as outbox:
-            start = time.perf_counter()
-            received = 0
-            for i in range(count):
-                while not outbox.send("raft", "tick", i):
-                    received += len(inbox.take(4096))  # full: make room
-            while received < count:
-                received += len(inbox.drain(4096, 1000))
-            elapsed = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as run_dir, Inbox.for_actor(run_dir, "raft") as inbox, \
+            Outbox(run_dir) as outbox:
+        start = time.perf_counter()
+        received = 0
+        for i in range(count):
+            while not outbox.send("raft", "tick", i):
+                received += len(inbox.take(4096))  # full: make room
+        while received < count:
+            received += len(inbox.drain(4096, 1000))
+        elapsed = time.perf_counter() - start
     term_process_context()
     return {"msgs": float(count), "msgs_per_s": count / elapsed}
 

@@ -36,7 +36,7 @@ import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import zmq
 import zmq.asyncio
@@ -45,7 +45,7 @@ from petcd.actors.raft.types import Message
 
 from .codec import message_to_wire
 from .envelope import EnvelopeError, pack_envelope, unpack_envelope
-from .sockets import DEFAULT_HWM_MSGS, _check_wait, poll_in, process_context
+from .sockets import DEFAULT_HWM_MSGS, check_drain_args, poll_in, process_context
 
 ID_BYTES = 8
 MAX_MEMBER_ID = 2**64 - 1
@@ -191,7 +191,7 @@ class PeerTransport:
     def drain(self, max_items: int, timeout_ms: int) -> list[tuple[int, str, Any]]:
         """Wait up to `timeout_ms` for a first frame, then take what else is queued
         without waiting, up to `max_items`: `(src_member_id, kind, payload)` each."""
-        _check_wait(max_items, timeout_ms)
+        check_drain_args(max_items, timeout_ms)
         if not self.router.poll(timeout_ms, zmq.POLLIN):
             return []
         return self.take(max_items)
@@ -231,7 +231,7 @@ class PeerTransport:
             self.remove_peer(peer_id)
         self.router.close()
 
-    def __enter__(self) -> PeerTransport:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
@@ -251,7 +251,7 @@ class AsyncPeerTransport:
         self._async_router = zmq.asyncio.Socket.from_socket(transport.router)
 
     async def drain(self, max_items: int, timeout_ms: int) -> list[tuple[int, str, Any]]:
-        _check_wait(max_items, timeout_ms)
+        check_drain_args(max_items, timeout_ms)
         if not await poll_in(self._async_router, timeout_ms):
             return []
         return self.transport.take(max_items)

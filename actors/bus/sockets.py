@@ -12,9 +12,10 @@ Shape of an actor loop (see STYLE.md section 3):
             outbox.send("raft", "persisted", [index, term])
 
 Bounds and waits:
-- Every socket has a high-water mark in messages (`hwm_msgs`, default 10,000). A PUSH
-  to an inbox can hold about its own SNDHWM plus the inbox's RCVHWM (plus what the
-  kernel buffers) before `send` reports it full.
+- Every socket has a high-water mark in messages (`hwm_msgs`, default 10,000). ZeroMQ
+  applies it per connection: one sender can have about its SNDHWM plus the inbox's
+  RCVHWM (plus what the kernel buffers) in flight before `send` reports it full, so an
+  inbox with four senders holds at most about four times that.
 - `Outbox.send` never blocks by default: on a full queue it returns False and counts a
   drop (`dropped[actor]`); `timeout_ms` allows a bounded wait. Inside a member a lost
   message is a bug, so callers treat False as "the other actor is stuck" (crash-only:
@@ -42,7 +43,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import zmq
 import zmq.asyncio
@@ -98,7 +99,8 @@ def stop_on_eterm() -> Iterator[None]:
             raise
 
 
-def _check_wait(max_items: int, timeout_ms: int) -> None:
+def check_drain_args(max_items: int, timeout_ms: int) -> None:
+    """Every drain takes at least one item and waits a bounded time."""
     if max_items <= 0:
         raise ValueError(f"max_items must be positive, not {max_items}")
     if timeout_ms < 0:
@@ -150,7 +152,7 @@ class Inbox:
     def drain(self, max_items: int, timeout_ms: int) -> list[tuple[str, Any]]:
         """Wait up to `timeout_ms` for a first message, then take whatever else is
         already queued without waiting, up to `max_items` in all. [] on timeout."""
-        _check_wait(max_items, timeout_ms)
+        check_drain_args(max_items, timeout_ms)
         if not self.socket.poll(timeout_ms, zmq.POLLIN):
             return []
         return self.take(max_items)
@@ -172,7 +174,7 @@ class Inbox:
     def close(self) -> None:
         self.socket.close()
 
-    def __enter__(self) -> Inbox:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
@@ -239,7 +241,7 @@ class Outbox:
             sock.close()
         self._sockets.clear()
 
-    def __enter__(self) -> Outbox:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
@@ -287,7 +289,7 @@ class AsyncInbox:
         return cls(Inbox.for_actor(run_dir, actor, **options))
 
     async def drain(self, max_items: int, timeout_ms: int) -> list[tuple[str, Any]]:
-        _check_wait(max_items, timeout_ms)
+        check_drain_args(max_items, timeout_ms)
         if not await poll_in(self._async_socket, timeout_ms):
             return []
         return self.inbox.take(max_items)
