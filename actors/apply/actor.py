@@ -1,0 +1,196 @@
+"""The apply actor: applies committed entries to the MVCC store, in log order.
+
+    raft    --APPLY [entries]-->             apply   one store batch (one LMDB commit)
+    raft    --APPLY_SNAPSHOT [meta]-->       apply   replace the store's data
+    apply   --RESPONSES-->                   network results of this member's requests
+    apply   --APPLIED [index, revision]-->   raft, network   at start, after each batch
+    apply   --READY "apply"-->               supervisor      once the store is open
+
+The loop drains its inbox (bounded wait), merges every APPLY of the drained batch into
+one `MvccStore.apply_batch`, then answers. An APPLY_SNAPSHOT first applies what came
+before it, so order is kept. The applied index is written in the same LMDB transaction
+as the data and the member table (actors/apply/members.py), so a crash at any point
+followed by a replay of the WAL applies every entry exactly once.
+
+SIGTERM or SIGINT: the batch in hand is finished, LMDB closed, exit 0. Anything that
+would leave the state machine wrong (a gap in the log, a snapshot file that does not
+fit, an actor that stopped reading its inbox) ends the process with 1: crash-only,
+the supervisor stops the member and a restart recovers.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from petcd.actors.bus import codec
+from petcd.actors.bus.sockets import Inbox, Outbox, process_context
+from petcd.actors.protocol import SUPERVISOR, Kind
+from petcd.actors.raft.types import Entry, SnapshotMeta
+from petcd.nodes.logs import configure
+from petcd.nodes.member import MemberContext
+from petcd.storage.mvcc import MvccStore
+
+from . import batch, members, snapshot
+from .members import MemberTable
+
+NAME = "apply"
+MAX_BATCH_MSGS = 1024
+DRAIN_TIMEOUT_MS = 100
+SEND_TIMEOUT_MS = 1000
+
+
+class Stop(Exception):
+    """The actor cannot go on safely: crash-only, the supervisor restarts the member."""
+
+
+class ApplyActor:
+    def __init__(self, ctx: MemberContext, inbox: Inbox, outbox: Outbox, log: Any,
+                 store: MvccStore) -> None:
+        self.ctx = ctx
+        self.inbox, self.outbox, self.log, self.store = inbox, outbox, log, store
+        self.applied_index = store.applied_index()
+        self.table: MemberTable = members.read_member_table(store)
+        self.stopping = False
+
+    # -- start-up ------------------------------------------------------------------
+
+    def start(self) -> None:
+        stale = snapshot.remove_applied_db_files(self.ctx.snap_dir, self.applied_index)
+        if stale:
+            self.log.info("removed applied snapshot db files", files=[p.name for p in stale])
+        self.log.info("store opened", applied_index=self.applied_index,
+                      revision=self.store.current_revision(),
+                      members=[f"{m.member_id:x}" for m in self.table])
+        self._send_applied()
+        self._send(SUPERVISOR, Kind.READY, NAME)
+
+    # -- the loop --------------------------------------------------------------------
+
+    def run(self) -> None:
+        while not self.stopping:
+            self.handle(self.inbox.drain(MAX_BATCH_MSGS, DRAIN_TIMEOUT_MS))
+
+    def handle(self, messages: Sequence[tuple[str, Any]]) -> None:
+        """One drained batch: consecutive APPLYs become one store batch."""
+        entries: list[Entry] = []
+        for kind, payload in messages:
+            if kind == Kind.APPLY:
+                entries.extend(codec.entries_from_wire(payload))
+            elif kind == Kind.APPLY_SNAPSHOT:
+                self._apply_entries(entries)
+                entries = []
+                self._apply_snapshot(codec.snapshot_meta_from_wire(payload))
+            else:
+                self.log.warning("unexpected message kind", kind=kind)
+        self._apply_entries(entries)
+
+    def _apply_entries(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        try:
+            plan = batch.plan_batch(entries, self.applied_index, self.table,
+                                    self.ctx.member_id)
+        except batch.LogGapError as err:
+            raise Stop(str(err)) from err
+        if not plan.store_entries:
+            self._send_applied()  # every entry was already applied (a replay)
+            return
+        results = self.store.apply_batch(plan.store_entries)
+        self.applied_index = plan.store_entries[-1].index
+        self.table = plan.table
+        for event, fields in plan.notes:
+            self.log.info(event, **fields)
+        replies = batch.responses(plan, results, self.ctx.cluster_id, self.ctx.member_id)
+        if replies:
+            self._send("network", Kind.RESPONSES, replies)
+        self._send_applied()
+
+    def _apply_snapshot(self, meta: SnapshotMeta) -> None:
+        path = snapshot.db_file_path(self.ctx.snap_dir, meta.index)
+        if meta.index <= self.applied_index:
+            # Already applied (a replay, or a crash right after installing it).
+            self.log.info("snapshot already applied", index=meta.index,
+                          applied_index=self.applied_index)
+            path.unlink(missing_ok=True)
+            self._send_applied()
+            return
+        backend = self.store.backend
+        root, generation, options = backend.root, backend.generation, self.store.options
+        self.store.close()
+        try:
+            position = snapshot.install_db_file(root, generation, path, meta.index)
+        except snapshot.SnapshotInstallError as err:
+            raise Stop(f"cannot apply snapshot at {meta.index}: {err}") from err
+        finally:
+            self.store = MvccStore.open(root, quota_bytes=options.quota_bytes,
+                                        max_txn_ops=options.max_txn_ops, sync=options.sync)
+        self.applied_index = self.store.applied_index()
+        assert self.applied_index == position.index, (self.applied_index, position)
+        self.table = members.read_member_table(self.store)
+        if self.table.conf_state() != meta.conf:
+            self.log.warning("snapshot member table differs from its conf state",
+                             table=sorted(f"{m:x}" for m in self.table.conf_state().members()),
+                             conf=sorted(f"{m:x}" for m in meta.conf.members()))
+        self.log.info("snapshot applied", index=meta.index, term=meta.term,
+                      applied_index=self.applied_index,
+                      revision=self.store.current_revision())
+        self._send_applied()
+
+    # -- sends -----------------------------------------------------------------------
+
+    def _send_applied(self) -> None:
+        payload = [self.applied_index, self.store.current_revision()]
+        self._send("raft", Kind.APPLIED, payload)
+        self._send("network", Kind.APPLIED, payload)
+
+    def _send(self, actor: str, kind: Kind, payload: Any) -> None:
+        if not self.outbox.send(actor, kind.value, payload, timeout_ms=SEND_TIMEOUT_MS):
+            raise Stop(f"the {actor} actor is not reading its inbox")
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_store(ctx: MemberContext) -> MvccStore:
+    s = ctx.settings
+    ctx.db_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return MvccStore.open(str(ctx.db_dir), quota_bytes=s.quota_backend_bytes,
+                          max_txn_ops=s.max_txn_ops)
+
+
+def run(ctx: MemberContext) -> int:
+    """Process entry point (spawned by the supervisor): exit status."""
+    s = ctx.settings
+    log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, NAME)
+    actor: ApplyActor | None = None
+
+    def stop(signum: int, frame: object) -> None:
+        if actor is not None:
+            actor.stopping = True
+        else:
+            raise KeyboardInterrupt  # still starting: nothing half-done to finish
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    process_context()
+    try:
+        with Inbox.for_actor(ctx.run_dir, NAME) as inbox, Outbox(ctx.run_dir) as outbox:
+            actor = ApplyActor(ctx, inbox, outbox, log, open_store(ctx))
+            try:
+                actor.start()
+                actor.run()
+            finally:
+                actor.close()
+    except KeyboardInterrupt:
+        log.info("apply actor stopped while starting")
+        return 0
+    except Stop as err:
+        log.error("apply actor stopping", reason=str(err))
+        return 1
+    except Exception:
+        log.exception("apply actor failed")
+        return 1
+    log.info("apply actor stopped", applied_index=actor.applied_index if actor else None)
+    return 0

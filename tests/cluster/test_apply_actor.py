@@ -1,0 +1,443 @@
+"""The apply actor in a real spawned process, driven through its real sockets.
+
+The test binds the inboxes of the actors the apply actor talks to ("raft", "network",
+"supervisor") with the bus helpers and plays raft: it sends APPLY / APPLY_SNAPSHOT
+and reads APPLIED, RESPONSES and READY. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from petcd.actors.apply import actor as apply_actor
+from petcd.actors.apply import batch, members, snapshot
+from petcd.actors.apply.members import MemberTable
+from petcd.actors.bus import codec
+from petcd.actors.bus.sockets import Inbox, Outbox
+from petcd.actors.protocol import Kind, member_id_prefix
+from petcd.actors.raft.bootstrap import bootstrap
+from petcd.actors.raft.types import (ConfChange, ConfChangeType, ConfState, Entry,
+                                     EntryType, SnapshotMeta)
+from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
+from petcd.api.etcdserverpb import rpc_pb2 as pb
+from petcd.api.membershippb import membership_pb2 as mpb
+from petcd.config import load
+from petcd.nodes.member import MemberContext
+from petcd.storage.mvcc import ApplyEntry, MvccStore
+
+WAIT_S = 10.0
+PEER_URLS = {"m1": "http://127.0.0.1:2380", "m2": "http://127.0.0.1:2381",
+             "m3": "http://127.0.0.1:2382"}
+
+
+def _main(ctx: MemberContext) -> None:
+    """Child process body, as the supervisor runs an actor."""
+    sys.exit(apply_actor.run(ctx))
+
+
+def make_ctx(data_dir: Path) -> MemberContext:
+    cluster = ",".join(f"{n}={u}" for n, u in PEER_URLS.items())
+    settings = load(["--name", "m1", "--data-dir", str(data_dir),
+                     "--initial-cluster", cluster,
+                     "--initial-advertise-peer-urls", PEER_URLS["m1"],
+                     "--quota-backend-bytes", str(64 * 1024 * 1024),
+                     "--log-level", "warn"], {})
+    return MemberContext.from_settings(settings)
+
+
+@dataclass
+class Harness:
+    """Fake raft, network and supervisor inboxes around one apply process."""
+
+    ctx: MemberContext
+    raft: Inbox
+    network: Inbox
+    supervisor: Inbox
+    outbox: Outbox
+    proc: Any = None
+
+    def start(self) -> list[int]:
+        """Spawn the actor; wait for READY and the start-up APPLIED."""
+        for inbox in (self.raft, self.network, self.supervisor):
+            while inbox.drain(4096, 100):  # what a killed predecessor left in flight
+                pass
+        self.proc = mp.get_context("spawn").Process(target=_main, args=(self.ctx,),
+                                                    name="petcd-apply")
+        self.proc.start()
+        assert self.expect(self.supervisor, Kind.READY) == "apply"
+        applied = self.expect(self.raft, Kind.APPLIED)
+        assert self.expect(self.network, Kind.APPLIED) == applied
+        return list(applied)
+
+    def expect(self, inbox: Inbox, kind: Kind, timeout_s: float = WAIT_S) -> Any:
+        """The payload of the next message on `inbox`, which must be of `kind`."""
+        got = self.next(inbox, timeout_s)
+        assert got is not None, f"no {kind.value} within {timeout_s} s"
+        assert got[0] == kind, got
+        return got[1]
+
+    def next(self, inbox: Inbox, timeout_s: float = WAIT_S) -> tuple[str, Any] | None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is not None and not self.proc.is_alive() and \
+                    not inbox.socket.poll(0):
+                raise AssertionError(f"apply actor exited with {self.proc.exitcode}")
+            got = inbox.drain(1, 100)
+            if got:
+                return got[0]
+        return None
+
+    def apply(self, entries: list[Entry]) -> tuple[list[Any], list[int]]:
+        """Send one APPLY; return (RESPONSES rows, APPLIED) as the network sees them."""
+        assert self.outbox.send("apply", Kind.APPLY.value, codec.entries_to_wire(entries),
+                                timeout_ms=1000)
+        return self.answers()
+
+    def answers(self) -> tuple[list[Any], list[int]]:
+        rows: list[Any] = []
+        while True:
+            kind, payload = self.next(self.network) or ("timeout", None)
+            if kind == Kind.RESPONSES:
+                rows.extend(payload)
+                continue
+            assert kind == Kind.APPLIED, kind
+            assert self.expect(self.raft, Kind.APPLIED) == payload
+            return rows, list(payload)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.is_alive():
+            os.kill(self.proc.pid, sig)
+        self.proc.join(WAIT_S)
+        assert not self.proc.is_alive(), "apply actor did not stop in time"
+        code: int = self.proc.exitcode
+        self.proc = None
+        return code
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    ctx = make_ctx(tmp_path / "m1")
+    ctx.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    raft = Inbox.for_actor(ctx.run_dir, "raft")
+    network = Inbox.for_actor(ctx.run_dir, "network")
+    supervisor = Inbox.for_actor(ctx.run_dir, "supervisor")
+    h = Harness(ctx, raft, network, supervisor, Outbox(ctx.run_dir))
+    try:
+        yield h
+    finally:
+        if h.proc is not None and h.proc.is_alive():
+            h.proc.kill()
+            h.proc.join(WAIT_S)
+        for closable in (h.outbox, raft, network, supervisor):
+            closable.close()
+
+
+# -- entries --------------------------------------------------------------------------
+
+def own_id(ctx: MemberContext, n: int) -> int:
+    return (member_id_prefix(ctx.member_id) << 48) | n
+
+
+def other_id(ctx: MemberContext, n: int) -> int:
+    return (((member_id_prefix(ctx.member_id) + 1) & 0xFFFF) << 48) | n
+
+
+def request(request_id: int, **field: Any) -> bytes:
+    r = rpb.InternalRaftRequest(header=rpb.RequestHeader(ID=request_id), **field)
+    return r.SerializeToString()
+
+
+def put(request_id: int, key: bytes, value: bytes) -> bytes:
+    return request(request_id, put=pb.PutRequest(key=key, value=value))
+
+
+def bootstrap_entries(ctx: MemberContext) -> list[Entry]:
+    contexts = {p.member_id: members.encode_context(p.name, p.peer_urls)
+                for p in ctx.initial_peers}
+    return list(bootstrap([p.member_id for p in ctx.initial_peers], contexts).entries)
+
+
+def read_store(ctx: MemberContext) -> MvccStore:
+    return MvccStore.open(str(ctx.db_dir), readonly=True)
+
+
+def kvs(store: MvccStore) -> dict[bytes, tuple[bytes, int]]:
+    resp = store.range(pb.RangeRequest(key=b"\0", range_end=b"\0"))
+    return {kv.key: (kv.value, kv.version) for kv in resp.kvs}
+
+
+# -- the actor process ----------------------------------------------------------------
+
+def test_applies_batches_answers_own_requests_and_replays_idempotently(harness: Harness) -> None:
+    ctx = harness.ctx
+    assert harness.start() == [0, 1]  # empty store: etcd's first revision is 1
+
+    boot = bootstrap_entries(ctx)
+    rows, applied = harness.apply(boot)
+    assert (rows, applied) == ([], [3, 1])
+
+    txn = pb.TxnRequest(compare=[pb.Compare(key=b"a", target=pb.Compare.VALUE,
+                                            result=pb.Compare.EQUAL, value=b"1")],
+                        success=[pb.RequestOp(request_put=pb.PutRequest(key=b"c", value=b"3"))])
+    entries = [
+        Entry(2, 4, EntryType.NORMAL, b""),  # the new leader's no-op
+        Entry(2, 5, EntryType.NORMAL, put(own_id(ctx, 1), b"a", b"1")),
+        Entry(2, 6, EntryType.NORMAL, put(other_id(ctx, 1), b"b", b"2")),
+        Entry(2, 7, EntryType.NORMAL, request(own_id(ctx, 2), txn=txn)),
+        Entry(2, 8, EntryType.NORMAL, request(own_id(ctx, 3), range=pb.RangeRequest(key=b"a"))),
+        Entry(2, 9, EntryType.NORMAL, put(own_id(ctx, 4), b"", b"x")),  # refused: no key
+        Entry(2, 10, EntryType.NORMAL, request(
+            own_id(ctx, 5), delete_range=pb.DeleteRangeRequest(key=b"b"))),
+        Entry(2, 11, EntryType.NORMAL, request(
+            own_id(ctx, 6), lease_grant=pb.LeaseGrantRequest(TTL=5))),
+    ]
+    rows, applied = harness.apply(entries)
+    assert applied == [11, 5]  # a, b, txn's c, delete b: revisions 2..5
+    by_id = {row[0]: row for row in rows}
+    assert sorted(by_id) == [own_id(ctx, n) for n in range(1, 7)]  # own requests only
+
+    def ok(n: int, cls: type) -> Any:
+        _, success, body = by_id[own_id(ctx, n)]
+        assert success is True
+        resp = cls.FromString(body)
+        assert (resp.header.cluster_id, resp.header.member_id, resp.header.raft_term) == \
+            (ctx.cluster_id, ctx.member_id, 2)
+        return resp
+
+    assert ok(1, pb.PutResponse).header.revision == 2
+    txn_resp = ok(2, pb.TxnResponse)
+    assert txn_resp.succeeded and txn_resp.header.revision == 4
+    range_resp = ok(3, pb.RangeResponse)
+    assert [(kv.key, kv.value) for kv in range_resp.kvs] == [(b"a", b"1")]
+    assert range_resp.header.revision == 4
+    assert by_id[own_id(ctx, 4)][1:] == [False, ["INVALID_ARGUMENT",
+                                                 "etcdserver: key is not provided"]]
+    deleted = ok(5, pb.DeleteRangeResponse)
+    assert (deleted.deleted, deleted.header.revision) == (1, 5)
+    assert by_id[own_id(ctx, 6)][1] is False
+    assert by_id[own_id(ctx, 6)][2][0] == "UNIMPLEMENTED"
+
+    # A member publishes its name and client URLs (etcd's publish).
+    attrs = mpb.ClusterMemberAttrSetRequest(
+        member_ID=ctx.member_id,
+        member_attributes=mpb.Attributes(name="m1", client_urls=["http://127.0.0.1:2379"]))
+    rows, applied = harness.apply(
+        [Entry(2, 12, EntryType.NORMAL, request(own_id(ctx, 7), cluster_member_attr_set=attrs))])
+    assert rows == [[own_id(ctx, 7), True, b""]] and applied == [12, 5]
+
+    with read_store(ctx) as store:
+        before = (kvs(store), store.hash_kv().hash, members.read_member_table(store))
+    assert before[0] == {b"a": (b"1", 1), b"c": (b"3", 1)}
+    table = before[2]
+    assert [(m.member_id, m.name, m.peer_urls, m.is_learner) for m in table] == sorted(
+        (p.member_id, p.name, p.peer_urls, False) for p in ctx.initial_peers)
+    assert table.get(ctx.member_id).client_urls == ("http://127.0.0.1:2379",)  # type: ignore[union-attr]
+
+    # Replaying everything (a restart's WAL replay) changes nothing and answers nothing.
+    for chunk in (boot, entries, boot + entries):
+        rows, applied = harness.apply(chunk)
+        assert (rows, applied) == ([], [12, 5])
+    with read_store(ctx) as store:
+        assert (kvs(store), store.hash_kv().hash, members.read_member_table(store)) == before
+
+    assert harness.stop(signal.SIGTERM) == 0
+
+
+def test_member_changes_are_stored_with_the_applied_index(harness: Harness) -> None:
+    ctx = harness.ctx
+    harness.start()
+    harness.apply(bootstrap_entries(ctx))
+    m2, m3 = (p.member_id for p in ctx.initial_peers if p.name != "m1")
+    learner = 0x1234
+    changes = [
+        ConfChange(ConfChangeType.REMOVE, m3),
+        ConfChange(ConfChangeType.ADD_LEARNER, learner,
+                   members.encode_context("", ["http://127.0.0.1:2390"])),
+        ConfChange(ConfChangeType.ADD_VOTER, learner),  # promote
+        ConfChange(ConfChangeType.ADD_LEARNER, m2),  # a voter is never demoted
+    ]
+    entries = [Entry(2, 4 + i, EntryType.CONF_CHANGE, cc.encode())
+               for i, cc in enumerate(changes)]
+    assert harness.apply(entries[:2]) == ([], [5, 1])
+    with read_store(ctx) as store:
+        table = members.read_member_table(store)
+    assert table.get(learner).is_learner and table.is_removed(m3)  # type: ignore[union-attr]
+    assert harness.apply(entries[2:]) == ([], [7, 1])
+    assert harness.stop(signal.SIGINT) == 0
+
+    assert harness.start() == [7, 1]  # the table survives a restart, with the index
+    with read_store(ctx) as store:
+        table = members.read_member_table(store)
+    assert table.conf_state() == ConfState(frozenset({ctx.member_id, m2, learner}))
+    assert table.removed == {m3}
+    assert table.get(learner).peer_urls == ("http://127.0.0.1:2390",)  # type: ignore[union-attr]
+    assert harness.stop() == 0
+
+
+def test_kill_9_mid_stream_then_restart_applies_each_entry_once(harness: Harness) -> None:
+    ctx = harness.ctx
+    harness.start()
+    harness.apply(bootstrap_entries(ctx))
+    # Up to 300 APPLY messages of 5 puts each, paced, killed with SIGKILL once 300
+    # entries are applied: entry i puts k=i, so k's version counts the puts applied.
+    entries = [Entry(2, index, EntryType.NORMAL, put(own_id(ctx, index), b"k", b"%d" % index))
+               for index in range(4, 4 + 1500)]
+    applied_index, deadline = 0, time.monotonic() + WAIT_S
+    for start in range(0, len(entries), 5):
+        assert harness.outbox.send("apply", Kind.APPLY.value,
+                                   codec.entries_to_wire(entries[start:start + 5]),
+                                   timeout_ms=1000)
+        for kind, payload in harness.raft.drain(4096, 2):
+            applied_index = max(applied_index, payload[0])
+        if applied_index >= 300 or time.monotonic() > deadline:
+            break
+    assert harness.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert applied_index >= 300, "the actor applied too little before the kill"
+
+    index, revision = harness.start()
+    assert 300 <= index < 1503, "killed mid-stream"
+    assert revision == 1 + (index - 3)  # one revision per applied put, none twice
+    with read_store(ctx) as store:
+        assert kvs(store) == {b"k": (b"%d" % index, index - 3)}
+
+    # Raft hands out everything again from the start: only the rest is applied.
+    harness.outbox.send("apply", Kind.APPLY.value,
+                        codec.entries_to_wire(bootstrap_entries(ctx) + entries),
+                        timeout_ms=1000)
+    rows, applied = harness.answers()
+    assert applied == [1503, 1501]
+    assert sorted(row[0] for row in rows) == [own_id(ctx, i) for i in range(index + 1, 1504)]
+    with read_store(ctx) as store:
+        assert kvs(store) == {b"k": (b"1503", 1500)}
+    assert harness.stop() == 0
+
+
+def _leader_store(path: Path, ctx: MemberContext, last_index: int) -> MvccStore:
+    """A store as a leader has it: bootstrap, then puts of x<i> up to `last_index`."""
+    store = MvccStore.open(str(path), sync=False)
+    plan = batch.plan_batch(bootstrap_entries(ctx), 0, MemberTable(), 1)
+    store.apply_batch(plan.store_entries)
+    store.apply_batch([
+        ApplyEntry(i, 3, rpb.InternalRaftRequest(put=pb.PutRequest(key=b"x%d" % i, value=b"v")))
+        for i in range(4, last_index + 1)])
+    return store
+
+
+def test_snapshot_replaces_the_store(harness: Harness, tmp_path: Path) -> None:
+    ctx = harness.ctx
+    harness.start()
+    harness.apply(bootstrap_entries(ctx) + [
+        Entry(2, 4, EntryType.NORMAL, put(own_id(ctx, 1), b"old", b"gone"))])
+
+    # The leader's store is at index 50 when it copies its data for a snapshot at 40.
+    with _leader_store(tmp_path / "leader", ctx, 50) as leader:
+        snap_file = snapshot.db_file_path(ctx.snap_dir, 40)
+        snapshot.write_db_file(leader, snap_file)
+        leader_kvs, leader_rev = kvs(leader), leader.current_revision()
+    voters = frozenset(p.member_id for p in ctx.initial_peers)
+    meta = SnapshotMeta(40, 3, ConfState(voters))
+
+    with read_store(ctx) as reader:  # a reader process that follows, as the network does
+        assert kvs(reader) == {b"old": (b"gone", 1)}
+        harness.outbox.send("apply", Kind.APPLY_SNAPSHOT.value,
+                            codec.snapshot_meta_to_wire(meta), timeout_ms=1000)
+        assert harness.answers() == ([], [50, leader_rev])
+        assert kvs(reader) == leader_kvs and b"old" not in leader_kvs
+        assert members.read_member_table(reader).conf_state() == meta.conf
+    assert not snap_file.exists()
+    assert [p.name for p in ctx.db_dir.iterdir() if p.name.startswith("gen-")] == ["gen-000002"]
+
+    # Raft sends the entries after the snapshot: those the db already holds are skipped.
+    rows, applied = harness.apply(
+        [Entry(3, i, EntryType.NORMAL, put(own_id(ctx, i), b"y%d" % i, b"w")) for i in range(41, 53)])
+    assert [row[0] for row in rows] == [own_id(ctx, 51), own_id(ctx, 52)]
+    assert applied == [52, leader_rev + 2]
+    # The same snapshot again (a replay) is already applied.
+    harness.outbox.send("apply", Kind.APPLY_SNAPSHOT.value,
+                        codec.snapshot_meta_to_wire(meta), timeout_ms=1000)
+    assert harness.answers() == ([], [52, leader_rev + 2])
+    assert harness.stop() == 0
+    assert harness.start() == [52, leader_rev + 2]
+    assert harness.stop() == 0
+
+
+def test_a_gap_in_the_log_stops_the_actor(harness: Harness) -> None:
+    harness.start()
+    harness.outbox.send("apply", Kind.APPLY.value,
+                        codec.entries_to_wire([Entry(1, 2, EntryType.NORMAL, b"")]),
+                        timeout_ms=1000)
+    assert harness.proc is not None
+    harness.proc.join(WAIT_S)
+    assert harness.proc.exitcode == 1
+
+
+# -- pure parts -----------------------------------------------------------------------
+
+def test_snapshot_install_refuses_a_file_older_than_its_snapshot(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path / "m1")
+    with _leader_store(tmp_path / "leader", ctx, 30) as leader:
+        snapshot.write_db_file(leader, tmp_path / "old.snap.db")
+    target = tmp_path / "db"
+    with MvccStore.open(str(target), sync=False) as store:
+        generation = store.backend.generation
+    with pytest.raises(snapshot.SnapshotInstallError, match="below the snapshot's 40"):
+        snapshot.install_db_file(str(target), generation, tmp_path / "old.snap.db", 40)
+    with pytest.raises(snapshot.SnapshotInstallError, match="missing"):
+        snapshot.install_db_file(str(target), generation, tmp_path / "none.snap.db", 1)
+    (tmp_path / "junk.snap.db").write_bytes(b"not lmdb" * 1000)
+    with pytest.raises(snapshot.SnapshotInstallError):
+        snapshot.install_db_file(str(target), generation, tmp_path / "junk.snap.db", 1)
+    with MvccStore.open(str(target), sync=False) as store:  # untouched
+        assert (store.backend.generation, store.applied_index()) == (generation, 0)
+
+
+def test_remove_applied_db_files_keeps_newer_ones(tmp_path: Path) -> None:
+    for index in (5, 9, 12):
+        snapshot.db_file_path(tmp_path, index).write_bytes(b"x")
+    (tmp_path / f"{7:016x}.snap.db.tmp").write_bytes(b"x")
+    (tmp_path / "0000000000000001-0000000000000005.snap").write_bytes(b"marker")
+    removed = snapshot.remove_applied_db_files(tmp_path, 9)
+    assert sorted(p.name for p in removed) == [
+        f"{5:016x}.snap.db", f"{7:016x}.snap.db.tmp", f"{9:016x}.snap.db"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "0000000000000001-0000000000000005.snap", f"{12:016x}.snap.db"]
+
+
+def test_member_table_encoding_round_trips_and_is_deterministic() -> None:
+    table = MemberTable()
+    for node, name in ((3, "c"), (1, "a"), (2, "b")):
+        table = table.apply_conf_change(ConfChange(
+            ConfChangeType.ADD_VOTER, node, members.encode_context(name, [f"http://h{node}:2380"])))
+    table = table.apply_conf_change(ConfChange(ConfChangeType.REMOVE, 2))
+    table = table.set_attributes(1, "a", ["http://h1:2379"])  # type: ignore[assignment]
+    blob = members.encode(table)
+    assert members.decode(blob) == table and members.decode(None) == MemberTable()
+    assert [m.member_id for m in table] == [1, 3] and table.removed == {2}
+    assert table.set_attributes(2, "b", []) is None  # removed members publish nothing
+    assert table.get(1).to_pb().clientURLs == ["http://h1:2379"]  # type: ignore[union-attr]
+    with pytest.raises(members.MemberTableError):
+        members.decode(b"\x93\x02\x90\x90")  # a format this build does not read
+    with pytest.raises(members.MemberTableError):
+        members.decode_context(b"\xc1")
+
+
+def test_plan_batch_refuses_a_gap_and_skips_applied_entries() -> None:
+    entries = [Entry(1, i, EntryType.NORMAL, b"") for i in range(1, 6)]
+    plan = batch.plan_batch(entries, 3, MemberTable(), 1)
+    assert [e.index for e in plan.store_entries] == [4, 5]
+    with pytest.raises(batch.LogGapError):
+        batch.plan_batch(entries[4:], 3, MemberTable(), 1)
+    # Undecodable entry data advances the index on every member alike.
+    plan = batch.plan_batch([Entry(1, 1, EntryType.NORMAL, b"\xff\xff")], 0, MemberTable(), 1)
+    assert plan.store_entries == [ApplyEntry(1, 1, None)] and plan.notes
