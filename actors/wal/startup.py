@@ -118,21 +118,28 @@ def _snapshot_of(meta: SnapshotMeta | None) -> Snapshot | None:
 
 def _create(ctx: MemberContext, segment_size_bytes: int) -> None:
     wal_dir = Path(ctx.wal_dir)
+    # An empty directory (made by the supervisor or an operator for --wal-dir) is
+    # replaced by the new WAL; one with anything in it is not ours to remove.
+    if wal_dir.exists() and any(wal_dir.iterdir()):
+        raise StartupError(EXIT_STORAGE, f"{wal_dir} holds files but no WAL segment; "
+                                         "move them away or choose another --wal-dir")
     temp_dir = wal_dir.with_name(wal_dir.name + TEMP_SUFFIX)
     if temp_dir.exists():
         shutil.rmtree(temp_dir)  # a bootstrap that crashed before its rename
+    temp_dir.mkdir(mode=0o700, parents=True)  # as private as the supervisor's dirs
     metadata = encode_metadata(ctx.member_id, ctx.cluster_id)
     with Wal.create(temp_dir, metadata, segment_size_bytes=segment_size_bytes) as wal:
         if ctx.settings.initial_cluster_state == "new":
             state = bootstrap_state(ctx)
             wal.append(state.hard_state, state.entries)
         wal.sync()
-    if wal_dir.exists():
-        # An empty directory (made by an operator for --wal-dir, or left by an earlier
-        # crash) is replaced; one with anything in it is not ours to remove.
-        if any(wal_dir.iterdir()):
-            raise StartupError(EXIT_STORAGE, f"{wal_dir} holds files but no WAL segment; "
-                                             "move them away or choose another --wal-dir")
-        wal_dir.rmdir()
-    os.rename(temp_dir, wal_dir)
+    try:
+        if wal_dir.exists():
+            wal_dir.rmdir()
+        os.rename(temp_dir, wal_dir)
+    except OSError as err:  # e.g. --wal-dir is a mount point: it cannot be replaced
+        raise StartupError(EXIT_STORAGE, f"cannot move the new WAL from {temp_dir} to "
+                                         f"{wal_dir} ({err}); use a --wal-dir that can "
+                                         "be replaced, e.g. a subdirectory of a mount "
+                                         "point") from err
     fsync_dir(wal_dir.parent)

@@ -37,8 +37,10 @@ from petcd.actors.raft.types import (
     SnapshotMeta,
 )
 from petcd.actors.wal import actor as wal_actor
-from petcd.actors.wal.startup import encode_metadata
+from petcd.actors.wal.startup import encode_metadata, open_wal
+from petcd.actors.wal.writer import ProtocolError, WalWriter
 from petcd.nodes.member import MemberContext
+from petcd.storage.snap import SnapStore
 from petcd.storage.wal import Wal, wal_exists
 
 PEERS = {"m1": "http://127.0.0.1:12380", "m2": "http://127.0.0.1:22380",
@@ -169,6 +171,7 @@ def read_wal(wal_dir: Path, snapshot=None):
 
 def test_new_cluster_bootstraps_and_restarts_to_the_same_state(member_factory):
     member = member_factory()
+    member.ctx.wal_dir.mkdir(parents=True)  # empty, as the supervisor leaves it
     state, metadata = member.started()
     ctx = member.ctx
     assert msgpack.unpackb(metadata) == [ctx.member_id, ctx.cluster_id]
@@ -309,3 +312,59 @@ def test_torn_tail_is_repaired_and_logged(member_factory):
     repaired = [line for line in member.logs().splitlines() if "torn tail repaired" in line]
     assert len(repaired) == 1 and segment.name in repaired[0]
     assert f'"offset": {end}' in repaired[0], repaired[0]
+
+
+# -- the writer in this process (no sockets): cases the raft actor rarely produces ----
+
+def open_writer(ctx: MemberContext):
+    opened = open_wal(ctx, SMALL_SEGMENT_BYTES)
+    writer = WalWriter(opened.wal, SnapStore(ctx.snap_dir), opened.state.hard_state,
+                       max_wals=None, max_snapshots=None)
+    return opened, writer
+
+
+def test_snapshot_received_from_the_leader_is_restartable(tmp_path):
+    ctx = make_context(tmp_path / "data", tmp_path / "run",
+                       "--initial-cluster-state", "existing")
+    opened, writer = open_writer(ctx)
+    meta = SnapshotMeta(500, 3, ConfState(frozenset(p.member_id for p in ctx.initial_peers)))
+    result = writer.handle([
+        (Kind.SAVE.value, [1, hard_state_to_wire(HardState(3, 0, 500)), [],
+                           snapshot_meta_to_wire(meta)]),
+        (Kind.SAVE.value, [2, hard_state_to_wire(HardState(3, 0, 502)),
+                           entries(501, 2, term=3), None])])
+    assert (result.persisted_seq, result.saves, result.entries, result.fsyncs) == (2, 2, 2, 1)
+    opened.wal.close()
+
+    # Its marker was saved too, so a restart opens at it (the log before it is gone).
+    reopened = open_wal(ctx, SMALL_SEGMENT_BYTES)
+    reopened.wal.close()
+    assert reopened.state.snapshot is not None and reopened.state.snapshot.meta == meta
+    assert reopened.state.entries == tuple(entries(501, 2, term=3))
+
+
+def test_snapshot_above_the_durable_commit_stays_usable(tmp_path):
+    ctx = make_context(tmp_path / "data", tmp_path / "run")
+    opened, writer = open_writer(ctx)
+    writer.handle([(Kind.SAVE.value, [1, hard_state_to_wire(HardState(2, 0, 5)),
+                                      entries(4, 7), None])])
+    meta = SnapshotMeta(8, 2, ConfState(frozenset(p.member_id for p in ctx.initial_peers)))
+    writer.handle([(Kind.SAVE_SNAPSHOT.value, snapshot_meta_to_wire(meta))])
+    opened.wal.close()
+
+    reopened = open_wal(ctx, SMALL_SEGMENT_BYTES)
+    reopened.wal.close()
+    assert reopened.state.snapshot is not None and reopened.state.snapshot.meta == meta
+    assert reopened.state.hard_state == HardState(2, 0, 8)
+    assert [e.index for e in reopened.state.entries] == [9, 10]
+
+
+def test_writer_refuses_what_raft_never_sends(tmp_path):
+    ctx = make_context(tmp_path / "data", tmp_path / "run")
+    opened, writer = open_writer(ctx)
+    with opened.wal:
+        writer.handle([(Kind.SAVE.value, [5, None, [], None])])
+        with pytest.raises(ProtocolError, match="does not follow 5"):
+            writer.handle([(Kind.SAVE.value, [5, None, [], None])])
+        with pytest.raises(ProtocolError, match="'apply'"):
+            writer.handle([(Kind.APPLY.value, [])])
