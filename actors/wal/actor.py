@@ -35,6 +35,7 @@ from petcd.actors.bus.codec import persisted_state_to_wire
 from petcd.actors.bus.sockets import Inbox, Outbox, process_context, term_process_context
 from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.nodes import logs
+from petcd.actors.raft.types import SnapshotMeta
 from petcd.nodes.member import MemberContext
 from petcd.storage.snap import SnapStore
 from petcd.storage.wal import DEFAULT_SEGMENT_SIZE_BYTES, WalCorruptError, WalError
@@ -118,7 +119,7 @@ def _serve(ctx: MemberContext, log: Log, stop: _Stop, inbox: Inbox, outbox: Outb
               [persisted_state_to_wire(opened.state), opened.metadata])
         _send(outbox, SUPERVISOR, Kind.READY, ACTOR)
 
-        def on_snapshot(meta: Any, released: int, purged: int) -> None:
+        def on_snapshot(meta: SnapshotMeta, released: int, purged: int) -> None:
             log.info("snapshot saved", index=meta.index, term=meta.term,
                      released_segments=released, purged_snapshots=purged,
                      segments=len(wal.segment_paths))
