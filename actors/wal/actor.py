@@ -34,8 +34,8 @@ import structlog
 from petcd.actors.bus.codec import persisted_state_to_wire
 from petcd.actors.bus.sockets import Inbox, Outbox, process_context, term_process_context
 from petcd.actors.protocol import SUPERVISOR, Kind
-from petcd.nodes import logs
 from petcd.actors.raft.types import SnapshotMeta
+from petcd.nodes import logs
 from petcd.nodes.member import MemberContext
 from petcd.storage.snap import SnapStore
 from petcd.storage.wal import DEFAULT_SEGMENT_SIZE_BYTES, WalCorruptError, WalError
