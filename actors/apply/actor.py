@@ -100,8 +100,8 @@ class ApplyActor:
         results = self.store.apply_batch(plan.store_entries)
         self.applied_index = plan.store_entries[-1].index
         self.table = plan.table
-        for event, fields in plan.notes:
-            self.log.info(event, **fields)
+        for level, event, fields in plan.notes:
+            getattr(self.log, level)(event, **fields)
         replies = batch.responses(plan, results, self.ctx.cluster_id, self.ctx.member_id)
         if replies:
             self._send("network", Kind.RESPONSES, replies)

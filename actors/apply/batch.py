@@ -69,7 +69,8 @@ class Plan:
     store_entries: list[ApplyEntry] = field(default_factory=list)
     pending: list[Pending] = field(default_factory=list)
     table: MemberTable = field(default_factory=MemberTable)  # after the batch
-    notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # to log
+    # (log level, event, fields) to log once the batch is applied
+    notes: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def last_index(self) -> int | None:
@@ -113,12 +114,12 @@ def _plan_conf_change(plan: Plan, entry: Entry) -> None:
         table = plan.table.apply_conf_change(cc)
     except MemberTableError as err:
         # Raft applied the change regardless; keep the member, without name or URLs.
-        plan.notes.append(("conf change context unreadable",
+        plan.notes.append(("warning", "conf change context unreadable",
                            {"index": entry.index, "error": str(err)}))
         table = plan.table.apply_conf_change(ConfChange(cc.type, cc.node_id))
-    plan.notes.append(("conf change applied",
+    plan.notes.append(("info", "conf change applied",
                        {"index": entry.index, "change": cc.type.name,
-                        "member": f"{cc.node_id:x}"}))
+                        "target_member": f"{cc.node_id:x}"}))
     plan.table = table
     plan.store_entries.append(
         ApplyEntry(entry.index, entry.term, None, conf_state=members.encode(table)))
@@ -129,7 +130,7 @@ def _plan_request(plan: Plan, entry: Entry, prefix: int) -> None:
     try:
         request.ParseFromString(entry.data)
     except DecodeError as err:
-        plan.notes.append(("entry is not an InternalRaftRequest; skipped",
+        plan.notes.append(("error", "entry is not an InternalRaftRequest; skipped",
                            {"index": entry.index, "error": str(err)}))
         plan.store_entries.append(ApplyEntry(entry.index, entry.term, None))
         return
@@ -154,11 +155,11 @@ def _plan_member_attr(plan: Plan, entry: Entry, r: Any) -> bytes | None:
     attrs = r.member_attributes
     table = plan.table.set_attributes(r.member_ID, attrs.name, list(attrs.client_urls))
     if table is None:
-        plan.notes.append(("attributes of an unknown member ignored",
-                           {"index": entry.index, "member": f"{r.member_ID:x}"}))
+        plan.notes.append(("warning", "attributes of an unknown member ignored",
+                           {"index": entry.index, "target_member": f"{r.member_ID:x}"}))
         return None
-    plan.notes.append(("member attributes published",
-                       {"index": entry.index, "member": f"{r.member_ID:x}",
+    plan.notes.append(("info", "member attributes published",
+                       {"index": entry.index, "target_member": f"{r.member_ID:x}",
                         "name": attrs.name, "client_urls": list(attrs.client_urls)}))
     plan.table = table
     return members.encode(table)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import sys
 import time
@@ -36,6 +37,7 @@ from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc import ApplyEntry, MvccStore
 
 WAIT_S = 10.0
+pytestmark = pytest.mark.timeout(120)
 PEER_URLS = {"m1": "http://127.0.0.1:2380", "m2": "http://127.0.0.1:2381",
              "m3": "http://127.0.0.1:2382"}
 
@@ -141,6 +143,7 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
             h.proc.join(WAIT_S)
         for closable in (h.outbox, raft, network, supervisor):
             closable.close()
+        shutil.rmtree(ctx.run_dir, ignore_errors=True)
 
 
 # -- entries --------------------------------------------------------------------------
@@ -242,7 +245,8 @@ def test_applies_batches_answers_own_requests_and_replays_idempotently(harness: 
     table = before[2]
     assert [(m.member_id, m.name, m.peer_urls, m.is_learner) for m in table] == sorted(
         (p.member_id, p.name, p.peer_urls, False) for p in ctx.initial_peers)
-    assert table.get(ctx.member_id).client_urls == ("http://127.0.0.1:2379",)  # type: ignore[union-attr]
+    me = table.get(ctx.member_id)
+    assert me is not None and me.client_urls == ("http://127.0.0.1:2379",)
 
     # Replaying everything (a restart's WAL replay) changes nothing and answers nothing.
     for chunk in (boot, entries, boot + entries):
@@ -330,7 +334,8 @@ def _leader_store(path: Path, ctx: MemberContext, last_index: int) -> MvccStore:
     store.apply_batch(plan.store_entries)
     store.apply_batch([
         ApplyEntry(i, 3, rpb.InternalRaftRequest(put=pb.PutRequest(key=b"x%d" % i, value=b"v")))
-        for i in range(4, last_index + 1)])
+        for i in range(4, last_index + 1)
+    ])
     return store
 
 
@@ -359,8 +364,9 @@ def test_snapshot_replaces_the_store(harness: Harness, tmp_path: Path) -> None:
     assert [p.name for p in ctx.db_dir.iterdir() if p.name.startswith("gen-")] == ["gen-000002"]
 
     # Raft sends the entries after the snapshot: those the db already holds are skipped.
-    rows, applied = harness.apply(
-        [Entry(3, i, EntryType.NORMAL, put(own_id(ctx, i), b"y%d" % i, b"w")) for i in range(41, 53)])
+    after = [Entry(3, i, EntryType.NORMAL, put(own_id(ctx, i), b"y%d" % i, b"w"))
+             for i in range(41, 53)]
+    rows, applied = harness.apply(after)
     assert [row[0] for row in rows] == [own_id(ctx, 51), own_id(ctx, 52)]
     assert applied == [52, leader_rev + 2]
     # The same snapshot again (a replay) is already applied.
