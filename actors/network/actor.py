@@ -1,0 +1,224 @@
+"""The network actor: clients and peers in, the member's other actors behind.
+
+One asyncio loop in one process (spawned by the supervisor):
+
+    HTTP clients ──aiohttp (every --listen-client-urls)──► gateway ─► server
+        server ──PROPOSE / READ_INDEX──► raft      (requests.RaftClient, batched per turn)
+    network inbox ◄── SEND, READ_STATES, DROPPED, STATUS (raft); RESPONSES, APPLIED (apply)
+    peers ──ZeroMQ ROUTER (--listen-peer-urls)──► PEER ──► raft
+    SEND ──► one DEALER per other member (peers.PeerLink)
+
+Start: bind the inbox, the peer ROUTER and every client listener, connect to the other
+initial members, then READY to the supervisor. SIGTERM or SIGINT: refuse new requests
+and end every wait ("etcdserver: server stopped"), stop listening, close sockets and
+the store, exit 0. A failure of one of the loops is a bug: log it and exit 1, and the
+supervisor stops the member (crash-only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+from aiohttp import web
+from petcd.actors.apply import members as member_table
+from petcd.actors.bus.addresses import peer_address
+from petcd.actors.bus.peer import AsyncPeerTransport, PeerTransport
+from petcd.actors.bus.sockets import (
+    AsyncInbox,
+    Outbox,
+    process_context,
+    term_process_context,
+)
+from petcd.actors.protocol import SUPERVISOR, Kind
+from petcd.nodes.logs import configure
+from petcd.nodes.member import MemberContext
+
+from .gateway import Gateway
+from .local import LocalStore
+from .peers import PeerLink
+from .requests import RaftClient, RequestIds, Tracker, request_timeout_s
+from .server import Server
+
+MAX_BATCH_MSGS = 4096  # inbox messages or peer frames handled per loop turn
+POLL_MS = 100
+MEMBER_SYNC_EVERY_S = 1.0
+HTTP_SHUTDOWN_TIMEOUT_S = 2.0
+
+
+class StartError(Exception):
+    """This member cannot serve as configured (e.g. https without TLS support)."""
+
+
+class NetworkActor:
+    def __init__(self, ctx: MemberContext, log: Any) -> None:
+        self.ctx = ctx
+        self.log = log
+        s = ctx.settings
+        self.timeout_s = request_timeout_s(s.election_timeout_ms)
+        self.stopping = asyncio.Event()
+        self.outbox = Outbox(ctx.run_dir)
+        self.tracker = Tracker()
+        self.raft = RaftClient(self.tracker, self._to_raft, RequestIds(ctx.member_id),
+                               self.timeout_s)
+        self.store = LocalStore(str(ctx.db_dir), quota_bytes=s.quota_backend_bytes,
+                                max_txn_ops=s.max_txn_ops)
+        self.server = Server(ctx, self.tracker, self.raft, self.store)
+        self.inbox: AsyncInbox | None = None
+        self.transport: AsyncPeerTransport | None = None
+        self.peers: PeerLink | None = None
+        self.runner: web.AppRunner | None = None
+        self._handlers = {
+            Kind.SEND.value: self._on_send, Kind.READ_STATES.value: self.tracker.on_read_states,
+            Kind.DROPPED.value: self.tracker.on_dropped, Kind.STATUS.value: self.tracker.on_status,
+            Kind.RESPONSES.value: self.tracker.on_responses,
+            Kind.APPLIED.value: self.tracker.on_applied,
+        }
+
+    # -- start and stop ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.inbox = AsyncInbox.for_actor(self.ctx.run_dir, "network")
+        self._start_peers()
+        await self._start_http()
+        if not self.outbox.send(SUPERVISOR, Kind.READY.value, "network"):
+            raise StartError("the supervisor's inbox is full")
+        self.log.info("network ready",
+                      client_urls=[str(u) for u in self.ctx.settings.listen_client_urls],
+                      peer_address=self.transport.transport.listen_address
+                      if self.transport else None,
+                      request_timeout_s=self.timeout_s)
+
+    def _start_peers(self) -> None:
+        s = self.ctx.settings
+        listen = [peer_address(str(u)) for u in s.listen_peer_urls]
+        transport = PeerTransport(self.ctx.member_id, listen[0])
+        for extra in listen[1:]:
+            transport.router.bind(extra)
+        self.transport = AsyncPeerTransport(transport)
+        self.peers = PeerLink(self.ctx.member_id, transport, self._to_raft, self.log)
+        self.peers.connect((p.member_id, p.peer_urls) for p in self.ctx.initial_peers)
+
+    async def _start_http(self) -> None:
+        app = Gateway(self.server, self.log).app()
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                    shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
+        await self.runner.setup()
+        for url in self.ctx.settings.listen_client_urls:
+            if url.scheme != "http":
+                raise StartError(f"client URL {url}: TLS is not supported yet; use http://")
+            site = web.TCPSite(self.runner, url.host, url.port, reuse_address=True,
+                               shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
+            await site.start()
+
+    async def stop(self) -> None:
+        self.tracker.stop()  # waiting requests answer "server stopped" now
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.inbox is not None:
+            self.inbox.close()
+        if self.transport is not None:
+            self.transport.close()
+        self.outbox.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.store.close)
+
+    # -- loops ---------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Until SIGTERM/SIGINT; raises if a loop fails."""
+        loops = [asyncio.create_task(self._inbox_loop(), name="inbox"),
+                 asyncio.create_task(self._peer_loop(), name="peers"),
+                 asyncio.create_task(self._member_sync_loop(), name="members")]
+        stopped = asyncio.create_task(self.stopping.wait(), name="stop")
+        try:
+            done, _ = await asyncio.wait([stopped, *loops], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopped:
+                    task.result()  # raises what ended the loop
+                    raise RuntimeError(f"the {task.get_name()} loop ended")
+        finally:
+            for task in [stopped, *loops]:
+                task.cancel()
+            await asyncio.gather(stopped, *loops, return_exceptions=True)
+
+    async def _inbox_loop(self) -> None:
+        assert self.inbox is not None
+        while True:
+            for kind, payload in await self.inbox.drain(MAX_BATCH_MSGS, POLL_MS):
+                handler = self._handlers.get(kind)
+                if handler is None:
+                    self.log.warning("unexpected message kind", kind=kind)
+                else:
+                    handler(payload)
+
+    async def _peer_loop(self) -> None:
+        assert self.transport is not None and self.peers is not None
+        while True:
+            frames = await self.transport.drain(MAX_BATCH_MSGS, POLL_MS)
+            if frames:
+                self.peers.receive(frames)
+
+    async def _member_sync_loop(self) -> None:
+        """Follow the member table (conf changes) with the peer connections."""
+        assert self.peers is not None
+        synced_at_index = -1
+        while True:
+            await asyncio.sleep(MEMBER_SYNC_EVERY_S)
+            applied = self.tracker.applied.index
+            if not self.tracker.applied_known.is_set() or applied == synced_at_index:
+                continue
+            table = await self.store.call(member_table.read_member_table)
+            if len(table):
+                self.peers.connect((m.member_id, m.peer_urls) for m in table)
+            synced_at_index = applied
+
+    def _on_send(self, payload: Any) -> None:
+        assert self.peers is not None
+        self.peers.send(payload)
+
+    def _to_raft(self, kind: str, payload: Any) -> bool:
+        # Never blocks the loop: a full raft inbox refuses (requests fail, peer
+        # messages are dropped and resent by Raft).
+        ok = self.outbox.send("raft", kind, payload)
+        if not ok:
+            self.log.warning("raft inbox full; message dropped", kind=kind)
+        return ok
+
+
+async def _main(ctx: MemberContext, log: Any) -> int:
+    actor = NetworkActor(ctx, log)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, actor.stopping.set)
+    status = 0
+    try:
+        await actor.start()
+        await actor.serve()
+        log.info("network stopping")
+    except StartError as err:
+        log.error("network cannot start", error=str(err))
+        status = 1
+    except Exception:
+        log.exception("network actor failed")
+        status = 1
+    finally:
+        await actor.stop()
+    return status
+
+
+def run(ctx: MemberContext) -> int:
+    """Process entry point (spawned by the supervisor)."""
+    s = ctx.settings
+    log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, "network")
+    process_context()
+    try:
+        return asyncio.run(_main(ctx, log))
+    finally:
+        term_process_context()
+
+
+def main(ctx: MemberContext) -> None:
+    """`run` as a process target whose exit status is run's (multiprocessing ignores
+    a target's return value)."""
+    raise SystemExit(run(ctx))

@@ -1,0 +1,164 @@
+"""The HTTP face of the client API: etcd v3.5's JSON gateway, /health and /version.
+
+    POST /v3/kv/range | put | deleterange | txn | compaction
+    POST /v3/maintenance/status        POST /v3/cluster/member/list
+    GET  /health[?exclude=NOSPACE][&serializable=true]     GET /version
+
+What etcd's HTTP mux and grpc-gateway v1 answer, byte for byte where it matters:
+- a request body decodes as jsonpb.parse says; the response is jsonpb.render of the
+  etcd response, `Content-Type: application/json`;
+- errors are errors.EtcdError bodies with grpc-gateway's HTTP status;
+- another etcd v3 path petcd does not serve yet answers gRPC's Unimplemented
+  ("method LeaseGrant not implemented", 501), as a server without that service would;
+- an unknown path under /v3/ is `404 Not Found` (text, grpc-gateway's fallback), a
+  known one with another method than POST `405 Method Not Allowed`; other unknown
+  paths get Go's `404 page not found`;
+- a body larger than the gateway reads (twice --max-request-bytes plus gRPC's 512 KiB
+  overhead: room for base64) is "etcdserver: request is too large" without reading
+  on; the exact limit, --max-request-bytes on the proposed entry, is the server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from google.protobuf.message import Message
+from petcd.api.etcdserverpb import rpc_pb2 as pb
+
+from . import errors, jsonpb
+from .errors import Code, EtcdError
+from .server import CLUSTER_VERSION, GRPC_OVERHEAD_BYTES, SERVER_VERSION, Server
+
+RENDER_INLINE_MAX_BYTES = 256 * 1024  # larger responses render off the event loop
+
+Handler = Callable[[Server, Any], Awaitable[Message]]
+
+ROUTES: dict[str, tuple[type[Message], Handler]] = {
+    "/v3/kv/range": (pb.RangeRequest, Server.range),
+    "/v3/kv/put": (pb.PutRequest, Server.put),
+    "/v3/kv/deleterange": (pb.DeleteRangeRequest, Server.delete_range),
+    "/v3/kv/txn": (pb.TxnRequest, Server.txn),
+    "/v3/kv/compaction": (pb.CompactionRequest, Server.compact),
+    "/v3/maintenance/status": (pb.StatusRequest, Server.status),
+    "/v3/cluster/member/list": (pb.MemberListRequest, Server.member_list),
+}
+
+# etcd v3.5's other gateway paths, by the gRPC method behind each.
+NOT_YET: dict[str, str] = {
+    "/v3/watch": "Watch",
+    "/v3/lease/grant": "LeaseGrant", "/v3/lease/revoke": "LeaseRevoke",
+    "/v3/kv/lease/revoke": "LeaseRevoke", "/v3/lease/keepalive": "LeaseKeepAlive",
+    "/v3/lease/timetolive": "LeaseTimeToLive", "/v3/kv/lease/timetolive": "LeaseTimeToLive",
+    "/v3/lease/leases": "LeaseLeases", "/v3/kv/lease/leases": "LeaseLeases",
+    "/v3/cluster/member/add": "MemberAdd", "/v3/cluster/member/remove": "MemberRemove",
+    "/v3/cluster/member/update": "MemberUpdate",
+    "/v3/cluster/member/promote": "MemberPromote",
+    "/v3/maintenance/alarm": "Alarm", "/v3/maintenance/defragment": "Defragment",
+    "/v3/maintenance/hash": "Hash", "/v3/maintenance/snapshot": "Snapshot",
+    "/v3/maintenance/transfer-leadership": "MoveLeader",
+    "/v3/maintenance/downgrade": "Downgrade",
+    "/v3/auth/enable": "AuthEnable", "/v3/auth/disable": "AuthDisable",
+    "/v3/auth/status": "AuthStatus", "/v3/auth/authenticate": "Authenticate",
+    "/v3/auth/user/add": "UserAdd", "/v3/auth/user/get": "UserGet",
+    "/v3/auth/user/list": "UserList", "/v3/auth/user/delete": "UserDelete",
+    "/v3/auth/user/changepw": "UserChangePassword", "/v3/auth/user/grant": "UserGrantRole",
+    "/v3/auth/user/revoke": "UserRevokeRole", "/v3/auth/role/add": "RoleAdd",
+    "/v3/auth/role/get": "RoleGet", "/v3/auth/role/list": "RoleList",
+    "/v3/auth/role/delete": "RoleDelete", "/v3/auth/role/grant": "RoleGrantPermission",
+    "/v3/auth/role/revoke": "RoleRevokePermission",
+    "/v3/lock/lock": "Lock", "/v3/lock/unlock": "Unlock",
+    "/v3/election/campaign": "Campaign", "/v3/election/proclaim": "Proclaim",
+    "/v3/election/leader": "Leader", "/v3/election/observe": "Observe",
+    "/v3/election/resign": "Resign",
+}
+
+
+def body_limit_bytes(max_request_bytes: int) -> int:
+    return 2 * max_request_bytes + GRPC_OVERHEAD_BYTES
+
+
+class Gateway:
+    def __init__(self, server: Server, log: Any) -> None:
+        self.server = server
+        self.log = log
+        self.body_limit_bytes = body_limit_bytes(server.max_request_bytes)
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.body_limit_bytes)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path == "/health":
+            return await self._get_only(request, self.health)
+        if path == "/version":
+            return await self._get_only(request, self.version)
+        if not path.startswith("/v3/"):
+            return go_http_error(404, "404 page not found")
+        if path not in ROUTES and path not in NOT_YET:
+            return go_http_error(404, "Not Found")
+        if request.method != "POST":
+            return go_http_error(405, "Method Not Allowed")
+        try:
+            return await self._call(request, path)
+        except EtcdError as err:
+            return error_response(err)
+        except Exception as err:  # a bug: answer as gRPC does for an unknown error
+            self.log.exception("request failed", path=path)
+            return error_response(EtcdError(Code.UNKNOWN, f"{type(err).__name__}: {err}"))
+
+    async def _call(self, request: web.Request, path: str) -> web.Response:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise errors.copy(errors.REQUEST_TOO_LARGE) from None
+        if path in NOT_YET:
+            raise EtcdError(Code.UNIMPLEMENTED, f"method {NOT_YET[path]} not implemented")
+        request_class, handler = ROUTES[path]
+        response = await handler(self.server, jsonpb.parse(body, request_class))
+        if response.ByteSize() > RENDER_INLINE_MAX_BYTES:
+            data = await asyncio.get_running_loop().run_in_executor(
+                None, jsonpb.render, response)
+        else:
+            data = jsonpb.render(response)
+        return web.Response(body=data, content_type="application/json")
+
+    async def _get_only(self, request: web.Request,
+                        serve: Callable[[web.Request], Awaitable[web.Response]]
+                        ) -> web.Response:
+        if request.method != "GET":
+            response = go_http_error(405, "Method Not Allowed")
+            response.headers["Allow"] = "GET"
+            return response
+        return await serve(request)
+
+    async def health(self, request: web.Request) -> web.Response:
+        """etcd's /health: 200 {"health":"true","reason":""}, else 503 with a reason."""
+        excluded = set(request.query.getall("exclude", []))
+        serializable = request.query.get("serializable") == "true"
+        reason = await self.server.health(excluded, serializable)
+        data = jsonpb.dumps({"health": "false" if reason else "true", "reason": reason})
+        if reason:
+            self.log.warning("serving /health false", reason=reason)
+            return go_http_error(503, data.decode())
+        # Go sniffs the type of a body written without one: JSON text is text/plain.
+        return web.Response(body=data, headers={"Content-Type": "text/plain; charset=utf-8"})
+
+    async def version(self, request: web.Request) -> web.Response:
+        data = jsonpb.dumps({"etcdserver": SERVER_VERSION, "etcdcluster": CLUSTER_VERSION})
+        return web.Response(body=data, content_type="application/json")
+
+
+def error_response(err: EtcdError) -> web.Response:
+    return web.Response(status=err.http_status, body=err.body(),
+                        content_type="application/json")
+
+
+def go_http_error(status: int, text: str) -> web.Response:
+    """Go's http.Error: the text and a newline, as plain text, not to be sniffed."""
+    return web.Response(status=status, body=(text + "\n").encode(), headers={
+        "Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"})

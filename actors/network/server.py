@@ -1,0 +1,209 @@
+"""The server side of the client API, as etcd's EtcdServer and v3rpc servers answer:
+requests in, etcd responses out (protobuf), or an EtcdError. Transport-free, so the
+JSON gateway uses it now and a gRPC server can later.
+
+- Writes (Put, DeleteRange, Txn, Compact): checked as v3rpc checks them, wrapped in an
+  InternalRaftRequest with a fresh header.ID, refused if larger than
+  --max-request-bytes ("etcdserver: request is too large"), proposed, and answered
+  with the apply actor's response.
+- Range: linearizable by default (ReadIndex, then wait until applied, then read the
+  local store); serializable reads the local store at once.
+- Headers: cluster_id, member_id, raft_term (last STATUS) and revision (from the
+  response, else the last APPLIED revision), as etcd's header filler; the Cluster
+  service leaves the revision out, as etcd does.
+
+Not yet (noted for the next rounds): a read-only Txn is proposed like any Txn (etcd
+serves it locally after a read barrier); quota is enforced at apply only (etcd also
+refuses a write up front when the backend is over quota).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from petcd.actors.apply import members as member_table
+from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
+from petcd.api.etcdserverpb import rpc_pb2 as pb
+from petcd.nodes.member import MemberContext
+from petcd.storage.mvcc import MvccError, MvccStore, checks
+
+from . import errors
+from .errors import EtcdError
+from .local import LocalStore
+from .requests import RaftClient, Tracker
+
+SERVER_VERSION = "3.5.0"  # the etcd API petcd speaks
+CLUSTER_VERSION = "3.5.0"
+GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's grpcOverheadBytes on top of max request size
+
+R = TypeVar("R", pb.PutResponse, pb.DeleteRangeResponse, pb.TxnResponse,
+            pb.CompactionResponse)
+T = TypeVar("T")
+
+
+class Server:
+    def __init__(self, ctx: MemberContext, tracker: Tracker, raft: RaftClient,
+                 store: LocalStore) -> None:
+        self.ctx = ctx
+        self.tracker = tracker
+        self.raft = raft
+        self.store = store
+        self.max_request_bytes = ctx.settings.max_request_bytes
+        self.max_txn_ops = ctx.settings.max_txn_ops
+
+    # -- KV -------------------------------------------------------------------------
+
+    async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
+        _checked(checks.check_range, r)
+        self._check_read_size(r)
+        if r.serializable:
+            await self._store_ready()
+        else:
+            await self.raft.read_barrier()
+        resp = await self._local(lambda s: s.range(r))
+        self._fill(resp.header)
+        return resp
+
+    async def put(self, r: pb.PutRequest) -> pb.PutResponse:
+        _checked(checks.check_put, r)
+        return await self._propose(rpb.InternalRaftRequest(put=r), pb.PutResponse)
+
+    async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
+        _checked(checks.check_delete, r)
+        return await self._propose(rpb.InternalRaftRequest(delete_range=r),
+                                   pb.DeleteRangeResponse)
+
+    async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
+        _checked(lambda t: checks.check_txn(t, self.max_txn_ops), r)
+        return await self._propose(rpb.InternalRaftRequest(txn=r), pb.TxnResponse)
+
+    async def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
+        return await self._propose(rpb.InternalRaftRequest(compaction=r),
+                                   pb.CompactionResponse)
+
+    async def _propose(self, request: rpb.InternalRaftRequest, response: type[R]) -> R:
+        request_id = self.raft.ids.next()
+        request.header.ID = request_id
+        data = request.SerializeToString()
+        if len(data) > self.max_request_bytes:
+            raise errors.copy(errors.REQUEST_TOO_LARGE)
+        answer = await self.raft.propose(request_id, data)
+        if not answer.ok:
+            raise answer.error()
+        resp = response.FromString(answer.body)
+        self._fill(resp.header)
+        return resp
+
+    def _check_read_size(self, r: pb.RangeRequest) -> None:
+        # etcd's gRPC server refuses a message over max-request-bytes + 512 KiB before
+        # any handler runs; petcd answers that with etcd's size error too.
+        if r.ByteSize() > self.max_request_bytes + GRPC_OVERHEAD_BYTES:
+            raise errors.copy(errors.REQUEST_TOO_LARGE)
+
+    # -- Maintenance and Cluster -------------------------------------------------------
+
+    async def status(self, r: pb.StatusRequest) -> pb.StatusResponse:
+        await self._store_ready()
+        sizes = await self._local(_store_sizes)
+        db_size, in_use, revision, alarms = sizes
+        st = self.tracker.status
+        resp = pb.StatusResponse(
+            version=SERVER_VERSION, dbSize=db_size, dbSizeInUse=in_use, leader=st.leader,
+            raftIndex=st.commit, raftTerm=st.term,
+            raftAppliedIndex=max(self.tracker.applied.index, st.applied),
+            isLearner=self.ctx.member_id in st.learners)
+        resp.errors.extend(_alarm_text(a) for a in alarms)
+        if not st.has_leader:
+            resp.errors.append(errors.NO_LEADER.message)
+        resp.header.revision = revision
+        self._fill(resp.header)
+        return resp
+
+    async def member_list(self, r: pb.MemberListRequest) -> pb.MemberListResponse:
+        if r.linearizable:
+            await self.raft.read_barrier()
+        else:
+            await self._store_ready()
+        table = await self._local(member_table.read_member_table)
+        resp = pb.MemberListResponse()
+        if len(table):
+            resp.members.extend(m.to_pb() for m in table)
+        else:
+            resp.members.extend(self._initial_members())
+        self._fill(resp.header, with_revision=False)
+        return resp
+
+    def _initial_members(self) -> list[pb.Member]:
+        """--initial-cluster, until the apply actor has stored a member table."""
+        me = self.ctx.member_id
+        learners = self.tracker.status.learners
+        clients = [str(u) for u in self.ctx.settings.advertise_client_urls]
+        return [pb.Member(ID=p.member_id, name=p.name, peerURLs=list(p.peer_urls),
+                          clientURLs=clients if p.member_id == me else [],
+                          isLearner=p.member_id in learners)
+                for p in sorted(self.ctx.initial_peers, key=lambda p: p.member_id)]
+
+    async def health(self, excluded_alarms: set[str], serializable: bool) -> str:
+        """etcd's checkV3Health: "" if healthy, else the reason."""
+        if self.tracker.applied_known.is_set():
+            for alarm in await self._local(lambda s: s.alarms()):
+                name = pb.AlarmType.Name(alarm.alarm)
+                if name in excluded_alarms:
+                    continue
+                return {"NOSPACE": "ALARM NOSPACE", "CORRUPT": "ALARM CORRUPT"}.get(
+                    name, "ALARM UNKNOWN")
+        if not serializable and not self.tracker.status.has_leader:
+            return "RAFT NO LEADER"
+        try:  # etcd ranges with keys_only and limit 1: a read barrier and a local read
+            if serializable:
+                await self._store_ready()
+            else:
+                await self.raft.read_barrier()
+            await self._local(lambda s: s.current_revision())
+        except EtcdError as err:
+            return f"RANGE ERROR:{err.message}"
+        return ""
+
+    # -- helpers -------------------------------------------------------------------
+
+    async def _store_ready(self) -> None:
+        """The apply actor has opened (created) the store and said so (APPLIED)."""
+        if self.tracker.applied_known.is_set():
+            return
+        try:
+            async with asyncio.timeout(self.raft.timeout_s):
+                await self.tracker.applied_known.wait()
+        except TimeoutError:
+            raise errors.copy(errors.TIMEOUT) from None
+
+    async def _local(self, fn: Callable[[MvccStore], T]) -> T:
+        try:
+            return await self.store.call(fn)
+        except MvccError as err:
+            raise errors.from_mvcc(err) from None
+
+    def _fill(self, header: pb.ResponseHeader, with_revision: bool = True) -> None:
+        header.cluster_id = self.ctx.cluster_id
+        header.member_id = self.ctx.member_id
+        header.raft_term = self.tracker.status.term
+        if with_revision and header.revision == 0:
+            header.revision = self.tracker.applied.revision
+
+
+def _checked(check: Callable[[T], None], request: T) -> None:
+    try:
+        check(request)
+    except MvccError as err:
+        raise errors.from_mvcc(err) from None
+
+
+def _store_sizes(store: MvccStore) -> tuple[int, int, int, list[pb.AlarmMember]]:
+    return (store.db_size_bytes(), store.db_size_in_use_bytes(), store.current_revision(),
+            store.alarms())
+
+
+def _alarm_text(alarm: pb.AlarmMember) -> str:
+    """AlarmMember.String() as etcd's gogo protobuf prints it in Status errors."""
+    return f"memberID:{alarm.memberID} alarm:{pb.AlarmType.Name(alarm.alarm)} "

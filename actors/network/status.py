@@ -1,0 +1,53 @@
+"""What the network actor knows of its member's Raft state and state machine.
+
+The raft actor sends STATUS on every change and every 100 ms; the apply actor sends
+APPLIED at start and after every batch. Both are cached here: response headers,
+/health and Maintenance.Status read them without asking anyone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from petcd.actors.raft.types import NONE, Role
+
+
+@dataclass(frozen=True, slots=True)
+class RaftStatus:
+    """One STATUS payload (actors/protocol.py)."""
+
+    role: Role = Role.FOLLOWER
+    term: int = 0
+    leader: int = NONE  # NONE: this member knows no leader
+    commit: int = 0
+    last_index: int = 0
+    applied: int = 0  # what the apply actor has made durable, as raft last heard
+    voters: frozenset[int] = frozenset()
+    learners: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        assert self.term >= 0 and self.commit >= 0 and self.last_index >= 0, self
+
+    @classmethod
+    def from_wire(cls, payload: Any) -> RaftStatus:
+        role, term, leader, commit, last_index, applied, voters, learners = payload
+        return cls(Role(role), int(term), int(leader), int(commit), int(last_index),
+                   int(applied), frozenset(voters), frozenset(learners))
+
+    @property
+    def has_leader(self) -> bool:
+        return self.leader != NONE
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One APPLIED payload: the state machine is durable up to `index`."""
+
+    index: int = 0
+    revision: int = 0
+
+    @classmethod
+    def from_wire(cls, payload: Any) -> Applied:
+        index, revision = payload
+        return cls(int(index), int(revision))
