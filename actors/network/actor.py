@@ -9,7 +9,10 @@ One asyncio loop in one process (spawned by the supervisor):
     SEND ──► one DEALER per other member (peers.PeerLink)
 
 Start: bind the inbox, the peer ROUTER and every client listener, connect to the other
-initial members, then READY to the supervisor. SIGTERM or SIGINT: refuse new requests
+initial members, then READY to the supervisor. Once a leader is known and the member
+table holds this member, publish its name and client URLs through Raft (etcd's
+publishV3), so that MemberList shows them on every member. Peer connections follow the
+member table as conf changes are applied. SIGTERM or SIGINT: refuse new requests
 and end every wait ("etcdserver: server stopped"), stop listening, close sockets and
 the store, exit 0. A failure of one of the loops is a bug: log it and exit 1, and the
 supervisor stops the member (crash-only).
@@ -21,6 +24,7 @@ import asyncio
 import signal
 from typing import Any
 
+import zmq
 from aiohttp import web
 from petcd.actors.apply import members as member_table
 from petcd.actors.bus.addresses import peer_address
@@ -35,6 +39,7 @@ from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.nodes.logs import configure
 from petcd.nodes.member import MemberContext
 
+from .errors import EtcdError
 from .gateway import Gateway
 from .local import LocalStore
 from .peers import PeerLink
@@ -44,6 +49,7 @@ from .server import Server
 MAX_BATCH_MSGS = 4096  # inbox messages or peer frames handled per loop turn
 POLL_MS = 100
 MEMBER_SYNC_EVERY_S = 1.0
+PUBLISH_RETRY_S = 1.0
 HTTP_SHUTDOWN_TIMEOUT_S = 2.0
 
 
@@ -91,12 +97,17 @@ class NetworkActor:
                       request_timeout_s=self.timeout_s)
 
     def _start_peers(self) -> None:
-        s = self.ctx.settings
-        listen = [peer_address(str(u)) for u in s.listen_peer_urls]
-        transport = PeerTransport(self.ctx.member_id, listen[0])
-        for extra in listen[1:]:
-            transport.router.bind(extra)
+        try:
+            listen = [peer_address(str(u)) for u in self.ctx.settings.listen_peer_urls]
+            transport = PeerTransport(self.ctx.member_id, listen[0])
+        except (ValueError, zmq.ZMQError) as err:
+            raise StartError(f"cannot listen for peers: {err}") from None
         self.transport = AsyncPeerTransport(transport)
+        for extra in listen[1:]:
+            try:
+                transport.router.bind(extra)
+            except zmq.ZMQError as err:
+                raise StartError(f"cannot listen for peers on {extra}: {err}") from None
         self.peers = PeerLink(self.ctx.member_id, transport, self._to_raft, self.log)
         self.peers.connect((p.member_id, p.peer_urls) for p in self.ctx.initial_peers)
 
@@ -110,7 +121,10 @@ class NetworkActor:
                 raise StartError(f"client URL {url}: TLS is not supported yet; use http://")
             site = web.TCPSite(self.runner, url.host, url.port, reuse_address=True,
                                shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as err:
+                raise StartError(f"cannot listen for clients on {url}: {err}") from None
 
     async def stop(self) -> None:
         self.tracker.stop()  # waiting requests answer "server stopped" now
@@ -130,6 +144,7 @@ class NetworkActor:
         loops = [asyncio.create_task(self._inbox_loop(), name="inbox"),
                  asyncio.create_task(self._peer_loop(), name="peers"),
                  asyncio.create_task(self._member_sync_loop(), name="members")]
+        publish = asyncio.create_task(self._publish(), name="publish")
         stopped = asyncio.create_task(self.stopping.wait(), name="stop")
         try:
             done, _ = await asyncio.wait([stopped, *loops], return_when=asyncio.FIRST_COMPLETED)
@@ -137,10 +152,12 @@ class NetworkActor:
                 if task is not stopped:
                     task.result()  # raises what ended the loop
                     raise RuntimeError(f"the {task.get_name()} loop ended")
+            if publish.done():
+                publish.result()  # raises if publishing failed by a bug
         finally:
-            for task in [stopped, *loops]:
+            for task in [stopped, publish, *loops]:
                 task.cancel()
-            await asyncio.gather(stopped, *loops, return_exceptions=True)
+            await asyncio.gather(stopped, publish, *loops, return_exceptions=True)
 
     async def _inbox_loop(self) -> None:
         assert self.inbox is not None
@@ -169,9 +186,34 @@ class NetworkActor:
             if not self.tracker.applied_known.is_set() or applied == synced_at_index:
                 continue
             table = await self.store.call(member_table.read_member_table)
-            if len(table):
-                self.peers.connect((m.member_id, m.peer_urls) for m in table)
+            self.peers.connect((m.member_id, m.peer_urls) for m in table)
+            self.peers.disconnect(table.removed)
             synced_at_index = applied
+
+    async def _publish(self) -> None:
+        """etcd's publishV3: once this member is in the member table and a leader is
+        known, propose its name and client URLs, retrying until they are applied."""
+        urls = tuple(str(u) for u in self.ctx.settings.advertise_client_urls)
+        while not await self._published(urls):
+            await asyncio.sleep(PUBLISH_RETRY_S)
+
+    async def _published(self, urls: tuple[str, ...]) -> bool:
+        if not (self.tracker.status.has_leader and self.tracker.applied_known.is_set()):
+            return False
+        mine = (await self.store.call(member_table.read_member_table)).get(self.ctx.member_id)
+        if mine is None:
+            return False  # the table has not taken this member in yet
+        if (mine.name, mine.client_urls) == (self.ctx.name, urls):
+            return True  # published before a restart
+        try:
+            await self.server.publish(self.ctx.name, urls)
+        except EtcdError as err:
+            self.log.warning("cannot publish local member to cluster; retrying",
+                             error=err.message)
+            return False
+        self.log.info("published local member to cluster", name=self.ctx.name,
+                      client_urls=list(urls))
+        return True
 
     def _on_send(self, payload: Any) -> None:
         assert self.peers is not None

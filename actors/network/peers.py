@@ -88,24 +88,22 @@ class PeerLink:
     # -- membership ----------------------------------------------------------------
 
     def connect(self, peers: Iterable[tuple[int, tuple[str, ...]]]) -> None:
-        """Be connected to exactly these members (id, peer URLs), other than us.
+        """Be connected to these members (id, peer URLs), at their first peer URL.
 
-        A member listed without peer URLs keeps its current connection, if any.
+        Adds and re-points connections only: a member missing from a table being
+        built up (bootstrap conf changes applied one by one) keeps its connection.
+        Members leave through `disconnect`.
         """
-        wanted: dict[int, str] = {}
         for member_id, urls in peers:
-            if member_id == self.member_id:
-                continue
-            if not urls:
-                current = self.transport.peers.get(member_id)
-                if current is not None:
-                    wanted[member_id] = current
+            if member_id == self.member_id or not urls:
                 continue
             try:
-                wanted[member_id] = peer_address(urls[0])
+                self.transport.add_peer(member_id, peer_address(urls[0]))
             except ValueError as err:
                 self.log.error("cannot reach member", peer=f"{member_id:x}", error=str(err))
-        for member_id in set(self.transport.peers) - set(wanted):
-            self.transport.remove_peer(member_id)
-        for member_id, address in wanted.items():
-            self.transport.add_peer(member_id, address)
+
+    def disconnect(self, member_ids: Iterable[int]) -> None:
+        """Close the connections to removed members."""
+        for member_id in member_ids:
+            if member_id in self.transport.peers:
+                self.transport.remove_peer(member_id)

@@ -20,12 +20,13 @@ refuses a write up front when the backend is over quota).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from petcd.actors.apply import members as member_table
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
+from petcd.api.membershippb import membership_pb2
 from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc import MvccError, MvccStore, checks
 
@@ -84,6 +85,11 @@ class Server:
                                    pb.CompactionResponse)
 
     async def _propose(self, request: rpb.InternalRaftRequest, response: type[R]) -> R:
+        resp = response.FromString(await self._propose_raw(request))
+        self._fill(resp.header)
+        return resp
+
+    async def _propose_raw(self, request: rpb.InternalRaftRequest) -> bytes:
         request_id = self.raft.ids.next()
         request.header.ID = request_id
         data = request.SerializeToString()
@@ -92,9 +98,15 @@ class Server:
         answer = await self.raft.propose(request_id, data)
         if not answer.ok:
             raise answer.error()
-        resp = response.FromString(answer.body)
-        self._fill(resp.header)
-        return resp
+        return answer.body
+
+    async def publish(self, name: str, client_urls: Sequence[str]) -> None:
+        """etcd's publishV3: this member's name and client URLs into the member table
+        (ClusterMemberAttrSetRequest through Raft, so every member learns them)."""
+        attrs = membership_pb2.Attributes(name=name, client_urls=list(client_urls))
+        await self._propose_raw(rpb.InternalRaftRequest(
+            cluster_member_attr_set=membership_pb2.ClusterMemberAttrSetRequest(
+                member_ID=self.ctx.member_id, member_attributes=attrs)))
 
     def _check_read_size(self, r: pb.RangeRequest) -> None:
         # etcd's gRPC server refuses a message over max-request-bytes + 512 KiB before
@@ -109,10 +121,11 @@ class Server:
         sizes = await self._local(_store_sizes)
         db_size, in_use, revision, alarms = sizes
         st = self.tracker.status
+        # STATUS is up to 100 ms older than APPLIED: never report applied > committed.
+        applied = max(self.tracker.applied.index, st.applied)
         resp = pb.StatusResponse(
             version=SERVER_VERSION, dbSize=db_size, dbSizeInUse=in_use, leader=st.leader,
-            raftIndex=st.commit, raftTerm=st.term,
-            raftAppliedIndex=max(self.tracker.applied.index, st.applied),
+            raftIndex=max(st.commit, applied), raftTerm=st.term, raftAppliedIndex=applied,
             isLearner=self.ctx.member_id in st.learners)
         resp.errors.extend(_alarm_text(a) for a in alarms)
         if not st.has_leader:

@@ -34,6 +34,7 @@ from petcd.actors.protocol import Kind, member_id_prefix
 from petcd.actors.raft.types import Entry, Message, MessageType, Role
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
+from petcd.api.membershippb import membership_pb2
 from petcd.config import load
 from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc import MvccError, MvccStore
@@ -112,7 +113,8 @@ class FakeRaft:
             assert request.header.ID == request_id
             try:
                 resp = self.apply(request)
-                answers.append([request_id, True, resp.SerializeToString()])
+                body = b"" if resp is None else resp.SerializeToString()
+                answers.append([request_id, True, body])
             except MvccError as err:
                 answers.append([request_id, False, [err.code, err.message]])
         self.send(Kind.RESPONSES, answers)
@@ -173,10 +175,9 @@ class Member:
         assert future.result(timeout=HTTP_TIMEOUT_S)[0] == 200
 
 
-@pytest.fixture(scope="module")
-def member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Member]:
-    tmp = tmp_path_factory.mktemp("network")
-    client_port, peer_port, other_port = free_ports(3)
+def member_context(tmp: Path, client_port: int, peer_port: int, other_port: int
+                   ) -> MemberContext:
+    """Member n1 of a two-member cluster (n2 is the fake peer), on loopback."""
     me, other = f"http://127.0.0.1:{peer_port}", f"http://127.0.0.1:{other_port}"
     settings = load([
         "--name", "n1", "--data-dir", str(tmp / "n1"),
@@ -186,16 +187,28 @@ def member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Member]:
         "--initial-cluster", f"n1={me},n2={other}",
         "--heartbeat-interval", str(HEARTBEAT_MS), "--election-timeout", str(ELECTION_MS),
         "--max-request-bytes", str(MAX_REQUEST_BYTES), "--log-level", "warn"], {})
-    ctx = replace(MemberContext.from_settings(settings), run_dir=tmp / "run")
+    return replace(MemberContext.from_settings(settings), run_dir=tmp / "run")
+
+
+def spawn(ctx: MemberContext) -> Any:
+    proc = multiprocessing.get_context("spawn").Process(
+        target=network_actor.main, args=(ctx,), name="petcd-network")
+    proc.start()
+    return proc
+
+
+@pytest.fixture(scope="module")
+def member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Member]:
+    tmp = tmp_path_factory.mktemp("network")
+    client_port, peer_port, other_port = free_ports(3)
+    ctx = member_context(tmp, client_port, peer_port, other_port)
     other_id = next(p.member_id for p in ctx.initial_peers if p.name == "n2")
     store = MvccStore.open(str(ctx.db_dir), sync=False)
     raft = FakeRaft(ctx.run_dir, store)
     supervisor = Inbox.for_actor(ctx.run_dir, "supervisor")
     peer = PeerTransport(other_id, f"tcp://127.0.0.1:{other_port}",
                          {ctx.member_id: f"tcp://127.0.0.1:{peer_port}"})
-    proc = multiprocessing.get_context("spawn").Process(
-        target=network_actor.main, args=(ctx,), name="petcd-network")
-    proc.start()
+    proc = spawn(ctx)
     pool = ThreadPoolExecutor(8)
     try:
         assert supervisor.drain(1, int(WAIT_S * 1000)) == [(Kind.READY.value, "network")]
@@ -484,6 +497,28 @@ def test_member_list_from_initial_cluster_then_from_the_member_table(member: Mem
         "clientURLs": ["http://n2:2379"], "isLearner": True}
 
 
+def test_member_publishes_its_name_and_client_urls_once_in_the_table(member: Member) -> None:
+    peer = {p.name: p for p in member.ctx.initial_peers}
+    unpublished = members.MemberTable(tuple(sorted((
+        members.Member(member.id, "", peer["n1"].peer_urls, ()),
+        members.Member(member.other_id, "n2", peer["n2"].peer_urls, ())),
+        key=lambda m: m.member_id)))
+    member.raft.apply(None, members.encode(unpublished))
+    member.raft.applied()
+    [[request_id, data]] = member.raft.expect(Kind.PROPOSE)
+    request = rpb.InternalRaftRequest.FromString(data)
+    assert request.header.ID == request_id
+    assert request.cluster_member_attr_set == membership_pb2.ClusterMemberAttrSetRequest(
+        member_ID=member.id, member_attributes=membership_pb2.Attributes(
+            name="n1", client_urls=[member.client_url]))
+    published = unpublished.set_attributes(member.id, "n1", [member.client_url])
+    assert published is not None
+    member.raft.apply(None, members.encode(published))
+    member.raft.send(Kind.RESPONSES, [[request_id, True, b""]])
+    member.raft.applied()
+    member.raft.quiet(1.5)  # published once, not again
+
+
 # -- peers --------------------------------------------------------------------------------
 
 def _send_until_connected(peer: PeerTransport, dst: int, payload: Any) -> None:
@@ -525,6 +560,20 @@ def test_send_is_one_frame_per_peer_and_a_snapshot_is_reported_failed(member: Me
     [(src, kind, payload)] = member.peer.drain(16, int(WAIT_S * 1000))
     assert (src, kind) == (me, "raft")
     assert codec.messages_from_wire(payload) == [batch[0], batch[2], batch[3]]
+
+
+def test_a_client_port_in_use_stops_the_actor_with_status_1(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        proc = spawn(member_context(tmp_path, busy.getsockname()[1], *free_ports(2)))
+        try:
+            proc.join(WAIT_S)
+            assert proc.exitcode == 1
+        finally:
+            if proc.is_alive():
+                proc.kill()
+                proc.join(WAIT_S)
 
 
 # -- last: shutdown -------------------------------------------------------------------------
