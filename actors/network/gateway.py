@@ -33,6 +33,7 @@ from .errors import Code, EtcdError
 from .server import CLUSTER_VERSION, GRPC_OVERHEAD_BYTES, SERVER_VERSION, Server
 
 RENDER_INLINE_MAX_BYTES = 256 * 1024  # larger responses render off the event loop
+MAX_INFLIGHT_REQUESTS = 10_000  # more at once: "etcdserver: too many requests"
 
 Handler = Callable[[Server, Any], Awaitable[Message]]
 
@@ -85,6 +86,7 @@ class Gateway:
         self.server = server
         self.log = log
         self.body_limit_bytes = body_limit_bytes(server.max_request_bytes)
+        self.inflight = 0
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.body_limit_bytes)
@@ -103,6 +105,9 @@ class Gateway:
             return go_http_error(404, "Not Found")
         if request.method != "POST":
             return go_http_error(405, "Method Not Allowed")
+        if self.inflight >= MAX_INFLIGHT_REQUESTS:
+            return error_response(errors.copy(errors.TOO_MANY_REQUESTS))
+        self.inflight += 1
         try:
             return await self._call(request, path)
         except EtcdError as err:
@@ -110,6 +115,8 @@ class Gateway:
         except Exception as err:  # a bug: answer as gRPC does for an unknown error
             self.log.exception("request failed", path=path)
             return error_response(EtcdError(Code.UNKNOWN, f"{type(err).__name__}: {err}"))
+        finally:
+            self.inflight -= 1
 
     async def _call(self, request: web.Request, path: str) -> web.Response:
         try:

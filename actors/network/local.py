@@ -21,7 +21,7 @@ from petcd.storage.mvcc import MvccStore
 from . import errors
 
 T = TypeVar("T")
-DEFAULT_MAX_QUEUED_CALLS = 1024
+DEFAULT_MAX_QUEUED_CALLS = 10_000  # as many as requests in flight (gateway)
 
 
 class LocalStore:
