@@ -121,3 +121,27 @@ def test_http_errors_have_etcds_shape(one):
     assert m.get("k") is None  # nothing was written by any of them
     resp = m.call("/v3/kv/put", {"key": b64("k"), "value": b64("v"), "no_such_field": 1})
     assert "header" in resp and m.get("k") == "v"  # unknown fields are ignored
+
+
+def _port_free(port: int) -> bool:
+    import socket
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_no_flags_serves_one_member_on_localhost_2379_with_data_in_default_petcd(tmp_path):
+    if not (_port_free(2379) and _port_free(2380)):
+        pytest.skip("ports 2379/2380 are in use on this machine")
+    from .members import Member
+    m = Member("default", 2379, 2380, tmp_path / "unused", tmp_path / "default.log")
+    log = open(m.log_path, "ab")
+    m.proc = subprocess.Popen([PETCD], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        assert wait_until(lambda: m.put("hello", "world") is not None, 30), m.log_text()
+        assert m.get("hello") == "world"
+        assert m.status()["header"]["member_id"] == str(0x8E9E05C52164694D)  # etcd's default
+        assert (tmp_path / "default.petcd" / "member" / "wal").is_dir()
+        assert (tmp_path / "default.petcd" / "member" / "snap" / "db").exists()
+    finally:
+        assert m.stop() == 0
