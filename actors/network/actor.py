@@ -7,6 +7,8 @@ One asyncio loop in one process (spawned by the supervisor):
     network inbox ◄── SEND, READ_STATES, DROPPED, STATUS (raft); RESPONSES, APPLIED (apply)
     peers ──ZeroMQ ROUTER (--listen-peer-urls)──► PEER ──► raft
     SEND ──► one DEALER per other member (peers.PeerLink)
+    SEND of a SNAP ──► a stream of the store to that member (snapshots.py); chunks in
+        ──► member/snap/<index>.snap.db, then the SNAP message ──PEER──► raft
 
 Start: bind the inbox, the peer ROUTER and every client listener, connect to the other
 initial members, then READY to the supervisor. Once a leader is known and the member
@@ -38,6 +40,7 @@ from petcd.actors.bus.sockets import (
 from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.nodes.logs import configure
 from petcd.nodes.member import MemberContext
+from petcd.storage.mvcc.quota import map_size_bytes
 
 from .errors import EtcdError
 from .gateway import Gateway
@@ -45,6 +48,7 @@ from .local import LocalStore
 from .peers import PeerLink
 from .requests import RaftClient, RequestIds, Tracker, request_timeout_s
 from .server import Server
+from .snapshots import SnapshotStreams, remove_parts
 
 MAX_BATCH_MSGS = 4096  # inbox messages or peer frames handled per loop turn
 POLL_MS = 100
@@ -74,6 +78,7 @@ class NetworkActor:
         self.inbox: AsyncInbox | None = None
         self.transport: AsyncPeerTransport | None = None
         self.peers: PeerLink | None = None
+        self.snapshots: SnapshotStreams | None = None
         self.runner: web.AppRunner | None = None
         self._handlers = {
             Kind.SEND.value: self._on_send, Kind.READ_STATES.value: self.tracker.on_read_states,
@@ -109,6 +114,14 @@ class NetworkActor:
             except zmq.ZMQError as err:
                 raise StartError(f"cannot listen for peers on {extra}: {err}") from None
         self.peers = PeerLink(self.ctx.member_id, transport, self._to_raft, self.log)
+        removed = remove_parts(self.ctx.snap_dir)
+        if removed:
+            self.log.info("removed partial snapshot files", files=removed)
+        self.snapshots = self.peers.snapshots = SnapshotStreams(
+            self.ctx.member_id, self.ctx.snap_dir, self.ctx.db_dir, transport,
+            self._to_raft, self.log,
+            max_size_bytes=map_size_bytes(self.ctx.settings.quota_backend_bytes),
+            applied_index=lambda: self.tracker.applied.index)
         self.peers.connect((p.member_id, p.peer_urls) for p in self.ctx.initial_peers)
 
     async def _start_http(self) -> None:
@@ -130,6 +143,8 @@ class NetworkActor:
         self.tracker.stop()  # waiting requests answer "server stopped" now
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.snapshots is not None:
+            await self.snapshots.close()
         if self.inbox is not None:
             self.inbox.close()
         if self.transport is not None:

@@ -9,12 +9,12 @@ this member, sent by the member the connection belongs to) and everything that p
 goes to the raft actor as one PEER message per drain. A frame from the network that
 fails a check is dropped and counted, never raised: a bad peer must not crash us.
 
-Snapshots are NOT streamed yet. A SNAP message is sent as it is (its data is empty: the
-state machine is the LMDB file, which would have to follow it) and the raft actor is
-told at once that the snapshot failed (SNAPSHOT_STATUS [peer, False]), so the leader
-keeps probing that follower instead of waiting on a stream that will never finish.
-A follower that fell behind the leader's compacted log therefore cannot catch up until
-snapshot streaming (member/snap/<index:016x>.snap.db, then APPLY_SNAPSHOT) is built.
+Snapshots: a SNAP message does not travel in a "raft" frame. Its snapshot is the
+LMDB store, so it goes to `snapshots` (snapshots.py), which streams a copy of the store
+in snap_* frames and delivers the SNAP message to the peer's raft actor once the copy
+is durable there; snap_* frames that arrive go to `snapshots` too. Without a
+`snapshots` (tests of this module alone), the SNAP message is dropped and the raft
+actor told at once that the snapshot failed (SNAPSHOT_STATUS [peer, False]).
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ from petcd.actors.bus.peer import PeerTransport
 from petcd.actors.protocol import Kind
 from petcd.actors.raft.types import MessageType
 
+from . import snapframes
+from .snapshots import SnapshotStreams
+
 FRAME_KIND = "raft"  # the envelope kind of Raft traffic between members
-_TYPE, _SRC, _DST = 0, 1, 2  # positions in a message's wire array (bus/codec.py)
+_TYPE, _SRC, _DST, _SNAPSHOT = 0, 1, 2, 11  # positions in a message's wire array (bus/codec)
 
 
 class PeerLink:
@@ -41,24 +44,30 @@ class PeerLink:
         self.to_raft = to_raft  # (kind, payload) -> False if the raft inbox is full
         self.log = log
         self.dropped: Counter[str] = Counter()  # incoming messages refused, by reason
+        self.snapshots: SnapshotStreams | None = None
 
     # -- out -----------------------------------------------------------------------
 
     def send(self, payload: list[list[Any]]) -> None:
         """Route one SEND payload (messages_to_wire from the raft actor)."""
         by_dst: dict[int, list[list[Any]]] = {}
-        snapshots: list[int] = []
         for wire in payload:
             dst = wire[_DST]
-            by_dst.setdefault(dst, []).append(wire)
             if wire[_TYPE] == MessageType.SNAP:
-                snapshots.append(dst)
+                self._send_snapshot(dst, wire)
+            else:
+                by_dst.setdefault(dst, []).append(wire)
         for dst, batch in by_dst.items():
             self.transport.send(dst, FRAME_KIND, batch)
-        for dst in snapshots:
-            self.log.warning("snapshot streaming is not implemented; reporting failure",
-                             peer=f"{dst:x}")
-            self.to_raft(Kind.SNAPSHOT_STATUS.value, [dst, False])
+
+    def _send_snapshot(self, dst: int, wire: list[Any]) -> None:
+        if self.snapshots is not None and wire[_SNAPSHOT] is not None:
+            self.snapshots.send(dst, wire)
+            return
+        self.log.warning("cannot stream this snapshot; reporting failure", peer=f"{dst:x}",
+                         reason="no snapshot streams" if self.snapshots is None
+                         else "SNAP without a snapshot")
+        self.to_raft(Kind.SNAPSHOT_STATUS.value, [dst, False])
 
     # -- in ------------------------------------------------------------------------
 
@@ -67,7 +76,10 @@ class PeerLink:
         accepted: list[Any] = []
         for src, kind, payload in frames:
             if kind != FRAME_KIND:
-                self.dropped["kind"] += 1
+                if kind in snapframes.KINDS and self.snapshots is not None:
+                    self.snapshots.on_frame(src, kind, payload)
+                else:
+                    self.dropped["kind"] += 1
                 continue
             try:
                 messages = messages_from_wire(payload)
