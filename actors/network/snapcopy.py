@@ -19,6 +19,7 @@ errors (the reason on stderr). A reader that goes away (EPIPE) ends the copy.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 import lmdb
 
 BEHIND_EXIT = 3
+COPY_NICENESS = 10
 
 
 def spawn(db_dir: str | Path, min_index: int) -> subprocess.Popen[bytes]:
@@ -40,6 +42,8 @@ def main(argv: list[str]) -> int:
     from petcd.storage.mvcc import MvccStore
 
     db_dir, min_index = argv[0], int(argv[1])
+    # Background work: on a busy machine the member's own actors (heartbeats) go first.
+    os.nice(COPY_NICENESS)
     store = MvccStore.open(db_dir, readonly=True)
     try:
         applied = store.applied_index()
