@@ -90,6 +90,14 @@ class RaftActor:
         self.core = RaftCore(self.config, rng, state, applied=min(applied, last))
         self.log.info("raft started", term=state.hard_state.term, commit=self.core.log.committed,
                       last_index=last, applied=applied, voters=sorted(self.core.conf.voters))
+        if state.snapshot and applied < state.snapshot.meta.index:
+            # A snapshot received from the leader was saved, and the member stopped before
+            # the apply actor installed its db file (member/snap/<index>.snap.db, still
+            # there): install it before the entries after it (as etcd's
+            # recoverSnapshotBackend does at start), or they would follow a gap.
+            self.log.info("installing the saved snapshot", index=state.snapshot.meta.index)
+            self._send("apply", Kind.APPLY_SNAPSHOT,
+                       codec.snapshot_meta_to_wire(state.snapshot.meta))
         self._send(SUPERVISOR, Kind.READY, "raft")
 
     # -- the loop --------------------------------------------------------------------

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -91,6 +93,33 @@ def test_a_member_that_missed_compacted_entries_catches_up_from_a_snapshot(tmp_p
         # Writes after the snapshot reach it by plain appends again.
         leader.put("after", "snapshot")
         assert wait_until(lambda: lag.get("after", serializable=True) == "snapshot", 10)
+    finally:
+        c.stop()
+
+
+def test_a_member_killed_after_saving_a_snapshot_before_installing_it_restarts(tmp_path):
+    """The WAL holds the received snapshot's marker, the store is still far behind it:
+    at restart the saved db file is installed first (actors/raft/actor.py start)."""
+    c = Cluster(tmp_path, 3, extra_args=SNAPSHOT_ARGS)
+    c.start()
+    try:
+        leader = c.wait_leader()
+        lag = next(m for m in c.members if m is not leader)
+        assert lag.stop() == 0
+        write_small(leader)
+        c.start(lag)
+        assert wait_until(lambda: lag.log_text().count('"ready to serve client requests"') == 2,
+                          20)
+        os.kill(lag.actor_pids()["apply"], signal.SIGSTOP)  # it never installs the snapshot
+        snap_dir = lag.data_dir / "member" / "snap"
+        assert wait_until(lambda: _received_marker(lag, snap_dir), 20), lag.log_text()[-3000:]
+        time.sleep(0.5)  # the marker is written just before its WAL record is fsynced
+        lag.kill()
+        assert not log_events(lag, "snapshot applied")
+        c.start(lag)
+        assert_caught_up(leader, lag)
+        assert log_events(lag, "installing the saved snapshot")
+        assert log_events(lag, "snapshot applied")
     finally:
         c.stop()
 
@@ -184,6 +213,15 @@ def test_a_member_killed_while_receiving_a_snapshot_restarts_and_catches_up(tmp_
         c.stop()
         for p in proxies.values():
             p.close()
+
+
+def _received_marker(m: Member, snap_dir: Path) -> bool:
+    """The WAL wrote the snapshot marker (<term>-<index>.snap) of a received snapshot."""
+    received = log_events(m, "received snapshot")
+    if not received:
+        return False
+    index = json.loads(received[-1])["index"]
+    return any(p.name.endswith(f"-{index:016x}.snap") for p in snap_dir.iterdir())
 
 
 def _part_bytes(snap_dir: Path) -> int:
