@@ -97,6 +97,12 @@ TIMEOUT = _e(Code.UNAVAILABLE, "etcdserver: request timed out")
 TOO_MANY_REQUESTS = _e(Code.RESOURCE_EXHAUSTED, "etcdserver: too many requests")
 REQUEST_TOO_LARGE = _e(Code.INVALID_ARGUMENT, "etcdserver: request is too large")
 NOT_CAPABLE = _e(Code.FAILED_PRECONDITION, "etcdserver: not capable")
+NOT_LEADER = _e(Code.FAILED_PRECONDITION, "etcdserver: not leader")
+BAD_LEADER_TRANSFEREE = _e(Code.FAILED_PRECONDITION, "etcdserver: bad leader transferee")
+# etcdserver.ErrTimeoutLeaderTransfer has no gRPC mapping in v3rpc (togRPCError), so
+# clients see it with code Unknown.
+TIMEOUT_LEADER_TRANSFER = _e(Code.UNKNOWN,
+                             "etcdserver: request timed out, leader transfer took too long")
 
 # The raft core's ProposalDropped reasons (actors/raft/core.py), as etcd reports the
 # same situations. A client retries Unavailable; etcd's own raft would answer a

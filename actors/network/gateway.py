@@ -2,6 +2,7 @@
 
     POST /v3/kv/range | put | deleterange | txn | compaction
     POST /v3/maintenance/status        POST /v3/cluster/member/list
+    POST /v3/maintenance/transfer-leadership
     GET  /health[?exclude=NOSPACE][&serializable=true]     GET /version
 
 What etcd's HTTP mux and grpc-gateway v1 answer, byte for byte where it matters:
@@ -44,6 +45,7 @@ ROUTES: dict[str, tuple[type[Message], Handler]] = {
     "/v3/kv/txn": (pb.TxnRequest, Server.txn),
     "/v3/kv/compaction": (pb.CompactionRequest, Server.compact),
     "/v3/maintenance/status": (pb.StatusRequest, Server.status),
+    "/v3/maintenance/transfer-leadership": (pb.MoveLeaderRequest, Server.move_leader),
     "/v3/cluster/member/list": (pb.MemberListRequest, Server.member_list),
 }
 
@@ -59,7 +61,6 @@ NOT_YET: dict[str, str] = {
     "/v3/cluster/member/promote": "MemberPromote",
     "/v3/maintenance/alarm": "Alarm", "/v3/maintenance/defragment": "Defragment",
     "/v3/maintenance/hash": "Hash", "/v3/maintenance/snapshot": "Snapshot",
-    "/v3/maintenance/transfer-leadership": "MoveLeader",
     "/v3/maintenance/downgrade": "Downgrade",
     "/v3/auth/enable": "AuthEnable", "/v3/auth/disable": "AuthDisable",
     "/v3/auth/status": "AuthStatus", "/v3/auth/authenticate": "Authenticate",

@@ -273,6 +273,12 @@ class RaftClient:
             self._schedule_flush()
         return self._read[1]
 
+    def transfer(self, target: int) -> None:
+        """Ask raft to hand leadership to `target` (etcd's TransferLeadership); the
+        caller watches STATUS for the outcome."""
+        if not self._send(Kind.TRANSFER.value, target):
+            raise errors.copy(errors.TOO_MANY_REQUESTS)
+
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True

@@ -134,6 +134,30 @@ class Server:
         self._fill(resp.header)
         return resp
 
+    async def move_leader(self, r: pb.MoveLeaderRequest) -> pb.MoveLeaderResponse:
+        """etcd's Maintenance.MoveLeader: only the leader hands over, only to a voting
+        member, and answers once this member sees the target lead (polled every
+        heartbeat, as etcd does), or fails after the request timeout. The response is
+        empty, as etcd's (v3rpc/maintenance.go fills no header)."""
+        me, target = self.ctx.member_id, r.targetID
+        st = self.tracker.status
+        if st.leader != me:
+            raise errors.copy(errors.NOT_LEADER)
+        if target not in st.voters:  # unknown, or a learner
+            raise errors.copy(errors.BAD_LEADER_TRANSFEREE)
+        if target != me:
+            self.raft.transfer(target)
+        poll_s = self.ctx.settings.heartbeat_interval_ms / 1000
+        try:
+            async with asyncio.timeout(self.raft.timeout_s):
+                while self.tracker.status.leader != target:
+                    if self.tracker.stopped is not None:
+                        raise errors.copy(self.tracker.stopped)
+                    await asyncio.sleep(poll_s)
+        except TimeoutError:
+            raise errors.copy(errors.TIMEOUT_LEADER_TRANSFER) from None
+        return pb.MoveLeaderResponse()
+
     async def member_list(self, r: pb.MemberListRequest) -> pb.MemberListResponse:
         if r.linearizable:
             await self.raft.read_barrier()
