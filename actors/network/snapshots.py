@@ -4,8 +4,13 @@ Sending (the leader's raft core asked, through SEND, for a SNAP message to peer 
 
     snapcopy child ──pipe──► reader thread (1 MiB at a time, SHA-256) ──► event loop
         ──snap_chunk──► P, at most WINDOW_CHUNKS unacknowledged ◄──snap_ack── P
-    after the last chunk's ack: SNAPSHOT_STATUS [P, True] to raft; on a refusal, a
-    failed copy, or PROGRESS_TIMEOUT_S without an ack: snap_abort, [P, False].
+    after the last chunk's ack (P has the file durable and its raft the SNAP message):
+    SNAPSHOT_STATUS [P, True] to raft; on a refusal, a failed copy, or
+    PROGRESS_TIMEOUT_S without an ack: snap_abort, [P, False].
+    Chunks unacknowledged for RESEND_S go again (go-back-N: the receiver drops chunks
+    out of order and repeats its last ack), since frames queued on a connection that
+    broke are lost; a receiver that restarted does not know the transfer and says so at
+    once. After a failure, the next transfer to that peer waits FAILURE_BACKOFF_S.
 
 Receiving (from member S):
 
@@ -70,6 +75,7 @@ STALL_S = 60.0  # receiver: no chunk for this long and the partial file is dropp
 ACK_REPEAT_S = 1.0  # receiver: re-send the last ack while waiting (a dropped ack)
 RESEND_S = 2.0  # sender: re-send the unacknowledged chunks after this without an ack
 RETRY_SEND_S = 0.02  # the peer's queue is full or it is not connected: try again
+FAILURE_BACKOFF_S = 1.0  # after a failed transfer to a peer, wait before the next one
 REPORT_RETRIES = 50  # SNAPSHOT_STATUS, PEER or the last ack refused: 100 ms apart
 COPY_EXIT_WAIT_S = 10.0
 PIPE_BYTES = 1024 * 1024
@@ -112,8 +118,10 @@ class SnapshotStreams:
         self.outgoing: dict[int, Outgoing] = {}  # by peer
         self.incoming: dict[int, Incoming] = {}  # by peer
         self.completed: dict[int, Ack] = {}  # by peer: the last ack of its last transfer
+        self._retry_at: dict[int, float] = {}  # by peer: no new transfer before (monotonic)
         self._tasks: set[asyncio.Task[None]] = set()
         self._rng = random.SystemRandom()
+        self.closing = False
 
     # -- out -----------------------------------------------------------------------
 
@@ -122,14 +130,20 @@ class SnapshotStreams:
         if dst in self.outgoing:
             self.log.debug("snapshot transfer already running", peer=f"{dst:x}")
             return
-        out = Outgoing(self, dst, wire, self._rng.getrandbits(64))
+        # Raft asks again at the next heartbeat after a failure: do not spin on a peer
+        # (or a store) that cannot take a snapshot now.
+        not_before = self._retry_at.pop(dst, 0.0)
+        out = Outgoing(self, dst, wire, self._rng.getrandbits(64), not_before)
         self.outgoing[dst] = out
         self._spawn(out.run(), f"snapshot-to-{dst:x}")
 
     def finished_out(self, out: Outgoing, ok: bool) -> None:
         if self.outgoing.get(out.dst) is out:
             del self.outgoing[out.dst]
-        self._spawn(self._report(out.dst, ok), f"snapshot-status-{out.dst:x}")
+        if not ok:
+            self._retry_at[out.dst] = time.monotonic() + FAILURE_BACKOFF_S
+        if not self.closing:
+            self._spawn(self._report(out.dst, ok), f"snapshot-status-{out.dst:x}")
 
     async def _report(self, dst: int, ok: bool) -> None:
         for _ in range(REPORT_RETRIES):
@@ -199,6 +213,7 @@ class SnapshotStreams:
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Stop every transfer (partial files removed, copies killed)."""
+        self.closing = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -210,8 +225,9 @@ class Outgoing:
     """One snapshot on its way to a peer."""
 
     def __init__(self, streams: SnapshotStreams, dst: int, wire: list[Any],
-                 transfer_id: int) -> None:
+                 transfer_id: int, not_before: float = 0.0) -> None:
         self.streams = streams
+        self.not_before = not_before  # time.monotonic(): start no earlier
         self.dst = dst
         self.transfer_id = transfer_id
         snap = message_from_wire(wire).snapshot
@@ -229,10 +245,11 @@ class Outgoing:
     async def run(self) -> None:
         s = self.streams
         log = s.log.bind(peer=f"{self.dst:x}", index=self.index)
-        started = time.monotonic()
-        self._progress()
         ok = False
         try:
+            await asyncio.sleep(max(0.0, self.not_before - time.monotonic()))
+            started = time.monotonic()
+            self._progress()
             log.info("sending snapshot")
             size = await self._stream()
             ok = True

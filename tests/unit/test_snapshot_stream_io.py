@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from petcd.actors.apply import snapshot as snapshot_files
 from petcd.actors.bus.codec import message_from_wire, message_to_wire
 from petcd.actors.bus.peer import AsyncPeerTransport, PeerTransport
 from petcd.actors.network import snapframes as sf
+from petcd.actors.network import snapshots
 from petcd.actors.network.peers import PeerLink
 from petcd.actors.network.snapshots import SnapshotStreams, remove_parts
 from petcd.actors.protocol import Kind
@@ -167,6 +169,11 @@ def test_a_store_behind_the_snapshot_is_not_sent(tmp_path: Path) -> None:
         assert "below the snapshot's" in fields["error"]
         await asyncio.sleep(0.2)
         assert not follower.of_kind(Kind.PEER) and files(follower) == []
+        # Raft asks again at once: the next attempt waits out the backoff first.
+        started = time.monotonic()
+        leader.link.send([snap(applied + 1)])
+        await until(lambda: len(leader.of_kind(Kind.SNAPSHOT_STATUS)) == 2)
+        assert time.monotonic() - started >= snapshots.FAILURE_BACKOFF_S - 0.2 - 0.05
 
     run(test, tmp_path)
 
@@ -302,7 +309,6 @@ class _Position:
 
 
 def test_chunks_lost_on_the_way_are_sent_again(tmp_path: Path, monkeypatch) -> None:
-    from petcd.actors.network import snapshots
     monkeypatch.setattr(snapshots, "RESEND_S", 0.2)
 
     async def test(leader: End, follower: End) -> None:
