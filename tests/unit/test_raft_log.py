@@ -746,7 +746,11 @@ def test_invariants_hold_and_content_matches_a_list_model(state, data):
         elif op == "compact" and m.offset <= min(m.applied, log.persisted):
             index = data.draw(st.integers(m.offset, min(m.applied, log.persisted)))
             keep = data.draw(st.integers(0, 3))
-            log.compact(index, SnapshotMeta(index, m.term(index)), b"", keep)  # type: ignore
-            drop_to = max(m.offset, index - keep)
-            m.offset, m.offset_term = drop_to, m.term(drop_to)  # type: ignore[assignment]
+            held = log.snapshot.meta.index if log.snapshot else None
+            done = log.compact(index, SnapshotMeta(index, m.term(index)), b"", keep)  # type: ignore
+            # A snapshot at or behind the one held is refused and changes nothing.
+            assert done == (held is None or index > held)
+            if done:
+                drop_to = max(m.offset, index - keep)
+                m.offset, m.offset_term = drop_to, m.term(drop_to)  # type: ignore[assignment]
         check_against_model(log, m)

@@ -1,0 +1,60 @@
+"""A leader whose fsync stalls for 3 s must not lose its leadership.
+
+The raft actor never touches the disk: a slow WAL delays acknowledgements, never
+heartbeats. So with the failpoint PETCD_FAILPOINT_WAL_SLEEP_MS=3000 on the leader
+(its WAL actor sleeps 3 s before every fsync), there is no election and no leader
+change, writes still complete (the followers' fsyncs form the quorum; the leader
+answers once its own copy is durable), and they are fast again once leadership
+moves elsewhere.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tests.cluster.members import ELECTION_MS, Cluster, wait_until
+
+STALL_MS = 3000
+
+
+def move_leader(cluster: Cluster, to_name: str) -> None:
+    target = next(m for m in cluster.members if m.name == to_name)
+    target_id = target.status()["header"]["member_id"]
+    leader = cluster.wait_leader()
+    if leader is not target:
+        leader.call("/v3/maintenance/transfer-leadership", {"targetID": target_id},
+                    timeout_s=15)
+    assert wait_until(lambda: cluster.leader() is target, 20)
+
+
+def test_a_stalled_leader_fsync_causes_no_election(tmp_path):
+    cluster = Cluster(tmp_path, 3)
+    slow = cluster.members[0]
+    slow.env["PETCD_FAILPOINT_WAL_SLEEP_MS"] = str(STALL_MS)
+    cluster.start()
+    try:
+        cluster.wait_leader()
+        move_leader(cluster, slow.name)
+        term = slow.status()["header"]["raft_term"]
+        started = time.monotonic()
+        latencies = []
+        for n in range(3):  # each waits for the leader's own 3 s fsync, elections or not
+            t0 = time.monotonic()
+            slow.put(f"stalled{n}", "v")
+            latencies.append(time.monotonic() - t0)
+        elapsed = time.monotonic() - started
+        assert elapsed > 3 * ELECTION_MS / 1000  # the stall outlasted many election timeouts
+        assert min(latencies) >= STALL_MS / 1000 * 0.8
+        for m in cluster.members:  # ... and yet nobody started an election
+            status = m.status()
+            assert status["header"]["raft_term"] == term, m.name
+            assert status["leader"] == slow.status()["header"]["member_id"], m.name
+        # Writes resume at full speed once a member with a healthy disk leads.
+        move_leader(cluster, cluster.members[1].name)
+        t0 = time.monotonic()
+        for n in range(20):
+            cluster.members[1].put(f"fast{n}", "v")
+        assert time.monotonic() - t0 < STALL_MS / 1000
+        assert all(cluster.members[1].get(f"stalled{n}") == "v" for n in range(3))
+    finally:
+        cluster.stop()
