@@ -63,8 +63,10 @@ class RaftCore:
         hs = state.hard_state
         self.term, self.vote = hs.term, hs.vote
         # Entries the state machine applied were committed, even if the hard state
-        # carrying that commit index had not reached the disk yet.
-        assert applied <= self.log.last_index, "state machine ahead of the log"
+        # carrying that commit index had not reached the disk yet. The caller clamps a
+        # state machine that got ahead of our log (it applies committed entries before
+        # our own copy of them is durable).
+        assert applied <= self.log.last_index, "clamp applied to the persisted log"
         self.log.commit_to(max(applied, self.log.committed))
         self.log.applied = max(applied, self.log.offset)
         self.conf = state.snapshot.meta.conf if state.snapshot else ConfState()

@@ -7,9 +7,11 @@ All entries after the compaction point live in one list; three marks split it:
      durable   handed to   not yet handed to
                the WAL     the WAL (the unstable tail)
 
-`committed` and `applied` move independently of those marks, but only durable
-entries are ever handed out to apply (applied <= persisted), so a crash never loses
-an entry that the state machine has seen.
+`committed` and `applied` move independently of those marks. Committed entries are
+durable on a quorum, so they are handed out to apply even before our own copy is
+durable (a leader applies without waiting for its own fsync, as etcd does); after a
+crash the state machine may be ahead of the local log, and the caller restores with
+applied clamped to the log (apply is idempotent).
 
 An incoming snapshot replaces the whole log; it goes through the same two steps
 (handed to the WAL, then durable) before it is handed out to apply.
@@ -161,11 +163,11 @@ class RaftLog:
         return tuple(self.entries[self.persisting - self.offset:])
 
     def apply_limit(self) -> int:
-        """Entries up to here may be handed out to apply: committed and durable, and no
-        snapshot on its way to the state machine first."""
+        """Entries up to here may be handed out to apply: committed (durable on a
+        quorum), and no snapshot on its way to the state machine first."""
         if self.unstable_snapshot or self.persisting_snapshot or self.snapshot_to_apply:
             return self.applied
-        return max(self.applied, min(self.committed, self.persisted))
+        return self.committed
 
     def committed_to_apply(self, max_count: int) -> tuple[Entry, ...]:
         hi = min(self.apply_limit(), self.applied + max_count)

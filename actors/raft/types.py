@@ -180,8 +180,9 @@ class Ready:
       message of `after_persist` is sent; messages there addressed to this node itself
       (`dst == id`) are stepped back into the core: that is how the core learns what is
       durable.
-    - `snapshot_to_apply` (already durable) replaces the state machine, then
-      `committed` is applied in order; both only ever hold durable entries.
+    - `snapshot_to_apply` (already durable here) replaces the state machine, then
+      `committed` is applied in order: entries durable on a quorum, perhaps not yet
+      here (so a restarted member clamps its state machine's index to its log).
     """
 
     soft_state: SoftState

@@ -98,6 +98,9 @@ def run(ctx: MemberContext, *, segment_size_bytes: int = DEFAULT_SEGMENT_SIZE_BY
     except ValueError as err:
         log.error("bad failpoint", variable=FAILPOINT_SLEEP_ENV, error=str(err))
         return EXIT_BAD_CONFIG
+    if fsync_delay_ms:
+        log.warning("failpoint active: sleeping before every fsync",
+                    variable=FAILPOINT_SLEEP_ENV, sleep_ms=fsync_delay_ms)
     process_context()  # created here, in this process (never inherited)
     try:
         with Inbox.for_actor(ctx.run_dir, ACTOR) as inbox, Outbox(ctx.run_dir) as outbox:

@@ -1,18 +1,19 @@
 """A leader whose fsync stalls for 3 s must not lose its leadership.
 
-The raft actor never touches the disk: a slow WAL delays acknowledgements, never
-heartbeats. So with the failpoint PETCD_FAILPOINT_WAL_SLEEP_MS=3000 on the leader
-(its WAL actor sleeps 3 s before every fsync), there is no election and no leader
-change, writes still complete (the followers' fsyncs form the quorum; the leader
-answers once its own copy is durable), and they are fast again once leadership
-moves elsewhere.
+The raft actor never touches the disk: a slow WAL delays the leader's own
+acknowledgements, never its heartbeats. So with the failpoint
+PETCD_FAILPOINT_WAL_SLEEP_MS=3000 on the leader (its WAL actor sleeps 3 s before every
+fsync) there is no election and no leader change, and writes keep completing: the
+followers' fsyncs form the quorum that commits them, and committed entries are applied
+without waiting for the leader's own copy (as etcd does). Writes go on at full speed
+once leadership moves to a member with a healthy disk.
 """
 
 from __future__ import annotations
 
 import time
 
-from tests.cluster.members import ELECTION_MS, Cluster, wait_until
+from tests.cluster.members import Cluster, wait_until
 
 STALL_MS = 3000
 
@@ -35,17 +36,15 @@ def test_a_stalled_leader_fsync_causes_no_election(tmp_path):
     try:
         cluster.wait_leader()
         move_leader(cluster, slow.name)
+        assert "failpoint active" in slow.log_text()
         term = slow.status()["header"]["raft_term"]
-        started = time.monotonic()
-        latencies = []
-        for n in range(3):  # each waits for the leader's own 3 s fsync, elections or not
-            t0 = time.monotonic()
-            slow.put(f"stalled{n}", "v")
-            latencies.append(time.monotonic() - t0)
-        elapsed = time.monotonic() - started
-        assert elapsed > 3 * ELECTION_MS / 1000  # the stall outlasted many election timeouts
-        assert min(latencies) >= STALL_MS / 1000 * 0.8
-        for m in cluster.members:  # ... and yet nobody started an election
+        window_end = time.monotonic() + 2 * STALL_MS / 1000 + 1  # two stalled fsyncs at least
+        written = 0
+        while time.monotonic() < window_end:
+            slow.put(f"stalled{written}", "v")
+            written += 1
+        assert written >= 10  # writes kept completing while the leader's disk stalled
+        for m in cluster.members:  # ... and nobody started an election
             status = m.status()
             assert status["header"]["raft_term"] == term, m.name
             assert status["leader"] == slow.status()["header"]["member_id"], m.name
@@ -55,6 +54,6 @@ def test_a_stalled_leader_fsync_causes_no_election(tmp_path):
         for n in range(20):
             cluster.members[1].put(f"fast{n}", "v")
         assert time.monotonic() - t0 < STALL_MS / 1000
-        assert all(cluster.members[1].get(f"stalled{n}") == "v" for n in range(3))
+        assert all(cluster.members[1].get(f"stalled{n}") == "v" for n in range(written))
     finally:
         cluster.stop()

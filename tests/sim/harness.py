@@ -113,8 +113,9 @@ class SimNode:
 
     def start(self) -> None:
         self.incarnation += 1
+        last = self.disk.base() + len(self.disk.entries)
         self.core = RaftCore(self.cfg, random.Random(self.rng.random()), self.disk.state(),
-                             applied=self.sm.applied)
+                             applied=min(self.sm.applied, last))
 
     def crash(self, tear: bool) -> None:
         """Lose every write not yet persisted; maybe tear the one being written."""
