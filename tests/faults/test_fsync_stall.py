@@ -13,19 +13,28 @@ from __future__ import annotations
 
 import time
 
-from tests.cluster.members import Cluster, wait_until
+from tests.cluster.members import Cluster, HttpError
 
 STALL_MS = 3000
 
 
-def move_leader(cluster: Cluster, to_name: str) -> None:
+def move_leader(cluster: Cluster, to_name: str, timeout_s: float = 60.0) -> None:
+    """MoveLeader until `to_name` leads. A transfer is abandoned after an election
+    timeout if the target has not caught up, and a member whose fsync stalls acknowledges
+    seconds late: retry (bounded) until it has caught up."""
     target = next(m for m in cluster.members if m.name == to_name)
     target_id = target.status()["header"]["member_id"]
-    leader = cluster.wait_leader()
-    if leader is not target:
-        leader.call("/v3/maintenance/transfer-leadership", {"targetID": target_id},
-                    timeout_s=15)
-    assert wait_until(lambda: cluster.leader() is target, 20)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        leader = cluster.wait_leader()
+        if leader is target:
+            return
+        try:
+            leader.call("/v3/maintenance/transfer-leadership", {"targetID": target_id},
+                        timeout_s=15)
+        except HttpError:
+            time.sleep(1)
+    raise AssertionError(f"{to_name} did not become leader within {timeout_s}s")
 
 
 def test_a_stalled_leader_fsync_causes_no_election(tmp_path):
