@@ -11,6 +11,7 @@ committed, durable entries are applied, in log order; apply is idempotent (the a
 index lives in the same LMDB transaction as the data).
 
     network --PROPOSE/READ_INDEX/PEER/TRANSFER/SNAPSHOT_STATUS--> raft
+    network --DEFRAGMENT-->                                       apply
     raft    --SAVE/SAVE_SNAPSHOT-->                               wal
     wal     --STATE (at start), PERSISTED-->                      raft
     raft    --APPLY/APPLY_SNAPSHOT-->                             apply
@@ -71,6 +72,9 @@ class Kind(str, enum.Enum):
     #   durable). payload: snapshot_meta_to_wire(...); the db file is at
     #   member/snap/<index:016x>.snap.db, written there by the network actor.
     APPLY_SNAPSHOT = "apply_snapshot"
+    # network -> apply: defragment this member's store between batches, then answer
+    #   RESPONSES [[request_id, ok, b"" | [code, message]]]. payload: request_id: int
+    DEFRAGMENT = "defragment"
 
     # -- to network ------------------------------------------------------------------
     # raft -> network: Raft messages for peers. payload: messages_to_wire(...)

@@ -2,13 +2,17 @@
 
     raft    --APPLY [entries]-->             apply   one store batch (one LMDB commit)
     raft    --APPLY_SNAPSHOT [meta]-->       apply   replace the store's data
+    network --DEFRAGMENT request_id-->       apply   rewrite the store file compactly
     apply   --RESPONSES-->                   network results of this member's requests
     apply   --APPLIED [index, revision]-->   raft, network   at start, after each batch
     apply   --READY "apply"-->               supervisor      once the store is open
 
 The loop drains its inbox (bounded wait), merges every APPLY of the drained batch into
 one `MvccStore.apply_batch`, then answers. An APPLY_SNAPSHOT first applies what came
-before it, so order is kept. The applied index is written in the same LMDB transaction
+before it, so order is kept. DEFRAGMENTs of a drained batch are served by one
+`MvccStore.defragment` after its entries are applied (between two store batches);
+each is answered in RESPONSES, and the network actor's read-only store switches to
+the new file at its next read. The applied index is written in the same LMDB transaction
 as the data and the member table (actors/apply/members.py), so a crash at any point
 followed by a replay of the WAL applies every entry exactly once.
 
@@ -21,6 +25,7 @@ the supervisor stops the member and a restart recovers.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,6 +80,7 @@ class ApplyActor:
     def handle(self, messages: Sequence[tuple[str, Any]]) -> None:
         """One drained batch: consecutive APPLYs become one store batch."""
         entries: list[Entry] = []
+        defragments: list[int] = []
         for kind, payload in messages:
             if kind == Kind.APPLY:
                 entries.extend(codec.entries_from_wire(payload))
@@ -82,9 +88,13 @@ class ApplyActor:
                 self._apply_entries(entries)
                 entries = []
                 self._apply_snapshot(codec.snapshot_meta_from_wire(payload))
+            elif kind == Kind.DEFRAGMENT:
+                defragments.append(int(payload))
             else:
                 self.log.warning("unexpected message kind", kind=kind)
         self._apply_entries(entries)
+        if defragments:
+            self._defragment(defragments)
 
     def _apply_entries(self, entries: Sequence[Entry]) -> None:
         if not entries:
@@ -138,6 +148,22 @@ class ApplyActor:
                       applied_index=self.applied_index,
                       revision=self.store.current_revision())
         self._send_applied()
+
+    def _defragment(self, request_ids: Sequence[int]) -> None:
+        before = self.store.db_size_bytes()
+        started = time.monotonic()
+        try:
+            self.store.defragment()
+        except Exception as err:  # e.g. no disk space for the copy: the old file stays
+            self.log.exception("defragment failed")
+            self._send("network", Kind.RESPONSES,
+                       [[r, False, ["UNKNOWN", f"petcd: defragment failed: {err}"]]
+                        for r in request_ids])
+            return
+        self.log.info("defragmented", db_size_bytes_before=before,
+                      db_size_bytes_after=self.store.db_size_bytes(),
+                      took_ms=round((time.monotonic() - started) * 1000))
+        self._send("network", Kind.RESPONSES, [[r, True, b""] for r in request_ids])
 
     # -- sends -----------------------------------------------------------------------
 

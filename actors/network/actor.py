@@ -74,7 +74,7 @@ class NetworkActor:
                                self.timeout_s)
         self.store = LocalStore(str(ctx.db_dir), quota_bytes=s.quota_backend_bytes,
                                 max_txn_ops=s.max_txn_ops)
-        self.server = Server(ctx, self.tracker, self.raft, self.store)
+        self.server = Server(ctx, self.tracker, self.raft, self.store, self._to_apply)
         self.inbox: AsyncInbox | None = None
         self.transport: AsyncPeerTransport | None = None
         self.peers: PeerLink | None = None
@@ -233,6 +233,12 @@ class NetworkActor:
     def _on_send(self, payload: Any) -> None:
         assert self.peers is not None
         self.peers.send(payload)
+
+    def _to_apply(self, kind: str, payload: Any) -> bool:
+        ok = self.outbox.send("apply", kind, payload)
+        if not ok:
+            self.log.warning("apply inbox full; message dropped", kind=kind)
+        return ok
 
     def _to_raft(self, kind: str, payload: Any) -> bool:
         # Never blocks the loop: a full raft inbox refuses (requests fail, peer

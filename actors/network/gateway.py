@@ -3,6 +3,7 @@
     POST /v3/kv/range | put | deleterange | txn | compaction
     POST /v3/maintenance/status        POST /v3/cluster/member/list
     POST /v3/maintenance/transfer-leadership
+    POST /v3/maintenance/hash | hashkv | alarm | defragment
     GET  /health[?exclude=NOSPACE][&serializable=true]     GET /version
 
 What etcd's HTTP mux and grpc-gateway v1 answer, byte for byte where it matters:
@@ -46,6 +47,10 @@ ROUTES: dict[str, tuple[type[Message], Handler]] = {
     "/v3/kv/compaction": (pb.CompactionRequest, Server.compact),
     "/v3/maintenance/status": (pb.StatusRequest, Server.status),
     "/v3/maintenance/transfer-leadership": (pb.MoveLeaderRequest, Server.move_leader),
+    "/v3/maintenance/hash": (pb.HashRequest, Server.hash),
+    "/v3/maintenance/hashkv": (pb.HashKVRequest, Server.hash_kv),
+    "/v3/maintenance/alarm": (pb.AlarmRequest, Server.alarm),
+    "/v3/maintenance/defragment": (pb.DefragmentRequest, Server.defragment),
     "/v3/cluster/member/list": (pb.MemberListRequest, Server.member_list),
 }
 
@@ -59,8 +64,7 @@ NOT_YET: dict[str, str] = {
     "/v3/cluster/member/add": "MemberAdd", "/v3/cluster/member/remove": "MemberRemove",
     "/v3/cluster/member/update": "MemberUpdate",
     "/v3/cluster/member/promote": "MemberPromote",
-    "/v3/maintenance/alarm": "Alarm", "/v3/maintenance/defragment": "Defragment",
-    "/v3/maintenance/hash": "Hash", "/v3/maintenance/snapshot": "Snapshot",
+    "/v3/maintenance/snapshot": "Snapshot",
     "/v3/maintenance/downgrade": "Downgrade",
     "/v3/auth/enable": "AuthEnable", "/v3/auth/disable": "AuthDisable",
     "/v3/auth/status": "AuthStatus", "/v3/auth/authenticate": "Authenticate",

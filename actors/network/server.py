@@ -11,6 +11,10 @@ JSON gateway uses it now and a gRPC server can later.
 - Headers: cluster_id, member_id, raft_term (last STATUS) and revision (from the
   response, else the last APPLIED revision), as etcd's header filler; the Cluster
   service leaves the revision out, as etcd does.
+- Maintenance: Hash and HashKV read this member's store (etcd answers them per
+  member); Alarm is proposed through Raft (every member applies it, GET included, as
+  etcd's raftRequestOnce); Defragment asks this member's apply actor (DEFRAGMENT), the
+  only writer of the store, and waits for its answer.
 
 Not yet (noted for the next rounds): a read-only Txn is proposed like any Txn (etcd
 serves it locally after a read barrier); quota is enforced at apply only (etcd also
@@ -21,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from petcd.actors.apply import members as member_table
+from petcd.actors.protocol import Kind
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.membershippb import membership_pb2
@@ -38,16 +43,19 @@ from .requests import RaftClient, Tracker
 SERVER_VERSION = "3.5.0"  # the etcd API petcd speaks
 CLUSTER_VERSION = "3.5.0"
 GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's grpcOverheadBytes on top of max request size
+MIN_DEFRAGMENT_TIMEOUT_S = 60.0  # etcd sets none; a large store takes a while to copy
 
 R = TypeVar("R", pb.PutResponse, pb.DeleteRangeResponse, pb.TxnResponse,
-            pb.CompactionResponse)
+            pb.CompactionResponse, pb.AlarmResponse)
 T = TypeVar("T")
 
 
 class Server:
     def __init__(self, ctx: MemberContext, tracker: Tracker, raft: RaftClient,
-                 store: LocalStore) -> None:
+                 store: LocalStore,
+                 to_apply: Callable[[str, Any], bool] | None = None) -> None:
         self.ctx = ctx
+        self._to_apply = to_apply  # (kind, payload) -> False if the apply inbox is full
         self.tracker = tracker
         self.raft = raft
         self.store = store
@@ -157,6 +165,50 @@ class Server:
         except TimeoutError:
             raise errors.copy(errors.TIMEOUT_LEADER_TRANSFER) from None
         return pb.MoveLeaderResponse()
+
+    async def hash(self, r: pb.HashRequest) -> pb.HashResponse:
+        """etcd's Maintenance.Hash: this member's whole store, answered locally."""
+        await self._store_ready()
+        h, revision = await self._local(lambda s: (s.hash(), s.current_revision()))
+        resp = pb.HashResponse(hash=h)
+        resp.header.revision = revision
+        self._fill(resp.header)
+        return resp
+
+    async def hash_kv(self, r: pb.HashKVRequest) -> pb.HashKVResponse:
+        """etcd's Maintenance.HashKV: the KV history up to `revision` (0: current) on
+        this member; the header revision is the current one, as etcd's HashByRev."""
+        await self._store_ready()
+        hkv, revision = await self._local(
+            lambda s: (s.hash_kv(r.revision), s.current_revision()))
+        resp = hkv.to_response(max(revision, hkv.hash_revision))
+        self._fill(resp.header)
+        return resp
+
+    async def alarm(self, r: pb.AlarmRequest) -> pb.AlarmResponse:
+        """etcd's Maintenance.Alarm: every action goes through Raft."""
+        return await self._propose(rpb.InternalRaftRequest(alarm=r), pb.AlarmResponse)
+
+    async def defragment(self, r: pb.DefragmentRequest) -> pb.DefragmentResponse:
+        """etcd's Maintenance.Defragment of this member's store, by the apply actor
+        between two batches. The response is empty, as etcd's (no header)."""
+        await self._store_ready()
+        if self._to_apply is None:
+            raise EtcdError(errors.Code.UNIMPLEMENTED, "method Defragment not implemented")
+        request_id = self.raft.ids.next()
+        fut = self.tracker.add_proposal(request_id)
+        try:
+            if not self._to_apply(Kind.DEFRAGMENT.value, request_id):
+                raise errors.copy(errors.TOO_MANY_REQUESTS)
+            async with asyncio.timeout(max(self.raft.timeout_s, MIN_DEFRAGMENT_TIMEOUT_S)):
+                answer = await fut
+        except TimeoutError:
+            raise errors.copy(errors.TIMEOUT) from None
+        finally:
+            self.tracker.forget_proposal(request_id)
+        if not answer.ok:
+            raise answer.error()
+        return pb.DefragmentResponse()
 
     async def member_list(self, r: pb.MemberListRequest) -> pb.MemberListResponse:
         if r.linearizable:
