@@ -8,10 +8,9 @@ cleanly (in-flight fsyncs finish, LMDB is closed) and the member exits 0.
 
 from __future__ import annotations
 
-import ctypes
-import importlib
-import multiprocessing
+import pickle
 import signal
+import subprocess
 import sys
 import time
 from typing import Any
@@ -29,17 +28,16 @@ START_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 10.0
 WATCH_INTERVAL_S = 0.1
 EXIT_BAD_CONFIG = 2
-_PR_SET_PDEATHSIG = 1
 
 
-def _actor_main(name: str, ctx: MemberContext) -> None:
-    """Body of an actor process: die with the supervisor, then run the actor."""
-    try:  # Linux: never outlive the supervisor (it may be SIGKILLed)
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
-    module = importlib.import_module(f"petcd.actors.{name}.actor")
-    sys.exit(module.run(ctx))
+def _start_actor(name: str, ctx: MemberContext) -> subprocess.Popen[bytes]:
+    """A plain interpreter per actor (nodes/actor_main.py), given its context on stdin."""
+    proc = subprocess.Popen([sys.executable, "-m", "petcd.nodes.actor_main", name],
+                            stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(pickle.dumps(ctx))
+    proc.stdin.close()
+    return proc
 
 
 class Supervisor:
@@ -47,19 +45,15 @@ class Supervisor:
         s = ctx.settings
         self.ctx = ctx
         self.log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, SUPERVISOR)
-        self.procs: dict[str, multiprocessing.process.BaseProcess] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = False
 
     def run(self) -> int:
         self._prepare_dirs()
         process_context()
         with Inbox.for_actor(self.ctx.run_dir, SUPERVISOR) as inbox:
-            spawn = multiprocessing.get_context("spawn")
             for name in ACTORS:
-                proc = spawn.Process(target=_actor_main, args=(name, self.ctx),
-                                     name=f"petcd-{name}", daemon=False)
-                proc.start()
-                self.procs[name] = proc
+                self.procs[name] = _start_actor(name, self.ctx)
             status = self._await_ready(inbox)
             if status is None:
                 status = self._watch()
@@ -101,25 +95,26 @@ class Supervisor:
 
     def _dead_actor(self) -> str | None:
         for name, proc in self.procs.items():
-            if not psutil.pid_exists(proc.pid or 0) or not proc.is_alive():
+            if proc.poll() is not None or not psutil.pid_exists(proc.pid):
                 return name
         return None
 
     def _stop_all(self, died: str | None, status: int | None = None) -> int:
         if died is not None:
-            code = self.procs[died].exitcode
+            code = self.procs[died].returncode
             self.log.error("actor exited; stopping the member", failed_actor=died, exit_status=code)
             status = EXIT_BAD_CONFIG if code == EXIT_BAD_CONFIG else 1
         for proc in self.procs.values():
-            if proc.is_alive():
+            if proc.poll() is None:
                 proc.terminate()  # SIGTERM: finish the batch, close files
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for name, proc in self.procs.items():
-            proc.join(max(0.0, deadline - time.monotonic()))
-            if proc.is_alive():
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 self.log.error("actor did not stop in time; killing it", failed_actor=name)
                 proc.kill()
-                proc.join(1.0)
+                proc.wait(1.0)
         if status is None:
             self.log.info("member stopped")
             return 0
