@@ -7,11 +7,15 @@ operation is written the way etcd's documentation and apply.go describe it.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.mvccpb.kv_pb2 import KeyValue
-from petcd.storage.mvcc import errors
+from petcd.storage.mvcc import MvccStore, errors, layout
 from petcd.storage.mvcc.errors import MvccError
 
 R = pb.RangeRequest
@@ -328,14 +332,6 @@ class Model:
 
 
 # ---- property test: random histories give the model's results and errors ---------------
-
-import os  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-
-from hypothesis import HealthCheck, event, given, settings, strategies as st  # noqa: E402
-
-from petcd.storage.mvcc import MvccStore, layout  # noqa: E402
 
 MAX_TXN_OPS = 8  # small, so that random txns can exceed it
 FUTURE = 1000  # revision token: one past the current revision
