@@ -33,6 +33,7 @@ from petcd.nodes.member import MemberContext
 from .core import RaftConfig, RaftCore
 from .types import Message, PersistedState, ProposalDropped, Ready, SoftState
 
+_DROPPABLE = frozenset({Kind.SEND, Kind.STATUS})
 START_TIMEOUT_S = 300.0  # replaying a large WAL or opening a large store takes a while
 STATUS_EVERY_S = 0.1
 MAX_BATCH_MSGS = 4096
@@ -232,6 +233,13 @@ class RaftActor:
             self.sm_applied, sorted(core.conf.voters), sorted(core.conf.learners)])
 
     def _send(self, actor: str, kind: Kind, payload: Any) -> None:
+        # Peer traffic and status may be lost (Raft resends, status repeats): never wait
+        # for them, so a network actor that falls behind cannot delay a tick. Everything
+        # else must arrive: wait (bounded) and crash-only if the other actor is stuck.
+        if kind in _DROPPABLE:
+            if not self.outbox.send(actor, kind.value, payload):
+                self.log.warning("network actor queue full; message dropped", kind=kind.value)
+            return
         if not self.outbox.send(actor, kind.value, payload, timeout_ms=1000):
             raise Stop(f"the {actor} actor is not reading its inbox")
 

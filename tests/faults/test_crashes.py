@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.members import ELECTION_MS, Cluster, HttpError, Member, wait_until
+from tests.cluster.members import ELECTION_MS, Cluster, HttpError, Member, b64, wait_until
 
 
 class Writer(threading.Thread):
@@ -38,7 +38,7 @@ class Writer(threading.Thread):
                 continue
             key = f"{self.prefix}{n:06d}"
             try:
-                self.rng.choice(live).call("/v3/kv/put", {"key": _b64(key), "value": _b64(key)},
+                self.rng.choice(live).call("/v3/kv/put", {"key": b64(key), "value": b64(key)},
                                            timeout_s=5)
             except (OSError, HttpError):
                 continue  # not acknowledged: may or may not have been applied
@@ -49,11 +49,6 @@ class Writer(threading.Thread):
         self.stop_flag.set()
         self.join(15)
         return self.acked
-
-
-def _b64(text: str) -> str:
-    import base64
-    return base64.b64encode(text.encode()).decode()
 
 
 def assert_all_present(cluster: Cluster, keys: list[str], prefix: str = "w") -> None:
