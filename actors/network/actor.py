@@ -2,7 +2,8 @@
 
 One asyncio loop in one process (spawned by the supervisor):
 
-    HTTP clients ──aiohttp (every --listen-client-urls)──► gateway ─► server
+    clients ──every --listen-client-urls──► frontdoor: gRPC ─► rpc ─┐
+                                                 HTTP/1 ─► gateway ─┴─► server
         server ──PROPOSE / READ_INDEX──► raft      (requests.RaftClient, batched per turn)
     network inbox ◄── SEND, READ_STATES, DROPPED, STATUS (raft); RESPONSES, APPLIED (apply)
     peers ──ZeroMQ ROUTER (--listen-peer-urls)──► PEER ──► raft
@@ -26,6 +27,7 @@ import asyncio
 import signal
 from typing import Any
 
+import grpc
 import zmq
 from aiohttp import web
 from petcd.actors.apply import members as member_table
@@ -42,7 +44,9 @@ from petcd.nodes.logs import configure
 from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc.quota import map_size_bytes
 
+from . import backup, rpc
 from .errors import EtcdError
+from .frontdoor import FrontDoor
 from .gateway import Gateway
 from .local import LocalStore
 from .peers import PeerLink
@@ -55,6 +59,8 @@ POLL_MS = 100
 MEMBER_SYNC_EVERY_S = 1.0
 PUBLISH_RETRY_S = 1.0
 HTTP_SHUTDOWN_TIMEOUT_S = 2.0
+GRPC_SHUTDOWN_TIMEOUT_S = 2.0
+GRPC_SOCKET_NAME = "grpc.sock"
 
 
 class StartError(Exception):
@@ -80,6 +86,9 @@ class NetworkActor:
         self.peers: PeerLink | None = None
         self.snapshots: SnapshotStreams | None = None
         self.runner: web.AppRunner | None = None
+        self.grpc: grpc.aio.Server | None = None
+        self.health: Any = None  # the grpc.health.v1 servicer
+        self.door: FrontDoor | None = None
         self._handlers = {
             Kind.SEND.value: self._on_send, Kind.READ_STATES.value: self.tracker.on_read_states,
             Kind.DROPPED.value: self.tracker.on_dropped, Kind.STATUS.value: self.tracker.on_status,
@@ -92,7 +101,7 @@ class NetworkActor:
     async def start(self) -> None:
         self.inbox = AsyncInbox.for_actor(self.ctx.run_dir, "network")
         self._start_peers()
-        await self._start_http()
+        await self._start_clients()
         if not self.outbox.send(SUPERVISOR, Kind.READY.value, "network"):
             raise StartError("the supervisor's inbox is full")
         self.log.info("network ready",
@@ -114,7 +123,7 @@ class NetworkActor:
             except zmq.ZMQError as err:
                 raise StartError(f"cannot listen for peers on {extra}: {err}") from None
         self.peers = PeerLink(self.ctx.member_id, transport, self._to_raft, self.log)
-        removed = remove_parts(self.ctx.snap_dir)
+        removed = remove_parts(self.ctx.snap_dir) + backup.remove_parts(self.ctx.snap_dir)
         if removed:
             self.log.info("removed partial snapshot files", files=removed)
         self.snapshots = self.peers.snapshots = SnapshotStreams(
@@ -124,23 +133,37 @@ class NetworkActor:
             applied_index=lambda: self.tracker.applied.index)
         self.peers.connect((p.member_id, p.peer_urls) for p in self.ctx.initial_peers)
 
-    async def _start_http(self) -> None:
+    async def _start_clients(self) -> None:
+        """gRPC and the JSON gateway on every client URL (frontdoor.py)."""
         app = Gateway(self.server, self.log).app()
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
         await self.runner.setup()
+        assert self.runner.server is not None
+        grpc_path = self.ctx.run_dir / GRPC_SOCKET_NAME
+        grpc_path.unlink(missing_ok=True)  # left by a crashed run
+        self.grpc = grpc.aio.server(options=rpc.server_options(self.ctx.settings.max_request_bytes))
+        self.health = rpc.add_services(self.grpc, self.server, self.log)
+        self.grpc.add_insecure_port(f"unix:{grpc_path}")
+        await self.grpc.start()
+        await rpc.set_serving(self.health, True)
+        self.door = FrontDoor(self.runner.server, str(grpc_path), self.log)
         for url in self.ctx.settings.listen_client_urls:
             if url.scheme != "http":
                 raise StartError(f"client URL {url}: TLS is not supported yet; use http://")
-            site = web.TCPSite(self.runner, url.host, url.port, reuse_address=True,
-                               shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
             try:
-                await site.start()
+                await self.door.listen(url.host, url.port)
             except OSError as err:
                 raise StartError(f"cannot listen for clients on {url}: {err}") from None
 
     async def stop(self) -> None:
         self.tracker.stop()  # waiting requests answer "server stopped" now
+        if self.door is not None:
+            self.door.close()
+        if self.grpc is not None:
+            if self.health is not None:
+                await rpc.set_serving(self.health, False)
+            await self.grpc.stop(GRPC_SHUTDOWN_TIMEOUT_S)
         if self.runner is not None:
             await self.runner.cleanup()
         if self.snapshots is not None:

@@ -24,7 +24,7 @@ refuses a write up front when the backend is over quota).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
 from petcd.actors.apply import members as member_table
@@ -35,7 +35,7 @@ from petcd.api.membershippb import membership_pb2
 from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc import MvccError, MvccStore, checks
 
-from . import errors
+from . import backup, errors
 from .errors import EtcdError
 from .local import LocalStore
 from .requests import RaftClient, Tracker
@@ -209,6 +209,20 @@ class Server:
         if not answer.ok:
             raise answer.error()
         return pb.DefragmentResponse()
+
+    async def snapshot(self, r: pb.SnapshotRequest) -> AsyncIterator[pb.SnapshotResponse]:
+        """etcd's Maintenance.Snapshot of this member's store (backup.py); the first
+        message carries the header."""
+        await self._store_ready()
+        first = True
+        try:
+            async for response in backup.stream(self.ctx.db_dir, self.ctx.snap_dir):
+                if first:
+                    self._fill(response.header)
+                    first = False
+                yield response
+        except backup.BackupError as err:
+            raise EtcdError(errors.Code.UNKNOWN, f"etcdserver: snapshot failed: {err}") from None
 
     async def member_list(self, r: pb.MemberListRequest) -> pb.MemberListResponse:
         if r.linearizable:

@@ -30,12 +30,14 @@ BEHIND_EXIT = 3
 COPY_NICENESS = 10
 
 
+def command(db_dir: str | Path, min_index: int) -> list[str]:
+    return [sys.executable, "-m", __name__, str(db_dir), str(min_index)]
+
+
 def spawn(db_dir: str | Path, min_index: int) -> subprocess.Popen[bytes]:
     """Start the copy; its stdout is the data, its stderr the reason of a failure."""
-    return subprocess.Popen(
-        [sys.executable, "-m", __name__, str(db_dir), str(min_index)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        close_fds=True)
+    return subprocess.Popen(command(db_dir, min_index), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True)
 
 
 def main(argv: list[str]) -> int:

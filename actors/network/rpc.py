@@ -1,0 +1,151 @@
+"""The gRPC face of the client API: etcd v3.5's services, as etcd's v3rpc serves them.
+
+Every method of etcdserverpb's KV, Watch, Lease, Cluster, Maintenance and Auth
+services, v3lockpb.Lock and v3electionpb.Election is registered from the .proto
+descriptors, so the method table cannot drift from the wire definitions:
+
+- a method in `SERVED` is answered by the transport-free `Server` (the same code the
+  JSON gateway calls), its EtcdError becoming the gRPC status etcd sends;
+- every other method answers etcd's Unimplemented ("method Watch not implemented"),
+  with the streaming shape of its definition, until a later version serves it.
+
+The standard grpc.health.v1 service says SERVING while the member runs, as etcd's.
+Message limits are etcd's: receive --max-request-bytes plus gRPC's 512 KiB overhead
+(larger is ResourceExhausted before any handler runs), send unlimited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import Message
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from petcd.api.etcdserverpb import rpc_pb2
+from petcd.api.v3electionpb import v3election_pb2
+from petcd.api.v3lockpb import v3lock_pb2
+
+from .errors import Code, EtcdError
+from .server import GRPC_OVERHEAD_BYTES, Server
+
+MAX_SEND_BYTES = 2**31 - 1  # etcd's math.MaxInt32
+
+SERVICES: tuple[ServiceDescriptor, ...] = (
+    *(rpc_pb2.DESCRIPTOR.services_by_name[name] for name in
+      ("KV", "Watch", "Lease", "Cluster", "Maintenance", "Auth")),
+    v3lock_pb2.DESCRIPTOR.services_by_name["Lock"],
+    v3election_pb2.DESCRIPTOR.services_by_name["Election"],
+)
+
+# "Service.Method" -> the Server method answering it.
+SERVED: dict[str, Callable[..., Any]] = {
+    "KV.Range": Server.range, "KV.Put": Server.put, "KV.DeleteRange": Server.delete_range,
+    "KV.Txn": Server.txn, "KV.Compact": Server.compact,
+    "Maintenance.Alarm": Server.alarm, "Maintenance.Status": Server.status,
+    "Maintenance.Defragment": Server.defragment, "Maintenance.Hash": Server.hash,
+    "Maintenance.HashKV": Server.hash_kv, "Maintenance.Snapshot": Server.snapshot,
+    "Maintenance.MoveLeader": Server.move_leader,
+    "Cluster.MemberList": Server.member_list,
+}
+
+_STATUS = {status.value[0]: status for status in grpc.StatusCode}
+
+
+def status_code(code: Code) -> grpc.StatusCode:
+    return _STATUS[int(code)]
+
+
+def server_options(max_request_bytes: int) -> list[tuple[str, int]]:
+    return [("grpc.max_receive_message_length", max_request_bytes + GRPC_OVERHEAD_BYTES),
+            ("grpc.max_send_message_length", MAX_SEND_BYTES),
+            ("grpc.so_reuseport", 0)]
+
+
+def add_services(grpc_server: grpc.aio.Server, server: Server, log: Any) -> health.aio.HealthServicer:
+    """Register every etcd service on `grpc_server`; returns the health servicer."""
+    for service in SERVICES:
+        handlers = {m.name: _handler(m, server, log) for m in service.methods}
+        grpc_server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    checker = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checker, grpc_server)
+    return checker
+
+
+async def set_serving(checker: health.aio.HealthServicer, serving: bool) -> None:
+    status = (health_pb2.HealthCheckResponse.SERVING if serving
+              else health_pb2.HealthCheckResponse.NOT_SERVING)
+    await checker.set("", status)
+
+
+def _handler(method: MethodDescriptor, server: Server, log: Any) -> grpc.RpcMethodHandler:
+    request_class = _message_class(method.input_type.full_name)
+    codec = {"request_deserializer": request_class.FromString,
+             "response_serializer": _serialize}
+    served = SERVED.get(f"{method.containing_service.name}.{method.name}")
+    streams_in, streams_out = method.client_streaming, method.server_streaming
+    if served is None:
+        return _unimplemented(method.name, streams_in, streams_out, codec)
+    assert not streams_in, f"{method.full_name}: client streams are not served yet"
+    if streams_out:
+        return grpc.unary_stream_rpc_method_handler(
+            _stream(lambda r: served(server, r), method.full_name, log), **codec)
+    return grpc.unary_unary_rpc_method_handler(
+        _unary(lambda r: served(server, r), method.full_name, log), **codec)
+
+
+def _unary(call: Callable[[Message], Awaitable[Message]], name: str, log: Any
+           ) -> Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]:
+    async def handle(request: Message, context: grpc.aio.ServicerContext) -> Message:
+        try:
+            return await call(request)
+        except EtcdError as err:
+            await context.abort(status_code(err.code), err.message)
+        except Exception as err:  # a bug: answered as grpc-go answers a plain error
+            log.exception("request failed", method=name)
+            await context.abort(grpc.StatusCode.UNKNOWN, f"{type(err).__name__}: {err}")
+        raise AssertionError("abort returned")
+    return handle
+
+
+def _stream(call: Callable[[Message], AsyncIterator[Message]], name: str, log: Any
+            ) -> Callable[[Message, grpc.aio.ServicerContext], AsyncIterator[Message]]:
+    async def handle(request: Message, context: grpc.aio.ServicerContext
+                     ) -> AsyncIterator[Message]:
+        try:
+            async for response in call(request):
+                yield response
+        except EtcdError as err:
+            await context.abort(status_code(err.code), err.message)
+        except Exception as err:
+            log.exception("request failed", method=name)
+            await context.abort(grpc.StatusCode.UNKNOWN, f"{type(err).__name__}: {err}")
+    return handle
+
+
+def _unimplemented(name: str, streams_in: bool, streams_out: bool,
+                   codec: dict[str, Any]) -> grpc.RpcMethodHandler:
+    message = f"method {name} not implemented"  # etcd's Unimplemented*Server text
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+
+    make = {(False, False): grpc.unary_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler}[(streams_in, streams_out)]
+    return make(refuse, **codec)
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+def _message_class(full_name: str) -> type[Message]:
+    for module in (rpc_pb2, v3lock_pb2, v3election_pb2):
+        descriptor = module.DESCRIPTOR.message_types_by_name.get(full_name.rsplit(".", 1)[-1])
+        if descriptor is not None and descriptor.full_name == full_name:
+            return getattr(module, descriptor.name)
+    raise KeyError(full_name)
