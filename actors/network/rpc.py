@@ -17,11 +17,12 @@ Message limits are etcd's: receive --max-request-bytes plus gRPC's 512 KiB overh
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from petcd.api.etcdserverpb import rpc_pb2
 from petcd.api.v3electionpb import v3election_pb2
@@ -82,7 +83,7 @@ async def set_serving(checker: health.aio.HealthServicer, serving: bool) -> None
 
 def _handler(method: MethodDescriptor, server: Server, log: Any) -> grpc.RpcMethodHandler:
     request_class = _message_class(method.input_type.full_name)
-    codec = {"request_deserializer": request_class.FromString,
+    codec = {"request_deserializer": _deserializer(request_class),
              "response_serializer": _serialize}
     served = SERVED.get(f"{method.containing_service.name}.{method.name}")
     streams_in, streams_out = method.client_streaming, method.server_streaming
@@ -99,6 +100,8 @@ def _handler(method: MethodDescriptor, server: Server, log: Any) -> grpc.RpcMeth
 def _unary(call: Callable[[Message], Awaitable[Message]], name: str, log: Any
            ) -> Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]:
     async def handle(request: Message, context: grpc.aio.ServicerContext) -> Message:
+        if isinstance(request, Malformed):
+            await context.abort(grpc.StatusCode.INTERNAL, request.message)
         try:
             return await call(request)
         except EtcdError as err:
@@ -114,6 +117,8 @@ def _stream(call: Callable[[Message], AsyncIterator[Message]], name: str, log: A
             ) -> Callable[[Message, grpc.aio.ServicerContext], AsyncIterator[Message]]:
     async def handle(request: Message, context: grpc.aio.ServicerContext
                      ) -> AsyncIterator[Message]:
+        if isinstance(request, Malformed):
+            await context.abort(grpc.StatusCode.INTERNAL, request.message)
         try:
             async for response in call(request):
                 yield response
@@ -137,6 +142,23 @@ def _unimplemented(name: str, streams_in: bool, streams_out: bool,
             (True, False): grpc.stream_unary_rpc_method_handler,
             (True, True): grpc.stream_stream_rpc_method_handler}[(streams_in, streams_out)]
     return make(refuse, **codec)
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A request that is not valid protobuf, answered as grpc-go answers it (grpcio
+    itself would say Unknown)."""
+
+    message: str
+
+
+def _deserializer(request_class: type[Message]) -> Callable[[bytes], Message | Malformed]:
+    def parse(data: bytes) -> Message | Malformed:
+        try:
+            return request_class.FromString(data)
+        except DecodeError as err:
+            return Malformed(f"grpc: error unmarshalling request: {err}")
+    return parse
 
 
 def _serialize(message: Message) -> bytes:

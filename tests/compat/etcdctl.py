@@ -1,0 +1,58 @@
+"""The real etcdctl (Debian's etcd-client, installed by .ci/run) against petcd."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from tests.cluster.members import Cluster, Member
+
+ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
+COMMAND_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    @property
+    def error_line(self) -> str:
+        """etcdctl's `Error: ...` line (its retry warnings are JSON log lines)."""
+        lines = [ln for ln in self.err.splitlines() if ln.startswith("Error: ")]
+        return lines[-1] if lines else ""
+
+
+def require() -> None:
+    if not os.access(ETCDCTL, os.X_OK):
+        raise RuntimeError(f"{ETCDCTL} not found: install Debian's etcd-client (.ci/run does)")
+
+
+def endpoints(members: list[Member]) -> str:
+    return ",".join(f"127.0.0.1:{m.client_port}" for m in members)
+
+
+def etcdctl(target: Cluster | Member | list[Member], *args: str, stdin: str | bytes = b"",
+            timeout_s: float = COMMAND_TIMEOUT_S) -> Result:
+    if isinstance(target, Cluster):
+        members = target.members
+    elif isinstance(target, Member):
+        members = [target]
+    else:
+        members = target
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+    proc = subprocess.run(
+        [ETCDCTL, f"--endpoints={endpoints(members)}", "--dial-timeout=5s",
+         "--command-timeout=20s", *args],
+        input=data, capture_output=True, timeout=timeout_s,
+        env={**os.environ, "ETCDCTL_API": "3"})
+    return Result(proc.returncode, proc.stdout.decode(errors="replace"),
+                  proc.stderr.decode(errors="replace"))
