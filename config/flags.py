@@ -59,6 +59,9 @@ FLAGS: tuple[Flag, ...] = (
     Flag("listen-peer-urls", MEMBER, "http://localhost:2380", "List of URLs to listen on for peer traffic."),
     Flag("listen-client-urls", MEMBER, "http://localhost:2379",
          "List of URLs to listen on for client grpc traffic and http."),
+    Flag("listen-client-http-urls", MEMBER, "",
+         "List of URLs to listen on for http only client traffic. Enabling this flag removes http "
+         "services from --listen-client-urls."),
     Flag("max-snapshots", MEMBER, "5", "Maximum number of snapshot files to retain (0 is unlimited)."),
     Flag("max-wals", MEMBER, "5", "Maximum number of wal files to retain (0 is unlimited)."),
     Flag("quota-backend-bytes", MEMBER, "0",

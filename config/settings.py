@@ -19,7 +19,10 @@ from .flags import FLAGS_BY_NAME
 from .sources import Layer, RawValue
 from .urls import InitialMember, Url, parse_initial_cluster, parse_url_list
 from .values import (
-    parse_choice, parse_int, parse_periodic_retention_seconds, parse_revision_retention,
+    parse_choice,
+    parse_int,
+    parse_periodic_retention_seconds,
+    parse_revision_retention,
 )
 
 DEFAULT_QUOTA_BACKEND_BYTES = 2 * 1024**3  # etcd's quota when --quota-backend-bytes is 0
@@ -39,6 +42,7 @@ class Settings:
     listen_peer_urls: tuple[Url, ...]
     initial_advertise_peer_urls: tuple[Url, ...]
     listen_client_urls: tuple[Url, ...]
+    listen_client_http_urls: tuple[Url, ...]    # empty: HTTP on listen_client_urls too
     advertise_client_urls: tuple[Url, ...]
     initial_cluster: tuple[InitialMember, ...]  # given, or derived as etcd derives it
     initial_cluster_token: str
@@ -143,6 +147,8 @@ def build_settings(layer: Layer, config_file: Path | None = None) -> Settings:
         listen_peer_urls=read.urls("listen-peer-urls", bind=True),
         initial_advertise_peer_urls=advertise_peer_urls,
         listen_client_urls=read.urls("listen-client-urls", bind=True),
+        listen_client_http_urls=(read.urls("listen-client-http-urls", bind=True)
+                                 if read.text("listen-client-http-urls") else ()),
         advertise_client_urls=_advertise_client_urls(read),
         initial_cluster=_initial_cluster(read, name, advertise_peer_urls),
         initial_cluster_token=read.text("initial-cluster-token"),

@@ -40,6 +40,7 @@ from petcd.actors.bus.sockets import (
     term_process_context,
 )
 from petcd.actors.protocol import SUPERVISOR, Kind
+from petcd.config import Url
 from petcd.nodes.logs import configure
 from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc.quota import map_size_bytes
@@ -134,27 +135,54 @@ class NetworkActor:
         self.peers.connect((p.member_id, p.peer_urls) for p in self.ctx.initial_peers)
 
     async def _start_clients(self) -> None:
-        """gRPC and the JSON gateway on every client URL (frontdoor.py)."""
+        """gRPC and the JSON gateway on every --listen-client-urls (frontdoor.py), or,
+        with --listen-client-http-urls, gRPC alone there and HTTP on those, as etcd."""
+        s = self.ctx.settings
+        for url in (*s.listen_client_urls, *s.listen_client_http_urls):
+            if url.scheme != "http":
+                raise StartError(f"client URL {url}: TLS is not supported yet; use http://")
         app = Gateway(self.server, self.log).app()
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
         await self.runner.setup()
-        assert self.runner.server is not None
-        grpc_path = self.ctx.run_dir / GRPC_SOCKET_NAME
-        grpc_path.unlink(missing_ok=True)  # left by a crashed run
-        self.grpc = grpc.aio.server(options=rpc.server_options(self.ctx.settings.max_request_bytes))
+        self.grpc = grpc.aio.server(options=rpc.server_options(s.max_request_bytes))
         self.health = rpc.add_services(self.grpc, self.server, self.log)
-        self.grpc.add_insecure_port(f"unix:{grpc_path}")
-        await self.grpc.start()
+        if s.listen_client_http_urls:
+            for url in s.listen_client_urls:
+                host = f"[{url.host}]" if ":" in url.host else url.host
+                self._grpc_listen(f"{host}:{url.port}", str(url))
+            await self.grpc.start()
+            for url in s.listen_client_http_urls:
+                await self._http_listen(url)
+        else:
+            grpc_path = self.ctx.run_dir / GRPC_SOCKET_NAME
+            grpc_path.unlink(missing_ok=True)  # left by a crashed run
+            self._grpc_listen(f"unix:{grpc_path}", str(grpc_path))
+            await self.grpc.start()
+            assert self.runner.server is not None
+            self.door = FrontDoor(self.runner.server, str(grpc_path), self.log)
+            for url in s.listen_client_urls:
+                try:
+                    await self.door.listen(url.host, url.port)
+                except OSError as err:
+                    raise StartError(f"cannot listen for clients on {url}: {err}") from None
         await rpc.set_serving(self.health, True)
-        self.door = FrontDoor(self.runner.server, str(grpc_path), self.log)
-        for url in self.ctx.settings.listen_client_urls:
-            if url.scheme != "http":
-                raise StartError(f"client URL {url}: TLS is not supported yet; use http://")
-            try:
-                await self.door.listen(url.host, url.port)
-            except OSError as err:
-                raise StartError(f"cannot listen for clients on {url}: {err}") from None
+
+    def _grpc_listen(self, address: str, shown: str) -> None:
+        assert self.grpc is not None
+        try:
+            self.grpc.add_insecure_port(address)
+        except RuntimeError as err:  # grpcio's "Failed to bind"
+            raise StartError(f"cannot listen for clients on {shown}: {err}") from None
+
+    async def _http_listen(self, url: Url) -> None:
+        assert self.runner is not None
+        site = web.TCPSite(self.runner, url.host, url.port, reuse_address=True,
+                           shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
+        try:
+            await site.start()
+        except OSError as err:
+            raise StartError(f"cannot listen for clients on {url}: {err}") from None
 
     async def stop(self) -> None:
         self.tracker.stop()  # waiting requests answer "server stopped" now

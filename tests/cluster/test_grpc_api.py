@@ -4,8 +4,11 @@ etcd's retryable error - never a silent success - when the leader dies mid-reque
 
 from __future__ import annotations
 
+import http.client
+import json
 import threading
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -13,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.etcdserverpb import rpc_pb2_grpc as rpc
 
-from .members import Cluster, b64, wait_until
+from .members import Cluster, b64, free_ports, wait_until
 
 MAX_REQUEST_BYTES = 64 * 1024
 OVERHEAD_BYTES = 512 * 1024  # gRPC's allowance above --max-request-bytes, as etcd's
@@ -38,6 +41,13 @@ def _channel(member) -> grpc.Channel:
 def _revision(member) -> int:
     with _channel(member) as ch:
         return rpc.KVStub(ch).Range(pb.RangeRequest(key=b"-"), timeout=RPC_TIMEOUT_S).header.revision
+
+
+def _serves_grpc(member) -> bool:
+    try:
+        return _revision(member) >= 1
+    except grpc.RpcError:
+        return False
 
 
 def test_grpc_and_json_on_the_same_url_agree(cluster):
@@ -152,3 +162,25 @@ def test_leader_killed_mid_write_gives_retryable_errors_never_silent_success(clu
     assert set(acked) <= stored
     cluster.start(leader)
     assert wait_until(lambda: leader.count("loss/") >= len(acked), 30)
+
+
+def test_listen_client_http_urls_moves_http_off_the_grpc_url(tmp_path):
+    """etcd's --listen-client-http-urls: gRPC alone on the client URL, HTTP there."""
+    [http_port] = free_ports(1)
+    single = Cluster(tmp_path, 1, extra_args=[
+        "--listen-client-http-urls", f"http://127.0.0.1:{http_port}"])
+    single.start()
+    try:
+        member = single.members[0]
+        assert wait_until(lambda: _serves_grpc(member), 20)
+        with _channel(member) as ch:
+            put = rpc.KVStub(ch).Put(pb.PutRequest(key=b"h", value=b"v"), timeout=RPC_TIMEOUT_S)
+        body = json.dumps({"key": b64("h")}).encode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v3/kv/range", body,
+                                    timeout=RPC_TIMEOUT_S) as resp:
+            kvs = json.loads(resp.read())["kvs"]
+        assert int(kvs[0]["mod_revision"]) == put.header.revision
+        with pytest.raises((OSError, http.client.HTTPException)):  # gRPC only there now
+            urllib.request.urlopen(f"{member.client_url}/v3/kv/range", body, timeout=5)
+    finally:
+        single.stop()
