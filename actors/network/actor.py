@@ -45,7 +45,7 @@ from petcd.nodes.logs import configure
 from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc.quota import map_size_bytes
 
-from . import backup, rpc
+from . import backup, compactor, rpc
 from .errors import EtcdError
 from .frontdoor import FrontDoor
 from .gateway import Gateway
@@ -209,7 +209,8 @@ class NetworkActor:
         """Until SIGTERM/SIGINT; raises if a loop fails."""
         loops = [asyncio.create_task(self._inbox_loop(), name="inbox"),
                  asyncio.create_task(self._peer_loop(), name="peers"),
-                 asyncio.create_task(self._member_sync_loop(), name="members")]
+                 asyncio.create_task(self._member_sync_loop(), name="members"),
+                 *compactor.start(self.ctx.settings, self.server, self.log)]
         publish = asyncio.create_task(self._publish(), name="publish")
         stopped = asyncio.create_task(self.stopping.wait(), name="stop")
         try:

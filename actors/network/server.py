@@ -6,6 +6,13 @@ JSON gateway uses it now and a gRPC server can later.
   InternalRaftRequest with a fresh header.ID, refused if larger than
   --max-request-bytes ("etcdserver: request is too large"), proposed, and answered
   with the apply actor's response.
+- Quota (etcd's quotaKVServer): a Put or Txn that adds data (quota.request_cost) and
+  would take this member's db file to --quota-backend-bytes is not proposed: this
+  member proposes Alarm(ACTIVATE, NOSPACE, itself), so every member refuses writes
+  from then on, and the write fails with "etcdserver: mvcc: database space exceeded".
+  A write the apply actor answers with that error (applied while over quota, etcd's
+  quotaApplierV3) raises the alarm too if it is not raised yet. etcd raises it from
+  every member whose apply saw the quota exceeded; here the proposer does.
 - Range: linearizable by default (ReadIndex, then wait until applied, then read the
   local store); serializable reads the local store at once.
 - Headers: cluster_id, member_id, raft_term (last STATUS) and revision (from the
@@ -17,8 +24,8 @@ JSON gateway uses it now and a gRPC server can later.
   only writer of the store, and waits for its answer.
 
 Not yet (noted for the next rounds): a read-only Txn is proposed like any Txn (etcd
-serves it locally after a read barrier); quota is enforced at apply only (etcd also
-refuses a write up front when the backend is over quota).
+serves it locally after a read barrier); LeaseGrant (leases come later) will need
+the same quota check as Put.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.membershippb import membership_pb2
 from petcd.nodes.member import MemberContext
-from petcd.storage.mvcc import MvccError, MvccStore, checks
+from petcd.storage.mvcc import MvccError, MvccStore, checks, env, quota
+from petcd.storage.mvcc.errors import NO_SPACE
 
 from . import backup, errors
 from .errors import EtcdError
@@ -48,6 +56,7 @@ MIN_DEFRAGMENT_TIMEOUT_S = 60.0  # etcd sets none; a large store takes a while t
 R = TypeVar("R", pb.PutResponse, pb.DeleteRangeResponse, pb.TxnResponse,
             pb.CompactionResponse, pb.AlarmResponse)
 T = TypeVar("T")
+_NO_SPACE = errors.from_mvcc(MvccError(NO_SPACE))  # a template: raise copies
 
 
 class Server:
@@ -61,6 +70,7 @@ class Server:
         self.store = store
         self.max_request_bytes = ctx.settings.max_request_bytes
         self.max_txn_ops = ctx.settings.max_txn_ops
+        self.quota_bytes = ctx.settings.quota_backend_bytes
 
     # -- KV -------------------------------------------------------------------------
 
@@ -77,6 +87,7 @@ class Server:
 
     async def put(self, r: pb.PutRequest) -> pb.PutResponse:
         _checked(checks.check_put, r)
+        await self._check_quota(r)
         return await self._propose(rpb.InternalRaftRequest(put=r), pb.PutResponse)
 
     async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
@@ -86,6 +97,7 @@ class Server:
 
     async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
         _checked(lambda t: checks.check_txn(t, self.max_txn_ops), r)
+        await self._check_quota(r)
         return await self._propose(rpb.InternalRaftRequest(txn=r), pb.TxnResponse)
 
     async def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
@@ -93,9 +105,41 @@ class Server:
                                    pb.CompactionResponse)
 
     async def _propose(self, request: rpb.InternalRaftRequest, response: type[R]) -> R:
-        resp = response.FromString(await self._propose_raw(request))
+        try:
+            resp = response.FromString(await self._propose_raw(request))
+        except EtcdError as err:
+            if err == _NO_SPACE:
+                await self._on_no_space_applied()
+            raise
         self._fill(resp.header)
         return resp
+
+    async def _check_quota(self, r: pb.PutRequest | pb.TxnRequest) -> None:
+        """etcd's quotaAlarmer.check (v3rpc/quota.go): a write that would take this
+        member's backend to --quota-backend-bytes raises NOSPACE for this member
+        through Raft (so every member refuses writes) and fails before it is proposed."""
+        cost = quota.request_cost(r)
+        if cost == 0:
+            return
+        await self._store_ready()
+        if quota.fits(env.data_file_size_bytes(self.store.path), self.quota_bytes, cost):
+            return
+        await self._activate_no_space()
+        raise errors.copy(_NO_SPACE)
+
+    async def _on_no_space_applied(self) -> None:
+        """etcd's applyEntryNormal: a write answered NOSPACE at apply raises the alarm
+        unless it is already raised (the refusal came from the alarm itself)."""
+        if not await self._local(lambda s: s.alarms(pb.NOSPACE)):
+            await self._activate_no_space()
+
+    async def _activate_no_space(self) -> None:
+        alarm = pb.AlarmRequest(action=pb.AlarmRequest.ACTIVATE, alarm=pb.NOSPACE,
+                                memberID=self.ctx.member_id)
+        try:
+            await self._propose_raw(rpb.InternalRaftRequest(alarm=alarm))
+        except EtcdError:
+            pass  # as etcd: the write fails with NOSPACE whether or not this got through
 
     async def _propose_raw(self, request: rpb.InternalRaftRequest) -> bytes:
         request_id = self.raft.ids.next()

@@ -54,7 +54,7 @@ class Backend:
 
     @property
     def data_file(self) -> str:
-        return os.path.join(gen_dir(self.root, self.generation), "data.mdb")
+        return data_file(self.root, self.generation)
 
     def stale(self) -> bool:
         """True when CURRENT names another generation than the one open."""
@@ -71,6 +71,10 @@ def gen_dir(root: str, generation: int) -> str:
     return os.path.join(root, f"{_GEN_PREFIX}{generation:06d}")
 
 
+def data_file(root: str, generation: int) -> str:
+    return os.path.join(gen_dir(root, generation), "data.mdb")
+
+
 def _read_current(root: str) -> tuple[int, int]:
     """(generation, inode of CURRENT)."""
     path = os.path.join(root, CURRENT)
@@ -79,6 +83,18 @@ def _read_current(root: str) -> tuple[int, int]:
         text = f.read().decode().strip()
     assert text.startswith(_GEN_PREFIX), f"{path}: unexpected content {text!r}"
     return int(text[len(_GEN_PREFIX):]), inode
+
+
+def data_file_size_bytes(root: str) -> int:
+    """Size of the live generation's data file, read without opening LMDB: cheap
+    enough for another process to check the quota before every write."""
+    for _ in range(_OPEN_RETRIES):
+        generation, _inode = _read_current(root)
+        try:
+            return os.stat(data_file(root, generation)).st_size
+        except FileNotFoundError:
+            continue  # a defragment removed the generation just read: read CURRENT again
+    raise FileNotFoundError(f"{root}: no live generation after {_OPEN_RETRIES} tries")
 
 
 def _fsync_dir(path: str) -> None:
@@ -172,7 +188,7 @@ def copy_compact(backend: Backend) -> int:
     shutil.rmtree(target, ignore_errors=True)
     os.makedirs(target)
     backend.env.copy(target, compact=True)
-    data = os.path.join(target, "data.mdb")
+    data = data_file(backend.root, generation)
     fd = os.open(data, os.O_RDONLY)
     try:
         os.fsync(fd)

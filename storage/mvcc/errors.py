@@ -44,7 +44,9 @@ KEY_TOO_LONG = ErrorKind(INVALID_ARGUMENT, "etcdserver: request is too large")
 
 
 class MvccError(Exception):
-    """A request the state machine refuses; nothing it would have written was kept."""
+    """A request the state machine refuses; nothing it would have written was kept,
+    except for NO_SPACE answered to a write that was applied over quota (etcd's
+    quotaApplierV3 applies it on every member, then answers the error)."""
 
     def __init__(self, kind: ErrorKind) -> None:
         super().__init__(kind.message)

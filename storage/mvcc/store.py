@@ -222,7 +222,8 @@ class MvccStore:
     # ---- writes: the apply actor only --------------------------------------------
 
     def apply(self, index: int, term: int, request: Request | None, conf_state: bytes | None = None) -> Response | None:
-        """Apply one committed entry; raise its MvccError (the index is recorded anyway).
+        """Apply one committed entry; raise its MvccError (the index is recorded anyway;
+        NO_SPACE for a write that did not fit the quota: applied all the same).
 
         Returns None for an entry already applied (index <= applied index) and for
         requests this store does not handle.
@@ -242,22 +243,25 @@ class MvccStore:
             # old pages, and the file would grow without bound.
             backend.env.reader_check()
         results: list[ApplyResult] = []
+        # etcd's backend size only moves when a batch commits; so does LMDB's file.
+        db_size_bytes = self.db_size_bytes()
         with backend.env.begin(write=True) as parent:
             applied = meta.raft_position(parent, backend.dbs).index
             for entry in entries:
                 if entry.index <= applied:
                     results.append(None)  # replayed after a crash: already in the data
                     continue
-                results.append(self._apply_one(parent, entry))
+                results.append(self._apply_one(parent, entry, db_size_bytes))
                 meta.set_raft_position(parent, backend.dbs, RaftPosition(entry.index, entry.term))
                 if entry.conf_state is not None:
                     meta.set_conf_state(parent, backend.dbs, entry.conf_state)
                 applied = entry.index
         return results
 
-    def _apply_one(self, parent: lmdb.Transaction, entry: ApplyEntry) -> ApplyResult:
+    def _apply_one(self, parent: lmdb.Transaction, entry: ApplyEntry, db_size_bytes: int) -> ApplyResult:
         # A child transaction per entry: a refused request leaves no trace, while
         # the applied index (written in the parent) still moves past it.
+        fits = quota.fits(db_size_bytes, self.options.quota_bytes, quota.request_cost(_unwrap(entry.request)))
         child = self.backend.env.begin(write=True, parent=parent)
         try:
             result = self._dispatch(child, entry.request)
@@ -271,14 +275,15 @@ class MvccStore:
             child.abort()
             raise
         child.commit()
+        if not fits:
+            # etcd's quotaApplierV3: a write that did not fit is applied all the same
+            # (every member keeps the same data, whatever its file size), but its
+            # proposer is told the space is exceeded, and raises the NOSPACE alarm.
+            return MvccError(errors.NO_SPACE)
         return result
 
     def _dispatch(self, t: lmdb.Transaction, request: Request | None) -> Response | None:
-        if isinstance(request, rpb.InternalRaftRequest):
-            fields = [f for f in _HANDLED_FIELDS if request.HasField(f)]
-            if not fields:
-                return None
-            request = getattr(request, fields[0])
+        request = _unwrap(request)
         if request is None:
             return None
         dbs = self.backend.dbs
@@ -334,3 +339,11 @@ class MvccStore:
         self._backend = self._open_backend(old.root, False, self.options)
         assert self._backend.generation == generation
         env.remove_generation(old.root, old.generation)
+
+
+def _unwrap(request: Request | None) -> Request | None:
+    """The request of an InternalRaftRequest this store applies; None if none."""
+    if isinstance(request, rpb.InternalRaftRequest):
+        fields = [f for f in _HANDLED_FIELDS if request.HasField(f)]
+        return getattr(request, fields[0]) if fields else None
+    return request

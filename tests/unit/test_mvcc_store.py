@@ -440,9 +440,17 @@ def test_quota(tmp_path: Path) -> None:
         assert not s.over_quota() and s.fits_quota(1000)
         assert not s.fits_quota(1024**2)
         assert s.fits_quota(0)
-        while not s.over_quota():
-            a(put(b"k%06d" % a.index, b"x" * 4000))  # quota is advisory: LMDB has headroom
+        value = b"x" * 4000
+        while s.fits_quota(quota.request_cost(put(b"k000000", value))):
+            a(put(b"k%06d" % a.index, value))
+        # etcd's quotaApplierV3: a put that no longer fits is applied all the same (every
+        # member keeps the same data), and answered "database space exceeded".
+        while not s.over_quota():  # LMDB has headroom past the quota
+            key = b"k%06d" % a.index
+            assert a.error(put(key, value)) == errors.NO_SPACE
+            assert get(s, key) == [(key, value)]
         assert not s.fits_quota(1)
+        assert a(pb.TxnRequest(success=[Op(request_range=pb.RangeRequest(key=b"k"))]))  # costs nothing
         a(pb.DeleteRangeRequest(key=b"k", range_end=b"l"))  # deletes and compaction still fit
         a(pb.CompactionRequest(revision=s.current_revision()))
         a(A(action=A.ACTIVATE, memberID=1, alarm=pb.NOSPACE))
