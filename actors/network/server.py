@@ -31,6 +31,7 @@ the same quota check as Put.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -56,6 +57,7 @@ MIN_DEFRAGMENT_TIMEOUT_S = 60.0  # etcd sets none; a large store takes a while t
 R = TypeVar("R", pb.PutResponse, pb.DeleteRangeResponse, pb.TxnResponse,
             pb.CompactionResponse, pb.AlarmResponse)
 T = TypeVar("T")
+DB_SIZE_TTL_S = 0.1  # etcd's backend batch interval: how stale its Size() may be
 _NO_SPACE = errors.from_mvcc(MvccError(NO_SPACE))  # a template: raise copies
 
 
@@ -71,6 +73,7 @@ class Server:
         self.max_request_bytes = ctx.settings.max_request_bytes
         self.max_txn_ops = ctx.settings.max_txn_ops
         self.quota_bytes = ctx.settings.quota_backend_bytes
+        self._db_size = (0, -DB_SIZE_TTL_S)  # (bytes, monotonic time read)
 
     # -- KV -------------------------------------------------------------------------
 
@@ -122,10 +125,20 @@ class Server:
         if cost == 0:
             return
         await self._store_ready()
-        if quota.fits(env.data_file_size_bytes(self.store.path), self.quota_bytes, cost):
+        if quota.fits(self._db_size_bytes(), self.quota_bytes, cost):
             return
         await self._activate_no_space()
         raise errors.copy(_NO_SPACE)
+
+    def _db_size_bytes(self) -> int:
+        """The store file's size, re-read at most every DB_SIZE_TTL_S: etcd's quota
+        check reads a size its backend refreshes at each commit (every 100 ms)."""
+        size, read_at = self._db_size
+        now = time.monotonic()
+        if now - read_at >= DB_SIZE_TTL_S:
+            size = env.data_file_size_bytes(self.store.path)
+            self._db_size = (size, now)
+        return size
 
     async def _on_no_space_applied(self) -> None:
         """etcd's applyEntryNormal: a write answered NOSPACE at apply raises the alarm
