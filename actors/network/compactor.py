@@ -117,15 +117,19 @@ class Revision:
         self._last_revision = revision
 
 
-def policy_for(settings: Settings, now_s: float, env: dict[str, str] | None = None) -> Policy | None:
-    """The policy the flags ask for; None when auto-compaction is off (retention 0)."""
+def enabled(settings: Settings) -> bool:
+    """etcd's retention 0 (the default) turns auto-compaction off."""
+    if settings.auto_compaction_mode == "periodic":
+        return settings.auto_compaction_retention_seconds > 0
+    return settings.auto_compaction_retention_revisions > 0
+
+
+def policy_for(settings: Settings, now_s: float, env: dict[str, str] | None = None) -> Policy:
+    """The policy the flags ask for (auto-compaction `enabled`)."""
+    assert enabled(settings), "auto-compaction is off"
     env = os.environ if env is None else env
     if settings.auto_compaction_mode == "periodic":
-        if settings.auto_compaction_retention_seconds == 0:
-            return None
         return Periodic(settings.auto_compaction_retention_seconds, now_s)
-    if settings.auto_compaction_retention_revisions == 0:
-        return None
     interval_ms = env.get(INTERVAL_ENV)
     interval_s = int(interval_ms) / 1000 if interval_ms else REVISION_INTERVAL_S
     return Revision(settings.auto_compaction_retention_revisions, interval_s)
@@ -161,12 +165,17 @@ async def run(policy: Policy, *, log: Any,
 
 def start(settings: Settings, server: Server, log: Any) -> list[asyncio.Task[None]]:
     """The compactor task for this member's flags, if any."""
-    policy = policy_for(settings, time.monotonic())
-    if policy is None:
+    if not enabled(settings):
         return []
+    return [asyncio.create_task(_serve(settings, server, log), name="compactor")]
+
+
+async def _serve(settings: Settings, server: Server, log: Any) -> None:
     tracker = server.tracker
-    task = run(policy, log=log,
-               is_leader=lambda: tracker.status.role == Role.LEADER,
-               current_revision=lambda: tracker.applied.revision,
-               compact=lambda revision: server.compact(pb.CompactionRequest(revision=revision)))
-    return [asyncio.create_task(task, name="compactor")]
+    # As etcd starts its compactor with the open store: the first periodic sample is
+    # the store's revision, not a 0 from before the apply actor reported.
+    await tracker.applied_known.wait()
+    await run(policy_for(settings, time.monotonic()), log=log,
+              is_leader=lambda: tracker.status.role == Role.LEADER,
+              current_revision=lambda: tracker.applied.revision,
+              compact=lambda revision: server.compact(pb.CompactionRequest(revision=revision)))

@@ -141,11 +141,13 @@ def test_revision_retries_a_failure_and_not_on_a_follower():
 
 
 def test_policy_from_flags():
-    def policy(*args: str, env: dict[str, str] | None = None) -> compactor.Policy | None:
-        return compactor.policy_for(load(list(args), {}), 0.0, env or {})
+    def policy(*args: str, env: dict[str, str] | None = None) -> compactor.Policy:
+        settings = load(list(args), {})
+        assert compactor.enabled(settings)
+        return compactor.policy_for(settings, 0.0, env or {})
 
-    assert policy() is None  # etcd's default: periodic, retention 0 = off
-    assert policy("--auto-compaction-mode", "revision") is None
+    assert not compactor.enabled(load([], {}))  # etcd's default: periodic, retention 0
+    assert not compactor.enabled(load(["--auto-compaction-mode", "revision"], {}))
     p = policy("--auto-compaction-retention", "2s")
     assert isinstance(p, Periodic) and p.interval_s == pytest.approx(0.2)
     p = policy("--auto-compaction-retention", "1")  # a bare number is hours
