@@ -1,101 +1,54 @@
 """petcd-bench: load a petcd (or etcd) cluster and print throughput and latency.
 
-    petcd-bench put   --endpoints URLS --conns N --total M [--key-size 8 --val-size 256]
-    petcd-bench range --endpoints URLS --conns N --total M [--serializable]
+    petcd-bench put   [--txn-ops N]                    Put, or a Txn of N puts
+    petcd-bench range [--serializable] [--prefix] [--limit N]
+    petcd-bench txn                                    compare-and-put (Txn on mod_revision)
+      common: --endpoints URLS --protocol grpc|http --conns N --total M
+              --key-size 8 --val-size 256 --key-space K --key-prefix P
 
 Connections are spread over worker processes (so that the tool itself is not the
 bottleneck) and over the endpoints round-robin; each connection sends one request at a
 time. The parent draws a progress bar and prints requests/s, p50 and p99 latency.
-It speaks etcd's JSON gateway, so the same command measures a real etcd.
+It speaks etcd's gRPC API (default) or its JSON gateway, so the same command measures
+a real etcd. Which keys each request touches: see bench_plan.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
-import json
 import multiprocessing
 import os
+import queue
 import sys
 import time
-from dataclasses import dataclass
 
-import aiohttp
+from .bench_plan import OPS, Plan
+from .bench_worker import Job, Tally, worker
 
 PROGRESS_EVERY_S = 0.2
-REQUEST_TIMEOUT_S = 30
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    op: str
-    endpoints: tuple[str, ...]
-    conns: int  # connections in this worker
-    first_conn: int  # global number of this worker's first connection
-    total: int  # requests for this worker
-    key_size: int
-    val_size: int
-    key_space: int
-    serializable: bool
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def _key(n: int, size: int) -> str:
-    return base64.b64encode(f"{n:0{size}d}"[-size:].encode()).decode()
+def jobs(args: argparse.Namespace) -> list[Job]:
+    """The work of each worker process: contiguous runs of connections and requests."""
+    per_conn = _split(args.total, args.conns)
+    endpoints = tuple(args.endpoints.split(","))
+    out, conn, request = [], 0, 0
+    for conns in _split(args.conns, max(1, min(args.workers, args.conns))):
+        requests = tuple(per_conn[conn:conn + conns])
+        out.append(Job(plan(args), args.protocol, endpoints, conn, request, requests))
+        conn, request = conn + conns, request + sum(requests)
+    return out
 
 
-async def _connection(job: Job, conn: int, count: int, start_key: int,
-                      session: aiohttp.ClientSession, latencies: list[float],
-                      done: multiprocessing.sharedctypes.Synchronized, errors: list[str]) -> None:
-    url = job.endpoints[conn % len(job.endpoints)] + (
-        "/v3/kv/put" if job.op == "put" else "/v3/kv/range")
-    value = base64.b64encode(b"x" * job.val_size).decode()
-    for i in range(count):
-        key = _key((start_key + i) % job.key_space, job.key_size)
-        body = {"key": key, "value": value} if job.op == "put" else {
-            "key": key, "serializable": job.serializable}
-        started = time.perf_counter()
-        async with session.post(url, data=json.dumps(body)) as resp:
-            payload = await resp.read()
-            if resp.status != 200:
-                errors.append(f"HTTP {resp.status}: {payload[:200]!r}")
-                continue
-        latencies.append(time.perf_counter() - started)
-        with done.get_lock():
-            done.value += 1
-
-
-async def _work(job: Job, done, errors: list[str]) -> list[float]:
-    latencies: list[float] = []
-    per_conn = [job.total // job.conns + (1 if c < job.total % job.conns else 0)
-                for c in range(job.conns)]
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        starts = [sum(per_conn[:c]) for c in range(job.conns)]
-        await asyncio.gather(*(
-            _connection(job, job.first_conn + c, per_conn[c], starts[c] + job.first_conn * 7919,
-                        session, latencies, done, errors)
-            for c in range(job.conns) if per_conn[c]))
-    return latencies
-
-
-def _worker(job: Job, done, out: multiprocessing.Queue) -> None:
-    errors: list[str] = []
-    latencies = asyncio.run(_work(job, done, errors))
-    out.put((latencies, errors[:5], len(errors)))
-
-
-def _jobs(args: argparse.Namespace) -> list[Job]:
-    workers = max(1, min(args.workers, args.conns))
-    jobs, first = [], 0
-    for w in range(workers):
-        conns = args.conns // workers + (1 if w < args.conns % workers else 0)
-        total = args.total * conns // args.conns
-        jobs.append(Job(args.op, tuple(args.endpoints.split(",")), conns, first, total,
-                        args.key_size, args.val_size, args.key_space, args.serializable))
-        first += conns
-    return jobs
+def plan(args: argparse.Namespace) -> Plan:
+    return Plan(op=args.op, key_size=args.key_size, key_space=args.key_space,
+                key_prefix=args.key_prefix.encode(), val_size=args.val_size,
+                txn_ops=args.txn_ops, limit=args.limit, prefix=args.prefix,
+                serializable=args.serializable)
 
 
 def _progress(done: int, total: int, started: float) -> None:
@@ -107,62 +60,116 @@ def _progress(done: int, total: int, started: float) -> None:
     sys.stderr.flush()
 
 
-def run(args: argparse.Namespace) -> int:
-    jobs = _jobs(args)
-    total = sum(j.total for j in jobs)
+def _collect(work: list[Job]) -> tuple[list[Tally], float]:
     ctx = multiprocessing.get_context("spawn")
     done = ctx.Value("q", 0)
     out: multiprocessing.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(j, done, out)) for j in jobs]
+    procs = [ctx.Process(target=worker, args=(j, done, out)) for j in work]
+    total = sum(sum(j.requests) for j in work)
     started = time.perf_counter()
     for p in procs:
         p.start()
-    results = []
-    while len(results) < len(procs):
+    tallies: list[Tally] = []
+    while len(tallies) < len(procs):
         try:
-            results.append(out.get(timeout=PROGRESS_EVERY_S))
-        except Exception:  # queue.Empty: draw the bar and keep waiting
+            tallies.append(out.get(timeout=PROGRESS_EVERY_S))
+        except queue.Empty:  # draw the bar and keep waiting, unless a worker died
             if not any(p.is_alive() for p in procs) and out.empty():
                 break
         _progress(done.value, total, started)
-    elapsed = time.perf_counter() - started
+    elapsed_s = time.perf_counter() - started
     for p in procs:
         p.join(5)
     sys.stderr.write("\n")
-    latencies = sorted(x for r in results for x in r[0])
-    error_count = sum(r[2] for r in results)
-    for r in results:
-        for e in r[1]:
+    return tallies, elapsed_s
+
+
+def _details(p: Plan, tallies: list[Tally], succeeded: int) -> str:
+    if p.op == "put" and p.txn_ops > 1:
+        return f", {p.txn_ops} keys per request"
+    if p.op == "range":
+        return f", {sum(t.keys_returned for t in tallies) / succeeded:.1f} keys per response"
+    if p.op == "txn":
+        return f", {sum(t.compare_failures for t in tallies)} compare failures"
+    return ""
+
+
+def summary(args: argparse.Namespace, workers: int, tallies: list[Tally],
+            elapsed_s: float) -> list[str]:
+    latencies = sorted(x for t in tallies for x in t.latencies_s)
+    errors = sum(t.error_count for t in tallies)
+    pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    return [f"{args.op} ({args.protocol}): {len(latencies)} requests, {args.conns} connections, "
+            f"{workers} workers, {elapsed_s:.2f}s{_details(plan(args), tallies, len(latencies))}",
+            f"  throughput {len(latencies) / elapsed_s:,.0f} req/s   p50 {pct(0.50):.2f} ms   "
+            f"p99 {pct(0.99):.2f} ms   errors {errors}"]
+
+
+def run(args: argparse.Namespace) -> int:
+    work = jobs(args)
+    tallies, elapsed_s = _collect(work)
+    for t in tallies:
+        for e in t.errors:
             print(f"error: {e}", file=sys.stderr)
-    if not latencies:
+    if len(tallies) < len(work):
+        print(f"petcd-bench: {len(work) - len(tallies)} worker(s) died", file=sys.stderr)
+    if not any(t.latencies_s for t in tallies):
         print("petcd-bench: no request succeeded", file=sys.stderr)
         return 1
-    pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
-    print(f"{args.op}: {len(latencies)} requests, {args.conns} connections, "
-          f"{len(jobs)} workers, {elapsed:.2f}s")
-    print(f"  throughput {len(latencies) / elapsed:,.0f} req/s   p50 {pct(0.50):.2f} ms   "
-          f"p99 {pct(0.99):.2f} ms   errors {error_count}")
-    return 0 if error_count == 0 else 1
+    print("\n".join(summary(args, len(work), tallies, elapsed_s)))
+    failed = len(tallies) < len(work) or any(t.error_count for t in tallies)
+    return 1 if failed else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="petcd-bench", description=__doc__.split("\n")[0])
+    p.add_argument("op", choices=OPS)
+    p.add_argument("--endpoints", default="http://127.0.0.1:2379",
+                   help="comma-separated client URLs (or host:port)")
+    p.add_argument("--protocol", choices=("grpc", "http"), default="grpc",
+                   help="etcd's gRPC API, or its JSON gateway (default grpc)")
+    p.add_argument("--conns", type=int, default=1, help="concurrent connections")
+    p.add_argument("--total", type=int, default=10_000, help="requests in all")
+    p.add_argument("--key-size", type=int, default=8, help="digits of the key number")
+    p.add_argument("--val-size", type=int, default=256)
+    p.add_argument("--key-space", type=int, default=100_000,
+                   help="distinct keys (range reads keys put with the same space)")
+    p.add_argument("--key-prefix", default="", help="put before every key's number")
+    p.add_argument("--txn-ops", type=int, default=1,
+                   help="put: keys per request; above 1 each request is a Txn of puts")
+    p.add_argument("--serializable", action="store_true",
+                   help="range: serializable (local) reads instead of linearizable")
+    p.add_argument("--prefix", action="store_true",
+                   help="range: over the 10**d keys sharing the key's prefix, where d "
+                        "digits are dropped so that it holds at least --limit keys")
+    p.add_argument("--limit", type=int, default=0,
+                   help="range: most keys per response (0: no limit)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="client processes (default: one per core)")
+    return p
+
+
+def check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.conns < 1 or args.total < args.conns:
+        p.error("--conns must be >= 1 and --total >= --conns")
+    if args.workers < 1 or args.key_size < 1 or args.val_size < 0 or args.limit < 0:
+        p.error("--workers and --key-size must be >= 1, --val-size and --limit >= 0")
+    if args.txn_ops < 1 or (args.txn_ops > 1 and args.op != "put"):
+        p.error("--txn-ops must be >= 1, and is for put only")
+    if args.op != "range" and (args.prefix or args.limit or args.serializable):
+        p.error("--prefix, --limit and --serializable are for range only")
+    if not all(args.endpoints.split(",")):
+        p.error("--endpoints must list client URLs separated by commas")
+    try:
+        plan(args)
+    except ValueError as err:
+        p.error(str(err))
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="petcd-bench", description=__doc__.split("\n")[0])
-    parser.add_argument("op", choices=("put", "range"))
-    parser.add_argument("--endpoints", default="http://127.0.0.1:2379",
-                        help="comma-separated client URLs")
-    parser.add_argument("--conns", type=int, default=1, help="concurrent connections")
-    parser.add_argument("--total", type=int, default=10_000, help="requests in all")
-    parser.add_argument("--key-size", type=int, default=8)
-    parser.add_argument("--val-size", type=int, default=256)
-    parser.add_argument("--key-space", type=int, default=100_000,
-                        help="distinct keys (range reads keys put with the same space)")
-    parser.add_argument("--serializable", action="store_true",
-                        help="range: serializable (local) reads instead of linearizable")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="client processes (default: one per core)")
-    args = parser.parse_args(argv)
-    if args.conns < 1 or args.total < args.conns:
-        parser.error("--conns must be >= 1 and --total >= --conns")
+    p = parser()
+    args = p.parse_args(argv)
+    check(p, args)
     sys.exit(run(args))
 
 

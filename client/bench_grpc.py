@@ -1,0 +1,60 @@
+"""One petcd-bench connection over etcd's gRPC API (etcdserverpb.KV, grpc.aio).
+
+Each connection is its own channel with a local subchannel pool: without that option
+grpcio shares one TCP connection among channels to the same target, and --conns N
+would measure one connection.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from ..api.etcdserverpb import rpc_pb2 as pb
+from ..api.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from .bench_conn import BenchError
+
+CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
+
+
+def target(endpoint: str) -> str:
+    """host:port for an endpoint given as http://host:port or as host:port."""
+    return endpoint.split("://", 1)[-1].rstrip("/")
+
+
+class GrpcConn:
+    def __init__(self, endpoint: str, timeout_s: float) -> None:
+        self._channel = grpc.aio.insecure_channel(target(endpoint), options=CHANNEL_OPTIONS)
+        self._kv = pb_grpc.KVStub(self._channel)
+        self._timeout_s = timeout_s
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, method, request):
+        try:
+            return await method(request, timeout=self._timeout_s)
+        except grpc.aio.AioRpcError as err:
+            raise BenchError(f"{err.code().name}: {err.details()}") from None
+
+    async def put(self, keys: list[bytes], value: bytes) -> None:
+        if len(keys) == 1:
+            await self._call(self._kv.Put, pb.PutRequest(key=keys[0], value=value))
+        else:
+            await self._call(self._kv.Txn, pb.TxnRequest(success=[
+                pb.RequestOp(request_put=pb.PutRequest(key=k, value=value)) for k in keys]))
+
+    async def range(self, key: bytes, range_end: bytes, limit: int, serializable: bool) -> int:
+        resp = await self._call(self._kv.Range, pb.RangeRequest(
+            key=key, range_end=range_end, limit=limit, serializable=serializable))
+        return len(resp.kvs)
+
+    async def cas(self, key: bytes, mod_revision: int, value: bytes) -> tuple[bool, int]:
+        resp = await self._call(self._kv.Txn, pb.TxnRequest(
+            compare=[pb.Compare(key=key, target=pb.Compare.MOD, result=pb.Compare.EQUAL,
+                                mod_revision=mod_revision)],
+            success=[pb.RequestOp(request_put=pb.PutRequest(key=key, value=value))],
+            failure=[pb.RequestOp(request_range=pb.RangeRequest(key=key))]))
+        if resp.succeeded:
+            return True, resp.header.revision
+        kvs = resp.responses[0].response_range.kvs
+        return False, kvs[0].mod_revision if kvs else 0

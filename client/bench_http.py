@@ -1,0 +1,73 @@
+"""One petcd-bench connection over etcd's JSON gateway (POST /v3/kv/*, base64 bytes).
+
+Each connection is its own aiohttp session limited to one TCP connection, so
+--conns N means N real connections to the members.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import aiohttp
+import orjson
+
+from .bench_conn import BenchError
+
+
+def base_url(endpoint: str) -> str:
+    """http://host:port for an endpoint given as a URL or as host:port."""
+    return endpoint if "://" in endpoint else "http://" + endpoint
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _put_op(key: bytes, value: str) -> dict:
+    return {"request_put": {"key": _b64(key), "value": value}}
+
+
+class HttpConn:
+    def __init__(self, endpoint: str, timeout_s: float) -> None:
+        self._url = base_url(endpoint).rstrip("/") + "/v3/kv/"
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            connector=aiohttp.TCPConnector(limit=1))
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def _post(self, path: str, body: dict) -> dict:
+        try:
+            async with self._session.post(self._url + path, data=orjson.dumps(body)) as resp:
+                payload = await resp.read()
+                if resp.status != 200:
+                    raise BenchError(f"HTTP {resp.status}: {payload[:200]!r}")
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise BenchError(f"{type(err).__name__}: {err}") from None
+        return orjson.loads(payload)
+
+    async def put(self, keys: list[bytes], value: bytes) -> None:
+        encoded = _b64(value)
+        if len(keys) == 1:
+            await self._post("put", {"key": _b64(keys[0]), "value": encoded})
+        else:
+            await self._post("txn", {"success": [_put_op(k, encoded) for k in keys]})
+
+    async def range(self, key: bytes, range_end: bytes, limit: int, serializable: bool) -> int:
+        body: dict = {"key": _b64(key), "serializable": serializable, "limit": limit}
+        if range_end:
+            body["range_end"] = _b64(range_end)
+        return len((await self._post("range", body)).get("kvs", ()))
+
+    async def cas(self, key: bytes, mod_revision: int, value: bytes) -> tuple[bool, int]:
+        k = _b64(key)
+        resp = await self._post("txn", {
+            "compare": [{"key": k, "target": "MOD", "result": "EQUAL",
+                         "mod_revision": str(mod_revision)}],
+            "success": [_put_op(key, _b64(value))],
+            "failure": [{"request_range": {"key": k}}]})
+        if resp.get("succeeded"):
+            return True, int(resp["header"]["revision"])
+        kvs = resp["responses"][0]["response_range"].get("kvs", ())
+        return False, int(kvs[0]["mod_revision"]) if kvs else 0
