@@ -1,0 +1,129 @@
+"""petcd-bench against real servers: a single-member petcd over the JSON gateway and a
+real etcd (/usr/bin/etcd) over gRPC. Checks the summary a user reads and the keys the
+cluster holds afterwards."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .members import Cluster, Member, b64, free_ports, unb64, wait_until
+
+BENCH = str(Path(sys.executable).parent / "petcd-bench")
+ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+BENCH_TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def petcd(tmp_path_factory):
+    cluster = Cluster(tmp_path_factory.mktemp("bench-petcd"), 1)
+    cluster.start()
+    yield cluster.wait_leader()
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory):
+    if not Path(ETCD).exists():
+        pytest.skip("no etcd binary")
+    root = tmp_path_factory.mktemp("bench-etcd")
+    client, peer = free_ports(2)
+    member = Member("e1", client, peer, root / "e1.etcd", root / "e1.log")
+    member.proc = subprocess.Popen(
+        [ETCD, "--name", "e1", "--data-dir", str(member.data_dir),
+         "--listen-client-urls", member.client_url, "--advertise-client-urls", member.client_url,
+         "--listen-peer-urls", member.peer_url, "--initial-advertise-peer-urls", member.peer_url,
+         "--initial-cluster", f"e1={member.peer_url}"],
+        stdout=open(member.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    assert wait_until(lambda: member.call("/v3/kv/range", {"key": b64("x")}, 1), 30), \
+        member.log_text()[-2000:]
+    yield member
+    member.stop()
+
+
+def bench(member: Member, protocol: str, *args: str) -> str:
+    out = subprocess.run([BENCH, *args, "--endpoints", member.client_url,
+                          "--protocol", protocol], capture_output=True, text=True,
+                         timeout=BENCH_TIMEOUT_S)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    return out.stdout
+
+
+def summary(stdout: str, op: str, protocol: str, requests: int, conns: int) -> str:
+    """The details after the elapsed time, once the two summary lines are checked."""
+    match = re.search(rf"^{op} \({protocol}\): {requests} requests, {conns} connections, "
+                      rf"\d+ workers, [\d.]+s(.*)\n  throughput [\d,]+ req/s   "
+                      rf"p50 [\d.]+ ms   p99 [\d.]+ ms   errors 0$", stdout, re.M)
+    assert match, stdout
+    return match.group(1)
+
+
+def kvs(member: Member, prefix: str) -> list[dict]:
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return member.call("/v3/kv/range", {"key": b64(prefix), "range_end": b64(end)})["kvs"]
+
+
+def check_txn(member: Member, protocol: str, prefix: str) -> None:
+    # 4 connections x 24 requests over 96 new keys: every compare holds.
+    out = bench(member, protocol, "txn", "--conns", "4", "--total", "96", "--key-space", "96",
+                "--key-prefix", prefix)
+    assert summary(out, "txn", protocol, 96, 4) == ", 0 compare failures"
+    first = kvs(member, prefix)
+    assert [unb64(kv["key"]) for kv in first] == [f"{prefix}{n:08d}" for n in range(96)]
+    assert {kv.get("version") for kv in first} == {"1"}
+    assert {unb64(kv["value"]) for kv in first} == {"x" * 256}
+    # A new run does not know the keys' mod_revisions: each connection's first compare
+    # on a key fails, teaches it, and the retry succeeds; 12 of its 24 keys get written.
+    out = bench(member, protocol, "txn", "--conns", "4", "--total", "96", "--key-space", "96",
+                "--key-prefix", prefix)
+    assert summary(out, "txn", protocol, 96, 4) == ", 48 compare failures"
+    versions = [kv["version"] for kv in kvs(member, prefix)]
+    assert versions == (["2"] * 12 + ["1"] * 12) * 4
+
+
+def check_range(member: Member, protocol: str, prefix: str) -> None:
+    out = bench(member, protocol, "put", "--conns", "4", "--total", "30", "--txn-ops", "10",
+                "--key-space", "300", "--key-prefix", prefix)
+    assert summary(out, "put", protocol, 30, 4) == ", 10 keys per request"
+    assert member.count(prefix) == 300
+    out = bench(member, protocol, "range", "--conns", "4", "--total", "40", "--key-space",
+                "300", "--key-prefix", prefix, "--prefix", "--limit", "100")
+    assert summary(out, "range", protocol, 40, 4) == ", 100.0 keys per response"
+    out = bench(member, protocol, "range", "--conns", "2", "--total", "20", "--key-space",
+                "300", "--key-prefix", prefix, "--prefix", "--limit", "1", "--serializable")
+    assert summary(out, "range", protocol, 20, 2) == ", 1.0 keys per response"
+    out = bench(member, protocol, "range", "--conns", "2", "--total", "20", "--key-space",
+                "300", "--key-prefix", prefix, "--prefix", "--limit", "30")
+    assert summary(out, "range", protocol, 20, 2) == ", 30.0 keys per response"
+
+
+def test_txn_over_http_against_petcd(petcd):
+    check_txn(petcd, "http", "t/")
+
+
+def test_range_limit_over_http_against_petcd(petcd):
+    check_range(petcd, "http", "r/")
+
+
+def test_txn_over_grpc_against_etcd(etcd):
+    check_txn(etcd, "grpc", "t/")
+
+
+def test_range_limit_over_grpc_against_etcd(etcd):
+    check_range(etcd, "grpc", "r/")
+
+
+def test_an_unreachable_member_fails_the_run_with_the_transport_error():
+    client, _ = free_ports(2)
+    for protocol in ("http", "grpc"):
+        out = subprocess.run([BENCH, "put", "--conns", "1", "--total", "2", "--endpoints",
+                              f"http://127.0.0.1:{client}", "--protocol", protocol],
+                             capture_output=True, text=True, timeout=BENCH_TIMEOUT_S)
+        assert out.returncode == 1
+        assert "petcd-bench: no request succeeded" in out.stderr
+        assert "error: " in out.stderr, out.stderr
