@@ -1,5 +1,5 @@
-"""petcd-bench against real servers: a single-member petcd over the JSON gateway and a
-real etcd (/usr/bin/etcd) over gRPC. Checks the summary a user reads and the keys the
+"""petcd-bench against real servers: a single-member petcd over gRPC and the JSON
+gateway, and a real etcd (/usr/bin/etcd) over gRPC. Checks the summary a user reads and the keys the
 cluster holds afterwards."""
 
 from __future__ import annotations
@@ -102,12 +102,14 @@ def check_range(member: Member, protocol: str, prefix: str) -> None:
     assert summary(out, "range", protocol, 20, 2) == ", 30.0 keys per response"
 
 
-def test_txn_over_http_against_petcd(petcd):
-    check_txn(petcd, "http", "t/")
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_txn_against_petcd(petcd, protocol):
+    check_txn(petcd, protocol, f"t-{protocol}/")
 
 
-def test_range_limit_over_http_against_petcd(petcd):
-    check_range(petcd, "http", "r/")
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_range_limit_against_petcd(petcd, protocol):
+    check_range(petcd, protocol, f"r-{protocol}/")
 
 
 def test_txn_over_grpc_against_etcd(etcd):
