@@ -3,22 +3,22 @@
 The store keeps its index of current keys in LMDB, so opening it must not rebuild
 anything per key: restart-to-ready (process start until a linearizable range is
 answered) with 1,000,000 keys may exceed the same member's restart when nearly empty
-by at most RESTART_SLACK_S. Measured here (2 cores, 2026-11-21): 1.8 s empty and 2.9 s
-with 1,000,000 keys at load average 3 (the difference is replaying the WAL tail since
-the last snapshot); 4.4 s and 4.9 s, 2.0 s and 3.4 s with the machine shared (load
-average 11 and 15). For
-scale: merely copying the 1,000,000 entries of the key index from LMDB into a Python
-dict takes 2-3 s here (7 s from a cold page cache), so rebuilding an in-memory index
-on start would eat most of the slack or exceed it.
+by at most RESTART_SLACK_S. Measured here (2 cores, 2026-11-21), empty / 1,000,000
+keys: 1.8 / 2.9 s at load average 3, 4.4 / 4.9 s at 11, 2.0 / 3.4 s at 15 (the
+difference is replaying the WAL tail since the last snapshot). For scale: merely
+copying the 1,000,000 entries of the key index from LMDB into a Python dict takes
+2-3 s here (7 s from a cold page cache), so rebuilding an in-memory index on start
+would eat most of the slack or exceed it.
 
 The keys are loaded through the API as a user would: petcd-bench, Txns of 125 puts
 (etcd's --max-txn-ops is 128) over 16 gRPC connections (as fast as or faster than the
-JSON gateway here; more connections do not help a single member): 33 s at load average
-3 over the gateway, where single puts at 1,500/s would take eleven minutes.
+JSON gateway here; more connections do not help a single member). Single puts at
+1,500/s would take eleven minutes.
 
 Runtime of the whole test: 35 s with the machine shared (load average 15; 110 s at
-load average 11 when it still loaded over the gateway), so it runs in CI by default (marked slow; `-m "not slow"` skips it). It needs about 1 GB of disk
-in the test's tmp dir, removed at the end.
+load average 11 when it loaded over the gateway), so it runs in CI by default (marked
+slow; `-m "not slow"` skips it). It needs about 1 GB of disk in the test's tmp dir,
+removed at the end.
 """
 
 from __future__ import annotations
