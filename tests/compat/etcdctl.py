@@ -1,4 +1,5 @@
-"""The real etcdctl (Debian's etcd-client, installed by .ci/run) against petcd."""
+"""Command-line clients against petcd: the real etcdctl (Debian's etcd-client,
+installed by .ci/run) and petcdctl, run the same way."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tests.cluster.members import Cluster, Member
 
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
+PETCDCTL = str(Path(sys.executable).with_name("petcdctl"))  # installed with petcd
 COMMAND_TIMEOUT_S = 60.0
 
 
@@ -40,19 +44,25 @@ def endpoints(members: list[Member]) -> str:
     return ",".join(f"127.0.0.1:{m.client_port}" for m in members)
 
 
-def etcdctl(target: Cluster | Member | list[Member], *args: str, stdin: str | bytes = b"",
-            timeout_s: float = COMMAND_TIMEOUT_S) -> Result:
-    if isinstance(target, Cluster):
-        members = target.members
-    elif isinstance(target, Member):
-        members = [target]
-    else:
-        members = target
-    data = stdin.encode() if isinstance(stdin, str) else stdin
-    proc = subprocess.run(
-        [ETCDCTL, f"--endpoints={endpoints(members)}", "--dial-timeout=5s",
-         "--command-timeout=20s", *args],
-        input=data, capture_output=True, timeout=timeout_s,
-        env={**os.environ, "ETCDCTL_API": "3"})
-    return Result(proc.returncode, proc.stdout.decode(errors="replace"),
-                  proc.stderr.decode(errors="replace"))
+@dataclass(frozen=True)
+class Ctl:
+    """One tool: `ctl(target, *args)` runs it against a cluster, a member or members."""
+
+    binary: str
+
+    def __call__(self, target: Cluster | Member | list[Member], *args: str,
+                 stdin: str | bytes = b"", timeout_s: float = COMMAND_TIMEOUT_S) -> Result:
+        if isinstance(target, Cluster):
+            members = target.members
+        elif isinstance(target, Member):
+            members = [target]
+        else:
+            members = target
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        proc = subprocess.run(
+            [self.binary, f"--endpoints={endpoints(members)}", "--dial-timeout=5s",
+             "--command-timeout=20s", *args],
+            check=False, input=data, capture_output=True, timeout=timeout_s,
+            env={**os.environ, "ETCDCTL_API": "3"})
+        return Result(proc.returncode, proc.stdout.decode(errors="replace"),
+                      proc.stderr.decode(errors="replace"))

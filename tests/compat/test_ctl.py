@@ -1,6 +1,7 @@
-"""The real etcdctl against a 3-member petcd cluster: each command an etcd user runs,
-checked against what etcd defines (output text, revisions, versions, counts, errors
-and exit codes). One cluster for the module; each test uses its own keys."""
+"""The real etcdctl, and petcdctl, against a 3-member petcd cluster: each command an
+etcd user runs, checked against what etcd defines (output text, revisions, versions,
+counts, errors and exit codes). Every test runs with both tools; one cluster for the
+module; each test uses its own keys."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from tests.cluster.members import Cluster, wait_until
 
-from .etcdctl import etcdctl, require
+from .etcdctl import ETCDCTL, PETCDCTL, Ctl, require
 
 MAX_REQUEST_BYTES = 256 * 1024
 
@@ -27,161 +28,166 @@ def cluster(tmp_path_factory):
     c.stop()
 
 
-def _revision(cluster) -> int:
-    return etcdctl(cluster, "get", "no-such-key", "-w", "json").json()["header"]["revision"]
+@pytest.fixture(params=[ETCDCTL, PETCDCTL], ids=["etcdctl", "petcdctl"])
+def ctl(request) -> Ctl:
+    return Ctl(request.param)
+
+
+def _revision(ctl, cluster) -> int:
+    return ctl(cluster, "get", "no-such-key", "-w", "json").json()["header"]["revision"]
 
 
 # -- put / get / del ------------------------------------------------------------------
 
-def test_put_then_get_on_every_member(cluster):
-    r = etcdctl(cluster.members[1], "put", "kv/a", "1")
+def test_put_then_get_on_every_member(ctl, cluster):
+    r = ctl(cluster.members[1], "put", "kv/a", "1")
     assert (r.code, r.out) == (0, "OK\n")
     for m in cluster.members:
-        got = etcdctl(m, "get", "kv/a")
+        got = ctl(m, "get", "kv/a")
         assert (got.code, got.out) == (0, "kv/a\n1\n")
-    assert etcdctl(cluster, "get", "kv/a", "--print-value-only").out == "1\n"
+    assert ctl(cluster, "get", "kv/a", "--print-value-only").out == "1\n"
 
 
-def test_get_json_has_etcds_revisions_and_versions(cluster):
-    etcdctl(cluster, "put", "ver/k", "one")
-    first = etcdctl(cluster, "get", "ver/k", "-w", "json").json()
-    etcdctl(cluster, "put", "ver/k", "two")
-    second = etcdctl(cluster, "get", "ver/k", "-w", "json").json()
+def test_get_json_has_etcds_revisions_and_versions(ctl, cluster):
+    ctl(cluster, "put", "ver/k", "one")
+    first = ctl(cluster, "get", "ver/k", "-w", "json").json()
+    ctl(cluster, "put", "ver/k", "two")
+    second = ctl(cluster, "get", "ver/k", "-w", "json").json()
     [kv1], [kv2] = first["kvs"], second["kvs"]
     assert kv1["create_revision"] == kv1["mod_revision"] == first["header"]["revision"]
     assert (kv1["version"], kv2["version"]) == (1, 2)
     assert kv2["create_revision"] == kv1["create_revision"]
     assert kv2["mod_revision"] == second["header"]["revision"] == first["header"]["revision"] + 1
     assert second["count"] == 1 and second["header"]["raft_term"] >= 1
-    old = etcdctl(cluster, "get", "ver/k", f"--rev={kv1['mod_revision']}", "--print-value-only")
+    old = ctl(cluster, "get", "ver/k", f"--rev={kv1['mod_revision']}", "--print-value-only")
     assert old.out == "one\n"
 
 
-def test_prefix_limit_keys_only_and_sort(cluster):
+def test_prefix_limit_keys_only_and_sort(ctl, cluster):
     for i in range(5):
-        etcdctl(cluster, "put", f"pre/{i}", f"v{i}")
-    assert etcdctl(cluster, "get", "pre/", "--prefix", "--keys-only").out == "".join(
+        ctl(cluster, "put", f"pre/{i}", f"v{i}")
+    assert ctl(cluster, "get", "pre/", "--prefix", "--keys-only").out == "".join(
         f"pre/{i}\n\n" for i in range(5))
-    limited = etcdctl(cluster, "get", "pre/", "--prefix", "--limit=2", "-w", "json").json()
+    limited = ctl(cluster, "get", "pre/", "--prefix", "--limit=2", "-w", "json").json()
     assert (len(limited["kvs"]), limited["count"], limited["more"]) == (2, 5, True)
-    keys_only = etcdctl(cluster, "get", "pre/", "--prefix", "--keys-only", "-w", "json").json()
+    keys_only = ctl(cluster, "get", "pre/", "--prefix", "--keys-only", "-w", "json").json()
     assert keys_only["count"] == 5 and all("value" not in kv for kv in keys_only["kvs"])
-    desc = etcdctl(cluster, "get", "pre/", "--prefix", "--keys-only", "--order=DESCEND")
+    desc = ctl(cluster, "get", "pre/", "--prefix", "--keys-only", "--order=DESCEND")
     assert desc.out.split() == [f"pre/{i}" for i in reversed(range(5))]
-    from_key = etcdctl(cluster, "get", "pre/3", "--from-key", "--keys-only", "--limit=2")
+    from_key = ctl(cluster, "get", "pre/3", "--from-key", "--keys-only", "--limit=2")
     assert from_key.out.split() == ["pre/3", "pre/4"]
-    serial = etcdctl(cluster.members[2], "get", "pre/1", "--consistency=s")
+    serial = ctl(cluster.members[2], "get", "pre/1", "--consistency=s")
     assert serial.out == "pre/1\nv1\n"
 
 
-def test_del_counts_and_prev_kv(cluster):
+def test_del_counts_and_prev_kv(ctl, cluster):
     for i in range(3):
-        etcdctl(cluster, "put", f"del/{i}", f"x{i}")
-    assert etcdctl(cluster, "del", "del/0").out == "1\n"
-    assert etcdctl(cluster, "del", "del/0").out == "0\n"
-    r = etcdctl(cluster, "del", "del/", "--prefix", "--prev-kv")
+        ctl(cluster, "put", f"del/{i}", f"x{i}")
+    assert ctl(cluster, "del", "del/0").out == "1\n"
+    assert ctl(cluster, "del", "del/0").out == "0\n"
+    r = ctl(cluster, "del", "del/", "--prefix", "--prev-kv")
     assert r.out == "2\ndel/1\nx1\ndel/2\nx2\n"
-    assert etcdctl(cluster, "get", "del/", "--prefix").out == ""
+    assert ctl(cluster, "get", "del/", "--prefix").out == ""
 
 
 # -- txn --------------------------------------------------------------------------------
 
-def test_txn_from_stdin_takes_the_right_branch(cluster):
-    etcdctl(cluster, "put", "txn/k", "1")
+def test_txn_from_stdin_takes_the_right_branch(ctl, cluster):
+    ctl(cluster, "put", "txn/k", "1")
     script = 'value("txn/k") = "1"\n\nput txn/k 2\n\nput txn/k failed\n\n'
-    r = etcdctl(cluster, "txn", stdin=script)
+    r = ctl(cluster, "txn", stdin=script)
     assert (r.code, r.out) == (0, "SUCCESS\n\nOK\n")
-    r = etcdctl(cluster, "txn", stdin=script)  # now the value is 2: failure branch
+    r = ctl(cluster, "txn", stdin=script)  # now the value is 2: failure branch
     assert (r.code, r.out) == (0, "FAILURE\n\nOK\n")
-    assert etcdctl(cluster, "get", "txn/k", "--print-value-only").out == "failed\n"
+    assert ctl(cluster, "get", "txn/k", "--print-value-only").out == "failed\n"
     cmp = 'mod("txn/k") > "0"\nversion("txn/k") = "3"\n\nget txn/k\n\n\n'
-    r = etcdctl(cluster, "txn", "-w", "json", stdin=cmp).json()
+    r = ctl(cluster, "txn", "-w", "json", stdin=cmp).json()
     assert r["succeeded"] is True
     [resp] = r["responses"]
     assert resp["Response"]["ResponseRange"]["kvs"][0]["version"] == 3
 
 
-def test_txn_with_too_many_operations_is_refused_and_changes_nothing(cluster):
-    before = _revision(cluster)
+def test_txn_with_too_many_operations_is_refused_and_changes_nothing(ctl, cluster):
+    before = _revision(ctl, cluster)
     ops = "".join(f"put many/{i} x\n" for i in range(129))  # --max-txn-ops is 128
-    r = etcdctl(cluster, "txn", stdin=f"\n{ops}\n\n")
+    r = ctl(cluster, "txn", stdin=f"\n{ops}\n\n")
     assert r.code == 1
     assert r.error_line == "Error: etcdserver: too many operations in txn request"
-    assert _revision(cluster) == before
-    assert etcdctl(cluster, "get", "many/", "--prefix").out == ""
+    assert _revision(ctl, cluster) == before
+    assert ctl(cluster, "get", "many/", "--prefix").out == ""
 
 
-def test_request_too_large_is_refused_and_changes_nothing(cluster):
-    before = _revision(cluster)
-    r = etcdctl(cluster, "put", "big", stdin=b"x" * (MAX_REQUEST_BYTES + 1024))
+def test_request_too_large_is_refused_and_changes_nothing(ctl, cluster):
+    before = _revision(ctl, cluster)
+    r = ctl(cluster, "put", "big", stdin=b"x" * (MAX_REQUEST_BYTES + 1024))
     assert r.code == 1 and r.error_line == "Error: etcdserver: request is too large"
-    assert _revision(cluster) == before and etcdctl(cluster, "get", "big").out == ""
+    assert _revision(ctl, cluster) == before and ctl(cluster, "get", "big").out == ""
 
 
 # -- compaction, defrag, alarms, hashkv ------------------------------------------------
 
-def test_compaction_then_old_revisions_are_gone(cluster):
-    etcdctl(cluster, "put", "cmp/k", "a")
-    old = _revision(cluster)
-    etcdctl(cluster, "put", "cmp/k", "b")
-    now = _revision(cluster)
-    r = etcdctl(cluster, "compaction", str(now))
+def test_compaction_then_old_revisions_are_gone(ctl, cluster):
+    ctl(cluster, "put", "cmp/k", "a")
+    old = _revision(ctl, cluster)
+    ctl(cluster, "put", "cmp/k", "b")
+    now = _revision(ctl, cluster)
+    r = ctl(cluster, "compaction", str(now))
     assert (r.code, r.out) == (0, f"compacted revision {now}\n")
     for m in cluster.members:
-        gone = etcdctl(m, "get", "cmp/k", f"--rev={old}")
+        gone = ctl(m, "get", "cmp/k", f"--rev={old}")
         assert gone.code == 1
         assert gone.error_line == "Error: etcdserver: mvcc: required revision has been compacted"
-    again = etcdctl(cluster, "compaction", str(now))
+    again = ctl(cluster, "compaction", str(now))
     assert again.error_line == "Error: etcdserver: mvcc: required revision has been compacted"
-    future = etcdctl(cluster, "compaction", str(now + 1000))
+    future = ctl(cluster, "compaction", str(now + 1000))
     assert future.error_line == "Error: etcdserver: mvcc: required revision is a future revision"
-    assert etcdctl(cluster, "get", "cmp/k", "--print-value-only").out == "b\n"
+    assert ctl(cluster, "get", "cmp/k", "--print-value-only").out == "b\n"
 
 
-def test_defrag_cluster_and_data_survives(cluster):
-    etcdctl(cluster, "put", "defrag/k", "v")
-    r = etcdctl(cluster, "defrag", "--cluster")
+def test_defrag_cluster_and_data_survives(ctl, cluster):
+    ctl(cluster, "put", "defrag/k", "v")
+    r = ctl(cluster, "defrag", "--cluster")
     assert r.code == 0
     assert sorted(r.out.splitlines()) == sorted(
         f"Finished defragmenting etcd member[{m.client_url}]" for m in cluster.members)
-    assert etcdctl(cluster, "get", "defrag/k", "--print-value-only").out == "v\n"
+    assert ctl(cluster, "get", "defrag/k", "--print-value-only").out == "v\n"
 
 
-def test_alarm_list_and_disarm_with_no_alarm(cluster):
-    assert etcdctl(cluster, "alarm", "list").out == ""
-    r = etcdctl(cluster, "alarm", "disarm")
+def test_alarm_list_and_disarm_with_no_alarm(ctl, cluster):
+    assert ctl(cluster, "alarm", "list").out == ""
+    r = ctl(cluster, "alarm", "disarm")
     assert (r.code, r.out) == (0, "")
 
 
-def test_hashkv_is_the_same_on_every_member(cluster):
-    etcdctl(cluster, "put", "hash/k", "v")
-    rev = _revision(cluster)
+def test_hashkv_is_the_same_on_every_member(ctl, cluster):
+    ctl(cluster, "put", "hash/k", "v")
+    rev = _revision(ctl, cluster)
     for m in cluster.members:  # every member has applied `rev`
         assert wait_until(lambda m=m: int(m.status()["header"]["revision"]) >= rev, 10)
-    r = etcdctl(cluster, "endpoint", "hashkv", "--cluster", f"--rev={rev}", "-w", "json")
+    r = ctl(cluster, "endpoint", "hashkv", "--cluster", f"--rev={rev}", "-w", "json")
     hashes = {entry["HashKV"]["hash"] for entry in r.json()}
     assert len(r.json()) == 3 and len(hashes) == 1
 
 
 # -- cluster and endpoints -------------------------------------------------------------
 
-def test_member_list_shows_every_member(cluster):
-    r = etcdctl(cluster, "member", "list")
+def test_member_list_shows_every_member(ctl, cluster):
+    r = ctl(cluster, "member", "list")
     lines = r.out.splitlines()
     expected = sorted(f"{m.name}, {m.peer_url}, {m.client_url}, false" for m in cluster.members)
     assert sorted(ln.split(", ", 2)[2] for ln in lines) == expected
     assert all(ln.split(", ")[1] == "started" for ln in lines)
-    table = etcdctl(cluster, "member", "list", "-w", "table").out
+    table = ctl(cluster, "member", "list", "-w", "table").out
     assert "| IS LEARNER |" in table and table.count("| started |") == 3
 
 
-def test_endpoint_health_and_status(cluster):
-    r = etcdctl(cluster, "endpoint", "health", "--cluster")
+def test_endpoint_health_and_status(ctl, cluster):
+    r = ctl(cluster, "endpoint", "health", "--cluster")
     healthy = [ln for ln in (r.out + r.err).splitlines()  # etcdctl 3.4 prints to stderr
                if " is healthy: successfully committed proposal" in ln]
     assert r.code == 0 and sorted(ln.split(" ")[0] for ln in healthy) == sorted(
         m.client_url for m in cluster.members)
-    status = etcdctl(cluster, "endpoint", "status", "--cluster", "-w", "json").json()
+    status = ctl(cluster, "endpoint", "status", "--cluster", "-w", "json").json()
     leaders = {s["Status"]["leader"] for s in status}
     ids = {s["Status"]["header"]["member_id"] for s in status}
     assert len(status) == 3 and len(leaders) == 1 and leaders <= ids
@@ -189,21 +195,21 @@ def test_endpoint_health_and_status(cluster):
     assert all(s["Status"]["dbSize"] > 0 for s in status)
 
 
-def test_move_leader_hands_over(cluster):
-    status = etcdctl(cluster, "endpoint", "status", "-w", "json").json()
+def test_move_leader_hands_over(ctl, cluster):
+    status = ctl(cluster, "endpoint", "status", "-w", "json").json()
     leader = status[0]["Status"]["leader"]
     target = next(s["Status"]["header"]["member_id"] for s in status
                   if s["Status"]["header"]["member_id"] != leader)
-    r = etcdctl(cluster, "move-leader", f"{target:x}")
+    r = ctl(cluster, "move-leader", f"{target:x}")
     assert (r.code, r.out) == (0, f"Leadership transferred from {leader:x} to {target:x}\n")
     assert wait_until(lambda: cluster.leader() is not None and int(
         cluster.leader().status()["header"]["member_id"]) == target, 10)
 
 
-def test_snapshot_save_writes_the_store_with_a_sha256_trailer(cluster, tmp_path):
-    etcdctl(cluster, "put", "snap/k", "v")
+def test_snapshot_save_writes_the_store_with_a_sha256_trailer(ctl, cluster, tmp_path):
+    ctl(cluster, "put", "snap/k", "v")
     path = tmp_path / "backup.db"
-    r = etcdctl(cluster.members[0], "snapshot", "save", str(path))
+    r = ctl(cluster.members[0], "snapshot", "save", str(path))
     assert r.code == 0 and r.out == f"Snapshot saved at {path}\n"
     data = path.read_bytes()
     body, trailer = data[:-32], data[-32:]
@@ -212,14 +218,14 @@ def test_snapshot_save_writes_the_store_with_a_sha256_trailer(cluster, tmp_path)
 
 
 def test_services_petcd_does_not_serve_yet_are_unimplemented(cluster):
-    r = etcdctl(cluster, "lease", "grant", "10")
+    r = Ctl(ETCDCTL)(cluster, "lease", "grant", "10")  # petcdctl has no lease commands yet
     assert r.code == 1
     assert "code = Unimplemented desc = method LeaseGrant not implemented" in r.error_line
 
 
 @pytest.mark.slow
-def test_check_perf_small_load_passes(cluster):
-    r = etcdctl(cluster, "check", "perf", "--load=s", timeout_s=180)
+def test_check_perf_small_load_passes(ctl, cluster):
+    r = ctl(cluster, "check", "perf", "--load=s", timeout_s=180)
     verdicts = re.findall(r"(PASS|FAIL): (Throughput|Slowest request|Stddev)", r.out)
     assert r.code == 0, r.out[-2000:] + r.err[-2000:]
     assert sorted(verdicts) == [("PASS", "Slowest request"), ("PASS", "Stddev"),
