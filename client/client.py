@@ -1,0 +1,231 @@
+"""A small etcd v3 client on grpcio: KV, compaction, maintenance and member list.
+
+    from petcd.client import Client
+    with Client(["127.0.0.1:2379", "127.0.0.1:22379"]) as c:
+        c.put("k", "v")
+        c.get("k", prefix=True).kvs
+
+Calls return etcd's protobuf responses (petcd.api.etcdserverpb.rpc_pb2) and raise
+`EtcdError` (gRPC code + etcd's message). Endpoint failover: an endpoint that cannot
+be dialled within `dial_timeout_s` is skipped for the next one; a read that fails with
+UNAVAILABLE is retried on the next endpoint. A write is retried elsewhere only if it
+never reached a server, so it is never applied twice (etcd's clientv3 rule).
+Each call gets `command_timeout_s` in total (dialling excluded, as in etcdctl).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable
+
+import grpc
+
+from petcd.api.etcdserverpb import rpc_pb2 as pb
+from petcd.client import requests
+from petcd.client.connection import Connection, Connections, normalize_endpoint
+from petcd.client.errors import DEADLINE_MESSAGE, EtcdError, from_rpc_error, is_server_error
+
+Bytes = requests.Bytes
+SNAPSHOT_TIMEOUT_S = 600.0
+SHA256_BYTES = 32
+
+
+class Client:
+    def __init__(self, endpoints: Iterable[str] = ("127.0.0.1:2379",), *,
+                 dial_timeout_s: float = 2.0, command_timeout_s: float = 5.0) -> None:
+        self.endpoints = tuple(normalize_endpoint(e) for e in endpoints)
+        if not self.endpoints:
+            raise ValueError("at least one endpoint is needed")
+        self.command_timeout_s = command_timeout_s
+        self._connections = Connections(dial_timeout_s)
+        self._current = 0  # index of the endpoint that answered last
+
+    def close(self) -> None:
+        self._connections.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # KV
+
+    def get(self, key: Bytes, range_end: Bytes | None = None, **options) -> pb.RangeResponse:
+        """Options: prefix, from_key, limit, revision, sort_target (key, version,
+        create, mod, value), sort_order (none, ascend, descend), keys_only,
+        count_only, serializable."""
+        request = requests.range_request(key, range_end, **options)
+        return self._call(lambda c: c.kv.Range, request, repeatable=True)
+
+    def put(self, key: Bytes, value: Bytes, **options) -> pb.PutResponse:
+        """Options: lease, prev_kv, ignore_value, ignore_lease."""
+        return self._call(lambda c: c.kv.Put, requests.put_request(key, value, **options))
+
+    def delete(self, key: Bytes, range_end: Bytes | None = None,
+               **options) -> pb.DeleteRangeResponse:
+        """Options: prefix, from_key, prev_kv."""
+        request = requests.delete_request(key, range_end, **options)
+        return self._call(lambda c: c.kv.DeleteRange, request)
+
+    def txn(self, compare: Iterable[pb.Compare] = (), success: Iterable[pb.RequestOp] = (),
+            failure: Iterable[pb.RequestOp] = ()) -> pb.TxnResponse:
+        """Build the parts with petcd.client.requests (compare, put_op, range_op, ...)."""
+        request = pb.TxnRequest(compare=list(compare), success=list(success),
+                                failure=list(failure))
+        return self._call(lambda c: c.kv.Txn, request)
+
+    def compact(self, revision: int, *, physical: bool = False) -> pb.CompactionResponse:
+        request = pb.CompactionRequest(revision=revision, physical=physical)
+        return self._call(lambda c: c.kv.Compact, request)
+
+    # Cluster and maintenance
+
+    def member_list(self) -> pb.MemberListResponse:
+        return self._call(lambda c: c.cluster.MemberList, pb.MemberListRequest(),
+                          repeatable=True)
+
+    def status(self, endpoint: str | None = None) -> pb.StatusResponse:
+        return self._call(lambda c: c.maintenance.Status, pb.StatusRequest(),
+                          repeatable=True, endpoint=endpoint)
+
+    def hash_kv(self, revision: int = 0, endpoint: str | None = None) -> pb.HashKVResponse:
+        return self._call(lambda c: c.maintenance.HashKV,
+                          pb.HashKVRequest(revision=revision), repeatable=True,
+                          endpoint=endpoint)
+
+    def defragment(self, endpoint: str | None = None) -> pb.DefragmentResponse:
+        return self._call(lambda c: c.maintenance.Defragment, pb.DefragmentRequest(),
+                          endpoint=endpoint)
+
+    def alarm(self, action: str, member_id: int = 0, alarm: str = "NONE") -> pb.AlarmResponse:
+        """action: get, activate or deactivate; alarm: NONE, NOSPACE or CORRUPT."""
+        request = pb.AlarmRequest(action=pb.AlarmRequest.AlarmAction.Value(action.upper()),
+                                  memberID=member_id, alarm=pb.AlarmType.Value(alarm))
+        return self._call(lambda c: c.maintenance.Alarm, request,
+                          repeatable=action == "get")
+
+    def alarm_list(self) -> pb.AlarmResponse:
+        return self.alarm("get")
+
+    def alarm_disarm(self) -> pb.AlarmResponse:
+        """Deactivate every active alarm; the answer lists those disarmed (as
+        clientv3's AlarmDisarm with no member: one request per alarm, no header)."""
+        disarmed = pb.AlarmResponse()
+        for active in self.alarm_list().alarms:
+            answer = self.alarm("deactivate", active.memberID,
+                                pb.AlarmType.Name(active.alarm))
+            disarmed.alarms.extend(answer.alarms)
+        return disarmed
+
+    def move_leader(self, target_id: int, endpoint: str | None = None) -> pb.MoveLeaderResponse:
+        """Must reach the leader: pass its endpoint (see `leader_endpoint`)."""
+        return self._call(lambda c: c.maintenance.MoveLeader,
+                          pb.MoveLeaderRequest(targetID=target_id), endpoint=endpoint)
+
+    def leader_endpoint(self) -> tuple[str, pb.StatusResponse] | None:
+        """The first of this client's endpoints whose member is the leader."""
+        for endpoint in self.endpoints:
+            try:
+                status = self.status(endpoint)
+            except EtcdError:
+                continue
+            if status.leader == status.header.member_id:
+                return endpoint, status
+        return None
+
+    def snapshot(self, path: str, *, timeout_s: float = SNAPSHOT_TIMEOUT_S) -> int:
+        """Stream the backend database of one member to `path` (written to
+        `path`.part, checked, fsynced, renamed) and return its size in bytes. etcd
+        ends the stream with the SHA-256 of the rest; a mismatch raises EtcdError."""
+        conn, endpoint = self._first_reachable()
+        part = path + ".part"
+        try:
+            with open(part, "wb") as out:
+                _stream_snapshot(conn, out, timeout_s)
+                out.flush()
+                os.fsync(out.fileno())
+                size = out.tell()
+        except grpc.RpcError as exc:
+            _remove_quietly(part)
+            raise from_rpc_error(exc) from None
+        except EtcdError:
+            _remove_quietly(part)
+            raise
+        os.replace(part, path)
+        self._current = self.endpoints.index(endpoint)
+        return size
+
+    # Plumbing
+
+    def _first_reachable(self) -> tuple[Connection, str]:
+        for endpoint in self._rotation():
+            conn = self._connections.get(endpoint)
+            if conn is not None:
+                return conn, endpoint
+        raise EtcdError(grpc.StatusCode.DEADLINE_EXCEEDED, DEADLINE_MESSAGE,
+                        "could not connect to " + ", ".join(self.endpoints))
+
+    def _rotation(self) -> list[str]:
+        return list(self.endpoints[self._current:] + self.endpoints[:self._current])
+
+    def _call(self, method: Callable[[Connection], Callable], request, *,
+              repeatable: bool = False, endpoint: str | None = None):
+        candidates = [normalize_endpoint(endpoint)] if endpoint else self._rotation()
+        remaining_s = self.command_timeout_s
+        failures: list[str] = []
+        last_error: grpc.RpcError | None = None
+        for candidate in candidates:
+            conn = self._connections.get(candidate)
+            if conn is None:
+                failures.append(f"{candidate}: cannot connect")
+                continue
+            started = time.monotonic()
+            try:
+                response = method(conn)(request, timeout=max(remaining_s, 0.001))
+            except grpc.RpcError as exc:
+                remaining_s -= time.monotonic() - started
+                if not self._worth_another_endpoint(exc, repeatable, candidate):
+                    raise from_rpc_error(exc) from None
+                last_error = exc
+                failures.append(f"{candidate}: {exc.details()}")
+                continue
+            if endpoint is None:
+                self._current = self.endpoints.index(candidate)
+            return response
+        if last_error is not None:
+            raise from_rpc_error(last_error) from None
+        raise EtcdError(grpc.StatusCode.DEADLINE_EXCEEDED, DEADLINE_MESSAGE,
+                        "; ".join(failures))
+
+    def _worth_another_endpoint(self, exc: grpc.RpcError, repeatable: bool,
+                                endpoint: str) -> bool:
+        if exc.code() != grpc.StatusCode.UNAVAILABLE:
+            return False
+        if not is_server_error(exc):
+            self._connections.drop(endpoint)  # the next use dials again
+        return repeatable
+
+
+def _stream_snapshot(conn: Connection, out, timeout_s: float) -> None:
+    """Write the stream to `out`, checking its trailing SHA-256 before writing it."""
+    hasher = hashlib.sha256()
+    tail = b""  # the last SHA256_BYTES bytes seen: the checksum, once the stream ends
+    for chunk in conn.maintenance.Snapshot(pb.SnapshotRequest(), timeout=timeout_s):
+        data = tail + chunk.blob
+        body, tail = data[:-SHA256_BYTES], data[-SHA256_BYTES:]
+        hasher.update(body)
+        out.write(body)
+    if len(tail) != SHA256_BYTES or hasher.digest() != tail:
+        raise EtcdError(grpc.StatusCode.DATA_LOSS,
+                        "snapshot: sha256 mismatch (corrupt or truncated stream)")
+    out.write(tail)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

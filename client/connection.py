@@ -1,0 +1,93 @@
+"""One gRPC channel per endpoint, connected on first use within the dial timeout.
+
+A channel that fails to connect is closed and forgotten, so the next use dials afresh
+instead of waiting out grpc's reconnect backoff on a member that has come back.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import grpc
+
+from petcd.api.etcdserverpb import rpc_pb2_grpc
+
+# etcd's Go client accepts responses of any size (math.MaxInt32); range results and
+# snapshots chunks can exceed grpc's 4 MiB default.
+CHANNEL_OPTIONS = (("grpc.max_receive_message_length", -1),)
+
+
+def normalize_endpoint(endpoint: str) -> str:
+    """etcdctl accepts host:port or http://host:port; grpc wants host:port."""
+    if endpoint.startswith("https://"):
+        raise ValueError(f"TLS endpoints are not supported: {endpoint}")
+    return endpoint.removeprefix("http://").rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    endpoint: str
+    channel: grpc.Channel
+    kv: rpc_pb2_grpc.KVStub
+    maintenance: rpc_pb2_grpc.MaintenanceStub
+    cluster: rpc_pb2_grpc.ClusterStub
+
+
+def _wait_ready(channel: grpc.Channel, timeout_s: float) -> bool:
+    """True once the channel is READY; False on its first connect failure or timeout."""
+    settled = threading.Event()
+    outcome: list[bool] = []
+
+    def on_state(state: grpc.ChannelConnectivity) -> None:
+        if state in (grpc.ChannelConnectivity.READY,
+                     grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                     grpc.ChannelConnectivity.SHUTDOWN) and not settled.is_set():
+            outcome.append(state == grpc.ChannelConnectivity.READY)
+            settled.set()
+
+    channel.subscribe(on_state, try_to_connect=True)
+    try:
+        return settled.wait(timeout_s) and outcome[0]
+    finally:
+        channel.unsubscribe(on_state)
+
+
+class Connections:
+    """The open connections of one client, by endpoint (thread-safe)."""
+
+    def __init__(self, dial_timeout_s: float) -> None:
+        self._dial_timeout_s = dial_timeout_s
+        self._open: dict[str, Connection] = {}
+        self._lock = threading.Lock()
+
+    def get(self, endpoint: str) -> Connection | None:
+        """The endpoint's connection, dialled if needed; None if it cannot connect."""
+        with self._lock:
+            conn = self._open.get(endpoint)
+        if conn is not None:
+            return conn
+        channel = grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+        if not _wait_ready(channel, self._dial_timeout_s):
+            channel.close()
+            return None
+        conn = Connection(endpoint, channel, rpc_pb2_grpc.KVStub(channel),
+                          rpc_pb2_grpc.MaintenanceStub(channel),
+                          rpc_pb2_grpc.ClusterStub(channel))
+        with self._lock:
+            kept = self._open.setdefault(endpoint, conn)
+        if kept is not conn:
+            channel.close()
+        return kept
+
+    def drop(self, endpoint: str) -> None:
+        with self._lock:
+            conn = self._open.pop(endpoint, None)
+        if conn is not None:
+            conn.channel.close()
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._open = list(self._open.values()), {}
+        for conn in conns:
+            conn.channel.close()
