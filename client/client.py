@@ -28,6 +28,10 @@ from petcd.client.connection import Connection, Connections, normalize_endpoint
 from petcd.client.errors import DEADLINE_MESSAGE, EtcdError, from_rpc_error, is_server_error
 
 Bytes = requests.Bytes
+KVRequest = pb.RangeRequest | pb.PutRequest | pb.DeleteRangeRequest | pb.TxnRequest
+# Request type -> (KV method, safe to resend to another endpoint after UNAVAILABLE).
+_KV_METHODS = {pb.RangeRequest: ("Range", True), pb.PutRequest: ("Put", False),
+               pb.DeleteRangeRequest: ("DeleteRange", False), pb.TxnRequest: ("Txn", False)}
 SNAPSHOT_TIMEOUT_S = 600.0
 SHA256_BYTES = 32
 
@@ -53,29 +57,32 @@ class Client:
 
     # KV
 
+    def call(self, request: KVRequest):
+        """Send a prebuilt KV request (see petcd.client.requests): RangeRequest,
+        PutRequest, DeleteRangeRequest or TxnRequest; returns its response."""
+        method, repeatable = _KV_METHODS[type(request)]
+        return self._call(lambda c: getattr(c.kv, method), request, repeatable=repeatable)
+
     def get(self, key: Bytes, range_end: Bytes | None = None, **options) -> pb.RangeResponse:
         """Options: prefix, from_key, limit, revision, sort_target (key, version,
         create, mod, value), sort_order (none, ascend, descend), keys_only,
         count_only, serializable."""
-        request = requests.range_request(key, range_end, **options)
-        return self._call(lambda c: c.kv.Range, request, repeatable=True)
+        return self.call(requests.range_request(key, range_end, **options))
 
     def put(self, key: Bytes, value: Bytes, **options) -> pb.PutResponse:
         """Options: lease, prev_kv, ignore_value, ignore_lease."""
-        return self._call(lambda c: c.kv.Put, requests.put_request(key, value, **options))
+        return self.call(requests.put_request(key, value, **options))
 
     def delete(self, key: Bytes, range_end: Bytes | None = None,
                **options) -> pb.DeleteRangeResponse:
         """Options: prefix, from_key, prev_kv."""
-        request = requests.delete_request(key, range_end, **options)
-        return self._call(lambda c: c.kv.DeleteRange, request)
+        return self.call(requests.delete_request(key, range_end, **options))
 
     def txn(self, compare: Iterable[pb.Compare] = (), success: Iterable[pb.RequestOp] = (),
             failure: Iterable[pb.RequestOp] = ()) -> pb.TxnResponse:
         """Build the parts with petcd.client.requests (compare, put_op, range_op, ...)."""
-        request = pb.TxnRequest(compare=list(compare), success=list(success),
-                                failure=list(failure))
-        return self._call(lambda c: c.kv.Txn, request)
+        return self.call(pb.TxnRequest(compare=list(compare), success=list(success),
+                                       failure=list(failure)))
 
     def compact(self, revision: int, *, physical: bool = False) -> pb.CompactionResponse:
         request = pb.CompactionRequest(revision=revision, physical=physical)

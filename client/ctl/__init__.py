@@ -1,0 +1,1 @@
+"""petcdctl, an etcdctl look-alike on petcd.client; entry point: main.main."""
