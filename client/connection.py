@@ -7,6 +7,7 @@ instead of waiting out grpc's reconnect backoff on a member that has come back.
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 
 import grpc
@@ -60,6 +61,9 @@ class Connections:
         self._dial_timeout_s = dial_timeout_s
         self._open: dict[str, Connection] = {}
         self._lock = threading.Lock()
+        # Close channels before interpreter exit even if the owner forgot: grpc can
+        # hang at exit finalizing a channel left open.
+        weakref.finalize(self, _close_channels, self._open)
 
     def get(self, endpoint: str) -> Connection | None:
         """The endpoint's connection, dialled if needed; None if it cannot connect."""
@@ -88,6 +92,11 @@ class Connections:
 
     def close(self) -> None:
         with self._lock:
-            conns, self._open = list(self._open.values()), {}
-        for conn in conns:
-            conn.channel.close()
+            _close_channels(self._open)
+
+
+def _close_channels(open_conns: dict[str, Connection]) -> None:
+    conns = list(open_conns.values())
+    open_conns.clear()
+    for conn in conns:
+        conn.channel.close()

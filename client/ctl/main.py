@@ -27,20 +27,16 @@ def usage() -> str:
             "".join(f"      {f.label()}\n" for f in GLOBAL_FLAGS))
 
 
-def _find(argv: list[str]) -> Command:
+def _find(argv: list[str]) -> Command | None:
+    """The command named by the first positionals; None for a bare group or no
+    command, where etcdctl prints its help (exit 0)."""
     every_flag = GLOBAL_FLAGS + [f for c in COMMANDS for f in c.flags]
     words = flags.positionals(every_flag, argv)
     for command in COMMANDS:
         if tuple(words[:len(command.words)]) == command.words:
             return command
-    if not words:
-        raise CtlError(EXIT_ERROR, "no command given; run 'petcdctl --help' for usage")
-    group = [c for c in COMMANDS if c.words[0] == words[0]]
-    if group and len(words) > 1:
-        raise CtlError(EXIT_ERROR, f'unknown command "{words[1]}" for "petcdctl {words[0]}"')
-    if group:
-        raise CtlError(EXIT_ERROR, f'"petcdctl {words[0]}" needs a subcommand: ' +
-                       ", ".join(c.words[1] for c in group))
+    if not words or any(c.words[0] == words[0] for c in COMMANDS):
+        return None
     raise CtlError(EXIT_ERROR, f'unknown command "{words[0]}" for "petcdctl"\n'
                                "Run 'petcdctl --help' for usage.")
 
@@ -66,10 +62,10 @@ def _environment_defaults() -> list[flags.Flag]:
 
 
 def run(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    command = None if {"-h", "--help", "help"} & set(argv[:1]) else _find(argv)
+    if command is None:
         sys.stdout.write(usage())
         return 0
-    command = _find(argv)
     parsed = flags.parse(_environment_defaults() + command.flags, argv)
     parsed = flags.Parsed(parsed.values, parsed.given, _drop_words(parsed.args, command.words))
     printer = printers.make(parsed.values["write-out"], sys.stdout.buffer,
