@@ -14,6 +14,7 @@ minimum-raggedness rule, so long error messages break where etcdctl breaks them.
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 
 MAX_CELL_WIDTH = 30
 _LONG_LINE_PENALTY = 100_000
@@ -51,7 +52,13 @@ def _wrap_words(words: list[str], limit: int) -> list[list[str]]:
     return lines
 
 
-def _cell_lines(text: str) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Cell:
+    lines: list[str]
+    width: int  # a wrapped cell keeps the full wrap width, as tablewriter's does
+
+
+def _cell(text: str) -> Cell:
     paragraphs = text.split("\n")
     width = min(max(display_width(p) for p in paragraphs), MAX_CELL_WIDTH)
     lines: list[str] = []
@@ -61,7 +68,7 @@ def _cell_lines(text: str) -> list[str]:
         if index > 0:
             lines.append(" ")
         lines.extend(" ".join(line) for line in _wrap_words(words, limit))
-    return lines
+    return Cell(lines, max([width] + [display_width(line) for line in lines]))
 
 
 def _title(header: str) -> str:
@@ -70,12 +77,12 @@ def _title(header: str) -> str:
 
 
 def render(headers: list[str], rows: list[list[str]]) -> str:
-    header_cells = [_cell_lines(h) for h in headers]
-    body = [[_cell_lines(cell) for cell in row] for row in rows]
-    widths = [max(display_width(line) for line in cell) for cell in header_cells]
+    header_cells = [_cell(h) for h in headers]
+    body = [[_cell(cell) for cell in row] for row in rows]
+    widths = [cell.width for cell in header_cells]
     for row in body:
         for col, cell in enumerate(row):
-            widths[col] = max(widths[col], *(display_width(line) for line in cell))
+            widths[col] = max(widths[col], cell.width)
     border = "+" + "+".join("-" * (w + 2) for w in widths) + "+\n"
     out = [border]
     out.extend(_physical_lines(header_cells, widths, centre=True))
@@ -86,13 +93,13 @@ def render(headers: list[str], rows: list[list[str]]) -> str:
     return "".join(out)
 
 
-def _physical_lines(cells: list[list[str]], widths: list[int], centre: bool) -> list[str]:
-    height = max(len(cell) for cell in cells)
+def _physical_lines(cells: list[Cell], widths: list[int], centre: bool) -> list[str]:
+    height = max(len(cell.lines) for cell in cells)
     lines = []
     for y in range(height):
         parts = []
         for cell, width in zip(cells, widths):
-            text = cell[y] if y < len(cell) else ""
+            text = cell.lines[y] if y < len(cell.lines) else ""
             if centre:
                 text = _title(text)
             gap = width - display_width(text)

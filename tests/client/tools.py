@@ -28,10 +28,11 @@ class Outcome:
     err: bytes
 
 
-def run(tool: str, endpoints: list[str], args: list[str], stdin: bytes = b"") -> Outcome:
+def run(tool: str, endpoints: list[str], args: list[str], stdin: bytes = b"",
+        env: dict[str, str] | None = None) -> Outcome:
     binary = {"etcdctl": ETCDCTL, "petcdctl": PETCDCTL}[tool]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
-    env["ETCDCTL_API"] = "3"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")},
+           "ETCDCTL_API": "3", **(env or {})}
     done = subprocess.run([binary, "--endpoints", ",".join(endpoints), *args],
                           input=stdin, capture_output=True, env=env,
                           timeout=TOOL_TIMEOUT_S)
