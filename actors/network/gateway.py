@@ -3,7 +3,7 @@
     POST /v3/kv/range | put | deleterange | txn | compaction
     POST /v3/maintenance/status        POST /v3/cluster/member/list
     POST /v3/maintenance/transfer-leadership
-    POST /v3/maintenance/hash | hashkv | alarm | defragment
+    POST /v3/maintenance/hash | hashkv | alarm | defragment | snapshot (a stream)
     GET  /health[?exclude=NOSPACE][&serializable=true]     GET /version
 
 What etcd's HTTP mux and grpc-gateway v1 answer, byte for byte where it matters:
@@ -23,7 +23,8 @@ What etcd's HTTP mux and grpc-gateway v1 answer, byte for byte where it matters:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +35,7 @@ from . import errors, jsonpb
 from .errors import Code, EtcdError
 from .server import CLUSTER_VERSION, GRPC_OVERHEAD_BYTES, SERVER_VERSION, Server
 
+HTTP_STATUS_TEXT = {s.value: s.phrase for s in HTTPStatus}
 RENDER_INLINE_MAX_BYTES = 256 * 1024  # larger responses render off the event loop
 MAX_INFLIGHT_REQUESTS = 10_000  # more at once: "etcdserver: too many requests"
 
@@ -54,6 +56,12 @@ ROUTES: dict[str, tuple[type[Message], Handler]] = {
     "/v3/cluster/member/list": (pb.MemberListRequest, Server.member_list),
 }
 
+# Server-streaming methods: grpc-gateway writes each response as one line,
+# {"result": <response>}, and an error after the first line as {"error": {...}}.
+STREAMS: dict[str, tuple[type[Message], Callable[[Server, Any], AsyncIterator[Message]]]] = {
+    "/v3/maintenance/snapshot": (pb.SnapshotRequest, Server.snapshot),
+}
+
 # etcd v3.5's other gateway paths, by the gRPC method behind each.
 NOT_YET: dict[str, str] = {
     "/v3/watch": "Watch",
@@ -64,7 +72,6 @@ NOT_YET: dict[str, str] = {
     "/v3/cluster/member/add": "MemberAdd", "/v3/cluster/member/remove": "MemberRemove",
     "/v3/cluster/member/update": "MemberUpdate",
     "/v3/cluster/member/promote": "MemberPromote",
-    "/v3/maintenance/snapshot": "Snapshot",
     "/v3/maintenance/downgrade": "Downgrade",
     "/v3/auth/enable": "AuthEnable", "/v3/auth/disable": "AuthDisable",
     "/v3/auth/status": "AuthStatus", "/v3/auth/authenticate": "Authenticate",
@@ -106,7 +113,7 @@ class Gateway:
             return await self._get_only(request, self.version)
         if not path.startswith("/v3/"):
             return go_http_error(404, "404 page not found")
-        if path not in ROUTES and path not in NOT_YET:
+        if path not in ROUTES and path not in NOT_YET and path not in STREAMS:
             return go_http_error(404, "Not Found")
         if request.method != "POST":
             return go_http_error(405, "Method Not Allowed")
@@ -114,6 +121,8 @@ class Gateway:
             return error_response(errors.copy(errors.TOO_MANY_REQUESTS))
         self.inflight += 1
         try:
+            if path in STREAMS:
+                return await self._stream(request, path)
             return await self._call(request, path)
         except EtcdError as err:
             return error_response(err)
@@ -123,11 +132,14 @@ class Gateway:
         finally:
             self.inflight -= 1
 
-    async def _call(self, request: web.Request, path: str) -> web.Response:
+    async def _body(self, request: web.Request) -> bytes:
         try:
-            body = await request.read()
+            return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise errors.copy(errors.REQUEST_TOO_LARGE) from None
+
+    async def _call(self, request: web.Request, path: str) -> web.Response:
+        body = await self._body(request)
         if path in NOT_YET:
             raise EtcdError(Code.UNIMPLEMENTED, f"method {NOT_YET[path]} not implemented")
         request_class, handler = ROUTES[path]
@@ -138,6 +150,26 @@ class Gateway:
         else:
             data = jsonpb.render(response)
         return web.Response(body=data, content_type="application/json")
+
+    async def _stream(self, request: web.Request, path: str) -> web.StreamResponse:
+        request_class, handler = STREAMS[path]
+        responses = handler(self.server, jsonpb.parse(await self._body(request), request_class))
+        try:
+            # An error before the first response is answered as a plain error.
+            response = await anext(responses, None)
+            stream = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await stream.prepare(request)
+            try:
+                while response is not None:
+                    line = jsonpb.dumps({"result": jsonpb.to_dict(response)})
+                    await stream.write(line + b"\n")
+                    response = await anext(responses, None)
+            except EtcdError as err:
+                await stream.write(stream_error(err) + b"\n")
+            await stream.write_eof()
+            return stream
+        finally:
+            await responses.aclose()  # a client gone mid-stream: clean up now
 
     async def _get_only(self, request: web.Request,
                         serve: Callable[[web.Request], Awaitable[web.Response]]
@@ -168,6 +200,13 @@ class Gateway:
 def error_response(err: EtcdError) -> web.Response:
     return web.Response(status=err.http_status, body=err.body(),
                         content_type="application/json")
+
+
+def stream_error(err: EtcdError) -> bytes:
+    """grpc-gateway v1's error line in a stream (runtime.errorChunk)."""
+    return jsonpb.dumps({"error": {"grpc_code": int(err.code), "http_code": err.http_status,
+                                   "message": err.message,
+                                   "http_status": HTTP_STATUS_TEXT.get(err.http_status, "")}})
 
 
 def go_http_error(status: int, text: str) -> web.Response:
