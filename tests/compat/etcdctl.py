@@ -50,6 +50,10 @@ class Ctl:
 
     binary: str
 
+    @property
+    def name(self) -> str:
+        return Path(self.binary).name
+
     def __call__(self, target: Cluster | Member | list[Member], *args: str,
                  stdin: str | bytes = b"", timeout_s: float = COMMAND_TIMEOUT_S) -> Result:
         if isinstance(target, Cluster):

@@ -49,17 +49,18 @@ def test_put_then_get_on_every_member(ctl, cluster):
 
 
 def test_get_json_has_etcds_revisions_and_versions(ctl, cluster):
-    ctl(cluster, "put", "ver/k", "one")
-    first = ctl(cluster, "get", "ver/k", "-w", "json").json()
-    ctl(cluster, "put", "ver/k", "two")
-    second = ctl(cluster, "get", "ver/k", "-w", "json").json()
+    key = f"{ctl.name}/ver/k"  # fresh for each tool: versions start at 1
+    ctl(cluster, "put", key, "one")
+    first = ctl(cluster, "get", key, "-w", "json").json()
+    ctl(cluster, "put", key, "two")
+    second = ctl(cluster, "get", key, "-w", "json").json()
     [kv1], [kv2] = first["kvs"], second["kvs"]
     assert kv1["create_revision"] == kv1["mod_revision"] == first["header"]["revision"]
     assert (kv1["version"], kv2["version"]) == (1, 2)
     assert kv2["create_revision"] == kv1["create_revision"]
     assert kv2["mod_revision"] == second["header"]["revision"] == first["header"]["revision"] + 1
     assert second["count"] == 1 and second["header"]["raft_term"] >= 1
-    old = ctl(cluster, "get", "ver/k", f"--rev={kv1['mod_revision']}", "--print-value-only")
+    old = ctl(cluster, "get", key, f"--rev={kv1['mod_revision']}", "--print-value-only")
     assert old.out == "one\n"
 
 
@@ -93,14 +94,15 @@ def test_del_counts_and_prev_kv(ctl, cluster):
 # -- txn --------------------------------------------------------------------------------
 
 def test_txn_from_stdin_takes_the_right_branch(ctl, cluster):
-    ctl(cluster, "put", "txn/k", "1")
-    script = 'value("txn/k") = "1"\n\nput txn/k 2\n\nput txn/k failed\n\n'
+    key = f"{ctl.name}/txn/k"  # fresh for each tool: versions start at 1
+    ctl(cluster, "put", key, "1")
+    script = f'value("{key}") = "1"\n\nput {key} 2\n\nput {key} failed\n\n'
     r = ctl(cluster, "txn", stdin=script)
     assert (r.code, r.out) == (0, "SUCCESS\n\nOK\n")
     r = ctl(cluster, "txn", stdin=script)  # now the value is 2: failure branch
     assert (r.code, r.out) == (0, "FAILURE\n\nOK\n")
-    assert ctl(cluster, "get", "txn/k", "--print-value-only").out == "failed\n"
-    cmp = 'mod("txn/k") > "0"\nversion("txn/k") = "3"\n\nget txn/k\n\n\n'
+    assert ctl(cluster, "get", key, "--print-value-only").out == "failed\n"
+    cmp = f'mod("{key}") > "0"\nversion("{key}") = "3"\n\nget {key}\n\n\n'
     r = ctl(cluster, "txn", "-w", "json", stdin=cmp).json()
     assert r["succeeded"] is True
     [resp] = r["responses"]
