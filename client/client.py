@@ -128,7 +128,14 @@ class Client:
         return disarmed
 
     def move_leader(self, target_id: int, endpoint: str | None = None) -> pb.MoveLeaderResponse:
-        """Must reach the leader: pass its endpoint (see `leader_endpoint`)."""
+        """Ask the leader (at `endpoint`, else the first of ours that leads) to hand
+        leadership to member `target_id`; etcd answers only on the leader."""
+        if endpoint is None:
+            found = self.leader_endpoint()
+            if found is None:
+                raise EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader",
+                                "no leader among " + ", ".join(self.endpoints))
+            endpoint = found[0]
         return self._call(lambda c: c.maintenance.MoveLeader,
                           pb.MoveLeaderRequest(targetID=target_id), endpoint=endpoint)
 

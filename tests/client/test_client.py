@@ -11,6 +11,7 @@ import pytest
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.client import Client, EtcdError
 from petcd.client.requests import compare, delete_op, put_op, range_op
+from tests.client.tools import run
 
 DEAD_ENDPOINT = "127.0.0.1:1"
 
@@ -184,5 +185,29 @@ def test_move_leader_hands_leadership_to_the_target(cluster3):
         client.move_leader(others[0], leader_endpoint)
         assert client.status(leader_endpoint).leader == others[0]
         with pytest.raises(EtcdError) as err:
-            client.move_leader(others[0], leader_endpoint)  # no longer the leader
+            client.move_leader(others[1], leader_endpoint)  # no longer the leader
         assert err.value.message == "etcdserver: not leader"
+        client.move_leader(others[1])  # finds the new leader itself
+        assert client.leader_endpoint()[1].leader == others[1]
+
+
+def test_count_only_prints_with_fields_only(cluster):
+    """--count-only (etcdctl 3.5; 3.4 has no such flag) needs -w fields."""
+    with Client(cluster.endpoints) as client:
+        client.delete("", from_key=True)
+        for key in ("n/1", "n/2", "n/3"):
+            client.put(key, "v")
+    counted = run("petcdctl", cluster.endpoints, ["get", "n/", "--prefix", "--count-only",
+                                                  "-w", "fields"])
+    assert counted.code == 0
+    assert b'"Count" : 3\n' in counted.out and b'"Key"' not in counted.out
+    refused = run("petcdctl", cluster.endpoints, ["get", "n/", "--prefix", "--count-only"])
+    assert (refused.code, refused.out, refused.err) == (
+        128, b"", b"Error: --count-only is only for `--write-out=fields`\n")
+
+
+def test_environment_gives_global_flags(cluster):
+    """As in etcdctl, ETCDCTL_<FLAG> sets a global flag the command line does not."""
+    env = {"ETCDCTL_WRITE_OUT": "json"}
+    outcome = run("petcdctl", cluster.endpoints, ["get", "missing"], env=env)
+    assert outcome.code == 0 and outcome.out.startswith(b'{"header":')
