@@ -1,8 +1,8 @@
 """Fixtures: clusters of each server kind the client is tested against.
 
-Only real etcd exists as a gRPC server for now; a petcd kind (same interface as
-EtcdCluster: start, stop, reset, endpoints, member_names) joins SERVER_KINDS once
-petcd serves etcd's gRPC API, and every test here then runs against it too.
+Every test taking `cluster` or `cluster3` runs against a real etcd and against petcd
+(same interface: start, stop, reset, endpoints, member_names): petcdctl must print
+what etcdctl prints on either server.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import pytest
 
 from tests.client.etcd_server import EtcdCluster, etcd_available
+from tests.client.petcd_server import PetcdCluster
 
-SERVER_KINDS = {"etcd": EtcdCluster}
+SERVER_KINDS = {"etcd": EtcdCluster, "petcd": PetcdCluster}
 
 
 def _cluster(kind: str, tmp_path_factory, members: int):
-    if kind == "etcd" and not etcd_available():
+    if not etcd_available():  # etcdctl is the reference on both kinds
         pytest.skip("/usr/bin/etcd and /usr/bin/etcdctl are needed (Debian etcd-server, "
                     "etcd-client)")
     cluster = SERVER_KINDS[kind](tmp_path_factory.mktemp(f"{kind}{members}"), members)
