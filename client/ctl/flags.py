@@ -115,8 +115,8 @@ def parse(flags: list[Flag], argv: list[str]) -> Parsed:
 
 
 def positionals(flags: list[Flag], argv: list[str]) -> list[str]:
-    """The positional arguments, skipping flags (and their values) known or not;
-    used to find the command before its own flags are known."""
+    """The positional arguments, skipping flags and the values of those in `flags`
+    that take one; used to find the command before its own flags are known."""
     out, pending = [], list(argv)
     while pending:
         arg = pending.pop(0)

@@ -30,8 +30,9 @@ def usage() -> str:
 def _find(argv: list[str]) -> Command | None:
     """The command named by the first positionals; None for a bare group or no
     command, where etcdctl prints its help (exit 0)."""
-    every_flag = GLOBAL_FLAGS + [f for c in COMMANDS for f in c.flags]
-    words = flags.positionals(every_flag, argv)
+    # Only global flags may come before the command's words; a command's own flag
+    # (--prefix of get is a bool, of check perf a string) cannot be told apart yet.
+    words = flags.positionals(GLOBAL_FLAGS, argv)
     for command in COMMANDS:
         if tuple(words[:len(command.words)]) == command.words:
             return command

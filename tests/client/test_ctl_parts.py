@@ -6,7 +6,7 @@ import pytest
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.client import requests
-from petcd.client.ctl import flags, gofmt, table, txn_grammar
+from petcd.client.ctl import flags, gofmt, main, table, txn_grammar
 from petcd.client.ctl.flags import CtlError, Flag
 
 
@@ -69,6 +69,16 @@ def test_table_wraps_long_cells_at_spaces():
                                       "+--------------------------------+",
                                       "|  rpc error: code = Unavailable |",
                                       "|      desc = connection refused |"]
+
+
+def test_the_command_is_found_among_flags():
+    assert main._find(["-w", "json", "--endpoints", "a:1", "check", "perf", "--prefix",
+                       "/p/"]).words == ("check", "perf")
+    assert main._find(["get", "--prefix", "a"]).words == ("get",)
+    assert main._find(["endpoint", "--cluster", "status"]).words == ("endpoint", "status")
+    assert main._find(["member"]) is None  # a bare group: usage
+    with pytest.raises(CtlError, match='unknown command "nope"'):
+        main._find(["nope"])
 
 
 FLAGS = [Flag("limit", "int", 0), Flag("prefix", "bool", False),
