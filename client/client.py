@@ -37,8 +37,10 @@ SHA256_BYTES = 32
 
 
 class Client:
-    def __init__(self, endpoints: Iterable[str] = ("127.0.0.1:2379",), *,
+    def __init__(self, endpoints: Iterable[str] | str = ("127.0.0.1:2379",), *,
                  dial_timeout_s: float = 2.0, command_timeout_s: float = 5.0) -> None:
+        if isinstance(endpoints, str):  # "host:port" or etcdctl's "a:1,b:2"
+            endpoints = endpoints.split(",")
         self.endpoints = tuple(normalize_endpoint(e) for e in endpoints)
         if not self.endpoints:
             raise ValueError("at least one endpoint is needed")
@@ -165,7 +167,7 @@ class Client:
         except grpc.RpcError as exc:
             _remove_quietly(part)
             raise from_rpc_error(exc) from None
-        except EtcdError:
+        except BaseException:  # a bad stream, a full disk, an interrupt: no .part left
             _remove_quietly(part)
             raise
         os.replace(part, path)

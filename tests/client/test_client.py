@@ -162,7 +162,8 @@ def test_alarms_activate_list_and_disarm(client):
 
 
 def test_a_dead_first_endpoint_fails_over(cluster):
-    with Client([DEAD_ENDPOINT, *cluster.endpoints], dial_timeout_s=1) as client:
+    endpoints = ",".join([DEAD_ENDPOINT, *(f"http://{e}" for e in cluster.endpoints)])
+    with Client(endpoints, dial_timeout_s=1) as client:
         client.put("f", "1")
         assert client.get("f").kvs[0].value == b"1"
 
