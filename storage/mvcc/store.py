@@ -46,6 +46,7 @@ Response = (
 # membership) belong to other parts of the apply actor and only advance the index.
 _HANDLED_FIELDS = ("range", "put", "delete_range", "txn", "compaction", "alarm")
 _READER_CHECK_EVERY_BATCHES = 256
+_STAT_RETRIES = 3  # a reader racing defragments: each retry reopens the newest generation
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +202,15 @@ class MvccStore:
 
     def db_size_bytes(self) -> int:
         """Size of the database file (etcd's dbSize)."""
-        return os.stat(self._fresh_backend().data_file).st_size
+        for _ in range(_STAT_RETRIES):
+            try:
+                return os.stat(self._fresh_backend().data_file).st_size
+            except FileNotFoundError:
+                # A reader between a defragment's publish of the new generation and
+                # its removal of the old one: CURRENT has moved, so reopen and retry.
+                if not self.backend.readonly:
+                    raise
+        raise FileNotFoundError(f"{self.backend.root}: no live generation to stat")
 
     def db_size_in_use_bytes(self) -> int:
         """Bytes of pages holding data, excluding free pages (etcd's dbSizeInUse)."""

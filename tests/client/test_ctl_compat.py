@@ -173,6 +173,9 @@ def test_compaction(cluster):
 # the file's size with when it caught up).
 DB_IN_USE = (rb'"dbSizeInUse":\d+', b'"dbSizeInUse":<n>')
 DB_SIZE = (rb'"dbSize":\d+', b'"dbSize":<n>')
+DB_SIZE_TEXT = (rb"\b\d+(?:\.\d+)? [kMG]?B\b", b"<size>")  # simple and table
+DB_SIZE_FIELDS = (rb'("DBSize(?:InUse)?" : )\d+', rb"\1<n>")
+STATUS_MASKS = (DB_IN_USE, DB_SIZE, DB_SIZE_TEXT, DB_SIZE_FIELDS, TABLE_PADDING)
 
 
 def _activate_alarms(endpoints: list[str]) -> None:
@@ -186,7 +189,7 @@ def test_maintenance_one_member(cluster, tmp_path):
     steps = _steps(["put", "m", "1"])
     for fmt in FORMATS:
         steps += _steps(["member", "list", "-w", fmt], ["endpoint", "hashkv", "-w", fmt])
-        steps.append(Step(["endpoint", "status", "-w", fmt], masks=(DB_IN_USE,)))
+        steps.append(Step(["endpoint", "status", "-w", fmt], masks=STATUS_MASKS))
     for fmt in ("simple", "json", "table", "protobuf"):  # fields: etcdctl 3.4 panics
         steps += _steps(["alarm", "list", "-w", fmt])
     for fmt in FORMATS:
@@ -194,19 +197,22 @@ def test_maintenance_one_member(cluster, tmp_path):
     steps.append(Step(["alarm", "list"], before=_activate_alarms))
     steps += _steps(["alarm", "list", "-w", "json"], ["alarm", "list", "-w", "protobuf"],
                     ["alarm", "disarm", "-w", "json"], ["alarm", "disarm"], ["alarm", "list"])
-    steps.append(Step(["endpoint", "status", "-w", "table"], before=_activate_alarms))
-    steps += _steps(["endpoint", "status", "-w", "json"], ["alarm", "disarm"])
+    steps.append(Step(["endpoint", "status", "-w", "table"], before=_activate_alarms,
+                      masks=STATUS_MASKS))
+    steps.append(Step(["endpoint", "status", "-w", "json"], masks=STATUS_MASKS))
+    steps += _steps(["alarm", "disarm"])
     steps += _steps(
         ["defrag"], ["defrag", "--cluster"], ["defrag", "-w", "json"],
         ["snapshot", "save", str(tmp_path / "snap.db")], ["snapshot", "save"],
         ["snapshot", "save", str(tmp_path / "missing-dir" / "snap.db")],
-        ["move-leader", "zz"], ["move-leader"], ["move-leader", "12"],
-        ["endpoint", "status", "--cluster", "-w", "table"],
-        ["endpoint", "hashkv", "--cluster", "-w", "fields"])
+        ["move-leader", "zz"], ["move-leader"], ["move-leader", "12"])
+    steps.append(Step(["endpoint", "status", "--cluster", "-w", "table"], masks=STATUS_MASKS))
+    steps += _steps(["endpoint", "hashkv", "--cluster", "-w", "fields"])
     with_dead = [*live, DEAD_ENDPOINT]
     for args in (["endpoint", "status"], ["endpoint", "hashkv"], ["defrag"],
                  ["snapshot", "save", str(tmp_path / "x.db")]):
-        steps.append(Step(["--command-timeout", "1s", *args], endpoints=with_dead))
+        steps.append(Step(["--command-timeout", "1s", *args], endpoints=with_dead,
+                          masks=STATUS_MASKS))
     steps.append(Step(["--command-timeout", "1s", "endpoint", "health", "-w", "table"],
                       endpoints=with_dead, masks=(DURATION, TABLE_PADDING)))
     steps.append(Step(["get", "m"], endpoints=[DEAD_ENDPOINT, *live]))  # failover

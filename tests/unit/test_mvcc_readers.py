@@ -58,3 +58,48 @@ def test_reader_process_sees_commits_and_survives_defragment(tmp_path: Path) -> 
         finally:
             if child.is_alive():
                 child.kill()
+
+
+def _size_reader(path: str, requests: "mp.Queue[str]", answers: "mp.Queue[object]") -> None:
+    """Child process: sizes its store while a defragment replaces the file under it.
+    `stale()` answers False once, as when the check ran just before the publish."""
+    from petcd.storage.mvcc import env
+
+    with MvccStore.open(path, readonly=True) as store:
+        store.current_revision()  # open generation 1
+        answers.put(store.backend.generation)
+        requests.get(timeout=TIMEOUT_S)  # the writer has defragmented meanwhile
+        real_stale = env.Backend.stale
+        answered: list[bool] = []
+
+        def stale_late(backend: env.Backend) -> bool:
+            if not answered:
+                answered.append(False)
+                return False
+            return real_stale(backend)
+
+        env.Backend.stale = stale_late  # type: ignore[method-assign]
+        try:
+            answers.put((store.db_size_bytes(), store.backend.generation))
+        except OSError as err:
+            answers.put(repr(err))
+
+
+def test_reader_sizes_the_store_while_a_defragment_replaces_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "db")
+    ctx = mp.get_context("spawn")
+    requests: "mp.Queue[str]" = ctx.Queue()
+    answers: "mp.Queue[object]" = ctx.Queue()
+    with MvccStore.open(path, sync=False) as writer:
+        writer.apply(1, 1, pb.PutRequest(key=b"a", value=b"1"))
+        child = ctx.Process(target=_size_reader, args=(path, requests, answers))
+        child.start()
+        try:
+            assert answers.get(timeout=TIMEOUT_S) == 1
+            writer.defragment()  # generation 2 published, generation 1 removed
+            requests.put("go")
+            assert answers.get(timeout=TIMEOUT_S) == (writer.db_size_bytes(), 2)
+            child.join(TIMEOUT_S)
+        finally:
+            if child.is_alive():
+                child.kill()
