@@ -1,6 +1,6 @@
 """The server side of the client API, as etcd's EtcdServer and v3rpc servers answer:
-requests in, etcd responses out (protobuf), or an EtcdError. Transport-free, so the
-JSON gateway uses it now and a gRPC server can later.
+requests in, etcd responses out (protobuf), or an EtcdError. Transport-free: the gRPC
+services (rpc.py) and the JSON gateway (gateway.py) both call it.
 
 - Writes (Put, DeleteRange, Txn, Compact): checked as v3rpc checks them, wrapped in an
   InternalRaftRequest with a fresh header.ID, refused if larger than
