@@ -8,6 +8,7 @@ gateway (base64 keys and values) the way a user's curl would. Every wait is boun
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,9 +83,9 @@ class Member:
                 "--initial-cluster", initial_cluster, "--initial-cluster-token", token,
                 "--heartbeat-interval", str(HEARTBEAT_MS),
                 "--election-timeout", str(ELECTION_MS), *self.extra_args]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, env={**os.environ, **self.env})
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True, env={**os.environ, **self.env})
 
     @property
     def alive(self) -> bool:
@@ -205,6 +207,18 @@ class Cluster:
             time.sleep(0.05)
         logs = "\n".join(f"--- {m.name}\n{m.log_text()[-3000:]}" for m in self.members)
         raise AssertionError(f"no leader within {timeout_s}s\n{logs}")
+
+
+@contextlib.contextmanager
+def running(root: Path, size: int, extra_args: list[str] | None = None) -> Iterator[Cluster]:
+    """A started cluster with a leader, stopped at the end (module-scoped fixtures)."""
+    c = Cluster(root, size, extra_args)
+    c.start()
+    try:
+        c.wait_leader()
+        yield c
+    finally:
+        c.stop()
 
 
 def wait_until(predicate, timeout_s: float, interval_s: float = 0.05) -> bool:

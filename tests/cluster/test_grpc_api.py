@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.etcdserverpb import rpc_pb2_grpc as rpc
 
-from .members import Cluster, b64, free_ports, wait_until
+from .members import Cluster, b64, free_ports, running, wait_until
 
 MAX_REQUEST_BYTES = 64 * 1024
 OVERHEAD_BYTES = 512 * 1024  # gRPC's allowance above --max-request-bytes, as etcd's
@@ -25,12 +25,9 @@ RPC_TIMEOUT_S = 10.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("grpc"), 3,
-                extra_args=["--max-request-bytes", str(MAX_REQUEST_BYTES)])
-    c.start()
-    c.wait_leader()
-    yield c
-    c.stop()
+    with running(tmp_path_factory.mktemp("grpc"), 3,
+                 ["--max-request-bytes", str(MAX_REQUEST_BYTES)]) as c:
+        yield c
 
 
 def _channel(member) -> grpc.Channel:

@@ -11,19 +11,16 @@ import pytest
 from petcd.client import Client, EtcdError
 from petcd.client.requests import compare, put_op, range_op
 
-from tests.cluster.members import Cluster, wait_until
+from tests.cluster.members import running, wait_until
 
 MAX_REQUEST_BYTES = 256 * 1024
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("library"), 3,
-                extra_args=["--max-request-bytes", str(MAX_REQUEST_BYTES)])
-    c.start()
-    c.wait_leader()
-    yield c
-    c.stop()
+    with running(tmp_path_factory.mktemp("library"), 3,
+                 ["--max-request-bytes", str(MAX_REQUEST_BYTES)]) as c:
+        yield c
 
 
 def _succeeds(call) -> bool:

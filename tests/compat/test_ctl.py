@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.cluster.members import Cluster, wait_until
+from tests.cluster.members import running, wait_until
 
 from .etcdctl import ETCDCTL, PETCDCTL, Ctl, require
 
@@ -20,12 +20,9 @@ MAX_REQUEST_BYTES = 256 * 1024
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     require()
-    c = Cluster(tmp_path_factory.mktemp("compat"), 3,
-                extra_args=["--max-request-bytes", str(MAX_REQUEST_BYTES)])
-    c.start()
-    c.wait_leader()
-    yield c
-    c.stop()
+    with running(tmp_path_factory.mktemp("compat"), 3,
+                 ["--max-request-bytes", str(MAX_REQUEST_BYTES)]) as c:
+        yield c
 
 
 @pytest.fixture(params=[ETCDCTL, PETCDCTL], ids=["etcdctl", "petcdctl"])
