@@ -210,12 +210,12 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running(root: Path, size: int, extra_args: list[str] | None = None) -> Iterator[Cluster]:
-    """A started cluster with a leader, stopped at the end (module-scoped fixtures)."""
-    c = Cluster(root, size, extra_args)
+def running(root: Path, size: int, extra_args: list[str] | None = None,
+            env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """A started cluster (the one way tests start one), stopped at the end."""
+    c = Cluster(root, size, extra_args, env)
     c.start()
     try:
-        c.wait_leader()
         yield c
     finally:
         c.stop()

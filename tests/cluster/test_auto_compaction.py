@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from .members import Cluster, HttpError, b64, wait_until
+from .members import Cluster, HttpError, b64, running, wait_until
 
 WAIT_S = 20.0
 COMPACTED = "etcdserver: mvcc: required revision has been compacted"
@@ -52,10 +52,8 @@ def _puts(cluster: Cluster, count: int) -> int:
 @pytest.fixture
 def cluster(tmp_path, request):
     args, env = request.param
-    c = Cluster(tmp_path, 3, args, env)
-    c.start()
-    yield c
-    c.stop()
+    with running(tmp_path, 3, args, env) as c:
+        yield c
 
 
 @pytest.mark.parametrize("cluster", [(

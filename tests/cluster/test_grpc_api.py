@@ -27,6 +27,7 @@ RPC_TIMEOUT_S = 10.0
 def cluster(tmp_path_factory):
     with running(tmp_path_factory.mktemp("grpc"), 3,
                  ["--max-request-bytes", str(MAX_REQUEST_BYTES)]) as c:
+        c.wait_leader()
         yield c
 
 

@@ -17,14 +17,6 @@ from .members import Cluster, HttpError, b64, wait_until
 WAIT_S = 15.0
 
 
-@pytest.fixture
-def three(tmp_path):
-    c = Cluster(tmp_path, 3)
-    c.start()
-    yield c
-    c.stop()
-
-
 def _applied_equal(cluster: Cluster) -> bool:
     applied = {int(m.status().get("raftAppliedIndex", "0")) for m in cluster.members}
     return len(applied) == 1

@@ -10,22 +10,6 @@ import pytest
 from .members import PETCD, Cluster, HttpError, b64, wait_until
 
 
-@pytest.fixture
-def one(tmp_path):
-    c = Cluster(tmp_path, 1)
-    c.start()
-    yield c
-    c.stop()
-
-
-@pytest.fixture
-def three(tmp_path):
-    c = Cluster(tmp_path, 3)
-    c.start()
-    yield c
-    c.stop()
-
-
 def test_single_member_put_get_delete_and_restart(one):
     m = one.wait_leader()
     put = m.put("foo", "bar")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from .members import Cluster, HttpError, b64, unb64, wait_until
+from .members import Cluster, HttpError, b64, running, unb64, wait_until
 
 QUOTA_BYTES = 512 * 1024
 VALUE = "x" * 4000  # ~ one LMDB page a put: the quota is reached in about 120 puts
@@ -19,10 +19,8 @@ NO_SPACE_BODY = {"error": NO_SPACE, "code": 8, "message": NO_SPACE}
 
 @pytest.fixture
 def three(tmp_path):
-    c = Cluster(tmp_path, 3, ["--quota-backend-bytes", str(QUOTA_BYTES)])
-    c.start()
-    yield c
-    c.stop()
+    with running(tmp_path, 3, ["--quota-backend-bytes", str(QUOTA_BYTES)]) as c:
+        yield c
 
 
 def _alarms(member) -> list[dict]:

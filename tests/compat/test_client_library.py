@@ -20,6 +20,7 @@ MAX_REQUEST_BYTES = 256 * 1024
 def cluster(tmp_path_factory):
     with running(tmp_path_factory.mktemp("library"), 3,
                  ["--max-request-bytes", str(MAX_REQUEST_BYTES)]) as c:
+        c.wait_leader()
         yield c
 
 

@@ -22,6 +22,7 @@ def cluster(tmp_path_factory):
     require()
     with running(tmp_path_factory.mktemp("compat"), 3,
                  ["--max-request-bytes", str(MAX_REQUEST_BYTES)]) as c:
+        c.wait_leader()
         yield c
 
 

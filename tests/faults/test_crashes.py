@@ -63,14 +63,6 @@ def assert_all_present(cluster: Cluster, keys: list[str], prefix: str = "w") -> 
             assert m.get(key, serializable=True) == key, (m.name, key)
 
 
-@pytest.fixture
-def three(tmp_path):
-    c = Cluster(tmp_path, 3)
-    c.start()
-    yield c
-    c.stop()
-
-
 def test_sigkill_of_the_leader_under_load_loses_no_acknowledged_write(three):
     old = three.wait_leader()
     writer = Writer(three)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.members import Cluster, Member, b64, free_ports, wait_until
+from tests.cluster.members import Cluster, Member, b64, free_ports, running, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -78,9 +78,7 @@ def log_events(m: Member, event: str) -> list[str]:
 
 
 def test_a_member_that_missed_compacted_entries_catches_up_from_a_snapshot(tmp_path):
-    c = Cluster(tmp_path, 3, extra_args=SNAPSHOT_ARGS)
-    c.start()
-    try:
+    with running(tmp_path, 3, SNAPSHOT_ARGS) as c:
         leader = c.wait_leader()
         lag = next(m for m in c.members if m is not leader)
         assert lag.stop() == 0
@@ -93,16 +91,12 @@ def test_a_member_that_missed_compacted_entries_catches_up_from_a_snapshot(tmp_p
         # Writes after the snapshot reach it by plain appends again.
         leader.put("after", "snapshot")
         assert wait_until(lambda: lag.get("after", serializable=True) == "snapshot", 10)
-    finally:
-        c.stop()
 
 
 def test_a_member_killed_after_saving_a_snapshot_before_installing_it_restarts(tmp_path):
     """The WAL holds the received snapshot's marker, the store is still far behind it:
     at restart the saved db file is installed first (actors/raft/actor.py start)."""
-    c = Cluster(tmp_path, 3, extra_args=SNAPSHOT_ARGS)
-    c.start()
-    try:
+    with running(tmp_path, 3, SNAPSHOT_ARGS) as c:
         leader = c.wait_leader()
         lag = next(m for m in c.members if m is not leader)
         assert lag.stop() == 0
@@ -120,8 +114,6 @@ def test_a_member_killed_after_saving_a_snapshot_before_installing_it_restarts(t
         assert_caught_up(leader, lag)
         assert log_events(lag, "installing the saved snapshot")
         assert log_events(lag, "snapshot applied")
-    finally:
-        c.stop()
 
 
 class ThrottledProxy:
