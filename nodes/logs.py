@@ -29,7 +29,9 @@ def configure(level: str, fmt: str, member: str, member_id: int, actor: str
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # One write per line (message and newline together): the member's processes
+        # share one stderr, and print()'s two writes let another line land between.
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     return structlog.get_logger().bind(member=member, member_id=ids.format_id(member_id),
