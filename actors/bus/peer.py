@@ -39,13 +39,13 @@ from types import TracebackType
 from typing import Any, Self
 
 import zmq
-import zmq.asyncio
 
 from petcd.actors.raft.types import Message
 
 from .codec import message_to_wire
 from .envelope import EnvelopeError, pack_envelope, unpack_envelope
-from .sockets import DEFAULT_HWM_MSGS, check_drain_args, poll_in, process_context
+from .sockets import (DEFAULT_HWM_MSGS, Readable, check_drain_args, process_context,
+                      take_frames)
 
 ID_BYTES = 8
 MAX_MEMBER_ID = 2**64 - 1
@@ -198,12 +198,7 @@ class PeerTransport:
 
     def take(self, max_items: int) -> list[tuple[int, str, Any]]:
         batch: list[tuple[int, str, Any]] = []
-        recv_multipart = self.router.recv_multipart
-        while len(batch) < max_items:
-            try:
-                parts = recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+        for parts in take_frames(self.router, max_items, multipart=True):
             item = self._parse(parts)
             if item is None:
                 self.malformed += 1
@@ -248,14 +243,14 @@ class AsyncPeerTransport:
 
     def __init__(self, transport: PeerTransport) -> None:
         self.transport = transport
-        self._async_router = zmq.asyncio.Socket.from_socket(transport.router)
+        self._readable = Readable(transport.router)
 
     async def drain(self, max_items: int, timeout_ms: int) -> list[tuple[int, str, Any]]:
         check_drain_args(max_items, timeout_ms)
-        if not await poll_in(self._async_router, timeout_ms):
+        if not await self._readable.wait(timeout_ms):
             return []
         return self.transport.take(max_items)
 
     def close(self) -> None:
-        self._async_router.close()
+        self._readable.close()
         self.transport.close()

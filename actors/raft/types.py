@@ -78,11 +78,26 @@ class ConfState:
 
 @dataclass(frozen=True, slots=True)
 class HardState:
-    """Must be durable before any message that depends on it is sent."""
+    """Term and vote must be durable before any message that depends on them is sent;
+    the commit index need not be (see `must_sync`)."""
 
     term: int = 0
     vote: int = NONE
     commit: int = 0
+
+
+def must_sync(prev: HardState, hard_state: HardState | None, entries: int) -> bool:
+    """Whether a write must be fsynced before what waits on it, as etcd's raft.MustSync.
+
+    New entries, a new term or a new vote must survive a crash. A commit index alone
+    may be lost: a restarted member learns it again from the leader, and entries its
+    state machine applied count as committed (RaftCore's start). So a commit-only hard
+    state rides along with the next fsync instead of costing one per write.
+    """
+    if entries:
+        return True
+    return hard_state is not None and (hard_state.term, hard_state.vote) != (prev.term,
+                                                                             prev.vote)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,9 @@
 
 Ordering (protocol.py): PERSISTED n is sent only after every SAVE up to n is fsynced.
 An empty SAVE writes nothing but still moves the acknowledged seq, so raft can use it
-to wait for the SAVEs before it.
+to wait for the SAVEs before it. A SAVE of only a new commit index is written but
+not fsynced (`must_sync`): the next fsync carries it, and a crash before that loses
+nothing raft needs.
 
 Snapshot markers follow etcd's storage.SaveSnap: the marker file in member/snap is
 saved before the WAL record that names it. A crash in between leaves a marker the
@@ -30,7 +32,7 @@ from petcd.actors.bus.codec import (
     snapshot_meta_from_wire,
 )
 from petcd.actors.protocol import Kind
-from petcd.actors.raft.types import HardState, SnapshotMeta
+from petcd.actors.raft.types import HardState, SnapshotMeta, must_sync
 from petcd.storage.snap import SnapStore
 from petcd.storage.wal import Wal
 
@@ -85,7 +87,7 @@ class WalWriter:
         self._sleep = sleep
         self._on_snapshot = on_snapshot
         self._last_seq = 0  # invariant: SAVE seqs strictly increase
-        self._unsynced = False  # something appended since the last fsync
+        self._unsynced = False  # something that must_sync appended since the last fsync
 
     def handle(self, batch: Sequence[tuple[str, Any]]) -> BatchResult:
         """Write the batch in order and make all of it durable before returning."""
@@ -119,7 +121,8 @@ class WalWriter:
         if hard_state is None and not entries and meta is None:
             return  # an empty SAVE only orders PERSISTED
         self._wal.append(hard_state, entries, meta)
-        self._unsynced = True
+        if meta is not None or must_sync(self._hard_state, hard_state, len(entries)):
+            self._unsynced = True
         tally.entries += len(entries)
         if hard_state is not None:
             self._hard_state = hard_state

@@ -368,3 +368,23 @@ def test_writer_refuses_what_raft_never_sends(tmp_path):
             writer.handle([(Kind.SAVE.value, [5, None, [], None])])
         with pytest.raises(ProtocolError, match="'apply'"):
             writer.handle([(Kind.APPLY.value, [])])
+
+
+def test_a_commit_only_hard_state_is_written_without_its_own_fsync(tmp_path):
+    ctx = make_context(tmp_path / "data", tmp_path / "run")
+    opened, writer = open_writer(ctx)
+    with opened.wal:
+        first = writer.handle([(Kind.SAVE.value, [1, hard_state_to_wire(HardState(2, 0, 3)),
+                                                  entries(4, 2), None])])
+        assert first.fsyncs == 1 and first.persisted_seq == 1
+        # etcd's raft.MustSync: a new commit index alone is not worth an fsync...
+        commit_only = writer.handle([(Kind.SAVE.value, [2, hard_state_to_wire(
+            HardState(2, 0, 5)), [], None])])
+        assert commit_only.fsyncs == 0 and commit_only.persisted_seq == 2
+        # ...a new term or vote is, and the fsync carries the commit written before it.
+        vote = writer.handle([(Kind.SAVE.value, [3, hard_state_to_wire(
+            HardState(3, 7, 5)), [], None])])
+        assert vote.fsyncs == 1
+    reopened = open_wal(ctx, SMALL_SEGMENT_BYTES)
+    reopened.wal.close()
+    assert reopened.state.hard_state == HardState(3, 7, 5)

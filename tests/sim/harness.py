@@ -19,22 +19,25 @@ from petcd.actors.raft.bootstrap import bootstrap
 from petcd.actors.raft.core import RaftConfig, RaftCore
 from petcd.actors.raft.types import (ConfChange, Entry, EntryType, HardState, Message,
                                      MessageType, PersistedState, ProposalDropped, Ready,
-                                     Role, Snapshot)
+                                     Role, Snapshot, must_sync)
 
 UNITS_PER_TICK = 4
 
 
 @dataclass
 class Disk:
-    """What survives a crash: only what a Ready asked to persist and was persisted."""
+    """What survives a crash: only what a Ready asked to persist and was persisted,
+    except a commit-only hard state, which the WAL writes without an fsync
+    (`must_sync`): a crash before the next fsync loses it."""
 
     hard_state: HardState = field(default_factory=HardState)
     snapshot: Snapshot | None = None
     entries: list[Entry] = field(default_factory=list)  # right after the snapshot
+    synced_hard_state: HardState = field(default_factory=HardState)
 
     @classmethod
     def from_state(cls, state: PersistedState) -> Disk:
-        return cls(state.hard_state, state.snapshot, list(state.entries))
+        return cls(state.hard_state, state.snapshot, list(state.entries), state.hard_state)
 
     def state(self) -> PersistedState:
         return PersistedState(self.hard_state, self.snapshot, tuple(self.entries))
@@ -52,8 +55,14 @@ class Disk:
             assert self.base() < first <= self.base() + len(self.entries) + 1, "WAL gap"
             del self.entries[first - self.base() - 1:]
             self.entries.extend(entries)
+        synced = bool(rd.snapshot) or must_sync(self.hard_state, rd.hard_state, len(entries))
         if rd.hard_state and torn_entries is None:
             self.hard_state = rd.hard_state
+        if synced:
+            self.synced_hard_state = self.hard_state
+
+    def lose_unsynced(self) -> None:
+        self.hard_state = self.synced_hard_state
 
     def compact(self, snapshot: Snapshot) -> None:
         drop = snapshot.meta.index - self.base()
@@ -124,6 +133,7 @@ class SimNode:
             if rd.entries:
                 self.disk.write(rd, torn_entries=self.rng.randrange(len(rd.entries)))
         self.pending.clear()
+        self.disk.lose_unsynced()
         self.core = None
         self.obs.on_crash(self)
 

@@ -201,6 +201,37 @@ def test_async_inbox_waits_without_blocking_the_loop(run_dir):
     assert ticks >= 5  # the loop kept running while drain waited
 
 
+def test_async_inbox_misses_no_wake_up_across_bursts_and_partial_drains(run_dir):
+    # The socket's FD only signals an edge: a drain that stops at max_items with
+    # messages left, or a message arriving while the waiter re-arms, must not be lost.
+    total = 2000
+
+    async def main() -> tuple[list[int], int]:
+        inbox = AsyncInbox.for_actor(run_dir, "network")
+
+        async def sender() -> None:
+            with Outbox(run_dir) as outbox:
+                for n in range(total):
+                    assert outbox.send("network", "n", n, timeout_ms=1000)
+                    if n % 97 == 0:
+                        await asyncio.sleep(0.002)
+
+        task = asyncio.create_task(sender())
+        got: list[int] = []
+        empty_drains = 0
+        while len(got) < total:
+            batch = await inbox.drain(7, timeout_ms=1000)
+            empty_drains += not batch
+            got += [n for _, n in batch]
+        await task
+        inbox.close()
+        return got, empty_drains
+
+    got, empty_drains = asyncio.run(asyncio.wait_for(main(), 20))
+    assert got == list(range(total))
+    assert empty_drains == 0  # never waited out a timeout with messages queued
+
+
 # --- two processes over ipc ------------------------------------------------------------
 
 N_MESSAGES = 3000
