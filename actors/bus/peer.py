@@ -45,7 +45,7 @@ from petcd.actors.raft.types import Message
 from .codec import message_to_wire
 from .envelope import EnvelopeError, pack_envelope, unpack_envelope
 from .sockets import (DEFAULT_HWM_MSGS, Readable, check_drain_args, process_context,
-                      take_frames)
+                      take_frames, wait_readable)
 
 ID_BYTES = 8
 MAX_MEMBER_ID = 2**64 - 1
@@ -192,7 +192,7 @@ class PeerTransport:
         """Wait up to `timeout_ms` for a first frame, then take what else is queued
         without waiting, up to `max_items`: `(src_member_id, kind, payload)` each."""
         check_drain_args(max_items, timeout_ms)
-        if not self.router.poll(timeout_ms, zmq.POLLIN):
+        if not wait_readable(self.router, timeout_ms):
             return []
         return self.take(max_items)
 

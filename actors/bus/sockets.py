@@ -156,7 +156,7 @@ class Inbox:
         """Wait up to `timeout_ms` for a first message, then take whatever else is
         already queued without waiting, up to `max_items` in all. [] on timeout."""
         check_drain_args(max_items, timeout_ms)
-        if not self.socket.poll(timeout_ms, zmq.POLLIN):
+        if not wait_readable(self.socket, timeout_ms):
             return []
         return self.take(max_items)
 
@@ -259,6 +259,14 @@ def _send_within(sock: zmq.Socket[bytes], frame: bytes, timeout_ms: int) -> bool
         except zmq.Again:
             pass
     return False
+
+
+def wait_readable(sock: zmq.Socket[bytes], timeout_ms: int) -> bool:
+    """Wait up to `timeout_ms` for a message. A busy actor finds one queued already:
+    asking EVENTS then saves building a poller (Socket.poll makes one per call)."""
+    if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        return True
+    return bool(sock.poll(timeout_ms, zmq.POLLIN))
 
 
 def take_frames(sock: zmq.Socket[bytes], max_items: int, multipart: bool = False

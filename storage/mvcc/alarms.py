@@ -31,7 +31,9 @@ def list_alarms(txn: lmdb.Transaction, dbs: Databases, alarm: int = pb.NONE) -> 
 
 
 def active(txn: lmdb.Transaction, dbs: Databases, alarm: int) -> bool:
-    return bool(list_alarms(txn, dbs, alarm))
+    """Asked before every write applied: scans the keys, builds no messages."""
+    return any(layout.ALARM_KEY.unpack(raw)[0] == alarm
+               for raw in txn.cursor(db=dbs.alarm).iternext(keys=True, values=False))
 
 
 def apply_alarm(txn: lmdb.Transaction, dbs: Databases, r: pb.AlarmRequest) -> pb.AlarmResponse:
