@@ -8,6 +8,7 @@ pickled MemberContext to its standard input.
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import pickle
 import signal
@@ -16,6 +17,10 @@ import sys
 from petcd.actors.protocol import ACTORS
 
 _PR_SET_PDEATHSIG = 1
+# Actors allocate a few small objects per message and keep few cycles: the default
+# (a young collection every 700 allocations) cost a 3-member cluster about 4% of its
+# CPU per put and 6% of its throughput (petcd-bench put, 64 connections).
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def main() -> None:
@@ -28,6 +33,8 @@ def main() -> None:
     except OSError:
         pass
     module = importlib.import_module(f"petcd.actors.{name}.actor")
+    gc.freeze()  # what importing made lives as long as the process: never scan it
+    gc.set_threshold(*GC_THRESHOLDS)
     sys.exit(module.run(ctx))
 
 

@@ -288,32 +288,43 @@ def take_frames(sock: zmq.Socket[bytes], max_items: int, multipart: bool = False
 class Readable:
     """Waits on the asyncio loop until a ZeroMQ socket has a message to read.
 
-    Create it inside the running loop; `close` before closing the socket.
+    Create it inside the running loop; `close` before closing the socket. One waiter
+    at a time (each socket has one reading loop).
     """
 
     def __init__(self, sock: zmq.Socket[bytes]) -> None:
         self._sock = sock
         self._fd = sock.getsockopt(zmq.FD)
         self._loop = asyncio.get_running_loop()
-        self._woken = asyncio.Event()
-        self._loop.add_reader(self._fd, self._woken.set)
+        self._waiter: asyncio.Future[bool] | None = None
+        self._loop.add_reader(self._fd, self._wake)
+
+    def _wake(self, result: bool = True) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
 
     def _has_input(self) -> bool:
         return bool(self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)  # re-arms the FD
 
     async def wait(self, timeout_ms: int) -> bool:
         """True once a message is queued; False after `timeout_ms` without one."""
-        deadline = self._loop.time() + timeout_ms / 1000
-        while not self._has_input():
-            self._woken.clear()
-            if self._has_input():  # arrived between the check and the clear
-                return True
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._woken.wait()
-            except TimeoutError:
-                return self._has_input()
-        return True
+        if self._has_input():
+            return True
+        assert self._waiter is None, "one waiter at a time"
+        # A plain future and timer: asyncio.timeout() costs several times more, and
+        # the network actor waits thousands of times a second under load.
+        self._waiter = self._loop.create_future()
+        timer = self._loop.call_later(timeout_ms / 1000, self._wake, False)
+        try:
+            while not self._has_input():  # (re-checked: the FD signals edges only)
+                if not await self._waiter:
+                    return self._has_input()  # timed out
+                self._waiter = self._loop.create_future()
+            return True
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     def close(self) -> None:
         self._loop.remove_reader(self._fd)

@@ -256,15 +256,19 @@ class MvccStore:
         db_size_bytes = self.db_size_bytes()
         with backend.env.begin(write=True) as parent:
             applied = meta.raft_position(parent, backend.dbs).index
+            last: ApplyEntry | None = None
             for entry in entries:
                 if entry.index <= applied:
                     results.append(None)  # replayed after a crash: already in the data
                     continue
                 results.append(self._apply_one(parent, entry, db_size_bytes))
-                meta.set_raft_position(parent, backend.dbs, RaftPosition(entry.index, entry.term))
                 if entry.conf_state is not None:
                     meta.set_conf_state(parent, backend.dbs, entry.conf_state)
-                applied = entry.index
+                applied, last = entry.index, entry
+            if last is not None:
+                # Once per batch: the batch commits as one transaction, so the applied
+                # index that commits with it is its last entry's.
+                meta.set_raft_position(parent, backend.dbs, RaftPosition(last.index, last.term))
         return results
 
     def _apply_one(self, parent: lmdb.Transaction, entry: ApplyEntry, db_size_bytes: int) -> ApplyResult:
