@@ -19,7 +19,7 @@ from petcd.actors.protocol import ACTORS
 _PR_SET_PDEATHSIG = 1
 # Actors allocate a few small objects per message and keep few cycles: the default
 # (a young collection every 700 allocations) cost a 3-member cluster about 4% of its
-# CPU per put and 6% of its throughput (petcd-bench put, 64 connections).
+# CPU per put and 6% of its throughput (petcd-bench put, 64 connections, back to back).
 GC_THRESHOLDS = (50_000, 20, 100)
 
 

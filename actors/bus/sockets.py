@@ -34,7 +34,7 @@ socket without blocking. Sends from asyncio code may use the plain `Outbox` and
 
 Why not zmq.asyncio: its poll builds a poller, a future and a timer for every wait,
 and the network actor waits thousands of times a second under load (a profile showed
-about a sixth of that actor's CPU there).
+about 14% of that actor's CPU there).
 """
 
 from __future__ import annotations
