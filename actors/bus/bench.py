@@ -2,8 +2,8 @@
 
 Prints the best of several runs (the figure least disturbed by other work on the
 machine) for the hot path, a Message carrying many Entries, and for a small message
-through an Inbox. A measurement, not a test: tests/unit/test_bus_codec.py only checks
-an order-of-magnitude bound.
+through an Inbox. A measurement, not a test: tests/unit/test_bus_codec.py checks
+only what decoding returns, never how fast.
 """
 
 from __future__ import annotations
