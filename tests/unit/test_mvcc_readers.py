@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.storage.mvcc import MvccStore
 
 TIMEOUT_S = 30
+Child = Callable[[str, "mp.Queue[str]", "mp.Queue[object]"], None]
+
+
+@contextmanager
+def writer_and_reader(tmp_path: Path, target: Child) -> Iterator[
+        tuple[MvccStore, "mp.Queue[str]", "mp.Queue[object]", mp.process.BaseProcess]]:
+    """A writer store holding key "a" at revision 2, and a child process running
+    `target(path, requests, answers)` on it; the child is killed if still alive."""
+    path = str(tmp_path / "db")
+    ctx = mp.get_context("spawn")  # no LMDB handle inherited across fork
+    requests: "mp.Queue[str]" = ctx.Queue()
+    answers: "mp.Queue[object]" = ctx.Queue()
+    with MvccStore.open(path, sync=False) as writer:
+        writer.apply(1, 1, pb.PutRequest(key=b"a", value=b"1"))
+        child = ctx.Process(target=target, args=(path, requests, answers))
+        child.start()
+        try:
+            yield writer, requests, answers, child
+        finally:
+            if child.is_alive():
+                child.kill()
 
 
 def _reader(path: str, requests: "mp.Queue[str]", answers: "mp.Queue[object]") -> None:
@@ -27,37 +50,26 @@ def _reader(path: str, requests: "mp.Queue[str]", answers: "mp.Queue[object]") -
 
 
 def test_reader_process_sees_commits_and_survives_defragment(tmp_path: Path) -> None:
-    path = str(tmp_path / "db")
-    ctx = mp.get_context("spawn")  # no LMDB handle inherited across fork
-    requests: "mp.Queue[str]" = ctx.Queue()
-    answers: "mp.Queue[object]" = ctx.Queue()
-    with MvccStore.open(path, sync=False) as writer:
-        writer.apply(1, 1, pb.PutRequest(key=b"a", value=b"1"))
-        child = ctx.Process(target=_reader, args=(path, requests, answers))
-        child.start()
-        try:
-            def ask(what: str = "read") -> object:
-                requests.put(what)
-                return answers.get(timeout=TIMEOUT_S)
+    with writer_and_reader(tmp_path, _reader) as (writer, requests, answers, child):
+        def ask(what: str = "read") -> object:
+            requests.put(what)
+            return answers.get(timeout=TIMEOUT_S)
 
-            assert ask() == (2, [(b"a", b"1")], 1)
-            writer.apply(2, 1, pb.PutRequest(key=b"b", value=b"2"))
-            assert ask() == (3, [(b"a", b"1"), (b"b", b"2")], 1)
-            for i in range(200):
-                writer.apply(3 + i, 1, pb.PutRequest(key=b"c", value=b"v" * 2000))
-            writer.apply(203, 1, pb.CompactionRequest(revision=writer.current_revision()))
-            writer.defragment()
-            writer.apply(204, 1, pb.PutRequest(key=b"d", value=b"4"))
-            rev, kvs, generation = ask()  # type: ignore[misc]
-            assert (rev, generation) == (writer.current_revision(), 2)
-            assert [k for k, _ in kvs] == [b"a", b"b", b"c", b"d"]
-            assert ask("write") == "refused"
-            requests.put("stop")
-            child.join(TIMEOUT_S)
-            assert child.exitcode == 0
-        finally:
-            if child.is_alive():
-                child.kill()
+        assert ask() == (2, [(b"a", b"1")], 1)
+        writer.apply(2, 1, pb.PutRequest(key=b"b", value=b"2"))
+        assert ask() == (3, [(b"a", b"1"), (b"b", b"2")], 1)
+        for i in range(200):
+            writer.apply(3 + i, 1, pb.PutRequest(key=b"c", value=b"v" * 2000))
+        writer.apply(203, 1, pb.CompactionRequest(revision=writer.current_revision()))
+        writer.defragment()
+        writer.apply(204, 1, pb.PutRequest(key=b"d", value=b"4"))
+        rev, kvs, generation = ask()  # type: ignore[misc]
+        assert (rev, generation) == (writer.current_revision(), 2)
+        assert [k for k, _ in kvs] == [b"a", b"b", b"c", b"d"]
+        assert ask("write") == "refused"
+        requests.put("stop")
+        child.join(TIMEOUT_S)
+        assert child.exitcode == 0
 
 
 def _size_reader(path: str, requests: "mp.Queue[str]", answers: "mp.Queue[object]") -> None:
@@ -86,20 +98,9 @@ def _size_reader(path: str, requests: "mp.Queue[str]", answers: "mp.Queue[object
 
 
 def test_reader_sizes_the_store_while_a_defragment_replaces_it(tmp_path: Path) -> None:
-    path = str(tmp_path / "db")
-    ctx = mp.get_context("spawn")
-    requests: "mp.Queue[str]" = ctx.Queue()
-    answers: "mp.Queue[object]" = ctx.Queue()
-    with MvccStore.open(path, sync=False) as writer:
-        writer.apply(1, 1, pb.PutRequest(key=b"a", value=b"1"))
-        child = ctx.Process(target=_size_reader, args=(path, requests, answers))
-        child.start()
-        try:
-            assert answers.get(timeout=TIMEOUT_S) == 1
-            writer.defragment()  # generation 2 published, generation 1 removed
-            requests.put("go")
-            assert answers.get(timeout=TIMEOUT_S) == (writer.db_size_bytes(), 2)
-            child.join(TIMEOUT_S)
-        finally:
-            if child.is_alive():
-                child.kill()
+    with writer_and_reader(tmp_path, _size_reader) as (writer, requests, answers, child):
+        assert answers.get(timeout=TIMEOUT_S) == 1
+        writer.defragment()  # generation 2 published, generation 1 removed
+        requests.put("go")
+        assert answers.get(timeout=TIMEOUT_S) == (writer.db_size_bytes(), 2)
+        child.join(TIMEOUT_S)
