@@ -10,15 +10,19 @@ state are durable (WAL actor) before any message that depends on them leaves; on
 committed, durable entries are applied, in log order; apply is idempotent (the applied
 index lives in the same LMDB transaction as the data).
 
-    network --PROPOSE/READ_INDEX/PEER/TRANSFER/SNAPSHOT_STATUS--> raft
+    network --PROPOSE/READ_INDEX/PEER/PEERS/TRANSFER/SNAPSHOT_STATUS--> raft
     network --DEFRAGMENT-->                                       apply
     raft    --SAVE/SAVE_SNAPSHOT-->                               wal
     wal     --STATE (at start), PERSISTED-->                      raft
     raft    --APPLY/APPLY_SNAPSHOT-->                             apply
     apply   --APPLIED (at start and after every batch)-->         raft, network
     apply   --RESPONSES-->                                        network
-    raft    --SEND/READ_STATES/DROPPED/STATUS-->                  network
+    raft    --SEND_SNAPSHOT/PEER_FRAMES/READ_STATES/DROPPED/STATUS--> network
     every actor --READY (once, at start), to-->                   supervisor
+
+Raft messages between members do not pass through here: the raft actor sends and
+receives them on the peer transport itself (actors/raft/peers.py). Only snapshot
+streams, which read and write the store, are the network actor's.
 """
 
 from __future__ import annotations
@@ -37,8 +41,12 @@ class Kind(str, enum.Enum):
     PROPOSE = "propose"
     # network -> raft: linearizable read requests. payload: [context: bytes, ...]
     READ_INDEX = "read_index"
-    # network -> raft: Raft messages received from peers. payload: messages_to_wire(...)
+    # network -> raft: a SNAP message whose snapshot (the store) has arrived and is
+    #   durable (actors/network/snapshots.py). payload: messages_to_wire(...)
     PEER = "peer"
+    # network -> raft: the peer URLs of the member table, after it changed.
+    #   payload: [[[member_id: int, [peer_url: str, ...]], ...], [removed_id: int, ...]]
+    PEERS = "peers"
     # network -> raft: move leadership (etcd MoveLeader). payload: target member id
     TRANSFER = "transfer"
     # network -> raft: a snapshot stream to a peer finished. payload: [peer_id, ok: bool]
@@ -77,8 +85,12 @@ class Kind(str, enum.Enum):
     DEFRAGMENT = "defragment"
 
     # -- to network ------------------------------------------------------------------
-    # raft -> network: Raft messages for peers. payload: messages_to_wire(...)
-    SEND = "send"
+    # raft -> network: SNAP messages to send with a stream of the store.
+    #   payload: messages_to_wire(...)
+    SEND_SNAPSHOT = "send_snapshot"
+    # raft -> network: snapshot-stream frames that arrived on the peer ROUTER.
+    #   payload: [[src_member_id: int, kind: str, payload], ...]
+    PEER_FRAMES = "peer_frames"
     # raft -> network: read points for READ_INDEX contexts.
     #   payload: [read_state_to_wire(...), ...]
     READ_STATES = "read_states"

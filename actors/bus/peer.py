@@ -1,13 +1,17 @@
-"""Member-to-member transport: ZeroMQ ROUTER in, one DEALER out per remote member.
+"""Member-to-member transport: ZeroMQ ROUTER in, DEALERs out to each remote member.
 
-    member 1                                   member 2
-    DEALER (identity 00..01) ──tcp──────────►  ROUTER bound on member 2's peer URL
-    ROUTER bound on member 1's peer URL ◄──tcp── DEALER (identity 00..02)
+    member 1                                            member 2
+    raft DEALER (00..01 00)     ──tcp──────────────►  ROUTER bound on member 2's
+    snapshot DEALER (00..01 01) ──tcp──────────────►  peer URL (its raft actor)
+    ROUTER bound on member 1's peer URL ◄──tcp──────  DEALERs of member 2
 
-Each member binds one ROUTER on its own peer address and connects one DEALER to every
-other member's, with its member id as the DEALER's identity (8 bytes, big-endian), so
-the receiving ROUTER knows who sent each frame without trusting the payload. Traffic
-in each direction has its own connection; the ROUTER never sends.
+Each member binds one ROUTER on its own peer address (`PeerTransport`, in the raft
+actor) and connects DEALERs to every other member's: one per channel (`PeerDealers`):
+the raft actor's for Raft messages, the network actor's for snapshot streams. A
+DEALER's identity is its member id (8 bytes, big-endian) and its channel (1 byte), so
+the receiving ROUTER knows who sent each frame without trusting the payload, and the
+two channels of one member are two connections, neither taking over the other's.
+Traffic in each direction has its own connections; the ROUTER never sends.
 
 A frame is one envelope, `[kind, payload]` (see envelope.py); for Raft traffic the
 payload is every message for that destination from one Ready, as codec arrays
@@ -25,16 +29,18 @@ heartbeats to the others):
 - ROUTER_HANDOVER: a restarted member reconnecting with the same identity takes over
   from its old, possibly half-open, connection instead of being refused.
 
-The receiver gets `(src_member_id, kind, payload)`. A frame with a bad identity or a
+The receiver gets `(src_member_id, kind, payload)`; the kind says what the frame is,
+the channel only keeps connections apart. A frame with a bad identity or a
 bad envelope is dropped and counted (`malformed`), never raised: it comes from the
 network. The Raft actor should still check that a message's `src` matches the sender.
 """
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -42,12 +48,14 @@ import zmq
 
 from petcd.actors.raft.types import Message
 
+from .addresses import peer_address
 from .codec import message_to_wire
 from .envelope import EnvelopeError, pack_envelope, unpack_envelope
-from .sockets import (DEFAULT_HWM_MSGS, Readable, check_drain_args, process_context,
-                      take_frames, wait_readable)
+from .sockets import (DEFAULT_HWM_MSGS, check_drain_args, process_context, take_frames,
+                      wait_readable)
 
 ID_BYTES = 8
+IDENTITY_BYTES = ID_BYTES + 1  # the member id, then the channel
 MAX_MEMBER_ID = 2**64 - 1
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 
@@ -61,26 +69,37 @@ def _ipv4_host(address: str) -> bool:
     return True
 
 
-def identity(member_id: int) -> bytes:
-    """The ZeroMQ routing identity of a member: its id as 8 big-endian bytes."""
+class Channel(enum.IntEnum):
+    """Which process of a member a DEALER belongs to."""
+    RAFT = 0
+    SNAPSHOT = 1
+
+
+_CHANNELS = frozenset(Channel)
+
+
+def identity(member_id: int, channel: Channel = Channel.RAFT) -> bytes:
+    """The ZeroMQ routing identity of a member's DEALER: its id as 8 big-endian bytes,
+    then the channel."""
     if not 0 < member_id <= MAX_MEMBER_ID:
         raise ValueError(f"member id {member_id} is not a positive 64-bit integer")
-    return member_id.to_bytes(ID_BYTES, "big")
+    return member_id.to_bytes(ID_BYTES, "big") + bytes([channel])
 
 
 def member_of(routing_id: bytes) -> int | None:
     """The member id of a routing identity; None if it is not one of ours."""
-    if len(routing_id) != ID_BYTES:
+    if len(routing_id) != IDENTITY_BYTES or routing_id[ID_BYTES] not in _CHANNELS:
         return None
-    member_id = int.from_bytes(routing_id, "big")
+    member_id = int.from_bytes(routing_id[:ID_BYTES], "big")
     return member_id or None
 
 
-class PeerTransport:
-    """This member's end of the peer links. Not thread-safe; one per member process."""
+class PeerDealers:
+    """One DEALER to each other member, on one channel: sending only, never blocking.
+    Not thread-safe; one per process and channel."""
 
-    def __init__(self, member_id: int, listen_address: str,
-                 peers: Mapping[int, str] | None = None, *,
+    def __init__(self, member_id: int, peers: Mapping[int, str] | None = None, *,
+                 channel: Channel = Channel.RAFT,
                  ctx: zmq.Context[Any] | None = None,
                  hwm_msgs: int = DEFAULT_HWM_MSGS,
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
@@ -88,7 +107,7 @@ class PeerTransport:
                  heartbeat_ivl_ms: int = 1000, heartbeat_timeout_ms: int = 3000) -> None:
         assert hwm_msgs > 0 and max_frame_bytes > 0, "every queue and frame is bounded"
         self.member_id = member_id
-        self._identity = identity(member_id)
+        self._identity = identity(member_id, channel)
         self._ctx = ctx or process_context()
         self._options = {
             zmq.SNDHWM: hwm_msgs, zmq.RCVHWM: hwm_msgs, zmq.LINGER: linger_ms,
@@ -98,23 +117,10 @@ class PeerTransport:
             zmq.HEARTBEAT_TTL: heartbeat_timeout_ms,
         }
         self._reconnect_ivl_ms = reconnect_ivl_ms
-        self.router = self._ctx.socket(zmq.ROUTER)
-        try:
-            self._configure(self.router)
-            self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
-            # Bound on an IPv4 literal, a v4-only socket reports a plain endpoint
-            # (tcp://127.0.0.1:2380, not tcp://[::ffff:127.0.0.1]:2380).
-            self.router.setsockopt(zmq.IPV6, 0 if _ipv4_host(listen_address) else 1)
-            self.router.bind(listen_address)
-        except BaseException:
-            self.router.close(linger=0)
-            raise
-        self.listen_address: str = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
         self._dealers: dict[int, zmq.Socket[bytes]] = {}
         self._peer_addresses: dict[int, str] = {}
         self.sent: Counter[int] = Counter()
         self.dropped: Counter[int] = Counter()
-        self.malformed = 0
         for peer_id, address in (peers or {}).items():
             self.add_peer(peer_id, address)
 
@@ -148,6 +154,24 @@ class PeerTransport:
             raise
         self._dealers[peer_id] = dealer
         self._peer_addresses[peer_id] = address
+
+    def connect_urls(self, peers: Iterable[tuple[int, Sequence[str]]]) -> dict[int, str]:
+        """Be connected to these members (id, peer URLs), at their first peer URL;
+        what cannot be reached, by member id, with the reason.
+
+        Adds and re-points connections only: a member missing from a table being built
+        up (bootstrap conf changes applied one by one) keeps its connection. Members
+        leave through `remove_peer`.
+        """
+        errors: dict[int, str] = {}
+        for peer_id, urls in peers:
+            if peer_id == self.member_id or not urls:
+                continue
+            try:
+                self.add_peer(peer_id, peer_address(urls[0]))
+            except ValueError as err:
+                errors[peer_id] = str(err)
+        return errors
 
     def remove_peer(self, peer_id: int) -> None:
         dealer = self._dealers.pop(peer_id, None)
@@ -186,6 +210,43 @@ class PeerTransport:
             by_dst.setdefault(m.dst, []).append(message_to_wire(m))
         return {dst: self.send(dst, kind, batch) for dst, batch in by_dst.items()}
 
+    # --- lifetime -----------------------------------------------------------------
+
+    def close(self) -> None:
+        for peer_id in list(self._dealers):
+            self.remove_peer(peer_id)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class PeerTransport(PeerDealers):
+    """This member's ROUTER on its peer address, and its DEALERs of one channel."""
+
+    def __init__(self, member_id: int, listen_address: str,
+                 peers: Mapping[int, str] | None = None, **options: Any) -> None:
+        super().__init__(member_id, **options)
+        self.router = self._ctx.socket(zmq.ROUTER)
+        try:
+            self._configure(self.router)
+            self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+            # Bound on an IPv4 literal, a v4-only socket reports a plain endpoint
+            # (tcp://127.0.0.1:2380, not tcp://[::ffff:127.0.0.1]:2380).
+            self.router.setsockopt(zmq.IPV6, 0 if _ipv4_host(listen_address) else 1)
+            self.router.bind(listen_address)
+        except BaseException:
+            self.router.close(linger=0)
+            super().close()
+            raise
+        self.listen_address: str = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.malformed = 0
+        for peer_id, address in (peers or {}).items():
+            self.add_peer(peer_id, address)
+
     # --- receiving ----------------------------------------------------------------
 
     def drain(self, max_items: int, timeout_ms: int) -> list[tuple[int, str, Any]]:
@@ -219,38 +280,7 @@ class PeerTransport:
             return None
         return src, kind, payload
 
-    # --- lifetime -----------------------------------------------------------------
-
     def close(self) -> None:
-        for peer_id in list(self._dealers):
-            self.remove_peer(peer_id)
+        super().close()
         self.router.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-
-class AsyncPeerTransport:
-    """A `PeerTransport` whose receive wait runs on the asyncio loop.
-
-    Sending stays synchronous (`transport.send...`): it never blocks. Create it inside
-    the running loop.
-    """
-
-    def __init__(self, transport: PeerTransport) -> None:
-        self.transport = transport
-        self._readable = Readable(transport.router)
-
-    async def drain(self, max_items: int, timeout_ms: int) -> list[tuple[int, str, Any]]:
-        check_drain_args(max_items, timeout_ms)
-        if not await self._readable.wait(timeout_ms):
-            return []
-        return self.transport.take(max_items)
-
-    def close(self) -> None:
-        self._readable.close()
-        self.transport.close()

@@ -44,7 +44,7 @@ import errno
 import os
 import socket as stdsocket
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -267,6 +267,14 @@ def wait_readable(sock: zmq.Socket[bytes], timeout_ms: int) -> bool:
     if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
         return True
     return bool(sock.poll(timeout_ms, zmq.POLLIN))
+
+
+def wait_any(socks: Sequence[zmq.Socket[bytes]], timeout_ms: int) -> bool:
+    """`wait_readable` for whichever of several sockets has a message first."""
+    for sock in socks:
+        if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            return True
+    return bool(zmq.zmq_poll([(sock, zmq.POLLIN) for sock in socks], timeout_ms))
 
 
 def take_frames(sock: zmq.Socket[bytes], max_items: int, multipart: bool = False

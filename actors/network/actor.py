@@ -5,17 +5,20 @@ One asyncio loop in one process (spawned by the supervisor):
     clients ──every --listen-client-urls──► frontdoor: gRPC ─► rpc ─┐
                                                  HTTP/1 ─► gateway ─┴─► server
         server ──PROPOSE / READ_INDEX──► raft      (requests.RaftClient, batched per turn)
-    network inbox ◄── SEND, READ_STATES, DROPPED, STATUS (raft); RESPONSES, APPLIED (apply)
-    peers ──ZeroMQ ROUTER (--listen-peer-urls)──► PEER ──► raft
-    SEND ──► one DEALER per other member (peers.PeerLink)
-    SEND of a SNAP ──► a stream of the store to that member (snapshots.py); chunks in
+    network inbox ◄── SEND_SNAPSHOT, PEER_FRAMES, READ_STATES, DROPPED, STATUS (raft);
+                      RESPONSES, APPLIED (apply)
+    SEND_SNAPSHOT ──► a stream of the store to that member (snapshots.py) over this
+        actor's DEALERs; chunks in (PEER_FRAMES: the raft actor holds the peer ROUTER)
         ──► member/snap/<index>.snap.db, then the SNAP message ──PEER──► raft
 
-Start: bind the inbox, the peer ROUTER and every client listener, connect to the other
-initial members, then READY to the supervisor. Once a leader is known and the member
-table holds this member, publish its name and client URLs through Raft (etcd's
-publishV3), so that MemberList shows them on every member. Peer connections follow the
-member table as conf changes are applied. SIGTERM or SIGINT: refuse new requests
+Raft messages between members go from raft actor to raft actor (actors/raft/peers.py).
+
+Start: bind the inbox and every client listener, connect to the other initial members,
+then READY to the supervisor. Once a leader is known and the member table holds this
+member, publish its name and client URLs through Raft (etcd's publishV3), so that
+MemberList shows them on every member. Peer connections, this actor's and the raft
+actor's (PEERS), follow the member table as conf changes are applied. SIGTERM or
+SIGINT: refuse new requests
 and end every wait ("etcdserver: server stopped"), stop listening, close sockets and
 the store, exit 0. A failure of one of the loops is a bug: log it and exit 1, and the
 supervisor stops the member (crash-only).
@@ -29,11 +32,9 @@ from typing import Any
 
 import grpc
 import uvloop
-import zmq
 from aiohttp import web
 from petcd.actors.apply import members as member_table
-from petcd.actors.bus.addresses import peer_address
-from petcd.actors.bus.peer import AsyncPeerTransport, PeerTransport
+from petcd.actors.bus.peer import Channel, PeerDealers
 from petcd.actors.bus.sockets import (
     AsyncInbox,
     Outbox,
@@ -84,7 +85,6 @@ class NetworkActor:
                                 max_txn_ops=s.max_txn_ops)
         self.server = Server(ctx, self.tracker, self.raft, self.store, self._to_apply)
         self.inbox: AsyncInbox | None = None
-        self.transport: AsyncPeerTransport | None = None
         self.peers: PeerLink | None = None
         self.snapshots: SnapshotStreams | None = None
         self.runner: web.AppRunner | None = None
@@ -92,7 +92,9 @@ class NetworkActor:
         self.health: Any = None  # the grpc.health.v1 servicer
         self.door: FrontDoor | None = None
         self._handlers = {
-            Kind.SEND.value: self._on_send, Kind.READ_STATES.value: self.tracker.on_read_states,
+            Kind.SEND_SNAPSHOT.value: self._on_send_snapshot,
+            Kind.PEER_FRAMES.value: self._on_peer_frames,
+            Kind.READ_STATES.value: self.tracker.on_read_states,
             Kind.DROPPED.value: self.tracker.on_dropped, Kind.STATUS.value: self.tracker.on_status,
             Kind.RESPONSES.value: self.tracker.on_responses,
             Kind.APPLIED.value: self.tracker.on_applied,
@@ -108,28 +110,16 @@ class NetworkActor:
             raise StartError("the supervisor's inbox is full")
         self.log.info("network ready",
                       client_urls=[str(u) for u in self.ctx.settings.listen_client_urls],
-                      peer_address=self.transport.transport.listen_address
-                      if self.transport else None,
                       request_timeout_s=self.timeout_s)
 
     def _start_peers(self) -> None:
-        try:
-            listen = [peer_address(str(u)) for u in self.ctx.settings.listen_peer_urls]
-            transport = PeerTransport(self.ctx.member_id, listen[0])
-        except (ValueError, zmq.ZMQError) as err:
-            raise StartError(f"cannot listen for peers: {err}") from None
-        self.transport = AsyncPeerTransport(transport)
-        for extra in listen[1:]:
-            try:
-                transport.router.bind(extra)
-            except zmq.ZMQError as err:
-                raise StartError(f"cannot listen for peers on {extra}: {err}") from None
-        self.peers = PeerLink(self.ctx.member_id, transport, self._to_raft, self.log)
+        dealers = PeerDealers(self.ctx.member_id, channel=Channel.SNAPSHOT)
+        self.peers = PeerLink(self.ctx.member_id, dealers, self._to_raft, self.log)
         removed = remove_parts(self.ctx.snap_dir) + backup.remove_parts(self.ctx.snap_dir)
         if removed:
             self.log.info("removed partial snapshot files", files=removed)
         self.snapshots = self.peers.snapshots = SnapshotStreams(
-            self.ctx.member_id, self.ctx.snap_dir, self.ctx.db_dir, transport,
+            self.ctx.member_id, self.ctx.snap_dir, self.ctx.db_dir, dealers,
             self._to_raft, self.log,
             max_size_bytes=map_size_bytes(self.ctx.settings.quota_backend_bytes),
             applied_index=lambda: self.tracker.applied.index)
@@ -199,8 +189,8 @@ class NetworkActor:
             await self.snapshots.close()
         if self.inbox is not None:
             self.inbox.close()
-        if self.transport is not None:
-            self.transport.close()
+        if self.peers is not None:
+            self.peers.dealers.close()
         self.outbox.close()
         await asyncio.get_running_loop().run_in_executor(None, self.store.close)
 
@@ -209,7 +199,6 @@ class NetworkActor:
     async def serve(self) -> None:
         """Until SIGTERM/SIGINT; raises if a loop fails."""
         loops = [asyncio.create_task(self._inbox_loop(), name="inbox"),
-                 asyncio.create_task(self._peer_loop(), name="peers"),
                  asyncio.create_task(self._member_sync_loop(), name="members"),
                  *compactor.start(self.ctx.settings, self.server, self.log)]
         publish = asyncio.create_task(self._publish(), name="publish")
@@ -237,25 +226,26 @@ class NetworkActor:
                 else:
                     handler(payload)
 
-    async def _peer_loop(self) -> None:
-        assert self.transport is not None and self.peers is not None
-        while True:
-            frames = await self.transport.drain(MAX_BATCH_MSGS, POLL_MS)
-            if frames:
-                self.peers.receive(frames)
-
     async def _member_sync_loop(self) -> None:
-        """Follow the member table (conf changes) with the peer connections."""
+        """Follow the member table (conf changes) with the peer connections: this
+        actor's, and the raft actor's (PEERS)."""
         assert self.peers is not None
         synced_at_index = -1
+        told_raft: Any = None
         while True:
             await asyncio.sleep(MEMBER_SYNC_EVERY_S)
             applied = self.tracker.applied.index
             if not self.tracker.applied_known.is_set() or applied == synced_at_index:
                 continue
             table = await self.store.call(member_table.read_member_table)
-            self.peers.connect((m.member_id, m.peer_urls) for m in table)
+            urls = [(m.member_id, m.peer_urls) for m in table]
+            self.peers.connect(urls)
             self.peers.disconnect(table.removed)
+            peers = [urls, sorted(table.removed)]
+            if peers != told_raft:
+                if not self._to_raft(Kind.PEERS.value, peers):
+                    continue  # again next time
+                told_raft = peers
             synced_at_index = applied
 
     async def _publish(self) -> None:
@@ -283,9 +273,13 @@ class NetworkActor:
                       client_urls=list(urls))
         return True
 
-    def _on_send(self, payload: Any) -> None:
+    def _on_send_snapshot(self, payload: Any) -> None:
         assert self.peers is not None
-        self.peers.send(payload)
+        self.peers.send_snapshots(payload)
+
+    def _on_peer_frames(self, payload: Any) -> None:
+        assert self.peers is not None
+        self.peers.receive(payload)
 
     def _to_apply(self, kind: str, payload: Any) -> bool:
         ok = self.outbox.send("apply", kind, payload)

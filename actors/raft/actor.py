@@ -1,9 +1,10 @@
 """The raft actor: a thin loop around RaftCore that never touches the disk.
 
-It ticks the core every --heartbeat-interval, steps what arrives (peer messages,
-proposals, reads, persistence and apply acknowledgements), and routes each Ready:
+It ticks the core every --heartbeat-interval, steps what arrives (Raft messages from
+peers, proposals, reads, persistence and apply acknowledgements), and routes each Ready:
 
-    send_now        -> network (SEND), at once: a leader's appends precede its fsync
+    send_now        -> peers (peers.py), at once: a leader's appends precede its fsync;
+                       SNAPs -> network (SEND_SNAPSHOT), which streams the store
     hard state, entries, snapshot, after_persist
                     -> wal (SAVE seq); after_persist waits here until PERSISTED >= seq,
                        then self-addressed messages are stepped back, the rest sent
@@ -25,15 +26,16 @@ from collections.abc import Callable
 from typing import Any
 
 from petcd.actors.bus import codec
-from petcd.actors.bus.sockets import Inbox, Outbox, process_context
+from petcd.actors.bus.sockets import Inbox, Outbox, process_context, wait_any
 from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.nodes.logs import configure
 from petcd.nodes.member import MemberContext
 
 from .core import RaftConfig, RaftCore
+from .peers import ListenError, RaftPeers, listen
 from .types import Message, PersistedState, ProposalDropped, Ready, SoftState
 
-_DROPPABLE = frozenset({Kind.SEND, Kind.STATUS})
+_DROPPABLE = frozenset({Kind.SEND_SNAPSHOT, Kind.PEER_FRAMES, Kind.STATUS})
 START_TIMEOUT_S = 300.0  # replaying a large WAL or opening a large store takes a while
 STATUS_EVERY_S = 0.1
 MAX_BATCH_MSGS = 4096
@@ -44,10 +46,12 @@ class Stop(Exception):
 
 
 class RaftActor:
-    def __init__(self, ctx: MemberContext, inbox: Inbox, outbox: Outbox, log: Any,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ctx: MemberContext, inbox: Inbox, outbox: Outbox, peers: RaftPeers,
+                 log: Any, clock: Callable[[], float] = time.monotonic) -> None:
         self.ctx = ctx
-        self.inbox, self.outbox, self.log, self.clock = inbox, outbox, log, clock
+        self.inbox, self.outbox, self.peers = inbox, outbox, peers
+        self.log, self.clock = log, clock
+        self._sockets = (inbox.socket, peers.transport.router)
         s = ctx.settings
         self.tick_s = s.heartbeat_interval_ms / 1000
         self.config = RaftConfig(ctx.member_id,
@@ -61,7 +65,8 @@ class RaftActor:
         self.status_at = 0.0
         self.stopping = False
         self._handlers = {
-            Kind.PEER: self._on_peer, Kind.PROPOSE: self._on_propose,
+            Kind.PEER: self._on_peer, Kind.PEERS: self._on_peers,
+            Kind.PROPOSE: self._on_propose,
             Kind.READ_INDEX: self._on_read_index, Kind.PERSISTED: self._on_persisted,
             Kind.APPLIED: self._on_applied, Kind.TRANSFER: self._on_transfer,
             Kind.SNAPSHOT_STATUS: self._on_snapshot_status,
@@ -107,10 +112,8 @@ class RaftActor:
         next_tick = self.clock() + self.tick_s
         while not self.stopping:
             wait_ms = max(0, min(100, int((next_tick - self.clock()) * 1000)))
-            for kind, payload in self.inbox.drain(MAX_BATCH_MSGS, wait_ms):
-                handler = self._handlers.get(kind)
-                if handler is not None:
-                    handler(payload)
+            if wait_any(self._sockets, wait_ms):
+                self._receive()
             now = self.clock()
             if now >= next_tick:
                 self.core.tick()  # type: ignore[union-attr]
@@ -119,6 +122,17 @@ class RaftActor:
             self._flush()
             if now - self.status_at >= STATUS_EVERY_S:
                 self._send_status()
+
+    def _receive(self) -> None:
+        for kind, payload in self.inbox.take(MAX_BATCH_MSGS):
+            handler = self._handlers.get(kind)
+            if handler is not None:
+                handler(payload)
+        messages, others = self.peers.receive(self.peers.transport.take(MAX_BATCH_MSGS))
+        for m in messages:
+            self.core.step(m)  # type: ignore[union-attr]
+        if others:
+            self._send("network", Kind.PEER_FRAMES, others)
 
     def _flush(self) -> None:
         core = self.core
@@ -130,7 +144,14 @@ class RaftActor:
             self._route(rd)
             core.advance(rd)
         if sends:
-            self._send("network", Kind.SEND, codec.messages_to_wire(sends))
+            self._send_messages(sends)
+
+    def _send_messages(self, messages: list[Message]) -> None:
+        snaps = self.peers.send(messages)
+        if snaps and not self._send("network", Kind.SEND_SNAPSHOT,
+                                    codec.messages_to_wire(snaps)):
+            for m in snaps:  # as a failed stream would: Raft tries again later
+                self.core.report_snapshot(m.dst, False)  # type: ignore[union-attr]
 
     def _route(self, rd: Ready) -> None:
         if rd.must_persist() or rd.after_persist:
@@ -163,6 +184,14 @@ class RaftActor:
             if m.dst == self.ctx.member_id:
                 self.core.step(m)  # type: ignore[union-attr]
 
+    def _on_peers(self, payload: Any) -> None:
+        table, removed = payload
+        transport = self.peers.transport
+        for member_id, error in transport.connect_urls(table).items():
+            self.log.error("cannot reach member", peer=f"{member_id:x}", error=error)
+        for member_id in removed:
+            transport.remove_peer(member_id)
+
     def _on_propose(self, payload: Any) -> None:
         dropped = []
         for request_id, data in payload:
@@ -194,7 +223,7 @@ class RaftActor:
                 else:
                     out.append(m)
         if out:
-            self._send("network", Kind.SEND, codec.messages_to_wire(out))
+            self._send_messages(out)
 
     def _on_applied(self, payload: Any) -> None:
         self.sm_applied = max(self.sm_applied, payload[0])
@@ -232,16 +261,19 @@ class RaftActor:
             int(core.role), core.term, core.lead, core.log.committed, core.log.last_index,
             self.sm_applied, sorted(core.conf.voters), sorted(core.conf.learners)])
 
-    def _send(self, actor: str, kind: Kind, payload: Any) -> None:
-        # Peer traffic and status may be lost (Raft resends, status repeats): never wait
-        # for them, so a network actor that falls behind cannot delay a tick. Everything
-        # else must arrive: wait (bounded) and crash-only if the other actor is stuck.
+    def _send(self, actor: str, kind: Kind, payload: Any) -> bool:
+        # Snapshot traffic and status may be lost (streams resend, Raft retries, status
+        # repeats): never wait for them, so a network actor that falls behind cannot
+        # delay a tick. Everything else must arrive: wait (bounded) and crash-only if
+        # the other actor is stuck.
         if kind in _DROPPABLE:
-            if not self.outbox.send(actor, kind.value, payload):
-                self.log.warning("network actor queue full; message dropped", kind=kind.value)
-            return
+            if self.outbox.send(actor, kind.value, payload):
+                return True
+            self.log.warning("network actor queue full; message dropped", kind=kind.value)
+            return False
         if not self.outbox.send(actor, kind.value, payload, timeout_ms=1000):
             raise Stop(f"the {actor} actor is not reading its inbox")
+        return True
 
 
 def run(ctx: MemberContext) -> int:
@@ -249,9 +281,17 @@ def run(ctx: MemberContext) -> int:
     s = ctx.settings
     log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, "raft")
     process_context()
+    try:
+        transport = listen(ctx.member_id, [str(u) for u in s.listen_peer_urls])
+    except ListenError as err:
+        log.error("raft actor cannot start", error=str(err))
+        return 1
+    transport.connect_urls((p.member_id, p.peer_urls) for p in ctx.initial_peers)
+    peers = RaftPeers(ctx.member_id, transport)
     inbox = Inbox.for_actor(ctx.run_dir, "raft")
     outbox = Outbox(ctx.run_dir)
-    actor = RaftActor(ctx, inbox, outbox, log)
+    actor = RaftActor(ctx, inbox, outbox, peers, log)
+    log.info("listening for peers", address=transport.listen_address)
 
     def stop(signum: int, frame: object) -> None:
         actor.stopping = True
@@ -267,5 +307,6 @@ def run(ctx: MemberContext) -> int:
     finally:
         inbox.close()
         outbox.close()
+        peers.close()
     log.info("raft actor stopped")
     return 0

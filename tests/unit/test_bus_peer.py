@@ -4,7 +4,6 @@ survive a reconnect."""
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
 import queue
 import socket
@@ -16,7 +15,7 @@ import zmq
 
 from petcd.actors.bus import codec
 from petcd.actors.bus.envelope import pack_envelope
-from petcd.actors.bus.peer import AsyncPeerTransport, PeerTransport, identity, member_of
+from petcd.actors.bus.peer import Channel, PeerDealers, PeerTransport, identity, member_of
 from petcd.actors.bus.sockets import process_context
 from petcd.actors.raft.types import (ConfState, Entry, EntryType, Message, MessageType,
                                      Snapshot, SnapshotMeta)
@@ -63,11 +62,14 @@ def appends(src: int, dst: int, first: int, n: int) -> list[Message]:
                     context=b"hb")]
 
 
-def test_identity_is_the_member_id_in_8_big_endian_bytes():
-    assert identity(1) == b"\x00" * 7 + b"\x01"
-    assert identity(0x8E9E05C52164694D) == bytes.fromhex("8e9e05c52164694d")
+def test_identity_is_the_member_id_in_8_big_endian_bytes_then_the_channel():
+    assert identity(1) == b"\x00" * 7 + b"\x01" + b"\x00"
+    assert identity(0x8E9E05C52164694D, Channel.SNAPSHOT) == bytes.fromhex("8e9e05c52164694d01")
     assert member_of(identity(2**64 - 1)) == 2**64 - 1
-    assert member_of(b"\x00\x01") is None and member_of(b"\x00" * 8) is None
+    assert member_of(identity(5, Channel.SNAPSHOT)) == 5
+    for bad in (b"\x00\x01", b"\x00" * 9, b"\x00" * 7 + b"\x01", b"\x00" * 8 + b"\x01\x07"):
+        assert member_of(bad) is None
+    assert member_of(b"\x00" * 8 + b"\x02") is None  # no such channel
     for bad in (0, -1, 2**64):
         with pytest.raises(ValueError):
             identity(bad)
@@ -213,7 +215,7 @@ def test_frames_with_a_foreign_identity_or_a_bad_envelope_are_dropped_and_counte
     ctx = process_context()
     rogue = ctx.socket(zmq.DEALER)
     rogue.setsockopt(zmq.LINGER, 0)
-    rogue.setsockopt(zmq.IDENTITY, b"abc")  # not 8 bytes: not a member
+    rogue.setsockopt(zmq.IDENTITY, b"abc")  # not 9 bytes: not a member
     rogue.connect(a.listen_address)
     impostor = ctx.socket(zmq.DEALER)
     impostor.setsockopt(zmq.LINGER, 0)
@@ -264,23 +266,20 @@ def test_membership_changes_connect_and_disconnect(pair):
     assert drain_until(b, 1) == [(1, "back", None)]
 
 
-def test_async_transport_receives_on_the_event_loop(pair):
+
+def test_two_channels_of_one_member_are_two_connections(pair):
+    """The raft actor's and the network actor's DEALERs of a member reach one ROUTER
+    under the same member id without either taking over the other's connection."""
     a, b = pair
-
-    async def main() -> tuple[list[object], list[object]]:
-        receiver = AsyncPeerTransport(a)
-        idle = await receiver.drain(10, timeout_ms=50)
-        send_until_connected(b, 1, "raft", codec.messages_to_wire(appends(2, 1, 1, 3)))
-        busy: list[object] = []
-        for _ in range(50):
-            busy += await receiver.drain(10, timeout_ms=100)
-            if busy:
-                break
-        receiver.close()  # before the loop ends; the pair fixture closes again, harmlessly
-        return idle, busy
-
-    idle, busy = asyncio.run(asyncio.wait_for(main(), 10))
-    assert idle == []
-    [(src, kind, payload)] = busy
-    assert (src, kind) == (2, "raft")
-    assert codec.messages_from_wire(payload) == appends(2, 1, 1, 3)
+    snapshots = PeerDealers(2, {1: a.listen_address}, channel=Channel.SNAPSHOT)
+    try:
+        send_until_connected(b, 1, "raft", [1])
+        send_until_connected(snapshots, 1, "snap_chunk", [2])
+        got = drain_until(a, 2)
+        for i in range(3, 23):  # both stay up: every frame of either arrives
+            assert (b if i % 2 else snapshots).send(1, "raft" if i % 2 else "snap_chunk", [i])
+        got += drain_until(a, 20)
+        assert sorted(p[0] for _, _, p in got) == list(range(1, 23))
+        assert {(src, kind) for src, kind, _ in got} == {(2, "raft"), (2, "snap_chunk")}
+    finally:
+        snapshots.close()

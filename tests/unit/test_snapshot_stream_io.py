@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from petcd.actors.apply import snapshot as snapshot_files
 from petcd.actors.bus.codec import message_from_wire, message_to_wire
-from petcd.actors.bus.peer import AsyncPeerTransport, PeerTransport
+from petcd.actors.bus.peer import Channel, PeerTransport
 from petcd.actors.network import snapframes as sf
 from petcd.actors.network import snapshots
 from petcd.actors.network.peers import PeerLink
@@ -64,7 +64,10 @@ class End:
         self.snap_dir = root / "snap"
         self.snap_dir.mkdir(parents=True)
         self.db_dir = self.snap_dir / "db"
-        self.transport = PeerTransport(member_id, "tcp://127.0.0.1:*", reconnect_ivl_ms=20)
+        # One ROUTER and the network actor's DEALERs: in a member the ROUTER is the
+        # raft actor's, which hands snap_* frames on (PEER_FRAMES); here `pump` does.
+        self.transport = PeerTransport(member_id, "tcp://127.0.0.1:*", reconnect_ivl_ms=20,
+                                       channel=Channel.SNAPSHOT)
         self.raft: list[tuple[str, Any]] = []
         self.log = Log()
         self.link = PeerLink(member_id, self.transport, self._to_raft, self.log)
@@ -78,12 +81,14 @@ class End:
         return True
 
     def start(self) -> None:
-        async def pump(t: AsyncPeerTransport) -> None:
+        async def pump() -> None:  # what the raft actor does: PEER_FRAMES to the link
             while True:
-                frames = await t.drain(256, 50)
+                frames = self.transport.take(256)
                 if frames:
-                    self.link.receive(frames)
-        self.pump = asyncio.get_running_loop().create_task(pump(AsyncPeerTransport(self.transport)))
+                    self.link.receive([[src, kind, payload] for src, kind, payload in frames])
+                else:
+                    await asyncio.sleep(0.005)
+        self.pump = asyncio.get_running_loop().create_task(pump())
 
     async def stop(self) -> None:
         await self.streams.close()
@@ -140,7 +145,7 @@ def files(end: End) -> list[str]:
 def test_a_store_arrives_whole_and_only_then_does_raft_get_the_snap(tmp_path: Path) -> None:
     async def test(leader: End, follower: End) -> None:
         applied = fill_store(leader.db_dir, KEYS)
-        leader.link.send([snap(applied - 10)])  # the store is ahead of the snapshot: fine
+        leader.link.send_snapshots([snap(applied - 10)])  # the store is ahead of the snapshot: fine
         await until(lambda: leader.of_kind(Kind.SNAPSHOT_STATUS))
         assert leader.of_kind(Kind.SNAPSHOT_STATUS) == [[FOLLOWER, True]]
         [peer] = follower.of_kind(Kind.PEER)
@@ -162,7 +167,7 @@ def test_a_store_arrives_whole_and_only_then_does_raft_get_the_snap(tmp_path: Pa
 def test_a_store_behind_the_snapshot_is_not_sent(tmp_path: Path) -> None:
     async def test(leader: End, follower: End) -> None:
         applied = fill_store(leader.db_dir, 10)
-        leader.link.send([snap(applied + 1)])
+        leader.link.send_snapshots([snap(applied + 1)])
         await until(lambda: leader.of_kind(Kind.SNAPSHOT_STATUS))
         assert leader.of_kind(Kind.SNAPSHOT_STATUS) == [[FOLLOWER, False]]
         [(_, _, fields)] = [x for x in leader.log.lines if x[1] == "snapshot transfer failed"]
@@ -171,7 +176,7 @@ def test_a_store_behind_the_snapshot_is_not_sent(tmp_path: Path) -> None:
         assert not follower.of_kind(Kind.PEER) and files(follower) == []
         # Raft asks again at once: the next attempt waits out the backoff first.
         started = time.monotonic()
-        leader.link.send([snap(applied + 1)])
+        leader.link.send_snapshots([snap(applied + 1)])
         await until(lambda: len(leader.of_kind(Kind.SNAPSHOT_STATUS)) == 2)
         assert time.monotonic() - started >= snapshots.FAILURE_BACKOFF_S - 0.2 - 0.05
 
@@ -181,8 +186,8 @@ def test_a_store_behind_the_snapshot_is_not_sent(tmp_path: Path) -> None:
 def test_one_transfer_per_peer_at_a_time(tmp_path: Path) -> None:
     async def test(leader: End, follower: End) -> None:
         applied = fill_store(leader.db_dir, KEYS)
-        leader.link.send([snap(applied)])
-        leader.link.send([snap(applied)])  # while the first runs: answered by its report
+        leader.link.send_snapshots([snap(applied)])
+        leader.link.send_snapshots([snap(applied)])  # while the first runs: answered by its report
         await until(lambda: leader.of_kind(Kind.SNAPSHOT_STATUS))
         await asyncio.sleep(0.2)
         assert leader.of_kind(Kind.SNAPSHOT_STATUS) == [[FOLLOWER, True]]
@@ -240,7 +245,7 @@ def test_chunks_of_a_transfer_the_receiver_does_not_know_are_answered_with_an_er
         applied = fill_store(leader.db_dir, KEYS)
         # The follower forgets every transfer once begun: as after a restart.
         follower.streams.incoming = _Forgetful()  # type: ignore[assignment]
-        leader.link.send([snap(applied)])
+        leader.link.send_snapshots([snap(applied)])
         await until(lambda: leader.of_kind(Kind.SNAPSHOT_STATUS), timeout_s=10)
         assert leader.of_kind(Kind.SNAPSHOT_STATUS) == [[FOLLOWER, False]]
         [(_, _, fields)] = [x for x in leader.log.lines if x[1] == "snapshot transfer failed"]
@@ -258,7 +263,7 @@ def test_a_peer_that_never_answers_fails_the_transfer_in_bounded_time(tmp_path: 
     async def test(leader: End, follower: End) -> None:
         applied = fill_store(leader.db_dir, KEYS)
         follower.link.snapshots = None  # frames arrive and are dropped
-        leader.link.send([snap(applied)])
+        leader.link.send_snapshots([snap(applied)])
         await until(lambda: leader.of_kind(Kind.SNAPSHOT_STATUS), timeout_s=10)
         assert leader.of_kind(Kind.SNAPSHOT_STATUS) == [[FOLLOWER, False]]
         assert "snapshot transfer failed" in leader.log.events("warning")
@@ -316,16 +321,16 @@ def test_chunks_lost_on_the_way_are_sent_again(tmp_path: Path, monkeypatch) -> N
         receive = follower.link.receive
         lost: list[int] = []
 
-        def lossy(frames: Any) -> int:
+        def lossy(frames: Any) -> None:
             kept = []
             for frame in frames:
                 if frame[1] == sf.CHUNK and frame[2][1] in (2, 3) and frame[2][1] not in lost:
                     lost.append(frame[2][1])  # the first copy of chunks 2 and 3
                 else:
                     kept.append(frame)
-            return receive(kept)
+            receive(kept)
         follower.link.receive = lossy  # type: ignore[method-assign]
-        leader.link.send([snap(applied)])
+        leader.link.send_snapshots([snap(applied)])
         await until(lambda: leader.of_kind(Kind.SNAPSHOT_STATUS))
         assert leader.of_kind(Kind.SNAPSHOT_STATUS) == [[FOLLOWER, True]]
         assert lost == [2, 3] and len(follower.of_kind(Kind.PEER)) == 1

@@ -1,0 +1,103 @@
+"""The raft actor's links to the other members: Raft messages straight over TCP.
+
+Out: the core's messages, grouped by destination, leave as one `["raft", [wire, ...]]`
+frame per member and flush (the bus's PeerTransport, channel RAFT). Sends never block:
+a peer that is down, slow or unknown costs a counted drop, and Raft resends. A SNAP
+message does not travel here: its snapshot is the LMDB store, which the network actor
+streams (actors/network/snapshots.py), so `send` hands SNAPs back to the caller.
+
+In: frames drained from this member's ROUTER. A "raft" frame is checked (decodable
+messages, addressed to this member, sent by the member the connection belongs to) and
+its messages come back to be stepped; any other frame belongs to a snapshot stream
+(sent by a peer's network actor) and comes back to be handed to ours, which checks
+it. A frame that fails a check is dropped and counted, never raised: a bad peer must
+not crash us.
+
+Why the raft actor and not the network actor holds these links (DESIGN.md draws peer
+traffic through the network actor): every write crossed raft->network and
+network->raft on the leader and on each follower of its quorum; straight from here a
+put takes four process hops fewer, and the network actor's CPU goes to clients. The
+sends are non-blocking ZeroMQ, so the raft actor still never waits on a peer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import zmq
+
+from petcd.actors.bus.addresses import peer_address
+from petcd.actors.bus.codec import CodecError, message_to_wire, messages_from_wire
+from petcd.actors.bus.peer import PeerTransport
+from petcd.actors.raft.types import Message, MessageType
+
+FRAME_KIND = "raft"  # the envelope kind of Raft traffic between members
+
+
+class ListenError(Exception):
+    """The peer URLs cannot be bound (in use, not an address of this host...)."""
+
+
+def listen(member_id: int, peer_urls: Sequence[str], **options: Any) -> PeerTransport:
+    """This member's ROUTER, bound on every --listen-peer-urls."""
+    try:
+        addresses = [peer_address(url) for url in peer_urls]
+        transport = PeerTransport(member_id, addresses[0], **options)
+    except (ValueError, zmq.ZMQError) as err:
+        raise ListenError(f"cannot listen for peers: {err}") from None
+    for extra in addresses[1:]:
+        try:
+            transport.router.bind(extra)
+        except zmq.ZMQError as err:
+            transport.close()
+            raise ListenError(f"cannot listen for peers on {extra}: {err}") from None
+    return transport
+
+
+class RaftPeers:
+    def __init__(self, member_id: int, transport: PeerTransport) -> None:
+        self.member_id = member_id
+        self.transport = transport
+        self.dropped: Counter[str] = Counter()  # incoming messages refused, by reason
+
+    def send(self, messages: Iterable[Message]) -> list[Message]:
+        """Send every message but SNAPs, one frame per destination; the SNAPs."""
+        by_dst: dict[int, list[list[Any]]] = {}
+        snaps: list[Message] = []
+        for m in messages:
+            if m.type == MessageType.SNAP:
+                snaps.append(m)
+            else:
+                by_dst.setdefault(m.dst, []).append(message_to_wire(m))
+        for dst, batch in by_dst.items():
+            self.transport.send(dst, FRAME_KIND, batch)
+        return snaps
+
+    def receive(self, frames: Iterable[tuple[int, str, Any]]
+                ) -> tuple[list[Message], list[list[Any]]]:
+        """The acceptable Raft messages of drained frames, and the other frames as
+        `[src, kind, payload]` for the network actor."""
+        accepted: list[Message] = []
+        others: list[list[Any]] = []
+        for src, kind, payload in frames:
+            if kind != FRAME_KIND:
+                others.append([src, kind, payload])
+                continue
+            try:
+                messages = messages_from_wire(payload)
+            except CodecError:
+                self.dropped["malformed"] += 1
+                continue
+            for message in messages:
+                if message.dst != self.member_id:
+                    self.dropped["not for us"] += 1
+                elif message.src != src:
+                    self.dropped["spoofed source"] += 1
+                else:
+                    accepted.append(message)
+        return accepted, others
+
+    def close(self) -> None:
+        self.transport.close()
