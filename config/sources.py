@@ -12,11 +12,13 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, quote
 from .flags import CONFIG_FILE_FLAG, ENV_PREFIX, FLAGS, FLAGS_BY_NAME, build_parser
+
+if TYPE_CHECKING:
+    import yaml
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,11 @@ def from_file(path_text: str, origin_of_path: str) -> Layer:
 
 
 def _read_yaml(path_text: str, origin_of_path: str) -> object:
+    # Imported here, not at the top: every actor process imports this package (for
+    # Settings) and PyYAML (18 modules, about 0.8 MiB) is needed by none of them:
+    # only the supervisor reads a --config-file, and only when one is given.
+    import yaml
+
     try:
         text = Path(path_text).read_text(encoding="utf-8")
     except OSError as error:

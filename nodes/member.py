@@ -1,8 +1,8 @@
 """Who this member is and where its files live: what every actor process starts from.
 
-The supervisor builds one `MemberContext` from the settings and hands it to each actor
-process it spawns (it is picklable), so every actor agrees on the ids, the paths and
-the peers without re-deriving them.
+The supervisor builds one `MemberContext` from the settings and each actor process it
+forks inherits it (nodes/actor_main.py), so every actor agrees on the ids, the paths
+and the peers without re-deriving them.
 """
 
 from __future__ import annotations

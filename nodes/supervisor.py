@@ -1,5 +1,8 @@
 """The supervisor: starts a member's four actor processes, watches them, stops them.
 
+The actors are forked from this process, which has imported what they share first
+(nodes/actor_main.py), so those pages are shared copy-on-write.
+
 Crash-only: if any actor dies, the others are stopped and the member exits non-zero
 with a log line naming the actor and its exit status (launch scripts and systemd
 restart it; recovery is from the WAL and the store). SIGTERM/SIGINT stop every actor
@@ -8,19 +11,16 @@ cleanly (in-flight fsyncs finish, LMDB is closed) and the member exits 0.
 
 from __future__ import annotations
 
-import pickle
 import signal
-import subprocess
 import sys
 import time
 from typing import Any
 
-import psutil
-
-from petcd.actors.bus.sockets import Inbox, process_context
+from petcd.actors.bus.sockets import Inbox
 from petcd.actors.protocol import ACTORS, SUPERVISOR, Kind
 
-from . import ids
+from . import actor_main, ids
+from .actor_main import ActorProcess
 from .logs import configure
 from .member import MemberContext
 
@@ -30,33 +30,30 @@ WATCH_INTERVAL_S = 0.1
 EXIT_BAD_CONFIG = 2
 
 
-def _start_actor(name: str, ctx: MemberContext) -> subprocess.Popen[bytes]:
-    """A plain interpreter per actor (nodes/actor_main.py), given its context on stdin."""
-    proc = subprocess.Popen([sys.executable, "-m", "petcd.nodes.actor_main", name],
-                            stdin=subprocess.PIPE)
-    assert proc.stdin is not None
-    proc.stdin.write(pickle.dumps(ctx))
-    proc.stdin.close()
-    return proc
-
-
 class Supervisor:
     def __init__(self, ctx: MemberContext) -> None:
         s = ctx.settings
         self.ctx = ctx
         self.log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, SUPERVISOR)
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.procs: dict[str, ActorProcess] = {}
         self.stopping = False
 
     def run(self) -> int:
         self._prepare_dirs()
-        process_context()
-        with Inbox.for_actor(self.ctx.run_dir, SUPERVISOR) as inbox:
+        try:
+            # Every actor is forked before this process makes its ZeroMQ context (the
+            # inbox below): see actor_main. Their READY messages wait in their
+            # outboxes until the inbox is bound.
+            actor_main.preload()
             for name in ACTORS:
-                self.procs[name] = _start_actor(name, self.ctx)
-            status = self._await_ready(inbox)
-            if status is None:
-                status = self._watch()
+                self.procs[name] = ActorProcess.fork(name, self.ctx)
+            with Inbox.for_actor(self.ctx.run_dir, SUPERVISOR) as inbox:
+                status = self._await_ready(inbox)
+                if status is None:
+                    status = self._watch()
+        except BaseException:
+            self._stop_all(None, status=1)  # no actor outlives a supervisor that failed
+            raise
         return status
 
     def _prepare_dirs(self) -> None:
@@ -95,7 +92,7 @@ class Supervisor:
 
     def _dead_actor(self) -> str | None:
         for name, proc in self.procs.items():
-            if proc.poll() is not None or not psutil.pid_exists(proc.pid):
+            if proc.poll() is not None:
                 return name
         return None
 
@@ -105,15 +102,12 @@ class Supervisor:
             self.log.error("actor exited; stopping the member", failed_actor=died, exit_status=code)
             status = EXIT_BAD_CONFIG if code == EXIT_BAD_CONFIG else 1
         for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()  # SIGTERM: finish the batch, close files
+            proc.send_signal(signal.SIGTERM)  # finish the batch, close files
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for name, proc in self.procs.items():
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            if proc.wait(max(0.0, deadline - time.monotonic())) is None:
                 self.log.error("actor did not stop in time; killing it", failed_actor=name)
-                proc.kill()
+                proc.send_signal(signal.SIGKILL)
                 proc.wait(1.0)
         if status is None:
             self.log.info("member stopped")

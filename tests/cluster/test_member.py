@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+from pathlib import Path
 
+import psutil
 import pytest
 
-from .members import PETCD, Cluster, HttpError, b64, wait_until
+from .members import PETCD, Cluster, HttpError, Member, b64, wait_until
 
 
 def test_single_member_put_get_delete_and_restart(one):
@@ -60,6 +64,49 @@ def test_logs_are_json_lines_naming_member_and_actor(one):
     assert {"supervisor", "raft", "wal", "apply", "network"} <= actors
     assert {x["member"] for x in lines} == {"m1"}
     assert all(len(x["member_id"]) <= 16 for x in lines)
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody has reaped yet."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _actors(m: Member) -> dict[str, int]:
+    assert wait_until(lambda: len(m.actor_pids()) == 4, 10), m.log_text()
+    return m.actor_pids()
+
+
+def test_actors_are_forked_children_named_after_their_actor(one):
+    m = one.wait_leader()
+    assert m.proc is not None
+    for name, pid in _actors(m).items():
+        assert psutil.Process(pid).ppid() == m.proc.pid
+        assert Path(f"/proc/{pid}/comm").read_text() == f"petcd-{name}\n"
+    assert m.stop() == 0
+    assert all(_gone(pid) for pid in m.actor_pids().values())
+
+
+def test_ctrl_c_stops_every_process_of_the_member_cleanly(one):
+    m = one.wait_leader()
+    assert m.proc is not None
+    pids = _actors(m)
+    os.killpg(m.proc.pid, signal.SIGINT)  # what a terminal sends the foreground group
+    assert m.proc.wait(15) == 0, m.log_text()
+    assert '"member stopped"' in m.log_text()
+    assert '"actor exited; stopping the member"' not in m.log_text()
+    assert all(_gone(pid) for pid in pids.values())
+
+
+def test_no_actor_outlives_a_sigkilled_supervisor(one):
+    m = one.wait_leader()
+    assert m.proc is not None
+    pids = _actors(m)
+    os.kill(m.proc.pid, signal.SIGKILL)  # the supervisor only
+    m.proc.wait(10)
+    assert wait_until(lambda: all(_gone(pid) for pid in pids.values()), 15), pids
 
 
 def test_bad_configuration_exits_2_with_one_line(tmp_path):
