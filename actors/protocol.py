@@ -58,7 +58,9 @@ class Kind(str, enum.Enum):
     #   payload: seq: int
     PERSISTED = "persisted"
     # apply -> raft and network: the state machine applied everything up to here.
-    #   payload: [applied_index: int, revision: int]; sent at start and after every batch
+    #   payload: [applied_index: int, revision: int]; sent at start and after every batch.
+    #   To raft, applied_index is the durable one (what an OS crash cannot undo, which
+    #   snapshots may cover); it trails the network's by one batch (storage/mvcc sync).
     APPLIED = "applied"
 
     # -- to wal ----------------------------------------------------------------------

@@ -56,6 +56,11 @@ class ApplyActor:
         self.ctx = ctx
         self.inbox, self.outbox, self.log, self.store = inbox, outbox, log, store
         self.applied_index = store.applied_index()
+        # What an OS crash cannot undo: raft takes snapshots (and the WAL releases
+        # segments) only up to here. A commit is durable once the next one has synced
+        # (storage/mvcc MvccStore.sync), so this trails applied_index by one batch.
+        store.sync()
+        self.durable_index = self.applied_index
         self.table: MemberTable = members.read_member_table(store)
         self.stopping = False
 
@@ -108,6 +113,7 @@ class ApplyActor:
             self._send_applied()  # every entry was already applied (a replay)
             return
         results = self.store.apply_batch(plan.store_entries)
+        self.durable_index = self.applied_index  # synced by this batch's commit
         self.applied_index = plan.store_entries[-1].index
         self.table = plan.table
         for level, event, fields in plan.notes:
@@ -138,6 +144,8 @@ class ApplyActor:
                                         max_txn_ops=options.max_txn_ops, sync=options.sync)
         self.applied_index = self.store.applied_index()
         assert self.applied_index == position.index, (self.applied_index, position)
+        self.store.sync()
+        self.durable_index = self.applied_index
         self.table = members.read_member_table(self.store)
         # The db may be ahead of the snapshot (copied later); then it may hold later changes.
         if position.index == meta.index and self.table.conf_state() != meta.conf:
@@ -160,6 +168,7 @@ class ApplyActor:
                        [[r, False, ["UNKNOWN", f"petcd: defragment failed: {err}"]]
                         for r in request_ids])
             return
+        self.durable_index = self.applied_index  # the copy was fsynced whole
         self.log.info("defragmented", db_size_bytes_before=before,
                       db_size_bytes_after=self.store.db_size_bytes(),
                       took_ms=round((time.monotonic() - started) * 1000))
@@ -168,9 +177,9 @@ class ApplyActor:
     # -- sends -----------------------------------------------------------------------
 
     def _send_applied(self) -> None:
-        payload = [self.applied_index, self.store.current_revision()]
-        self._send("raft", Kind.APPLIED, payload)
-        self._send("network", Kind.APPLIED, payload)
+        revision = self.store.current_revision()
+        self._send("raft", Kind.APPLIED, [self.durable_index, revision])
+        self._send("network", Kind.APPLIED, [self.applied_index, revision])
 
     def _send(self, actor: str, kind: Kind, payload: Any) -> None:
         if not self.outbox.send(actor, kind.value, payload, timeout_ms=SEND_TIMEOUT_MS):

@@ -110,6 +110,12 @@ class MvccStore:
             path, readonly=readonly, map_size_bytes=quota.map_size_bytes(options.quota_bytes), sync=options.sync
         )
 
+    def sync(self) -> None:
+        """Make every committed transaction durable. A commit's own fdatasync leaves
+        its meta page unsynced (MDB_NOMETASYNC, see env.py), so an OS crash may undo
+        the last commit; the next commit's fdatasync, or this, makes it durable."""
+        self.backend.env.sync(True)
+
     def close(self) -> None:
         if self._backend is not None:
             self._backend.close()

@@ -67,7 +67,7 @@ class Harness:
     supervisor: Inbox
     outbox: Outbox
     proc: Any = None
-
+    durable: Any = None  # the last APPLIED to raft
     def start(self) -> list[int]:
         """Spawn the actor; wait for READY and the start-up APPLIED."""
         for inbox in (self.raft, self.network, self.supervisor):
@@ -113,7 +113,8 @@ class Harness:
                 rows.extend(payload)
                 continue
             assert kind == Kind.APPLIED, kind
-            assert self.expect(self.raft, Kind.APPLIED) == payload
+            self.durable = self.expect(self.raft, Kind.APPLIED)
+            assert self.durable[0] <= payload[0] and self.durable[1] == payload[1]
             return rows, list(payload)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
@@ -189,6 +190,9 @@ def test_applies_batches_answers_own_requests_and_replays_idempotently(harness: 
     boot = bootstrap_entries(ctx)
     rows, applied = harness.apply(boot)
     assert (rows, applied) == ([], [3, 1])
+    # Raft hears of what an OS crash cannot undo: a commit is durable once the next
+    # one has synced (or the store was synced at start).
+    assert harness.durable == [0, 1]
 
     txn = pb.TxnRequest(compare=[pb.Compare(key=b"a", target=pb.Compare.VALUE,
                                             result=pb.Compare.EQUAL, value=b"1")],
@@ -207,6 +211,7 @@ def test_applies_batches_answers_own_requests_and_replays_idempotently(harness: 
     ]
     rows, applied = harness.apply(entries)
     assert applied == [11, 5]  # a, b, txn's c, delete b: revisions 2..5
+    assert harness.durable == [3, 5]
     by_id = {row[0]: row for row in rows}
     assert sorted(by_id) == [own_id(ctx, n) for n in range(1, 7)]  # own requests only
 
@@ -238,6 +243,7 @@ def test_applies_batches_answers_own_requests_and_replays_idempotently(harness: 
     rows, applied = harness.apply(
         [Entry(2, 12, EntryType.NORMAL, request(own_id(ctx, 7), cluster_member_attr_set=attrs))])
     assert rows == [[own_id(ctx, 7), True, b""]] and applied == [12, 5]
+    assert harness.durable == [11, 5]
 
     with read_store(ctx) as store:
         before = (kvs(store), store.hash_kv().hash, members.read_member_table(store))
@@ -256,6 +262,7 @@ def test_applies_batches_answers_own_requests_and_replays_idempotently(harness: 
         assert (kvs(store), store.hash_kv().hash, members.read_member_table(store)) == before
 
     assert harness.stop(signal.SIGTERM) == 0
+    assert harness.start() == [12, 5]  # synced at start: durable is all of it
 
 
 def test_member_changes_are_stored_with_the_applied_index(harness: Harness) -> None:
