@@ -197,7 +197,7 @@ def open_store(ctx: MemberContext) -> MvccStore:
 
 
 def run(ctx: MemberContext) -> int:
-    """Process entry point (spawned by the supervisor): exit status."""
+    """Process entry point (forked by the supervisor, nodes/actor_main.py): exit status."""
     s = ctx.settings
     log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, NAME)
     actor: ApplyActor | None = None

@@ -1,6 +1,6 @@
 """The network actor: clients and peers in, the member's other actors behind.
 
-One asyncio loop in one process (spawned by the supervisor):
+One asyncio loop in one process (forked by the supervisor):
 
     clients ──every --listen-client-urls──► frontdoor: gRPC ─► rpc ─┐
                                                  HTTP/1 ─► gateway ─┴─► server
@@ -18,10 +18,9 @@ then READY to the supervisor. Once a leader is known and the member table holds 
 member, publish its name and client URLs through Raft (etcd's publishV3), so that
 MemberList shows them on every member. Peer connections, this actor's and the raft
 actor's (PEERS), follow the member table as conf changes are applied. SIGTERM or
-SIGINT: refuse new requests
-and end every wait ("etcdserver: server stopped"), stop listening, close sockets and
-the store, exit 0. A failure of one of the loops is a bug: log it and exit 1, and the
-supervisor stops the member (crash-only).
+SIGINT: refuse new requests and end every wait ("etcdserver: server stopped"), stop
+listening, close sockets and the store, exit 0. A failure of one of the loops is a
+bug: log it and exit 1, and the supervisor stops the member (crash-only).
 """
 
 from __future__ import annotations
@@ -318,7 +317,7 @@ async def _main(ctx: MemberContext, log: Any) -> int:
 
 
 def run(ctx: MemberContext) -> int:
-    """Process entry point (spawned by the supervisor)."""
+    """Process entry point (forked by the supervisor, nodes/actor_main.py)."""
     s = ctx.settings
     log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, "network")
     process_context()

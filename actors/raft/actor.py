@@ -277,7 +277,7 @@ class RaftActor:
 
 
 def run(ctx: MemberContext) -> int:
-    """Process entry point (spawned by the supervisor)."""
+    """Process entry point (forked by the supervisor, nodes/actor_main.py)."""
     s = ctx.settings
     log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, "raft")
     process_context()

@@ -17,8 +17,8 @@ member or cluster, or the failpoint variable is not an integer.
 Failpoint: PETCD_FAILPOINT_WAL_SLEEP_MS=<ms> sleeps before every fsync of the loop,
 to show that a slow disk delays acknowledgements but never an election.
 
-The supervisor spawns this with multiprocessing's spawn context; `main` is a target
-whose process exit status is run's return value.
+The supervisor forks this and calls `run` (nodes/actor_main.py); tests start `main`
+as a multiprocessing target, whose process exit status is run's return value.
 """
 
 from __future__ import annotations
