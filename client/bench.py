@@ -4,7 +4,7 @@
     petcd-bench range [--serializable] [--prefix] [--limit N]
     petcd-bench txn                                    compare-and-put (Txn on mod_revision)
       common: --endpoints URLS --protocol grpc|http --conns N --total M
-              --key-size 8 --val-size 256 --key-space K --key-prefix P
+              --key-size 8 --val-size 256 --key-space K --key-prefix P [--server-cpu]
 
 Connections are spread over worker processes (so that the tool itself is not the
 bottleneck) and over the endpoints round-robin; each connection sends one request at a
@@ -22,6 +22,7 @@ import queue
 import sys
 import time
 
+from . import bench_cpu
 from .bench_plan import OPS, Plan
 from .bench_worker import Job, Tally, worker
 
@@ -107,7 +108,9 @@ def summary(args: argparse.Namespace, workers: int, tallies: list[Tally],
 
 def run(args: argparse.Namespace) -> int:
     work = jobs(args)
+    cpu_before = bench_cpu.sample() if args.server_cpu else {}
     tallies, elapsed_s = _collect(work)
+    cpu_after = bench_cpu.sample() if args.server_cpu else {}
     for t in tallies:
         for e in t.errors:
             print(f"error: {e}", file=sys.stderr)
@@ -117,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
         print("petcd-bench: no request succeeded", file=sys.stderr)
         return 1
     print("\n".join(summary(args, len(work), tallies, elapsed_s)))
+    if args.server_cpu:
+        requests = sum(len(t.latencies_s) + t.error_count for t in tallies)
+        print(bench_cpu.report(bench_cpu.per_request_us(cpu_before, cpu_after, requests)))
     failed = len(tallies) < len(work) or any(t.error_count for t in tallies)
     return 1 if failed else 0
 
@@ -146,6 +152,9 @@ def parser() -> argparse.ArgumentParser:
                    help="range: most keys per response (0: no limit)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="client processes (default: one per core)")
+    p.add_argument("--server-cpu", action="store_true",
+                   help="also print the CPU time local petcd actors and etcd processes "
+                        "spent per request, by process name (see client/bench_cpu.py)")
     return p
 
 

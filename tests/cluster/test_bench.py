@@ -120,6 +120,30 @@ def test_range_limit_over_grpc_against_etcd(etcd):
     check_range(etcd, "grpc", "r/")
 
 
+def server_cpu(stdout: str) -> dict[str, int]:
+    match = re.search(r"^  server CPU per request: (.*); total ([\d,]+) us$", stdout, re.M)
+    assert match, stdout
+    spent = {name: int(us.replace(",", "")) for name, us in
+             re.findall(r"([\w-]+) ([\d,]+) us", match.group(1))}
+    assert int(match.group(2).replace(",", "")) == pytest.approx(sum(spent.values()), abs=len(spent))
+    return spent
+
+
+def test_server_cpu_says_which_process_spent_what_per_request(petcd):
+    out = bench(petcd, "grpc", "put", "--conns", "4", "--total", "600", "--server-cpu")
+    spent = server_cpu(out)
+    actors = {"petcd-network", "petcd-raft", "petcd-apply", "petcd-wal"}
+    assert actors <= set(spent), spent
+    # Every put crosses all four actors of the member; CPU time counts in 10 ms ticks,
+    # and 600 puts cost each of them well above one.
+    assert all(spent[a] > 0 for a in actors), spent
+
+
+def test_server_cpu_counts_an_etcd_member(etcd):
+    out = bench(etcd, "grpc", "put", "--conns", "4", "--total", "2000", "--server-cpu")
+    assert server_cpu(out)["etcd"] > 0
+
+
 def test_an_unreachable_member_fails_the_run_with_the_transport_error():
     client, _ = free_ports(2)
     for protocol in ("http", "grpc"):
