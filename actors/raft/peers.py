@@ -29,7 +29,7 @@ from typing import Any
 import zmq
 
 from petcd.actors.bus.addresses import peer_address
-from petcd.actors.bus.codec import CodecError, message_to_wire, messages_from_wire
+from petcd.actors.bus.codec import CodecError, messages_from_wire
 from petcd.actors.bus.peer import PeerTransport
 from petcd.actors.raft.types import Message, MessageType
 
@@ -64,15 +64,12 @@ class RaftPeers:
 
     def send(self, messages: Iterable[Message]) -> list[Message]:
         """Send every message but SNAPs, one frame per destination; the SNAPs."""
-        by_dst: dict[int, list[list[Any]]] = {}
         snaps: list[Message] = []
+        others: list[Message] = []
         for m in messages:
-            if m.type == MessageType.SNAP:
-                snaps.append(m)
-            else:
-                by_dst.setdefault(m.dst, []).append(message_to_wire(m))
-        for dst, batch in by_dst.items():
-            self.transport.send(dst, FRAME_KIND, batch)
+            (snaps if m.type == MessageType.SNAP else others).append(m)
+        if others:
+            self.transport.send_messages(FRAME_KIND, others)
         return snaps
 
     def receive(self, frames: Iterable[tuple[int, str, Any]]
