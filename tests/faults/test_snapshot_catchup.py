@@ -101,10 +101,17 @@ def test_a_member_killed_after_saving_a_snapshot_before_installing_it_restarts(t
         lag = next(m for m in c.members if m is not leader)
         assert lag.stop() == 0
         write_small(leader)
-        c.start(lag)
-        assert wait_until(lambda: lag.log_text().count('"ready to serve client requests"') == 2,
-                          20)
-        os.kill(lag.actor_pids()["apply"], signal.SIGSTOP)  # it never installs the snapshot
+        # The leader's network actor streams snapshots: paused, it cannot send one before
+        # the lagging member's apply actor is paused too.
+        sender = leader.actor_pids()["network"]
+        os.kill(sender, signal.SIGSTOP)
+        try:
+            c.start(lag)
+            assert wait_until(
+                lambda: lag.log_text().count('"ready to serve client requests"') == 2, 20)
+            os.kill(lag.actor_pids()["apply"], signal.SIGSTOP)  # it never installs the snapshot
+        finally:
+            os.kill(sender, signal.SIGCONT)
         snap_dir = lag.data_dir / "member" / "snap"
         assert wait_until(lambda: _received_marker(lag, snap_dir), 20), lag.log_text()[-3000:]
         time.sleep(0.5)  # the marker is written just before its WAL record is fsynced
