@@ -4,7 +4,9 @@
     raft    --APPLY_SNAPSHOT [meta]-->       apply   replace the store's data
     network --DEFRAGMENT request_id-->       apply   rewrite the store file compactly
     apply   --RESPONSES-->                   network results of this member's requests
-    apply   --APPLIED [index, revision]-->   raft, network   at start, after each batch
+    apply   --APPLIED [index, revision]-->   network   at start, after each batch
+    apply   --APPLIED [durable index, revision]-->   raft   at start, then when it has
+                                             changed: at most every 0.1 s, or when idle
     apply   --READY "apply"-->               supervisor      once the store is open
 
 The loop drains its inbox (bounded wait), merges every APPLY of the drained batch into
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from petcd.actors.bus import codec
@@ -44,6 +46,9 @@ NAME = "apply"
 MAX_BATCH_MSGS = 1024
 DRAIN_TIMEOUT_MS = 100
 SEND_TIMEOUT_MS = 1000
+# Raft needs the durable index only to schedule snapshots: telling it after every batch
+# would cost a message per write when writes come one at a time.
+TELL_RAFT_EVERY_S = 0.1
 
 
 class Stop(Exception):
@@ -52,15 +57,18 @@ class Stop(Exception):
 
 class ApplyActor:
     def __init__(self, ctx: MemberContext, inbox: Inbox, outbox: Outbox, log: Any,
-                 store: MvccStore) -> None:
+                 store: MvccStore, clock: Callable[[], float] = time.monotonic) -> None:
         self.ctx = ctx
         self.inbox, self.outbox, self.log, self.store = inbox, outbox, log, store
+        self.clock = clock
         self.applied_index = store.applied_index()
         # What an OS crash cannot undo: raft takes snapshots (and the WAL releases
         # segments) only up to here. A commit is durable once the next one has synced
         # (storage/mvcc MvccStore.sync), so this trails applied_index by one batch.
         store.sync()
         self.durable_index = self.applied_index
+        self.told_raft: int | None = None  # the durable index raft last heard
+        self.told_raft_at = 0.0
         self.table: MemberTable = members.read_member_table(store)
         self.stopping = False
 
@@ -80,7 +88,10 @@ class ApplyActor:
 
     def run(self) -> None:
         while not self.stopping:
-            self.handle(self.inbox.drain(MAX_BATCH_MSGS, DRAIN_TIMEOUT_MS))
+            messages = self.inbox.drain(MAX_BATCH_MSGS, DRAIN_TIMEOUT_MS)
+            self.handle(messages)
+            if not messages:
+                self._tell_raft(self.store.current_revision(), now=True)
 
     def handle(self, messages: Sequence[tuple[str, Any]]) -> None:
         """One drained batch: consecutive APPLYs become one store batch."""
@@ -155,7 +166,7 @@ class ApplyActor:
         self.log.info("snapshot applied", index=meta.index, term=meta.term,
                       applied_index=self.applied_index,
                       revision=self.store.current_revision())
-        self._send_applied()
+        self._send_applied(now=True)
 
     def _defragment(self, request_ids: Sequence[int]) -> None:
         before = self.store.db_size_bytes()
@@ -176,10 +187,19 @@ class ApplyActor:
 
     # -- sends -----------------------------------------------------------------------
 
-    def _send_applied(self) -> None:
+    def _send_applied(self, *, now: bool = False) -> None:
         revision = self.store.current_revision()
-        self._send("raft", Kind.APPLIED, [self.durable_index, revision])
         self._send("network", Kind.APPLIED, [self.applied_index, revision])
+        self._tell_raft(revision, now=now)
+
+    def _tell_raft(self, revision: int, *, now: bool) -> None:
+        if self.durable_index == self.told_raft:
+            return
+        at = self.clock()
+        if not now and at - self.told_raft_at < TELL_RAFT_EVERY_S:
+            return
+        self._send("raft", Kind.APPLIED, [self.durable_index, revision])
+        self.told_raft, self.told_raft_at = self.durable_index, at
 
     def _send(self, actor: str, kind: Kind, payload: Any) -> None:
         if not self.outbox.send(actor, kind.value, payload, timeout_ms=SEND_TIMEOUT_MS):

@@ -7,7 +7,10 @@ peers, proposals, reads, persistence and apply acknowledgements), and routes eac
                        SNAPs -> network (SEND_SNAPSHOT), which streams the store
     hard state, entries, snapshot, after_persist
                     -> wal (SAVE seq); after_persist waits here until PERSISTED >= seq,
-                       then self-addressed messages are stepped back, the rest sent
+                       then self-addressed messages are stepped back, the rest sent;
+                       a Ready whose only durable change is the commit index is not
+                       saved on its own (the next SAVE carries it), its after_persist
+                       waits for the SAVEs under way
     snapshot_to_apply, committed -> apply (APPLY_SNAPSHOT, APPLY), in log order
     read_states     -> network (READ_STATES)
 
@@ -22,7 +25,7 @@ import random
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from petcd.actors.bus import codec
@@ -33,7 +36,7 @@ from petcd.nodes.member import MemberContext
 
 from .core import RaftConfig, RaftCore
 from .peers import ListenError, RaftPeers, listen
-from .types import Message, PersistedState, ProposalDropped, Ready, SoftState
+from .types import HardState, Message, PersistedState, ProposalDropped, Ready, SoftState
 
 _DROPPABLE = frozenset({Kind.SEND_SNAPSHOT, Kind.PEER_FRAMES, Kind.STATUS})
 START_TIMEOUT_S = 300.0  # replaying a large WAL or opening a large store takes a while
@@ -59,6 +62,10 @@ class RaftActor:
         self.core: RaftCore | None = None
         self.seq = 0
         self.waiting: deque[tuple[int, tuple[Message, ...]]] = deque()  # (seq, after_persist)
+        # The WAL holds every term and vote change before anything depending on it is
+        # sent; a hard state differing only in its commit index waits for the next save.
+        self.saved_vote = (0, 0)  # (term, vote) last sent to the WAL
+        self.unsaved_hard_state: HardState | None = None
         self.sm_applied = 0  # what the apply actor has made durable
         self.snapshot_index = 0
         self.soft = SoftState()
@@ -94,6 +101,7 @@ class RaftActor:
         self.snapshot_index = state.snapshot.meta.index if state.snapshot else 0
         rng = random.Random(self.ctx.member_id ^ time.time_ns())
         self.core = RaftCore(self.config, rng, state, applied=min(applied, last))
+        self.saved_vote = (state.hard_state.term, state.hard_state.vote)
         self.log.info("raft started", term=state.hard_state.term, commit=self.core.log.committed,
                       last_index=last, applied=applied, voters=sorted(self.core.conf.voters))
         if state.snapshot and applied < state.snapshot.meta.index:
@@ -154,14 +162,21 @@ class RaftActor:
                 self.core.report_snapshot(m.dst, False)  # type: ignore[union-attr]
 
     def _route(self, rd: Ready) -> None:
-        if rd.must_persist() or rd.after_persist:
-            self.seq += 1
-            self._send("wal", Kind.SAVE, [
-                self.seq,
-                codec.hard_state_to_wire(rd.hard_state) if rd.hard_state else None,
-                codec.entries_to_wire(rd.entries),
-                codec.snapshot_meta_to_wire(rd.snapshot.meta) if rd.snapshot else None])
-            self.waiting.append((self.seq, rd.after_persist))
+        hs = rd.hard_state
+        if hs is not None:
+            self.unsaved_hard_state = hs
+        if rd.entries or rd.snapshot or (hs is not None and (hs.term, hs.vote) != self.saved_vote):
+            self._save(rd)
+        elif rd.after_persist:
+            # Nothing in this Ready must be durable: a commit index alone need not be
+            # (a restarted member learns it again, and counts what its store applied as
+            # committed). So its messages wait only for the saves already under way,
+            # and a commit-only change costs no WAL round trip; the next save writes it.
+            if self.waiting:
+                seq, after = self.waiting[-1]
+                self.waiting[-1] = (seq, after + rd.after_persist)
+            else:
+                self._after_persist(rd.after_persist)
         if rd.snapshot_to_apply:
             self._send("apply", Kind.APPLY_SNAPSHOT,
                        codec.snapshot_meta_to_wire(rd.snapshot_to_apply.meta))
@@ -176,6 +191,19 @@ class RaftActor:
                               term=rd.soft_state.term, role=rd.soft_state.role.name)
             self.soft = rd.soft_state
             self.status_at = 0.0  # tell the network actor now
+
+    def _save(self, rd: Ready) -> None:
+        hs = self.unsaved_hard_state
+        self.seq += 1
+        self._send("wal", Kind.SAVE, [
+            self.seq,
+            codec.hard_state_to_wire(hs) if hs else None,
+            codec.entries_to_wire(rd.entries),
+            codec.snapshot_meta_to_wire(rd.snapshot.meta) if rd.snapshot else None])
+        self.waiting.append((self.seq, rd.after_persist))
+        if hs is not None:
+            self.saved_vote = (hs.term, hs.vote)
+            self.unsaved_hard_state = None
 
     # -- handlers --------------------------------------------------------------------
 
@@ -213,15 +241,22 @@ class RaftActor:
             self._send("network", Kind.DROPPED, dropped)
 
     def _on_persisted(self, seq: int) -> None:
+        done: list[Message] = []
+        while self.waiting and self.waiting[0][0] <= seq:
+            done.extend(self.waiting.popleft()[1])
+        self._after_persist(done)
+
+    def _after_persist(self, messages: Sequence[Message]) -> None:
+        """Everything before `messages` is durable: step back those addressed to this
+        member (how the core learns what is on disk), send the rest."""
         core = self.core
         assert core is not None
         out: list[Message] = []
-        while self.waiting and self.waiting[0][0] <= seq:
-            for m in self.waiting.popleft()[1]:
-                if m.dst == self.ctx.member_id:
-                    core.step(m)
-                else:
-                    out.append(m)
+        for m in messages:
+            if m.dst == self.ctx.member_id:
+                core.step(m)
+            else:
+                out.append(m)
         if out:
             self._send_messages(out)
 
