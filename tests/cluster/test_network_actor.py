@@ -31,7 +31,7 @@ from petcd.actors.bus.peer import PeerTransport
 from petcd.actors.bus.sockets import Inbox, Outbox
 from petcd.actors.network import actor as network_actor
 from petcd.actors.protocol import Kind, member_id_prefix
-from petcd.actors.raft.types import Entry, Message, MessageType, Role
+from petcd.actors.raft.types import Message, MessageType, Role
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.membershippb import membership_pb2
