@@ -30,10 +30,10 @@ def list_alarms(txn: lmdb.Transaction, dbs: Databases, alarm: int = pb.NONE) -> 
     return found
 
 
-def active(txn: lmdb.Transaction, dbs: Databases, alarm: int) -> bool:
-    """Asked before every write applied: scans the keys, builds no messages."""
-    return any(layout.ALARM_KEY.unpack(raw)[0] == alarm
-               for raw in txn.cursor(db=dbs.alarm).iternext(keys=True, values=False))
+def active_kinds(txn: lmdb.Transaction, dbs: Databases) -> frozenset[int]:
+    """The alarm types raised by any member: scans the keys, builds no messages."""
+    return frozenset(layout.ALARM_KEY.unpack(raw)[0]
+                     for raw in txn.cursor(db=dbs.alarm).iternext(keys=True, values=False))
 
 
 def apply_alarm(txn: lmdb.Transaction, dbs: Databases, r: pb.AlarmRequest) -> pb.AlarmResponse:

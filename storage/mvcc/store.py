@@ -84,6 +84,7 @@ class MvccStore:
         self._backend: env.Backend | None = backend
         self.options = options
         self._batches = 0
+        self._alarms: frozenset[int] = frozenset()  # raised alarm types, within a batch
         if not backend.readonly:
             backend.env.reader_check()
 
@@ -262,6 +263,8 @@ class MvccStore:
         db_size_bytes = self.db_size_bytes()
         with backend.env.begin(write=True) as parent:
             applied = meta.raft_position(parent, backend.dbs).index
+            # Read once per batch, not per write: only an AlarmRequest changes them.
+            self._alarms = alarms.active_kinds(parent, backend.dbs)
             last: ApplyEntry | None = None
             for entry in entries:
                 if entry.index <= applied:
@@ -280,10 +283,12 @@ class MvccStore:
     def _apply_one(self, parent: lmdb.Transaction, entry: ApplyEntry, db_size_bytes: int) -> ApplyResult:
         # A child transaction per entry: a refused request leaves no trace, while
         # the applied index (written in the parent) still moves past it.
-        fits = quota.fits(db_size_bytes, self.options.quota_bytes, quota.request_cost(_unwrap(entry.request)))
+        request = _unwrap(entry.request)
+        cost_bytes = quota.request_cost(request)
+        fits = quota.fits(db_size_bytes, self.options.quota_bytes, cost_bytes)
         child = self.backend.env.begin(write=True, parent=parent)
         try:
-            result = self._dispatch(child, entry.request)
+            result = self._dispatch(child, request, cost_bytes)
         except MvccError as err:
             child.abort()
             return err
@@ -301,24 +306,24 @@ class MvccStore:
             return MvccError(errors.NO_SPACE)
         return result
 
-    def _dispatch(self, t: lmdb.Transaction, request: Request | None) -> Response | None:
-        request = _unwrap(request)
+    def _dispatch(self, t: lmdb.Transaction, request: Request | None,
+                  cost_bytes: int) -> Response | None:
         if request is None:
             return None
         dbs = self.backend.dbs
         if isinstance(request, pb.AlarmRequest):
             resp = alarms.apply_alarm(t, dbs, request)
+            self._alarms = alarms.active_kinds(t, dbs)
             resp.header.revision = meta.current_rev(t, dbs)
             return resp
-        self._check_alarms(t, request)
+        self._check_alarms(cost_bytes)
         return self._apply_kv(t, request)
 
-    def _check_alarms(self, t: lmdb.Transaction, request: Request) -> None:
+    def _check_alarms(self, cost_bytes: int) -> None:
         """etcd's corrupt and capped appliers, installed while those alarms are on."""
-        dbs = self.backend.dbs
-        if alarms.active(t, dbs, pb.CORRUPT):
+        if pb.CORRUPT in self._alarms:
             raise MvccError(errors.CORRUPT)
-        if quota.request_cost(request) > 0 and alarms.active(t, dbs, pb.NOSPACE):
+        if cost_bytes > 0 and pb.NOSPACE in self._alarms:
             raise MvccError(errors.NO_SPACE)
 
     def _apply_kv(self, t: lmdb.Transaction, request: Request) -> Response:
@@ -363,6 +368,8 @@ class MvccStore:
 def _unwrap(request: Request | None) -> Request | None:
     """The request of an InternalRaftRequest this store applies; None if none."""
     if isinstance(request, rpb.InternalRaftRequest):
-        fields = [f for f in _HANDLED_FIELDS if request.HasField(f)]
-        return getattr(request, fields[0]) if fields else None
+        for field, value in request.ListFields():  # set fields only, in number order
+            if field.name in _HANDLED_FIELDS:
+                return value
+        return None
     return request
