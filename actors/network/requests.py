@@ -12,9 +12,11 @@ across restarts of one member:
     id = member_id_prefix(member) << 48 | suffix
     suffix = (unix_ms mod 2^40) << 8 at start, then +1 per request (mod 2^48)
 
-Reads that arrive in the same event-loop turn share one read index (etcd batches
-linearizable reads the same way); its context is the 8 big-endian bytes of a request
-id, as etcd's.
+Linearizable reads are batched as etcd's linearizableReadLoop batches them: one read
+index is asked at a time, and every read that arrives meanwhile shares the next one
+(an index asked before a read began cannot serve it). A read index unanswered after
+READ_INDEX_RETRY_S no longer holds the next one back. Its context is the 8 big-endian
+bytes of a request id, as etcd's.
 
 Bounds: at most `max_pending` proposals and as many read contexts wait at once (more
 is "etcdserver: too many requests"); etcd's own limit on the gap between committed and
@@ -42,6 +44,7 @@ SUFFIX_BITS = 48
 TIMESTAMP_BITS = 40
 COUNTER_BITS = 8
 MAX_APPLY_GAP = 5000  # etcd's maxGapBetweenApplyAndCommitIndex
+READ_INDEX_RETRY_S = 0.5  # etcd's readIndexRetryTime
 DEFAULT_MAX_PENDING = 10_000
 
 
@@ -237,7 +240,9 @@ class RaftClient:
         self.ids = ids
         self.timeout_s = timeout_s
         self._proposals: list[list[Any]] = []
-        self._read: tuple[bytes, asyncio.Future[int]] | None = None
+        self._read: tuple[bytes, asyncio.Future[int]] | None = None  # not asked yet
+        self._asked: tuple[asyncio.Future[int], float] | None = None  # (answer, asked at)
+        self._retry: asyncio.TimerHandle | None = None  # asks again when overdue
         self._flush_scheduled = False
 
     async def propose(self, request_id: int, data: bytes) -> Answer:
@@ -287,8 +292,27 @@ class RaftClient:
     def flush(self) -> None:
         self._flush_scheduled = False
         proposals, self._proposals = self._proposals, []
-        read, self._read = self._read, None
         if proposals and not self._send(Kind.PROPOSE.value, proposals):
             self.tracker.fail_proposals([p[0] for p in proposals], errors.TOO_MANY_REQUESTS)
-        if read is not None and not self._send(Kind.READ_INDEX.value, [read[0]]):
-            self.tracker.fail_reads([read[0]], errors.TOO_MANY_REQUESTS)
+        if self._read is not None and self._may_ask():
+            (context, fut), self._read = self._read, None
+            if not self._send(Kind.READ_INDEX.value, [context]):
+                self.tracker.fail_reads([context], errors.TOO_MANY_REQUESTS)
+                return
+            self._asked = (fut, self.tracker.clock())
+            fut.add_done_callback(lambda _: self._schedule_flush())
+
+    def _may_ask(self) -> bool:
+        """No read index is awaited (or the one awaited is overdue)."""
+        if self._asked is None or self._asked[0].done():
+            return True
+        wait_s = self._asked[1] + READ_INDEX_RETRY_S - self.tracker.clock()
+        if wait_s <= 0:
+            return True
+        if self._retry is None:
+            self._retry = asyncio.get_running_loop().call_later(wait_s, self._retry_now)
+        return False
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self._schedule_flush()

@@ -86,6 +86,9 @@ class RaftCore:
         self._read_states: list[ReadState] = []
         self._forward: list[Entry] = []  # proposals waiting to go to the leader
         self._append_to: dict[int, bool] = {}  # peer -> send even if empty
+        # Reads queued since the last Ready: one heartbeat round, carrying the newest
+        # one's context, confirms them all (ReadOnly.ack releases in arrival order).
+        self._reads_to_confirm = False
         self._ready_out = False
         self.prs: dict[int, Progress] = {}
         self.votes: dict[int, bool] = {}
@@ -179,7 +182,7 @@ class RaftCore:
     def has_ready(self) -> bool:
         log = self.log
         return bool(self._msgs or self._msgs_after_persist or self._read_states
-                    or self._forward or self._append_to
+                    or self._forward or self._append_to or self._reads_to_confirm
                     or log.persisting < log.last_index or log.unstable_snapshot
                     or log.snapshot_to_apply
                     or log.apply_limit() > log.applied
@@ -294,6 +297,7 @@ class RaftCore:
         self.prs = {}
         self.read_only.clear()
         self._append_to = {}
+        self._reads_to_confirm = False
 
     def _become_follower(self, term: int, lead: int) -> None:
         self._reset(term)
@@ -568,8 +572,7 @@ class RaftCore:
             return
         else:
             ok = self.read_only.add(context, src, self.log.committed, self.id, waiting=False)
-            if ok:
-                self._bcast_heartbeat(context)
+            self._reads_to_confirm |= ok
         if not ok and src == self.id:
             raise ProposalDropped("too many pending reads")
 
@@ -614,8 +617,7 @@ class RaftCore:
                 self._answer_read(src, self.log.committed, context)
             else:
                 queued = self.read_only.add(context, src, self.log.committed, self.id, False)
-        if queued:
-            self._bcast_heartbeat(self.read_only.last_context())
+        self._reads_to_confirm |= queued
 
     def _request_bcast(self) -> None:
         for node in self.prs:
@@ -638,6 +640,9 @@ class RaftCore:
         if self.role != Role.LEADER:
             self._append_to = {}
             return
+        if self._reads_to_confirm:
+            self._reads_to_confirm = False
+            self._bcast_heartbeat(self.read_only.last_context())
         for node, send_if_empty in self._append_to.items():
             if node in self.prs and self._send_append(node, send_if_empty):
                 while self._send_append(node, False):

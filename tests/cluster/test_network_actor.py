@@ -353,6 +353,30 @@ def test_linearizable_range_waits_for_the_read_index_to_be_applied(member: Membe
     assert body["kvs"][0]["value"] == b64(b"new")
 
 
+def test_reads_arriving_while_a_read_index_is_awaited_share_the_next_one(
+        member: Member) -> None:
+    first = member.post("/v3/kv/range", {"key": b64(b"r")})
+    asked = member.raft.expect(Kind.READ_INDEX)
+    later = [member.post("/v3/kv/range", {"key": b64(b"r")}) for _ in range(3)]
+    member.raft.quiet(0.2)  # an index asked before they began cannot serve them
+    member.raft.answer_read(asked)
+    assert member.json(first)[0] == 200
+    member.raft.answer_read(member.raft.expect(Kind.READ_INDEX))  # one for all three
+    assert [member.json(f)[0] for f in later] == [200, 200, 200]
+    member.raft.quiet()
+
+
+def test_an_unanswered_read_index_does_not_hold_later_reads_back(member: Member) -> None:
+    lost = member.post("/v3/kv/range", {"key": b64(b"r")})
+    member.raft.expect(Kind.READ_INDEX)  # never answered (a leader change lost it)
+    started = time.monotonic()
+    later = member.post("/v3/kv/range", {"key": b64(b"r")})
+    member.raft.answer_read(member.raft.expect(Kind.READ_INDEX))
+    assert 0.3 <= time.monotonic() - started  # asked again after READ_INDEX_RETRY_S
+    assert member.json(later)[0] == 200
+    assert member.json(lost)[0] == 503  # timed out
+
+
 def test_missing_key_range_omits_kvs_and_count(member: Member) -> None:
     future = member.post("/v3/kv/range", {"key": b64(b"absent"), "serializable": True})
     assert member.json(future) == (200, {"header": member.header(

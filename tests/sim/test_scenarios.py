@@ -165,6 +165,29 @@ def test_leader_in_the_minority_steps_down_and_cannot_serve_read_index():
         old.core.read_index(b"again")  # type: ignore[union-attr]  # no leader it knows of
 
 
+def test_reads_queued_before_one_ready_share_one_heartbeat_round():
+    cluster, _ = make_cluster(3, seed=3)
+    leader = elect(cluster)
+    assert commit_one(cluster, leader.id, b"in term")  # reads are served from here on
+    core = leader.core
+    assert core is not None
+    cluster.step()  # settle what the commit left to send
+    _drain(core)
+    for context in (b"r1", b"r2", b"r3"):
+        core.read_index(context)
+    beats = [m for m in _drain(core) if m.type == T.HEARTBEAT]
+    followers = sorted(n for n in cluster.nodes if n != leader.id)
+    assert sorted(m.dst for m in beats) == followers  # one per follower, not one per read
+    assert {m.context for m in beats} == {b"r3"}
+    core.step(Message(T.HEARTBEAT_RESP, followers[0], leader.id, term=core.term,
+                      context=b"r3"))
+    rd = core.ready()
+    core.advance(rd)
+    committed = core.log.committed
+    assert [(r.context, r.index) for r in rd.read_states] == \
+        [(b"r1", committed), (b"r2", committed), (b"r3", committed)]
+
+
 # -- membership (thesis §4) ------------------------------------------------------------
 
 
