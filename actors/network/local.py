@@ -1,9 +1,11 @@
 """This member's MVCC store, opened read-only, for serving reads from the network actor.
 
-LMDB allows any number of reader processes beside the apply actor's writer. Every
-call runs on one worker thread, never on the event loop: a large range takes long
-enough to delay peer traffic (heartbeats) and other clients if it ran inline, and one
-thread keeps the store object single-threaded (it reopens itself after a defragment).
+LMDB allows any number of reader processes beside the apply actor's writer. Calls
+run on one worker thread: a large range takes long enough to delay other clients
+if it ran on the event loop. A call known to be short (one key) runs on the loop
+when the worker is idle: handing it to a thread and back would cost more than the
+read. A lock keeps the store object used by one thread at a time (it reopens itself
+after a defragment).
 
 The store is opened on first use: the apply actor creates it, and announces that it
 has (APPLIED), after this actor may have started. Callers wait for APPLIED first.
@@ -12,6 +14,7 @@ has (APPLIED), after this actor may have started. Callers wait for APPLIED first
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -33,11 +36,18 @@ class LocalStore:
         self._max_txn_ops = max_txn_ops
         self._max_queued = max_queued_calls
         self._queued = 0
-        self._store: MvccStore | None = None  # touched only on the worker thread
+        self._store: MvccStore | None = None  # touched only while holding _lock
+        self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="petcd-store")
 
-    async def call(self, fn: Callable[[MvccStore], T]) -> T:
-        """`fn(store)` on the worker thread; its exceptions propagate."""
+    async def call(self, fn: Callable[[MvccStore], T], *, short: bool = False) -> T:
+        """`fn(store)` on the worker thread, or inline if `short` and the worker is
+        idle; its exceptions propagate."""
+        if short and self._lock.acquire(blocking=False):
+            try:
+                return self._use(fn)
+            finally:
+                self._lock.release()
         if self._queued >= self._max_queued:
             raise errors.copy(errors.TOO_MANY_REQUESTS)
         self._queued += 1
@@ -48,15 +58,20 @@ class LocalStore:
             self._queued -= 1
 
     def _run(self, fn: Callable[[MvccStore], T]) -> T:
+        with self._lock:
+            return self._use(fn)
+
+    def _use(self, fn: Callable[[MvccStore], T]) -> T:
         if self._store is None:
             self._store = MvccStore.open(self.path, readonly=True, quota_bytes=self._quota_bytes,
                                          max_txn_ops=self._max_txn_ops)
         return fn(self._store)
 
     def _close_store(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
     def close(self) -> None:
         """Finish the queued calls (reads: each short), then close LMDB."""
