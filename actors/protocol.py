@@ -15,7 +15,8 @@ index lives in the same LMDB transaction as the data).
     raft    --SAVE/SAVE_SNAPSHOT-->                               wal
     wal     --STATE (at start), PERSISTED-->                      raft
     raft    --APPLY/APPLY_SNAPSHOT-->                             apply
-    apply   --APPLIED (at start and after every batch)-->         raft, network
+    apply   --APPLIED (at start, after every batch)-->            network
+    apply   --APPLIED (at start, then at most every 0.1 s or idle)--> raft
     apply   --RESPONSES-->                                        network
     raft    --SEND_SNAPSHOT/PEER_FRAMES/READ_STATES/DROPPED/STATUS--> network
     every actor --READY (once, at start), to-->                   supervisor
@@ -39,7 +40,8 @@ class Kind(str, enum.Enum):
     #   payload: [[request_id: int, data: bytes], ...]; data is an InternalRaftRequest
     #   (api/etcdserverpb/raft_internal.proto) whose header.ID == request_id.
     PROPOSE = "propose"
-    # network -> raft: linearizable read requests. payload: [context: bytes, ...]
+    # network -> raft: linearizable read requests (one awaited at a time per member:
+    #   actors/network/requests.py). payload: [context: bytes, ...]
     READ_INDEX = "read_index"
     # network -> raft: a SNAP message whose snapshot (the store) has arrived and is
     #   durable (actors/network/snapshots.py). payload: messages_to_wire(...)
@@ -58,16 +60,20 @@ class Kind(str, enum.Enum):
     #   payload: seq: int
     PERSISTED = "persisted"
     # apply -> raft and network: the state machine applied everything up to here.
-    #   payload: [applied_index: int, revision: int]; sent at start and after every batch.
-    #   To raft, applied_index is the durable one (what an OS crash cannot undo, which
-    #   snapshots may cover); it trails the network's by one batch (storage/mvcc sync).
+    #   payload: [applied_index: int, revision: int]; to the network at start and after
+    #   every batch. To raft, applied_index is the durable one (what an OS crash cannot
+    #   undo, which snapshots may cover; it trails the network's by one batch,
+    #   storage/mvcc sync), sent at start, then when it moved: at most every 0.1 s, or
+    #   when the apply actor is idle (raft only schedules snapshots with it).
     APPLIED = "applied"
 
     # -- to wal ----------------------------------------------------------------------
     # raft -> wal: make these durable, in order, then answer PERSISTED with seq.
     #   payload: [seq: int, hard_state_to_wire | None, entries_to_wire,
     #             snapshot_meta_to_wire | None]
-    #   An empty SAVE (nothing to write) is legal: it only orders PERSISTED.
+    #   An empty SAVE (nothing to write) is legal: it only orders PERSISTED. A hard
+    #   state that differs from the last one saved only in its commit index is not
+    #   sent on its own: the next SAVE carries it (a restart relearns the commit).
     SAVE = "save"
     # raft -> wal: the state machine is durable up to this snapshot: write the snapshot
     #   marker (member/snap/<term>-<index>.snap and the WAL record), then release WAL
