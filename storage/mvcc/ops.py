@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 
 from . import errors
@@ -10,8 +12,29 @@ from .keyindex import KeyRange
 from .view import WriteView
 
 
-def put(view: WriteView, r: pb.PutRequest) -> pb.PutResponse:
-    """Apply a checked PutRequest; the lease is stored, not looked up (leases do that)."""
+LeaseExists = Callable[[int], bool]  # lease ID -> granted and not yet revoked
+
+
+def no_leases(lease_id: int) -> bool:
+    """No lease can be granted yet (LeaseGrant answers Unimplemented): every ID is
+    unknown, as etcd's lessor would find it."""
+    return False
+
+
+def check_lease(r: pb.PutRequest, lease_exists: LeaseExists) -> None:
+    if r.lease != 0 and not lease_exists(r.lease):
+        raise MvccError(errors.LEASE_NOT_FOUND)
+
+
+def put(view: WriteView, r: pb.PutRequest, lease_exists: LeaseExists) -> pb.PutResponse:
+    """Apply a checked PutRequest alone (etcd's applierV3backend.Put outside a txn:
+    the lease is looked up first)."""
+    check_lease(r, lease_exists)
+    return put_checked(view, r)
+
+
+def put_checked(view: WriteView, r: pb.PutRequest) -> pb.PutResponse:
+    """Apply a PutRequest whose lease was looked up."""
     resp = pb.PutResponse()
     prev = None
     if r.ignore_value or r.ignore_lease or r.prev_kv:

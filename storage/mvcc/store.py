@@ -80,9 +80,11 @@ ApplyResult = Response | MvccError | None
 class MvccStore:
     """Open with `MvccStore.open`; close with `close()` or a `with` block."""
 
-    def __init__(self, backend: env.Backend, options: StoreOptions) -> None:
+    def __init__(self, backend: env.Backend, options: StoreOptions,
+                 lease_exists: ops.LeaseExists = ops.no_leases) -> None:
         self._backend: env.Backend | None = backend
         self.options = options
+        self.lease_exists = lease_exists  # a put's lease must exist (etcd's lessor.Lookup)
         self._batches = 0
         self._alarms: frozenset[int] = frozenset()  # raised alarm types, within a batch
         if not backend.readonly:
@@ -97,13 +99,14 @@ class MvccStore:
         quota_bytes: int = quota.DEFAULT_QUOTA_BYTES,
         max_txn_ops: int = checks.DEFAULT_MAX_TXN_OPS,
         sync: bool = True,
+        lease_exists: ops.LeaseExists = ops.no_leases,
     ) -> "MvccStore":
         options = StoreOptions(quota_bytes, max_txn_ops, sync)
         backend = cls._open_backend(path, readonly, options)
         if not readonly:
             with backend.env.begin(write=True) as t:
                 meta.init_schema(t, backend.dbs)
-        return cls(backend, options)
+        return cls(backend, options, lease_exists)
 
     @staticmethod
     def _open_backend(path: str, readonly: bool, options: StoreOptions) -> env.Backend:
@@ -340,13 +343,13 @@ class MvccStore:
         result: Response
         if isinstance(request, pb.PutRequest):
             checks.check_put(request)
-            result = ops.put(view, request)
+            result = ops.put(view, request, self.lease_exists)
         elif isinstance(request, pb.DeleteRangeRequest):
             checks.check_delete(request)
             result = ops.delete_range(view, request)
         elif isinstance(request, pb.TxnRequest):
             checks.check_txn(request, self.options.max_txn_ops)
-            result = txn.txn(view, request)
+            result = txn.txn(view, request, self.lease_exists)
         else:
             raise TypeError(f"not a request this store applies: {type(request).__name__}")
         view.finish()

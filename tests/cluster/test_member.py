@@ -149,6 +149,11 @@ def test_http_errors_have_etcds_shape(one):
     with pytest.raises(HttpError) as err:
         m.call("/v3/kv/put", {"key": b64("k"), "value": b64("x" * 2_000_000)})
     assert "request is too large" in err.value.body["message"]
+    with pytest.raises(HttpError) as err:  # no lease can be granted yet
+        m.call("/v3/kv/put", {"key": b64("k"), "value": b64("v"), "lease": "305441741"})
+    message = "etcdserver: requested lease not found"
+    assert (err.value.status, err.value.body) == (
+        404, {"error": message, "message": message, "code": 5})
     assert m.get("k") is None  # nothing was written by any of them
     resp = m.call("/v3/kv/put", {"key": b64("k"), "value": b64("v"), "no_such_field": 1})
     assert "header" in resp and m.get("k") == "v"  # unknown fields are ignored

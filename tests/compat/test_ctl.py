@@ -117,6 +117,15 @@ def test_txn_with_too_many_operations_is_refused_and_changes_nothing(ctl, cluste
     assert ctl(cluster, "get", "many/", "--prefix").out == ""
 
 
+def test_a_put_with_a_lease_nobody_granted_is_refused_and_changes_nothing(ctl, cluster):
+    before = _revision(ctl, cluster)
+    r = ctl(cluster, "put", "leased", "v", "--lease", "1234abcd")
+    assert r.code == 1 and r.error_line == "Error: etcdserver: requested lease not found"
+    r = ctl(cluster, "txn", stdin="\nput leased v --lease=1234abcd\n\n\n")
+    assert r.code == 1 and r.error_line == "Error: etcdserver: requested lease not found"
+    assert _revision(ctl, cluster) == before and ctl(cluster, "get", "leased").out == ""
+
+
 def test_request_too_large_is_refused_and_changes_nothing(ctl, cluster):
     before = _revision(ctl, cluster)
     r = ctl(cluster, "put", "big", stdin=b"x" * (MAX_REQUEST_BYTES + 1024))

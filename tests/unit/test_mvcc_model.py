@@ -235,6 +235,8 @@ class Model:
 
     def put(self, r: pb.PutRequest) -> pb.PutResponse:
         check_put(r)
+        if r.lease and r.lease not in LEASES:  # looked up first, outside a txn
+            fail(errors.LEASE_NOT_FOUND)
         work, changes = dict(self.revs[-1]), []
         resp = self.do_put(work, r, self.rev + 1, changes)
         self.commit(work, changes)
@@ -285,8 +287,12 @@ class Model:
         state = self.revs[-1]
         for op in taken:  # all put checks before all range checks, as etcd
             p = op.request_put
-            if op.WhichOneof("request") == "request_put" and (p.ignore_value or p.ignore_lease) and p.key not in state:
+            if op.WhichOneof("request") != "request_put":
+                continue
+            if (p.ignore_value or p.ignore_lease) and p.key not in state:
                 fail(errors.KEY_NOT_FOUND)
+            if p.lease and p.lease not in LEASES:
+                fail(errors.LEASE_NOT_FOUND)
         for op in taken:
             rev = op.request_range.revision
             if op.WhichOneof("request") == "request_range" and rev != 0:
@@ -334,6 +340,7 @@ class Model:
 # ---- property test: random histories give the model's results and errors ---------------
 
 MAX_TXN_OPS = 8  # small, so that random txns can exceed it
+LEASES = frozenset({5, 7})  # granted; -3 and 9 are not
 FUTURE = 1000  # revision token: one past the current revision
 
 KEYS = [b"a", b"ab", b"b", b"c", b"c\x00", b"d"]
@@ -362,7 +369,7 @@ def put_requests(draw) -> pb.PutRequest:  # type: ignore[no-untyped-def]
     ignore_value, ignore_lease = draw(rare), draw(rare)
     return pb.PutRequest(
         key=draw(maybe_empty_keys), value=draw(st.just(b"") if ignore_value and draw(st.booleans()) else values),
-        lease=draw(st.sampled_from([0, 0, 5, 7, -3])), prev_kv=draw(st.booleans()),
+        lease=draw(st.sampled_from([0, 0, 0, 5, 7, -3, 9])), prev_kv=draw(st.booleans()),
         ignore_value=ignore_value, ignore_lease=ignore_lease,
     )
 
@@ -494,14 +501,16 @@ def check_all_revisions(store: MvccStore, model: Model) -> None:
 @given(commands)
 def test_store_matches_model(cmds) -> None:  # type: ignore[no-untyped-def]
     path = tempfile.mkdtemp(prefix="mvcc-model-")
-    store = MvccStore.open(path, sync=False, max_txn_ops=MAX_TXN_OPS, quota_bytes=64 * 1024**2)
+    store = MvccStore.open(path, sync=False, max_txn_ops=MAX_TXN_OPS, quota_bytes=64 * 1024**2,
+                           lease_exists=LEASES.__contains__)
     model = Model(MAX_TXN_OPS)
     index = 0
     try:
         for kind, msg in cmds:
             if kind == "reopen":
                 store.close()
-                store = MvccStore.open(path, sync=False, max_txn_ops=MAX_TXN_OPS, quota_bytes=64 * 1024**2)
+                store = MvccStore.open(path, sync=False, max_txn_ops=MAX_TXN_OPS,
+                                       quota_bytes=64 * 1024**2, lease_exists=LEASES.__contains__)
                 continue
             if kind == "defrag":
                 store.defragment()

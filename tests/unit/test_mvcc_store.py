@@ -82,7 +82,26 @@ def test_empty_key_is_refused_everywhere(store: MvccStore, apply: Applier) -> No
     assert apply.error(pb.TxnRequest(failure=[Op(request_put=put(b""))])) == errors.EMPTY_KEY
 
 
+def test_a_put_with_a_lease_nobody_granted_is_lease_not_found(store: MvccStore,
+                                                                 apply: Applier) -> None:
+    # No lease can be granted yet: every lease ID is unknown, as etcd would find it.
+    assert apply.error(put(b"k", b"v", lease=5)) == errors.LEASE_NOT_FOUND
+    in_txn = pb.TxnRequest(success=[Op(request_put=put(b"k", b"v")),
+                                    Op(request_put=put(b"j", b"v", lease=5))])
+    assert apply.error(in_txn) == errors.LEASE_NOT_FOUND
+    assert everything(store) == [] and store.current_revision() == 1  # nothing written
+    # etcd's order: alone, a put's lease is looked up before its previous pair ...
+    assert apply.error(put(b"k", b"", lease=5, ignore_value=True)) == errors.LEASE_NOT_FOUND
+    # ... in a txn (checkRequestPut), after it.
+    in_txn = pb.TxnRequest(success=[Op(request_put=put(b"k", b"", lease=5, ignore_value=True))])
+    assert apply.error(in_txn) == errors.KEY_NOT_FOUND
+    store.lease_exists = {5}.__contains__  # as the lessor will answer once leases exist
+    apply(put(b"k", b"v", lease=5))
+    assert everything(store)[0].lease == 5
+
+
 def test_ignore_value_and_ignore_lease(store: MvccStore, apply: Applier) -> None:
+    store.lease_exists = {3, 7}.__contains__
     assert apply.error(put(b"k", b"", ignore_value=True)) == errors.KEY_NOT_FOUND
     assert apply.error(put(b"k", b"x", ignore_lease=True)) == errors.KEY_NOT_FOUND
     assert apply.error(put(b"k", b"x", ignore_value=True)) == errors.VALUE_PROVIDED
