@@ -91,7 +91,7 @@ class ApplyActor:
             messages = self.inbox.drain(MAX_BATCH_MSGS, DRAIN_TIMEOUT_MS)
             self.handle(messages)
             if not messages:
-                self._tell_raft(self.store.current_revision(), now=True)
+                self._tell_raft(now=True)
 
     def handle(self, messages: Sequence[tuple[str, Any]]) -> None:
         """One drained batch: consecutive APPLYs become one store batch."""
@@ -190,14 +190,16 @@ class ApplyActor:
     def _send_applied(self, *, now: bool = False) -> None:
         revision = self.store.current_revision()
         self._send("network", Kind.APPLIED, [self.applied_index, revision])
-        self._tell_raft(revision, now=now)
+        self._tell_raft(now=now, revision=revision)
 
-    def _tell_raft(self, revision: int, *, now: bool) -> None:
+    def _tell_raft(self, *, now: bool, revision: int | None = None) -> None:
         if self.durable_index == self.told_raft:
             return
         at = self.clock()
         if not now and at - self.told_raft_at < TELL_RAFT_EVERY_S:
             return
+        if revision is None:
+            revision = self.store.current_revision()
         self._send("raft", Kind.APPLIED, [self.durable_index, revision])
         self.told_raft, self.told_raft_at = self.durable_index, at
 

@@ -611,13 +611,12 @@ class RaftCore:
 
     def _release_waiting_reads(self) -> None:
         """Our no-op committed: reads that waited for it get the now-safe commit index."""
-        queued = False
         for context, src in self.read_only.release_waiting():
             if self.conf.voters == {self.id}:
                 self._answer_read(src, self.log.committed, context)
             else:
-                queued = self.read_only.add(context, src, self.log.committed, self.id, False)
-        self._reads_to_confirm |= queued
+                self._reads_to_confirm |= self.read_only.add(
+                    context, src, self.log.committed, self.id, False)
 
     def _request_bcast(self) -> None:
         for node in self.prs:
