@@ -49,7 +49,10 @@ class Backend:
     generation: int
     env: lmdb.Environment
     dbs: Databases
-    current_inode: int  # inode of CURRENT when this generation was opened
+    # CURRENT's (inode, ctime in ns) when this generation was opened. Not the inode
+    # alone: a freed inode is soon reused, so two defragments between two reads could
+    # leave CURRENT with the inode it had, naming a generation two steps on.
+    current_id: tuple[int, int]
     readonly: bool
 
     @property
@@ -59,7 +62,7 @@ class Backend:
     def stale(self) -> bool:
         """True when CURRENT names another generation than the one open."""
         try:
-            return os.stat(os.path.join(self.root, CURRENT)).st_ino != self.current_inode
+            return _file_id(os.stat(os.path.join(self.root, CURRENT))) != self.current_id
         except FileNotFoundError:
             return True
 
@@ -75,21 +78,25 @@ def data_file(root: str, generation: int) -> str:
     return os.path.join(gen_dir(root, generation), "data.mdb")
 
 
-def _read_current(root: str) -> tuple[int, int]:
-    """(generation, inode of CURRENT)."""
+def _file_id(st: os.stat_result) -> tuple[int, int]:
+    return st.st_ino, st.st_ctime_ns
+
+
+def _read_current(root: str) -> tuple[int, tuple[int, int]]:
+    """(generation, CURRENT's file id)."""
     path = os.path.join(root, CURRENT)
     with open(path, "rb") as f:
-        inode = os.fstat(f.fileno()).st_ino
+        file_id = _file_id(os.fstat(f.fileno()))
         text = f.read().decode().strip()
     assert text.startswith(_GEN_PREFIX), f"{path}: unexpected content {text!r}"
-    return int(text[len(_GEN_PREFIX):]), inode
+    return int(text[len(_GEN_PREFIX):]), file_id
 
 
 def data_file_size_bytes(root: str) -> int:
     """Size of the live generation's data file, read without opening LMDB: cheap
     enough for another process to check the quota before every write."""
     for _ in range(_OPEN_RETRIES):
-        generation, _inode = _read_current(root)
+        generation, _ = _read_current(root)
         try:
             return os.stat(data_file(root, generation)).st_size
         except FileNotFoundError:
@@ -153,7 +160,7 @@ def open_backend(root: str, *, readonly: bool, map_size_bytes: int, sync: bool) 
     if not readonly:
         _init_root(root)
     for attempt in range(_OPEN_RETRIES):
-        generation, inode = _read_current(root)
+        generation, file_id = _read_current(root)
         try:
             env = _open_env(gen_dir(root, generation), readonly, map_size_bytes, sync)
         except lmdb.Error:
@@ -161,7 +168,7 @@ def open_backend(root: str, *, readonly: bool, map_size_bytes: int, sync: bool) 
                 continue  # a defragment replaced CURRENT between the read and the open
             raise
         dbs = _open_dbs(env, readonly)
-        return Backend(root, generation, env, dbs, inode, readonly)
+        return Backend(root, generation, env, dbs, file_id, readonly)
     raise AssertionError("unreachable")
 
 

@@ -8,8 +8,9 @@ Directory (the `path` given to `MvccStore.open`, e.g. <data-dir>/member/snap/db)
 
 Defragment writes a compact copy into gen-000008/, fsyncs it, then renames a new
 CURRENT over the old one. A reader process stats CURRENT at the start of every read
-transaction and reopens when its inode changed, so no process ever pairs a lock file
-with the wrong data file (LMDB's lock file caches the newest transaction id).
+transaction and reopens when CURRENT changed (its inode and ctime: a freed inode is
+soon reused), so no process ever pairs a lock file with the wrong data file (LMDB's
+lock file caches the newest transaction id).
 
 Named databases (all keys and values are raw bytes; integers are big-endian so that
 byte order is numeric order):

@@ -72,6 +72,25 @@ def test_reader_process_sees_commits_and_survives_defragment(tmp_path: Path) -> 
         assert child.exitcode == 0
 
 
+def test_reader_follows_two_defragments_that_happened_between_its_reads(tmp_path: Path) -> None:
+    """The second defragment's CURRENT may get the inode the first one freed: a
+    reader that compared inodes alone saw nothing change, and stat'ed a removed file."""
+    with writer_and_reader(tmp_path, _reader) as (writer, requests, answers, child):
+        def ask() -> object:
+            requests.put("read")
+            return answers.get(timeout=TIMEOUT_S)
+
+        assert ask() == (2, [(b"a", b"1")], 1)
+        for generation in (2, 3, 4, 5):
+            writer.defragment()
+            writer.apply(generation, 1, pb.PutRequest(key=b"a", value=b"%d" % generation))
+            if generation % 2:
+                assert ask() == (generation + 1, [(b"a", b"%d" % generation)], generation)
+        requests.put("stop")
+        child.join(TIMEOUT_S)
+        assert child.exitcode == 0
+
+
 def _size_reader(path: str, requests: "mp.Queue[str]", answers: "mp.Queue[object]") -> None:
     """Child process: sizes its store while a defragment replaces the file under it.
     `stale()` answers False once, as when the check ran just before the publish."""
