@@ -81,7 +81,7 @@ class ApplyActor:
         self.log.info("store opened", applied_index=self.applied_index,
                       revision=self.store.current_revision(),
                       members=[f"{m.member_id:x}" for m in self.table])
-        self._send_applied()
+        self._send_applied(now=True)  # raft waits for it to start, whatever the clock says
         self._send(SUPERVISOR, Kind.READY, NAME)
 
     # -- the loop --------------------------------------------------------------------
