@@ -82,7 +82,7 @@ class NetworkActor:
                                self.timeout_s)
         self.store = LocalStore(str(ctx.db_dir), quota_bytes=s.quota_backend_bytes,
                                 max_txn_ops=s.max_txn_ops)
-        self.server = Server(ctx, self.tracker, self.raft, self.store, self._to_apply)
+        self.server = Server(ctx, self.tracker, self.raft, self.store, log, self._to_apply)
         self.inbox: AsyncInbox | None = None
         self.peers: PeerLink | None = None
         self.snapshots: SnapshotStreams | None = None

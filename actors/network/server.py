@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from petcd.actors.apply import members as member_table
@@ -48,6 +48,7 @@ from . import backup, errors
 from .errors import EtcdError
 from .local import LocalStore
 from .requests import RaftClient, Tracker
+from .slow import READ_ONLY_RANGE, warn_if_slow
 
 SERVER_VERSION = "3.5.0"  # the etcd API petcd speaks
 CLUSTER_VERSION = "3.5.0"
@@ -63,9 +64,10 @@ _NO_SPACE = errors.from_mvcc(MvccError(NO_SPACE))  # a template: raise copies
 
 class Server:
     def __init__(self, ctx: MemberContext, tracker: Tracker, raft: RaftClient,
-                 store: LocalStore,
+                 store: LocalStore, log: Any,
                  to_apply: Callable[[str, Any], bool] | None = None) -> None:
         self.ctx = ctx
+        self.log = log
         self._to_apply = to_apply  # (kind, payload) -> False if the apply inbox is full
         self.tracker = tracker
         self.raft = raft
@@ -78,6 +80,9 @@ class Server:
     # -- KV -------------------------------------------------------------------------
 
     async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
+        return await self._timed(READ_ONLY_RANGE, r, self._range(r))
+
+    async def _range(self, r: pb.RangeRequest) -> pb.RangeResponse:
         _checked(checks.check_range, r)
         self._check_read_size(r)
         if r.serializable:
@@ -92,21 +97,34 @@ class Server:
     async def put(self, r: pb.PutRequest) -> pb.PutResponse:
         _checked(checks.check_put, r)
         await self._check_quota(r)
-        return await self._propose(rpb.InternalRaftRequest(put=r), pb.PutResponse)
+        return await self._timed("", r, self._propose(rpb.InternalRaftRequest(put=r),
+                                                      pb.PutResponse))
 
     async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
         _checked(checks.check_delete, r)
-        return await self._propose(rpb.InternalRaftRequest(delete_range=r),
-                                   pb.DeleteRangeResponse)
+        return await self._timed("", r, self._propose(
+            rpb.InternalRaftRequest(delete_range=r), pb.DeleteRangeResponse))
 
     async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
         _checked(lambda t: checks.check_txn(t, self.max_txn_ops), r)
         await self._check_quota(r)
-        return await self._propose(rpb.InternalRaftRequest(txn=r), pb.TxnResponse)
+        return await self._timed("", r, self._propose(rpb.InternalRaftRequest(txn=r),
+                                                      pb.TxnResponse))
 
     async def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
-        return await self._propose(rpb.InternalRaftRequest(compaction=r),
-                                   pb.CompactionResponse)
+        return await self._timed("", r, self._propose(
+            rpb.InternalRaftRequest(compaction=r), pb.CompactionResponse))
+
+    async def _timed(self, prefix: str, request: Any, answer: Awaitable[T]) -> T:
+        """`answer`'s result, with etcd's warning if it took too long (slow.py)."""
+        started = time.monotonic()
+        try:
+            resp = await answer
+        except EtcdError as err:
+            warn_if_slow(self.log, time.monotonic() - started, prefix, request, None, err)
+            raise
+        warn_if_slow(self.log, time.monotonic() - started, prefix, request, resp, None)
+        return resp
 
     async def _propose(self, request: rpb.InternalRaftRequest, response: type[R]) -> R:
         try:

@@ -35,6 +35,7 @@ from petcd.nodes.logs import configure
 from petcd.nodes.member import MemberContext
 
 from .core import RaftConfig, RaftCore
+from .heartbeats import LATE_HEARTBEAT, HeartbeatWatch
 from .peers import ListenError, RaftPeers, listen
 from .types import HardState, Message, PersistedState, ProposalDropped, Ready, SoftState
 
@@ -57,6 +58,7 @@ class RaftActor:
         self._sockets = (inbox.socket, peers.transport.router)
         s = ctx.settings
         self.tick_s = s.heartbeat_interval_ms / 1000
+        self.heartbeats = HeartbeatWatch(max_gap_s=2 * self.tick_s)
         self.config = RaftConfig(ctx.member_id,
                                  election_ticks=max(2, s.election_timeout_ms // s.heartbeat_interval_ms))
         self.core: RaftCore | None = None
@@ -156,6 +158,11 @@ class RaftActor:
 
     def _send_messages(self, messages: list[Message]) -> None:
         snaps = self.peers.send(messages)
+        for late in self.heartbeats.observe(messages, self.clock()):
+            self.log.warning(LATE_HEARTBEAT, to=f"{late.to:x}",
+                             heartbeat_interval_ms=round(self.tick_s * 1000),
+                             expected_duration_ms=round(self.heartbeats.max_gap_s * 1000),
+                             exceeded_duration_ms=round(late.exceeded_s * 1000, 1))
         if snaps and not self._send("network", Kind.SEND_SNAPSHOT,
                                     codec.messages_to_wire(snaps)):
             for m in snaps:  # as a failed stream would: Raft tries again later
@@ -190,6 +197,7 @@ class RaftActor:
                 self.log.info("leader changed", leader=f"{rd.soft_state.leader:x}",
                               term=rd.soft_state.term, role=rd.soft_state.role.name)
             self.soft = rd.soft_state
+            self.heartbeats.reset()
             self.status_at = 0.0  # tell the network actor now
 
     def _save(self, rd: Ready) -> None:

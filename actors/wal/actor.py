@@ -8,6 +8,7 @@
             batch = inbox.drain(up to MAX_BATCH_MSGS, waiting at most POLL_TIMEOUT_MS)
             append every SAVE, write every SAVE_SNAPSHOT, one fsync (writer.py)
             -> raft: PERSISTED <highest seq of the batch>
+            fsyncs of the batch above 1 s in all: "slow fdatasync" warning (etcd's)
 
 Exit status: 0 after a signal (the batch in hand is finished and synced first);
 1 when the WAL cannot be read or written (corruption, with the file and offset in
@@ -45,6 +46,7 @@ from .writer import BatchResult, ProtocolError, WalWriter
 
 ACTOR = "wal"
 FAILPOINT_SLEEP_ENV = "PETCD_FAILPOINT_WAL_SLEEP_MS"
+WARN_SYNC_MS = 1000  # etcd's warnSyncDuration: above it, "slow fdatasync" is logged
 MAX_BATCH_MSGS = 4096
 POLL_TIMEOUT_MS = 100  # how soon a signal is noticed when the inbox is idle
 SEND_TIMEOUT_MS = 1000  # a peer actor not draining its inbox this long is stuck
@@ -157,6 +159,9 @@ def _loop(log: Log, stop: _Stop, inbox: Inbox, outbox: Outbox, writer: WalWriter
         totals.add(result)
         if result.persisted_seq is not None:
             _send(outbox, "raft", Kind.PERSISTED, result.persisted_seq)
+        if result.fsync_ms > WARN_SYNC_MS:
+            log.warning("slow fdatasync", took_ms=round(result.fsync_ms, 1),
+                        expected_duration_ms=WARN_SYNC_MS, fsyncs=result.fsyncs)
         log.debug("batch persisted", messages=len(batch), saves=result.saves,
                   entries=result.entries, snapshots=result.snapshots,
                   seq=result.persisted_seq, fsyncs=result.fsyncs,

@@ -6,7 +6,8 @@ PETCD_FAILPOINT_WAL_SLEEP_MS=3000 on the leader (its WAL actor sleeps 3 s before
 fsync) there is no election and no leader change, and writes keep completing: the
 followers' fsyncs form the quorum that commits them, and committed entries are applied
 without waiting for the leader's own copy (as etcd does). Writes go on at full speed
-once leadership moves to a member with a healthy disk.
+once leadership moves to a member with a healthy disk. The stalled member logs etcd's
+"slow fdatasync" warning.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def test_a_stalled_leader_fsync_causes_no_election(tmp_path):
             slow.put(f"stalled{written}", "v")
             written += 1
         assert written >= 10  # writes kept completing while the leader's disk stalled
+        assert '"slow fdatasync"' in slow.log_text()  # etcd's warning, above 1 s
         for m in cluster.members:  # ... and nobody started an election
             status = m.status()
             assert status["header"]["raft_term"] == term, m.name

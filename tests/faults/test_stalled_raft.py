@@ -1,0 +1,67 @@
+"""A leader whose raft actor is held up says so in its log, in etcd's words.
+
+SIGSTOP on the leader's raft actor for 0.35 s (less than the 0.5 s election timeout
+of the test clusters): heartbeats are due every 50 ms, so the first one after SIGCONT
+leaves about 0.25 s later than etcd allows (twice the interval), and a put that
+arrived meanwhile waited that long. The member logs etcd's two warnings, the ones an
+operator greps for: "leader failed to send out heartbeat on time ..." with how late,
+and "apply request took too long" with the request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+from petcd.actors.network.slow import SLOW_REQUEST
+from petcd.actors.raft.heartbeats import LATE_HEARTBEAT
+
+from tests.cluster.members import HEARTBEAT_MS, HttpError, Member, wait_until
+
+STOP_S = 0.35
+
+
+def warnings(member: Member, event: str) -> list[dict]:
+    lines = [json.loads(line) for line in member.log_text().splitlines()
+             if line.startswith("{") and event in line]
+    return [line for line in lines if line.get("event") == event]
+
+
+def test_a_held_up_leader_logs_late_heartbeats_and_slow_requests(three):
+    leader = three.wait_leader()
+    leader.put("warm-up", "v")
+    time.sleep(4 * HEARTBEAT_MS / 1000)  # heartbeats have gone out to every follower
+    assert warnings(leader, LATE_HEARTBEAT) == []
+    raft_pid = leader.actor_pids()["raft"]
+
+    def put() -> None:
+        try:
+            leader.put("held-up", "v")
+        except HttpError:
+            pass  # a leader change would answer an error: still a slow request
+
+    os.kill(raft_pid, signal.SIGSTOP)
+    try:
+        writer = threading.Thread(target=put, daemon=True)
+        writer.start()
+        time.sleep(STOP_S)
+    finally:
+        os.kill(raft_pid, signal.SIGCONT)
+    writer.join(10)
+
+    assert wait_until(lambda: warnings(leader, LATE_HEARTBEAT), 5)
+    late = warnings(leader, LATE_HEARTBEAT)[0]
+    assert late["level"] == "warning"
+    assert late["heartbeat_interval_ms"] == HEARTBEAT_MS
+    assert late["expected_duration_ms"] == 2 * HEARTBEAT_MS
+    assert late["exceeded_duration_ms"] >= 100  # 350 ms stopped, 100 ms allowed
+    assert late["to"] in {f"{int(m.status()['header']['member_id']):x}"
+                          for m in three.members if m is not leader}
+
+    assert wait_until(lambda: warnings(leader, SLOW_REQUEST), 5)
+    slow = warnings(leader, SLOW_REQUEST)[0]
+    assert slow["took_ms"] >= 200 and slow["expected_duration_ms"] == 100
+    assert slow["prefix"] == "" and slow["request"].startswith('key: "held-up" value_size: 1')
