@@ -31,6 +31,7 @@ the same quota check as Put.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -58,8 +59,26 @@ MIN_DEFRAGMENT_TIMEOUT_S = 60.0  # etcd sets none; a large store takes a while t
 R = TypeVar("R", pb.PutResponse, pb.DeleteRangeResponse, pb.TxnResponse,
             pb.CompactionResponse, pb.AlarmResponse)
 T = TypeVar("T")
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 DB_SIZE_TTL_S = 0.1  # etcd's backend batch interval: how stale its Size() may be
 _NO_SPACE = errors.from_mvcc(MvccError(NO_SPACE))  # a template: raise copies
+
+
+def _timed(prefix: str) -> Callable[[Handler], Handler]:
+    """A KV method that logs etcd's warning when it answers too late (slow.py)."""
+    def wrap(method: Handler) -> Handler:
+        @functools.wraps(method)
+        async def timed(self: Server, request: Any) -> Any:
+            started = time.monotonic()
+            try:
+                resp = await method(self, request)
+            except EtcdError as err:
+                warn_if_slow(self.log, time.monotonic() - started, prefix, request, None, err)
+                raise
+            warn_if_slow(self.log, time.monotonic() - started, prefix, request, resp, None)
+            return resp
+        return timed  # type: ignore[return-value]
+    return wrap
 
 
 class Server:
@@ -79,10 +98,8 @@ class Server:
 
     # -- KV -------------------------------------------------------------------------
 
+    @_timed(READ_ONLY_RANGE)
     async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
-        return await self._timed(READ_ONLY_RANGE, r, self._range(r))
-
-    async def _range(self, r: pb.RangeRequest) -> pb.RangeResponse:
         _checked(checks.check_range, r)
         self._check_read_size(r)
         if r.serializable:
@@ -94,37 +111,28 @@ class Server:
         self._fill(resp.header)
         return resp
 
+    @_timed("")
     async def put(self, r: pb.PutRequest) -> pb.PutResponse:
         _checked(checks.check_put, r)
         await self._check_quota(r)
-        return await self._timed("", r, self._propose(rpb.InternalRaftRequest(put=r),
-                                                      pb.PutResponse))
+        return await self._propose(rpb.InternalRaftRequest(put=r), pb.PutResponse)
 
+    @_timed("")
     async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
         _checked(checks.check_delete, r)
-        return await self._timed("", r, self._propose(
-            rpb.InternalRaftRequest(delete_range=r), pb.DeleteRangeResponse))
+        return await self._propose(rpb.InternalRaftRequest(delete_range=r),
+                                   pb.DeleteRangeResponse)
 
+    @_timed("")
     async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
         _checked(lambda t: checks.check_txn(t, self.max_txn_ops), r)
         await self._check_quota(r)
-        return await self._timed("", r, self._propose(rpb.InternalRaftRequest(txn=r),
-                                                      pb.TxnResponse))
+        return await self._propose(rpb.InternalRaftRequest(txn=r), pb.TxnResponse)
 
+    @_timed("")
     async def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
-        return await self._timed("", r, self._propose(
-            rpb.InternalRaftRequest(compaction=r), pb.CompactionResponse))
-
-    async def _timed(self, prefix: str, request: Any, answer: Awaitable[T]) -> T:
-        """`answer`'s result, with etcd's warning if it took too long (slow.py)."""
-        started = time.monotonic()
-        try:
-            resp = await answer
-        except EtcdError as err:
-            warn_if_slow(self.log, time.monotonic() - started, prefix, request, None, err)
-            raise
-        warn_if_slow(self.log, time.monotonic() - started, prefix, request, resp, None)
-        return resp
+        return await self._propose(rpb.InternalRaftRequest(compaction=r),
+                                   pb.CompactionResponse)
 
     async def _propose(self, request: rpb.InternalRaftRequest, response: type[R]) -> R:
         try:

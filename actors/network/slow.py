@@ -1,8 +1,9 @@
 """etcd's warning for a request that took too long (warnOfExpensiveRequest).
 
-A KV request answered more than 100 ms after it arrived is logged as etcd logs it:
-"apply request took too long", with how long it took, the request (values shown by
-size only, as etcd's request stringers do) and the response's size or the error.
+A KV request answered more than 100 ms after the server took it up is logged as etcd
+logs it: "apply request took too long", with how long it took, the request (values
+shown by size only, as etcd's request stringers do) and the response's size or the
+error.
 Ranges carry the prefix "read-only range ". etcd times a write's apply alone; here the
 time is the whole request as this member served it (proposal, commit, apply), which
 is what the client waited for.
