@@ -121,6 +121,11 @@ class Member:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def log_events(self, event: str | None = None) -> list[dict[str, Any]]:
+        """The member's JSON log lines, parsed; only those of `event` if given."""
+        lines = [json.loads(x) for x in self.log_text().splitlines() if x.startswith("{")]
+        return [x for x in lines if event is None or x.get("event") == event]
+
     # -- etcd's JSON gateway -------------------------------------------------------
 
     def call(self, path: str, body: dict[str, Any] | bytes, timeout_s: float = 10.0) -> dict:

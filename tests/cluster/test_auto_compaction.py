@@ -5,7 +5,6 @@ the test-only PETCD_COMPACTOR_INTERVAL_MS."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -35,9 +34,8 @@ def _compact_revision(member) -> int:
 
 def _finished(member) -> list[int]:
     """Revisions of the auto-compactions this member's log reports done, in order."""
-    lines = [json.loads(line) for line in member.log_text().splitlines() if line.startswith("{")]
-    return [line["revision"] for line in lines
-            if line.get("event") == "Finished auto-compaction at revision"]
+    return [line["revision"]
+            for line in member.log_events("Finished auto-compaction at revision")]
 
 
 def _puts(cluster: Cluster, count: int) -> int:

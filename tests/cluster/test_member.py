@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -59,7 +58,7 @@ def test_member_list_and_health(three):
 
 def test_logs_are_json_lines_naming_member_and_actor(one):
     m = one.wait_leader()
-    lines = [json.loads(x) for x in m.log_text().splitlines() if x.startswith("{")]
+    lines = m.log_events()
     actors = {x["actor"] for x in lines}
     assert {"supervisor", "raft", "wal", "apply", "network"} <= actors
     assert {x["member"] for x in lines} == {"m1"}

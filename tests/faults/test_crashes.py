@@ -8,7 +8,6 @@ caught up).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -94,8 +93,7 @@ def test_sigkill_of_one_actor_stops_the_member_and_restart_recovers(three, actor
     os.kill(pid, signal.SIGKILL)
     assert victim.proc is not None
     assert victim.proc.wait(15) != 0  # crash-only: the whole member exits
-    exits = [json.loads(x) for x in victim.log_text().splitlines()
-             if '"actor exited; stopping the member"' in x]
+    exits = victim.log_events("actor exited; stopping the member")
     assert exits and exits[-1]["failed_actor"] == actor
     assert exits[-1]["exit_status"] == -signal.SIGKILL  # the signal, as the supervisor saw it
     three.start(victim)

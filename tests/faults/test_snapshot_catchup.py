@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import signal
 import socket
@@ -73,10 +72,6 @@ def assert_caught_up(leader: Member, lag: Member, digests: dict[str, str] | None
         assert hashlib.sha256(base64.b64decode(kvs[0]["value"])).hexdigest() == digest, key
 
 
-def log_events(m: Member, event: str) -> list[str]:
-    return [line for line in m.log_text().splitlines() if f'"event": "{event}"' in line]
-
-
 def test_a_member_that_missed_compacted_entries_catches_up_from_a_snapshot(tmp_path):
     with running(tmp_path, 3, SNAPSHOT_ARGS) as c:
         leader = c.wait_leader()
@@ -85,9 +80,9 @@ def test_a_member_that_missed_compacted_entries_catches_up_from_a_snapshot(tmp_p
         write_small(leader)
         c.start(lag)
         assert_caught_up(leader, lag)
-        assert log_events(lag, "received snapshot"), lag.log_text()[-3000:]
-        assert log_events(lag, "snapshot applied")
-        assert any(log_events(m, "sent snapshot") for m in c.members if m is not lag)
+        assert lag.log_events("received snapshot"), lag.log_text()[-3000:]
+        assert lag.log_events("snapshot applied")
+        assert any(m.log_events("sent snapshot") for m in c.members if m is not lag)
         # Writes after the snapshot reach it by plain appends again.
         leader.put("after", "snapshot")
         assert wait_until(lambda: lag.get("after", serializable=True) == "snapshot", 10)
@@ -116,11 +111,11 @@ def test_a_member_killed_after_saving_a_snapshot_before_installing_it_restarts(t
         assert wait_until(lambda: _received_marker(lag, snap_dir), 20), lag.log_text()[-3000:]
         time.sleep(0.5)  # the marker is written just before its WAL record is fsynced
         lag.kill()
-        assert not log_events(lag, "snapshot applied")
+        assert not lag.log_events("snapshot applied")
         c.start(lag)
         assert_caught_up(leader, lag)
-        assert log_events(lag, "installing the saved snapshot")
-        assert log_events(lag, "snapshot applied")
+        assert lag.log_events("installing the saved snapshot")
+        assert lag.log_events("snapshot applied")
 
 
 class ThrottledProxy:
@@ -196,18 +191,18 @@ def test_a_member_killed_while_receiving_a_snapshot_restarts_and_catches_up(tmp_
         assert wait_until(lambda: _part_bytes(snap_dir) > 12e6, 30), lag.log_text()[-3000:]
         lag.kill()
         assert _part_bytes(snap_dir) > 0, "the transfer was not cut in the middle"
-        assert not log_events(lag, "received snapshot")
+        assert not lag.log_events("received snapshot")
 
         proxies[lag.name].rate_bytes_per_s = None
         c.start(lag)
         assert_caught_up(leader, lag, digests)
-        assert log_events(lag, "removed partial snapshot files")
-        assert log_events(lag, "received snapshot") and log_events(lag, "snapshot applied")
+        assert lag.log_events("removed partial snapshot files")
+        assert lag.log_events("received snapshot") and lag.log_events("snapshot applied")
         assert _part_bytes(snap_dir) == 0
         # The cut transfer failed and a new one was sent (by whichever member leads:
         # on a loaded test machine leadership may move meanwhile).
-        assert any(log_events(m, "snapshot transfer failed") for m in c.members)
-        assert any(log_events(m, "sent snapshot") for m in c.members if m is not lag)
+        assert any(m.log_events("snapshot transfer failed") for m in c.members)
+        assert any(m.log_events("sent snapshot") for m in c.members if m is not lag)
     finally:
         c.stop()
         for p in proxies.values():
@@ -216,10 +211,10 @@ def test_a_member_killed_while_receiving_a_snapshot_restarts_and_catches_up(tmp_
 
 def _received_marker(m: Member, snap_dir: Path) -> bool:
     """The WAL wrote the snapshot marker (<term>-<index>.snap) of a received snapshot."""
-    received = log_events(m, "received snapshot")
+    received = m.log_events("received snapshot")
     if not received:
         return False
-    index = json.loads(received[-1])["index"]
+    index = received[-1]["index"]
     return any(p.name.endswith(f"-{index:016x}.snap") for p in snap_dir.iterdir())
 
 

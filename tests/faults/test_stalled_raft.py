@@ -10,7 +10,6 @@ and "apply request took too long" with the request.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -19,22 +18,16 @@ import time
 from petcd.actors.network.slow import SLOW_REQUEST
 from petcd.actors.raft.heartbeats import LATE_HEARTBEAT
 
-from tests.cluster.members import HEARTBEAT_MS, HttpError, Member, wait_until
+from tests.cluster.members import HEARTBEAT_MS, HttpError, wait_until
 
 STOP_S = 0.35
-
-
-def warnings(member: Member, event: str) -> list[dict]:
-    lines = [json.loads(line) for line in member.log_text().splitlines()
-             if line.startswith("{") and event in line]
-    return [line for line in lines if line.get("event") == event]
 
 
 def test_a_held_up_leader_logs_late_heartbeats_and_slow_requests(three):
     leader = three.wait_leader()
     leader.put("warm-up", "v")
     time.sleep(4 * HEARTBEAT_MS / 1000)  # heartbeats have gone out to every follower
-    assert warnings(leader, LATE_HEARTBEAT) == []
+    assert leader.log_events(LATE_HEARTBEAT) == []
     raft_pid = leader.actor_pids()["raft"]
 
     def put() -> None:
@@ -52,8 +45,8 @@ def test_a_held_up_leader_logs_late_heartbeats_and_slow_requests(three):
         os.kill(raft_pid, signal.SIGCONT)
     writer.join(10)
 
-    assert wait_until(lambda: warnings(leader, LATE_HEARTBEAT), 5)
-    late = warnings(leader, LATE_HEARTBEAT)[0]
+    assert wait_until(lambda: leader.log_events(LATE_HEARTBEAT), 5)
+    late = leader.log_events(LATE_HEARTBEAT)[0]
     assert late["level"] == "warning"
     assert late["heartbeat_interval_ms"] == HEARTBEAT_MS
     assert late["expected_duration_ms"] == 2 * HEARTBEAT_MS
@@ -61,7 +54,7 @@ def test_a_held_up_leader_logs_late_heartbeats_and_slow_requests(three):
     assert late["to"] in {f"{int(m.status()['header']['member_id']):x}"
                           for m in three.members if m is not leader}
 
-    assert wait_until(lambda: warnings(leader, SLOW_REQUEST), 5)
-    slow = warnings(leader, SLOW_REQUEST)[0]
+    assert wait_until(lambda: leader.log_events(SLOW_REQUEST), 5)
+    slow = leader.log_events(SLOW_REQUEST)[0]
     assert slow["took_ms"] >= 200 and slow["expected_duration_ms"] == 100
     assert slow["prefix"] == "" and slow["request"].startswith('key: "held-up" value_size: 1')
