@@ -23,6 +23,7 @@ from . import actor_main, ids
 from .actor_main import ActorProcess
 from .logs import configure
 from .member import MemberContext
+from .rundir import RunDir, RunDirBusy
 
 START_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 10.0
@@ -40,6 +41,16 @@ class Supervisor:
 
     def run(self) -> int:
         self._prepare_dirs()
+        try:
+            run_dir = RunDir.claim(self.ctx.run_dir)
+        except RunDirBusy:
+            self.log.error("data dir is in use by another petcd member",
+                           data_dir=str(self.ctx.settings.data_dir.resolve()), run_dir=str(self.ctx.run_dir))
+            return 1
+        with run_dir:
+            return self._run()
+
+    def _run(self) -> int:
         try:
             # Every actor is forked before this process makes its ZeroMQ context (the
             # inbox below): see actor_main. Their READY messages wait in their
@@ -59,7 +70,6 @@ class Supervisor:
     def _prepare_dirs(self) -> None:
         for path in (self.ctx.wal_dir, self.ctx.snap_dir):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.ctx.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def _await_ready(self, inbox: Inbox) -> int | None:
         """None once every actor is ready; an exit status if start-up failed."""

@@ -106,9 +106,12 @@ def prepare_ipc_dir(address: str) -> None:
     directory owned by us: one that someone else created there first is refused.
     """
     path = ipc_path(address)
-    if path is None:
-        return
-    directory = os.path.dirname(path)
+    if path is not None:
+        prepare_socket_dir(os.path.dirname(path))
+
+
+def prepare_socket_dir(directory: str) -> None:
+    """`prepare_ipc_dir` for a directory of sockets."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
     if not os.stat(os.path.dirname(directory)).st_mode & stat.S_IWOTH:
         return

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from petcd.actors.bus.addresses import socket_dir
+from petcd.nodes.member import default_run_dir
 
 PETCD = str(Path(sys.executable).parent / "petcd")
 HEARTBEAT_MS = 50
@@ -224,6 +228,13 @@ def running(root: Path, size: int, extra_args: list[str] | None = None,
         yield c
     finally:
         c.stop()
+        for m in c.members:  # what a SIGKILLed member left; a stopped one removes it
+            shutil.rmtree(member_socket_dir(m), ignore_errors=True)
+
+
+def member_socket_dir(m: Member) -> Path:
+    """Where the member's actors' ipc sockets (and its supervisor's lock) are."""
+    return Path(socket_dir(default_run_dir(m.data_dir)))
 
 
 def wait_until(predicate, timeout_s: float, interval_s: float = 0.05) -> bool:

@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .members import PETCD, Cluster, HttpError, Member, b64, wait_until
+from .members import (PETCD, Cluster, HttpError, Member, b64, free_ports, member_socket_dir,
+                      wait_until)
 
 
 def test_single_member_put_get_delete_and_restart(one):
@@ -106,6 +107,22 @@ def test_no_actor_outlives_a_sigkilled_supervisor(one):
     os.kill(m.proc.pid, signal.SIGKILL)  # the supervisor only
     m.proc.wait(10)
     assert wait_until(lambda: all(_gone(pid) for pid in pids.values()), 15), pids
+
+
+def test_a_second_petcd_on_the_same_data_dir_is_refused_and_the_first_keeps_serving(one):
+    m = one.wait_leader()
+    m.put("k", "v")
+    sockets = member_socket_dir(m)
+    assert (sockets / "raft.sock").exists()
+    twin = Member("m1", *free_ports(2), m.data_dir, m.log_path.with_name("twin.log"))
+    twin.start(f"m1={twin.peer_url}", one.token)
+    assert twin.proc is not None and twin.proc.wait(30) == 1
+    refused = twin.log_events("data dir is in use by another petcd member")
+    assert len(refused) == 1 and refused[0]["data_dir"] == str(m.data_dir.resolve())
+    assert "Traceback" not in twin.log_text()
+    assert m.get("k") == "v" and m.put("k", "w")  # its sockets were left alone
+    assert m.stop() == 0
+    assert not sockets.exists()  # a stopped member leaves nothing in /tmp
 
 
 def test_bad_configuration_exits_2_with_one_line(tmp_path):
