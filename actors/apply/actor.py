@@ -37,7 +37,7 @@ from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.actors.raft.types import Entry, SnapshotMeta
 from petcd.nodes.logs import configure
 from petcd.nodes.member import MemberContext
-from petcd.storage.mvcc import MvccStore
+from petcd.storage.mvcc import MvccStore, StoreCorruptError
 
 from . import batch, members, snapshot
 from .members import MemberTable
@@ -246,6 +246,9 @@ def run(ctx: MemberContext) -> int:
         return 0
     except Stop as err:
         log.error("apply actor stopping", reason=str(err))
+        return 1
+    except StoreCorruptError as err:
+        log.error("store corrupt, refusing to start", file=err.path, reason=err.reason)
         return 1
     except Exception:
         log.exception("apply actor failed")

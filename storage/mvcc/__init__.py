@@ -23,7 +23,8 @@ Modules, one idea each:
     errors      MvccError with etcd's messages and gRPC codes
 """
 
+from .env import StoreCorruptError
 from .errors import MvccError
 from .store import ApplyEntry, MvccStore, StoreOptions
 
-__all__ = ["ApplyEntry", "MvccError", "MvccStore", "StoreOptions"]
+__all__ = ["ApplyEntry", "MvccError", "MvccStore", "StoreCorruptError", "StoreOptions"]

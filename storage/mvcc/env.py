@@ -9,6 +9,7 @@ files are unlinked, and a reader still mapping them would see stale data forever
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from . import layout
 CURRENT = "CURRENT"
 _GEN_PREFIX = "gen-"
 _OPEN_RETRIES = 5  # a reader can race a defragment that unlinks the gen it just read
+_CURRENT_TEXT = re.compile(rb"gen-(\d{6,})\n?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +84,40 @@ def _file_id(st: os.stat_result) -> tuple[int, int]:
     return st.st_ino, st.st_ctime_ns
 
 
+class StoreCorruptError(Exception):
+    """A store file is not what petcd wrote: start-up refuses rather than guess."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+# What LMDB says of a file that is not, or no longer, a sound LMDB file.
+_CORRUPT = (lmdb.InvalidError, lmdb.CorruptedError, lmdb.PageNotFoundError,
+            lmdb.VersionMismatchError)
+
+
 def _read_current(root: str) -> tuple[int, tuple[int, int]]:
     """(generation, CURRENT's file id)."""
     path = os.path.join(root, CURRENT)
     with open(path, "rb") as f:
         file_id = _file_id(os.fstat(f.fileno()))
-        text = f.read().decode().strip()
-    assert text.startswith(_GEN_PREFIX), f"{path}: unexpected content {text!r}"
-    return int(text[len(_GEN_PREFIX):]), file_id
+        raw = f.read()
+    match = _CURRENT_TEXT.fullmatch(raw)
+    if match is None:
+        raise StoreCorruptError(path, f"unexpected content {raw[:40]!r}")
+    return int(match[1]), file_id
+
+
+def check_size(env: lmdb.Environment, path: str) -> None:
+    """Refuse a data file shorter than the pages its meta page counts: reading them
+    through the map would kill the process with SIGBUS instead of an error."""
+    psize = env.stat()["psize"]
+    needed = (env.info()["last_pgno"] + 1) * psize
+    size = os.stat(path).st_size
+    if size < needed:
+        raise StoreCorruptError(path, f"truncated: {size} bytes, but its pages reach {needed}")
 
 
 def data_file_size_bytes(root: str) -> int:
@@ -162,14 +190,39 @@ def open_backend(root: str, *, readonly: bool, map_size_bytes: int, sync: bool) 
     for attempt in range(_OPEN_RETRIES):
         generation, file_id = _read_current(root)
         try:
-            env = _open_env(gen_dir(root, generation), readonly, map_size_bytes, sync)
-        except lmdb.Error:
+            env, dbs = _open_generation(root, generation, readonly, map_size_bytes, sync)
+        except (lmdb.Error, StoreCorruptError):
             if readonly and attempt + 1 < _OPEN_RETRIES:
                 continue  # a defragment replaced CURRENT between the read and the open
             raise
-        dbs = _open_dbs(env, readonly)
         return Backend(root, generation, env, dbs, file_id, readonly)
     raise AssertionError("unreachable")
+
+
+def _open_generation(root: str, generation: int, readonly: bool, map_size_bytes: int,
+                     sync: bool) -> tuple[lmdb.Environment, Databases]:
+    path = data_file(root, generation)
+    _check_generation_exists(root, generation)
+    try:
+        env = _open_env(gen_dir(root, generation), readonly, map_size_bytes, sync)
+    except _CORRUPT as err:
+        raise StoreCorruptError(path, str(err)) from err
+    try:
+        check_size(env, path)
+        return env, _open_dbs(env, readonly)
+    except _CORRUPT as err:
+        env.close()
+        raise StoreCorruptError(path, str(err)) from err
+    except BaseException:
+        env.close()
+        raise
+
+
+def _check_generation_exists(root: str, generation: int) -> None:
+    """The first generation's file is made by its first open; a later one is only
+    published once written and fsynced (defragment), so its absence is damage."""
+    if generation > 1 and not os.path.exists(data_file(root, generation)):
+        raise StoreCorruptError(data_file(root, generation), "missing, though CURRENT names it")
 
 
 def _init_root(root: str) -> None:
@@ -179,6 +232,7 @@ def _init_root(root: str) -> None:
         os.makedirs(gen_dir(root, 1), exist_ok=True)
         publish_generation(root, 1)
     live, _ = _read_current(root)
+    _check_generation_exists(root, live)  # before dropping what might be the only copy
     for name in os.listdir(root):
         if name.startswith(_GEN_PREFIX) and name != os.path.basename(gen_dir(root, live)):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)

@@ -166,3 +166,21 @@ def test_flipped_byte_in_the_wal_refuses_to_start_naming_file_and_offset(tmp_pat
     c.start(m)
     assert m.proc is not None and m.proc.wait(30) != 0
     assert str(segment.name) in m.log_text() and "offset" in m.log_text()
+
+
+def test_truncated_store_refuses_to_start_naming_the_file(tmp_path):
+    c = Cluster(tmp_path, 1)
+    c.start()
+    m = c.wait_leader()
+    for n in range(200):
+        m.put(f"k{n}", "value-%d" % n)
+    assert m.stop() == 0
+    db = m.data_dir / "member" / "snap" / "db" / "gen-000001" / "data.mdb"
+    size = db.stat().st_size
+    os.truncate(db, size // 2)  # a copy cut short, say
+    c.start(m)
+    assert m.proc is not None and m.proc.wait(30) == 1  # an error, not SIGBUS
+    refused = m.log_events("store corrupt, refusing to start")
+    assert refused and refused[-1]["file"].endswith("gen-000001/data.mdb")
+    assert refused[-1]["reason"].startswith(f"truncated: {size // 2} bytes")
+    assert db.stat().st_size == size // 2  # left as it was, for the operator to look at
