@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from typing import Any
 from petcd.actors.bus.addresses import socket_dir
 from petcd.nodes.member import default_run_dir
 
+from tests.ports import free_ports
+
 PETCD = str(Path(sys.executable).parent / "petcd")
 HEARTBEAT_MS = 50
 ELECTION_MS = 500
@@ -39,18 +40,6 @@ def b64(text: str | bytes) -> str:
 
 def unb64(text: str) -> str:
     return base64.b64decode(text).decode()
-
-
-def free_ports(count: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 class HttpError(Exception):

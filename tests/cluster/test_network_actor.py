@@ -39,6 +39,8 @@ from petcd.config import load
 from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc import MvccError, MvccStore
 
+from tests.ports import free_ports
+
 WAIT_S = 10.0
 HTTP_TIMEOUT_S = 15.0
 MAX_REQUEST_BYTES = 4096
@@ -52,17 +54,6 @@ pytestmark = pytest.mark.timeout(60)
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class FakeRaft:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
-import socket
 import time
 import traceback
 
@@ -20,14 +19,9 @@ from petcd.actors.bus.sockets import process_context
 from petcd.actors.raft.types import (ConfState, Entry, EntryType, Message, MessageType,
                                      Snapshot, SnapshotMeta)
 
+from tests.ports import free_port
+
 SPAWN = multiprocessing.get_context("spawn")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def tcp(port: int) -> str:
