@@ -40,12 +40,20 @@ class Supervisor:
         self.stopping = False
 
     def run(self) -> int:
-        self._prepare_dirs()
+        try:
+            self._prepare_dirs()
+        except OSError as err:  # etcd's words, and its exit status
+            self.log.error("cannot access data directory", error=str(err))
+            return 1
         try:
             run_dir = RunDir.claim(self.ctx.run_dir)
         except RunDirBusy:
             self.log.error("data dir is in use by another petcd member",
                            data_dir=str(self.ctx.settings.data_dir.resolve()), run_dir=str(self.ctx.run_dir))
+            return 1
+        except OSError as err:
+            self.log.error("cannot create the member's socket dir", error=str(err),
+                           run_dir=str(self.ctx.run_dir))
             return 1
         with run_dir:
             return self._run()

@@ -133,6 +133,16 @@ def test_bad_configuration_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "x").exists()  # nothing was created
 
 
+def test_a_data_dir_that_cannot_be_made_is_one_error_line_and_exit_1(tmp_path):
+    (tmp_path / "a-file").write_text("not a directory")
+    proc = subprocess.run([PETCD, "--data-dir", str(tmp_path / "a-file" / "m.petcd")],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and '"cannot access data directory"' in lines[0], proc.stderr
+    assert "Not a directory" in lines[0]
+
+
 def test_data_dir_of_another_cluster_is_refused(tmp_path):
     c = Cluster(tmp_path, 1)
     c.start()
