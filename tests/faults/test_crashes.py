@@ -149,13 +149,19 @@ def test_torn_last_wal_record_is_truncated_and_the_member_works(tmp_path):
         c.stop()
 
 
-def test_flipped_byte_in_the_wal_refuses_to_start_naming_file_and_offset(tmp_path):
+def _stopped_member_with_data(tmp_path: Path) -> tuple[Cluster, Member]:
+    """A one-member cluster that wrote 200 keys and stopped cleanly."""
     c = Cluster(tmp_path, 1)
     c.start()
     m = c.wait_leader()
     for n in range(200):
         m.put(f"k{n}", "value-%d" % n)
     assert m.stop() == 0
+    return c, m
+
+
+def test_flipped_byte_in_the_wal_refuses_to_start_naming_file_and_offset(tmp_path):
+    c, m = _stopped_member_with_data(tmp_path)
     segment = _last_segment(m)
     middle = _middle_of_a_record(segment)
     with open(segment, "r+b") as f:
@@ -169,12 +175,7 @@ def test_flipped_byte_in_the_wal_refuses_to_start_naming_file_and_offset(tmp_pat
 
 
 def test_truncated_store_refuses_to_start_naming_the_file(tmp_path):
-    c = Cluster(tmp_path, 1)
-    c.start()
-    m = c.wait_leader()
-    for n in range(200):
-        m.put(f"k{n}", "value-%d" % n)
-    assert m.stop() == 0
+    c, m = _stopped_member_with_data(tmp_path)
     db = m.data_dir / "member" / "snap" / "db" / "gen-000001" / "data.mdb"
     size = db.stat().st_size
     os.truncate(db, size // 2)  # a copy cut short, say
