@@ -35,7 +35,7 @@ from pathlib import Path
 
 import lmdb
 
-from petcd.storage.mvcc import env, layout
+from petcd.storage.mvcc import env, layout, meta
 from petcd.storage.mvcc.meta import RaftPosition
 from petcd.storage.mvcc.store import MvccStore
 
@@ -99,7 +99,7 @@ def db_file_position(path: str | os.PathLike[str]) -> RaftPosition:
         raise SnapshotInstallError(f"{os.fspath(path)} holds no petcd store: {err}") from err
     finally:
         e.close()
-    if schema != layout.SCHEMA_VERSION:
+    if not meta.readable_schema(schema):
         raise SnapshotInstallError(f"{os.fspath(path)}: mvcc schema {schema!r}, this build "
                                    f"reads {layout.SCHEMA_VERSION!r}")
     return RaftPosition(layout.U64.unpack(index)[0] if index else 0,

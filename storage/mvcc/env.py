@@ -28,7 +28,6 @@ class Databases:
     """Handles of the named databases of one environment."""
 
     history: lmdb._Database
-    keys: lmdb._Database
     key_revs: lmdb._Database
     meta: lmdb._Database
     alarm: lmdb._Database
@@ -36,7 +35,6 @@ class Databases:
     def all(self) -> tuple[tuple[bytes, lmdb._Database], ...]:
         return (
             (layout.DB_HISTORY, self.history),
-            (layout.DB_KEYS, self.keys),
             (layout.DB_KEY_REVS, self.key_revs),
             (layout.DB_META, self.meta),
             (layout.DB_ALARM, self.alarm),
@@ -174,7 +172,6 @@ def _open_dbs(env: lmdb.Environment, readonly: bool) -> Databases:
     create = not readonly
     return Databases(
         history=env.open_db(layout.DB_HISTORY, create=create),
-        keys=env.open_db(layout.DB_KEYS, create=create),
         # Not dupfixed: LMDB 0.9.36's compacting copy (defragment) crashes on DUPFIXED
         # sub-databases, i.e. once a key has more revisions than fit a page.
         key_revs=env.open_db(layout.DB_KEY_REVS, create=create, dupsort=True),

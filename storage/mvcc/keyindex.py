@@ -1,9 +1,16 @@
 """The key index: which revision of which key is live at a revision.
 
-Two databases hold it (layout.py): `keys` for the current revision, `key_revs` for
-every revision still in history. Both are walked with LMDB cursors inside the
-caller's transaction, so a write transaction sees its own earlier changes and
-nothing is ever loaded into memory beyond the keys a request touches.
+`key_revs` holds it (layout.py): every revision of every key still in history,
+newest first. It is walked with LMDB cursors inside the caller's transaction, so a
+write transaction sees its own earlier changes and nothing is ever loaded into
+memory beyond the keys a request touches.
+
+A put writes the key's revision there and its KeyValue in `history`, nothing else:
+etcd's backend is keyed by revision alone (its key index is in memory), so a put
+only appends to it. Every database keyed by user key costs a put a copied B-tree
+path at a random place; a second one (schema 1's `keys`, the live revision of each
+key) cost a put about 40% more store CPU with random 256-byte keys (etcdctl check
+perf's), and the first duplicate in `key_revs` says the same.
 """
 
 from __future__ import annotations
@@ -55,21 +62,35 @@ def _seek_key(start: bytes) -> bytes:
 
 
 def current_entries(txn: lmdb.Transaction, dbs: Databases, kr: KeyRange) -> Iterator[tuple[bytes, bytes]]:
-    """(key, rev bytes) of keys live now, in key order."""
+    """(key, rev bytes) of keys live now, in key order: those whose newest revision
+    (first duplicate) is a put."""
+    for key, newest in _current_newest(txn, dbs, kr):
+        yield key, _rev_of(newest)
+
+
+def count_current(txn: lmdb.Transaction, dbs: Databases, kr: KeyRange) -> int:
+    """How many keys `current_entries` would give, without making their revisions."""
+    return sum(1 for _ in _current_newest(txn, dbs, kr))
+
+
+def _current_newest(txn: lmdb.Transaction, dbs: Databases, kr: KeyRange) -> Iterator[tuple[bytes, bytes]]:
+    """(key, newest duplicate) of each live key in the range, in key order."""
+    cur = txn.cursor(db=dbs.key_revs)
     if kr.end is None:
-        if len(kr.start) <= layout.MAX_KEY_BYTES:
-            rev = txn.get(kr.start, db=dbs.keys)
-            if rev is not None:
-                yield kr.start, rev
+        if len(kr.start) <= layout.MAX_KEY_BYTES and cur.set_key(kr.start):
+            newest = cur.value()
+            if newest[16] == _PUT:
+                yield kr.start, newest
         return
-    cur = txn.cursor(db=dbs.keys)
     if not cur.set_range(_seek_key(kr.start)):
         return
-    for key, rev in cur.iternext():
-        if kr.past_end(key):
+    past_end = kr.past_end
+    # Each step lands on a key's first duplicate: its newest revision.
+    for key, newest in cur.iternext_nodup(keys=True, values=True):
+        if past_end(key):
             return
-        if key >= kr.start:
-            yield key, rev
+        if newest[16] == _PUT and key >= kr.start:
+            yield key, newest
 
 
 def newest_entry(cur: lmdb.Cursor, key: bytes, at_rev: int) -> bytes | None:
@@ -114,14 +135,18 @@ def entries_at(
 
 
 def _rev_of(entry: bytes) -> bytes:
-    main, sub, _ = layout.parse_key_rev_entry(entry)
-    return layout.rev_bytes(main, sub)
+    """rev(main, sub) of a `key_revs` duplicate: its first 16 bytes complemented."""
+    return entry[:16].translate(_COMPLEMENT)
+
+
+_COMPLEMENT = bytes(255 - b for b in range(256))  # b -> b ^ 0xFF
+_PUT = layout.PUT_FLAG[0]  # the flag byte of a put duplicate, as an int
 
 
 def live_entries(
     txn: lmdb.Transaction, dbs: Databases, kr: KeyRange, at_rev: int, current_rev: int
 ) -> Iterator[tuple[bytes, bytes]]:
-    """Keys live at `at_rev`: the `keys` database when it is the current revision."""
+    """Keys live at `at_rev`; at the current revision each key's newest is enough."""
     assert 0 < at_rev <= current_rev, (at_rev, current_rev)
     if at_rev == current_rev:
         return current_entries(txn, dbs, kr)
@@ -131,9 +156,7 @@ def live_entries(
 def record_put(txn: lmdb.Transaction, dbs: Databases, key: bytes, main: int, sub: int, kv: bytes) -> None:
     """Index and store a put of `key` at (main, sub); `kv` is the encoded KeyValue."""
     assert 0 < len(key) <= layout.MAX_KEY_BYTES
-    rev = layout.rev_bytes(main, sub)
-    txn.put(rev, kv, db=dbs.history)
-    txn.put(key, rev, db=dbs.keys)
+    txn.put(layout.rev_bytes(main, sub), kv, db=dbs.history)
     txn.put(key, layout.key_rev_entry(main, sub, False), db=dbs.key_revs)
 
 
@@ -141,7 +164,7 @@ def record_delete(
     txn: lmdb.Transaction, dbs: Databases, key: bytes, main: int, sub: int, tombstone_kv: bytes
 ) -> None:
     """Index and store the deletion of live `key` at (main, sub)."""
-    deleted = txn.delete(key, db=dbs.keys)
-    assert deleted, f"delete of a key that is not live: {key!r}"
+    assert any(True for _ in current_entries(txn, dbs, KeyRange(key, None))), \
+        f"delete of a key that is not live: {key!r}"
     txn.put(layout.history_key(main, sub, True), tombstone_kv, db=dbs.history)
     txn.put(key, layout.key_rev_entry(main, sub, True), db=dbs.key_revs)

@@ -19,21 +19,19 @@ byte order is numeric order):
               One entry per change ever made and not yet compacted: etcd's "key"
               bucket. A delete writes a tombstone: the key gets the suffix b"t" and
               the value is KeyValue{key} alone (what etcd stores).
-    keys      user key  ->  rev(main, sub) of its live KeyValue in `history`
-              Only keys that exist at the current revision. Current ranges walk
-              this database, so they never see deleted keys.
     key_revs  user key  ->  ~rev(main, sub) + flag   (DUPSORT, 17-byte duplicates)
               Every revision of every key still in history, newest first: the
               bitwise complement makes LMDB's ascending duplicate order newest-first.
-              flag is b"p" for a put, b"t" for a tombstone. Historical reads and
-              compaction seek here: the first duplicate >= ~rev(R, 0) is the
-              newest revision of the key at or below R.
+              flag is b"p" for a put, b"t" for a tombstone. Reads and compaction
+              seek here: the first duplicate >= ~rev(R, 0) is the newest revision
+              of the key at or below R; a key's first duplicate is its newest, so
+              the key is live now if that one is a put.
     meta      b"consistent_index" -> u64  Raft index of the last applied entry
               b"term"             -> u64  its term
               b"conf_state"       -> opaque bytes (Raft ConfState), if ever given
               b"current_rev"      -> u64  store revision (starts at 1, like etcd)
               b"compact_rev"      -> i64  last compaction revision, -1 if none
-              b"schema"           -> b"1"
+              b"schema"           -> b"2"  (1 also had `keys`: user key -> live rev)
     alarm     u32 alarm type + u64 member id  ->  b""
 
 rev(main, sub) is 16 bytes: main and sub as u64 big-endian. ~rev is each u64 XOR
@@ -53,13 +51,13 @@ Worked example (values shortened; "kv(...)" is the protobuf KeyValue):
               00..04 00..00 t  kv(foo)
               00..05 00..00    kv(foo, create=5, mod=5, ver=1, c)
               00..05 00..01    kv(zoo, create=5, mod=5, ver=1, z)
-    keys      foo -> 00..05 00..00      zoo -> 00..05 00..01
     key_revs  foo -> ~(5,0)p ~(4,0)t ~(3,0)p ~(2,0)p
               zoo -> ~(5,1)p
     meta      current_rev = 5, compact_rev = -1
 
     A read of foo at revision 3 seeks key_revs foo >= ~(3,0): finds ~(3,0)p, reads
-    history 00..03 00..00. At revision 4 it finds ~(4,0)t: foo did not exist.
+    history 00..03 00..00. At revision 4 it finds ~(4,0)t: foo did not exist. Now
+    (revision 5) foo's first duplicate ~(5,0)p says it is live at (5,0).
 
     compact(4): foo's newest revision at or below 4 is the tombstone (4,0), so the
     tombstone and everything older go; history keeps (5,0) and (5,1), key_revs foo
@@ -76,13 +74,14 @@ import struct
 from dataclasses import dataclass
 
 DB_HISTORY = b"history"
-DB_KEYS = b"keys"
 DB_KEY_REVS = b"key_revs"
 DB_META = b"meta"
 DB_ALARM = b"alarm"
 MAX_DBS = 8
 
-SCHEMA_VERSION = b"1"
+SCHEMA_VERSION = b"2"
+SCHEMA_V1 = b"1"  # had DB_KEYS_V1, each live key -> its rev: now key_revs' newest duplicate
+DB_KEYS_V1 = b"keys"
 MAX_KEY_BYTES = 511  # LMDB's compiled-in MDB_MAXKEYSIZE, also the DUPSORT limit
 
 META_CONSISTENT_INDEX = b"consistent_index"

@@ -71,14 +71,20 @@ def set_conf_state(txn: lmdb.Transaction, dbs: Databases, blob: bytes) -> None:
     txn.put(layout.META_CONF_STATE, blob, db=dbs.meta)
 
 
-def init_schema(txn: lmdb.Transaction, dbs: Databases) -> None:
-    """Stamp a new environment; refuse one written by an unknown schema."""
+def init_schema(env: lmdb.Environment, txn: lmdb.Transaction, dbs: Databases) -> None:
+    """Stamp a new environment, bring a schema-1 one up to date, refuse any other."""
     found = txn.get(layout.META_SCHEMA, db=dbs.meta)
-    if found is None:
-        txn.put(layout.META_SCHEMA, layout.SCHEMA_VERSION, db=dbs.meta)
-        return
-    if found != layout.SCHEMA_VERSION:
+    if found == layout.SCHEMA_V1:
+        # Schema 1 also kept each live key's revision in `keys`; key_revs has it.
+        txn.drop(env.open_db(layout.DB_KEYS_V1, txn=txn, create=False), delete=True)
+    elif found is not None and found != layout.SCHEMA_VERSION:
         raise RuntimeError(f"mvcc schema {found!r}, this build reads {layout.SCHEMA_VERSION!r}")
+    txn.put(layout.META_SCHEMA, layout.SCHEMA_VERSION, db=dbs.meta)
+
+
+def readable_schema(found: bytes | None) -> bool:
+    """A store this build opens (init_schema upgrades schema 1 on the first write open)."""
+    return found in (layout.SCHEMA_VERSION, layout.SCHEMA_V1)
 
 
 # Keys hashed by neither hash(): they differ between members that hold the same data.

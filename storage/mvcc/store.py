@@ -105,7 +105,7 @@ class MvccStore:
         backend = cls._open_backend(path, readonly, options)
         if not readonly:
             with backend.env.begin(write=True) as t:
-                meta.init_schema(t, backend.dbs)
+                meta.init_schema(backend.env, t, backend.dbs)
         return cls(backend, options, lease_exists)
 
     @staticmethod

@@ -16,7 +16,8 @@ from petcd.api.mvccpb.kv_pb2 import KeyValue
 from . import errors, layout, meta
 from .env import Databases
 from .errors import MvccError
-from .keyindex import KeyRange, current_entries, live_entries, record_delete, record_put
+from .keyindex import (KeyRange, count_current, current_entries, live_entries, record_delete,
+                       record_put)
 
 
 class ReadView:
@@ -65,6 +66,8 @@ class ReadView:
         return raws, total
 
     def count(self, kr: KeyRange, rev: int) -> int:
+        if rev == self.rev:
+            return count_current(self.txn, self.dbs, kr)
         return sum(1 for _ in self.entries(kr, rev))
 
     def current_kvs(self, kr: KeyRange) -> list[KeyValue]:

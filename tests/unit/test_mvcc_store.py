@@ -6,12 +6,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import lmdb
 import pytest
 
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.mvccpb.kv_pb2 import KeyValue
-from petcd.storage.mvcc import ApplyEntry, MvccError, MvccStore, errors, layout, quota
+from petcd.storage.mvcc import ApplyEntry, MvccError, MvccStore, errors, keyindex, layout, quota
 from petcd.storage.mvcc.meta import RaftPosition
 
 Op = pb.RequestOp
@@ -386,11 +387,13 @@ def test_layout_worked_example(store: MvccStore, apply: Applier) -> None:
             "0000000000000004" "0000000000000000" "74", "0000000000000005" "0000000000000000",
             "0000000000000005" "0000000000000001"]
         assert t.get(b"\x00" * 7 + b"\x04" + b"\x00" * 8 + b"t", db=b.dbs.history) == KeyValue(key=b"foo").SerializeToString()
-        assert t.get(b"foo", db=b.dbs.keys) == layout.rev_bytes(5, 0)
         foo = [v for k, v in t.cursor(db=b.dbs.key_revs) if k == b"foo"]
         assert foo == [layout.key_rev_entry(5, 0, False), layout.key_rev_entry(4, 0, True),
                        layout.key_rev_entry(3, 0, False), layout.key_rev_entry(2, 0, False)]
         assert foo[1].hex() == "fffffffffffffffb" "ffffffffffffffff" "74"
+        assert [k for k, _ in keyindex.current_entries(t, b.dbs, keyindex.KeyRange(b"foo", None))] == [b"foo"]
+        assert list(keyindex.current_entries(t, b.dbs, keyindex.KeyRange(b"a", b"\xff"))) == [
+            (b"foo", layout.rev_bytes(5, 0)), (b"zoo", layout.rev_bytes(5, 1))]
     apply(pb.CompactionRequest(revision=4))
     assert _history_keys(store) == [(5, 0, False), (5, 1, False)]
 
@@ -561,3 +564,40 @@ def test_defragment_a_key_with_many_revisions(store: MvccStore, apply: Applier) 
     store.defragment()
     assert everything(store, revision=500)[0].value == b"498"
     assert get(store, b"hot") == [(b"hot", b"999")]
+
+
+def test_a_schema_1_store_is_upgraded_on_open_and_keeps_its_data(tmp_path: Path) -> None:
+    """Schema 1 also kept `keys` (live key -> revision): opening drops it, nothing else."""
+    root = str(tmp_path / "db")
+    with MvccStore.open(root, sync=False) as s:
+        a = Applier(s)
+        a(put(b"foo", b"a"))
+        a(put(b"foo", b"b"))
+        a(put(b"zoo", b"z"))
+        a(pb.DeleteRangeRequest(key=b"zoo"))
+        b = s.backend
+        with b.env.begin(write=True) as t:  # what schema 1 had written
+            keys = b.env.open_db(layout.DB_KEYS_V1, txn=t)
+            t.put(b"foo", layout.rev_bytes(3, 0), db=keys)
+            t.put(layout.META_SCHEMA, layout.SCHEMA_V1, db=b.dbs.meta)
+        before = everything(s)
+    with MvccStore.open(root, readonly=True, sync=False) as reader:
+        assert everything(reader) == before  # a reader needs no upgrade
+    with MvccStore.open(root, sync=False) as s:
+        b = s.backend
+        with b.env.begin() as t:
+            assert t.get(layout.META_SCHEMA, db=b.dbs.meta) == layout.SCHEMA_VERSION
+            with pytest.raises(lmdb.NotFoundError):
+                b.env.open_db(layout.DB_KEYS_V1, txn=t, create=False)
+        assert everything(s) == before and [kv.key for kv in before] == [b"foo"]
+        assert get(s, b"foo") == [(b"foo", b"b")] and get(s, b"zoo") == []
+        assert s.current_revision() == 5
+
+
+def test_a_store_of_an_unknown_schema_is_refused(tmp_path: Path) -> None:
+    root = str(tmp_path / "db")
+    with MvccStore.open(root, sync=False) as s:
+        with s.backend.env.begin(write=True) as t:
+            t.put(layout.META_SCHEMA, b"9", db=s.backend.dbs.meta)
+    with pytest.raises(RuntimeError, match="mvcc schema b'9', this build reads b'2'"):
+        MvccStore.open(root, sync=False)
