@@ -4,8 +4,8 @@ The on-disk format - databases, byte layout, invariants and a worked example - i
 documented at the top of layout.py; read it first. In short:
 
     history   rev(main,sub)[+"t"] -> mvccpb.KeyValue     every change not compacted
-    keys      key -> rev(main,sub)                        live keys now
     key_revs  key -> ~rev(main,sub) + "p"|"t" (DUPSORT)  every revision, newest first
+                                                          (live now: newest is "p")
     meta      current/compact revision, Raft index, term, conf state
     alarm     (type, member) -> ""
 
