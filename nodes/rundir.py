@@ -2,10 +2,12 @@
 
 The run dir's name comes from the data dir, so a second `petcd` on the same data dir
 would find the first one's sockets there. The supervisor takes an exclusive flock on
-`lock` beside the sockets (bus/addresses.py: socket_dir) before it forks any actor: the second one stops at once with
-a clear error instead of its actors failing one by one on sockets in use. On the way
-out the holder removes the sockets and the dir, so stopped members leave nothing
-behind in /tmp (a killed one leaves them to its next start, which reuses the name).
+`lock` beside the sockets (bus/addresses.py: socket_dir) before it forks any actor,
+so the second one stops at once with a clear error instead of its actors failing
+one by one on sockets in use. The actors inherit the lock: while any of them lives,
+the dir stays taken. On the way out the holder removes the sockets and the dir, so
+stopped members leave nothing in /tmp (a killed one leaves them to its next start,
+which reuses the name).
 """
 
 from __future__ import annotations

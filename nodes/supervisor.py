@@ -49,7 +49,8 @@ class Supervisor:
             run_dir = RunDir.claim(self.ctx.run_dir)
         except RunDirBusy:
             self.log.error("data dir is in use by another petcd member",
-                           data_dir=str(self.ctx.settings.data_dir.resolve()), run_dir=str(self.ctx.run_dir))
+                           data_dir=str(self.ctx.settings.data_dir.resolve()),
+                           run_dir=str(self.ctx.run_dir))
             return 1
         except OSError as err:
             self.log.error("cannot create the member's socket dir", error=str(err),
