@@ -34,7 +34,7 @@ from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.membershippb import membership_pb2 as mpb
 from petcd.config import load
 from petcd.nodes.member import MemberContext
-from petcd.storage.mvcc import ApplyEntry, MvccStore
+from petcd.storage.mvcc import ApplyEntry, MvccStore, layout
 
 WAIT_S = 10.0
 pytestmark = pytest.mark.timeout(120)
@@ -424,6 +424,26 @@ def test_snapshot_install_refuses_a_file_older_than_its_snapshot(tmp_path: Path)
         snapshot.install_db_file(str(target), generation, tmp_path / "junk.snap.db", 1)
     with MvccStore.open(str(target), sync=False) as store:  # untouched
         assert (store.backend.generation, store.applied_index()) == (generation, 0)
+
+
+def test_snapshot_install_takes_a_schema_1_file_and_the_store_upgrades_it(tmp_path: Path) -> None:
+    """A member of this build catching up from a member still on schema 1."""
+    ctx = make_ctx(tmp_path / "m1")
+    with _leader_store(tmp_path / "leader", ctx, 30) as leader:
+        with leader.backend.env.begin(write=True) as t:  # what schema 1 had beside key_revs
+            t.put(b"k", layout.rev_bytes(2, 0), db=leader.backend.env.open_db(layout.DB_KEYS_V1, txn=t))
+            t.put(layout.META_SCHEMA, layout.SCHEMA_V1, db=leader.backend.dbs.meta)
+        expected = leader.range(pb.RangeRequest(key=b"\x00", range_end=b"\x00"))
+        snapshot.write_db_file(leader, tmp_path / "v1.snap.db")
+    target = tmp_path / "db"
+    with MvccStore.open(str(target), sync=False) as store:
+        generation = store.backend.generation
+    snapshot.install_db_file(str(target), generation, tmp_path / "v1.snap.db", 30)
+    with MvccStore.open(str(target), sync=False) as store:
+        with store.backend.env.begin() as t:
+            assert t.get(layout.META_SCHEMA, db=store.backend.dbs.meta) == layout.SCHEMA_VERSION
+        got = store.range(pb.RangeRequest(key=b"\x00", range_end=b"\x00"))
+        assert got.kvs == expected.kvs and got.kvs
 
 
 def test_remove_applied_db_files_keeps_newer_ones(tmp_path: Path) -> None:
