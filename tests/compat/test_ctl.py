@@ -277,6 +277,7 @@ def _trouble(cluster, since: dict[str, int]) -> str:
             hits = [e for e in events if e["event"] == name]
             if hits:
                 worst = max((e.get("took_ms") or e.get("exceeded_duration_ms") or 0) for e in hits)
-                parts.append(f"{m.name} {name[:30]}... x{len(hits)} (worst {worst} ms, "
+                short = name if len(name) <= 30 else name[:30] + "..."
+                parts.append(f"{m.name} {short} x{len(hits)} (worst {worst} ms, "
                              f"{hits[0]['ts']} to {hits[-1]['ts']})")
     return "; ".join(parts) or "nothing"

@@ -591,6 +591,7 @@ def test_a_schema_1_store_is_upgraded_on_open_and_keeps_its_data(tmp_path: Path)
                 b.env.open_db(layout.DB_KEYS_V1, txn=t, create=False)
         assert everything(s) == before and [kv.key for kv in before] == [b"foo"]
         assert get(s, b"foo") == [(b"foo", b"b")] and get(s, b"zoo") == []
+        assert get(s, b"zoo", revision=4) == [(b"zoo", b"z")]  # history too
         assert s.current_revision() == 5
 
 
