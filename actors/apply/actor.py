@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from petcd.actors import slow
 from petcd.actors.bus import codec
 from petcd.actors.bus.sockets import Inbox, Outbox, process_context
 from petcd.actors.protocol import SUPERVISOR, Kind
@@ -123,7 +124,9 @@ class ApplyActor:
         if not plan.store_entries:
             self._send_applied()  # every entry was already applied (a replay)
             return
-        results = self.store.apply_batch(plan.store_entries)
+        took_s: list[float] = []
+        results = self.store.apply_batch(plan.store_entries, took_s, self.clock)
+        self._warn_of_slow_applies(plan, results, took_s)
         self.durable_index = self.applied_index  # synced by this batch's commit
         self.applied_index = plan.store_entries[-1].index
         self.table = plan.table
@@ -133,6 +136,15 @@ class ApplyActor:
         if replies:
             self._send("network", Kind.RESPONSES, replies)
         self._send_applied()
+
+    def _warn_of_slow_applies(self, plan: batch.Plan, results: Sequence[Any],
+                              took_s: Sequence[float]) -> None:
+        """etcd's "apply request took too long", for each request of the batch."""
+        for entry, result, took in zip(plan.store_entries, results, took_s):
+            if took > slow.WARN_APPLY_DURATION_S and entry.request is not None:
+                error = result if isinstance(result, Exception) else None
+                slow.warn_if_slow(self.log, took, "", entry.request,
+                                  None if error else result, error)
 
     def _apply_snapshot(self, meta: SnapshotMeta) -> None:
         path = snapshot.db_file_path(self.ctx.snap_dir, meta.index)

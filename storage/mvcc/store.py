@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import lmdb
@@ -252,8 +253,13 @@ class MvccStore:
             raise result
         return result
 
-    def apply_batch(self, entries: Sequence[ApplyEntry]) -> list[ApplyResult]:
-        """Apply entries in one LMDB transaction (one fdatasync); results in order."""
+    def apply_batch(self, entries: Sequence[ApplyEntry],
+                    took_s: list[float] | None = None,
+                    clock: Callable[[], float] = time.monotonic) -> list[ApplyResult]:
+        """Apply entries in one LMDB transaction (one fdatasync); results in order.
+
+        If `took_s` is given, it gets how long each entry's apply took, in order
+        (etcd warns of a write whose apply was slow)."""
         assert not self.readonly, "read-only store"
         backend = self.backend
         self._batches += 1
@@ -270,13 +276,16 @@ class MvccStore:
             self._alarms = alarms.active_kinds(parent, backend.dbs)
             last: ApplyEntry | None = None
             for entry in entries:
+                started = clock()
                 if entry.index <= applied:
                     results.append(None)  # replayed after a crash: already in the data
-                    continue
-                results.append(self._apply_one(parent, entry, db_size_bytes))
-                if entry.conf_state is not None:
-                    meta.set_conf_state(parent, backend.dbs, entry.conf_state)
-                applied, last = entry.index, entry
+                else:
+                    results.append(self._apply_one(parent, entry, db_size_bytes))
+                    if entry.conf_state is not None:
+                        meta.set_conf_state(parent, backend.dbs, entry.conf_state)
+                    applied, last = entry.index, entry
+                if took_s is not None:
+                    took_s.append(clock() - started)
             if last is not None:
                 # Once per batch: the batch commits as one transaction, so the applied
                 # index that commits with it is its last entry's.

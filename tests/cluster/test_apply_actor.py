@@ -485,3 +485,57 @@ def test_plan_batch_refuses_a_gap_and_skips_applied_entries() -> None:
     # Undecodable entry data advances the index on every member alike.
     plan = batch.plan_batch([Entry(1, 1, EntryType.NORMAL, b"\xff\xff")], 0, MemberTable(), 1)
     assert plan.store_entries == [ApplyEntry(1, 1, None)] and plan.notes
+
+
+class _Log:
+    """The actor's logger, keeping its warnings."""
+
+    def __init__(self) -> None:
+        self.warnings: list[tuple[str, dict[str, Any]]] = []
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.warnings.append((event, fields))
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda event, **fields: None
+
+
+@pytest.mark.parametrize("apply_s", [0.0, 0.25])
+def test_a_write_whose_apply_was_slow_is_logged_as_etcd_logs_it(harness: Harness,
+                                                                 apply_s: float) -> None:
+    """In the actor's own process, with a clock that moves `apply_s` per reading: a
+    request is timed over its apply alone, on any member (etcd's applierV3backend)."""
+    ctx = harness.ctx
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += apply_s
+        return now[0]
+
+    log = _Log()
+    with Inbox.for_actor(ctx.run_dir, "apply") as inbox:
+        actor = apply_actor.ApplyActor(ctx, inbox, harness.outbox, log,
+                                       apply_actor.open_store(ctx), clock=clock)
+        try:
+            entries = bootstrap_entries(ctx)
+            n = len(entries)
+            entries += [Entry(1, n + 1, EntryType.NORMAL, put(own_id(ctx, 1), b"k", b"v")),
+                        Entry(1, n + 2, EntryType.NORMAL, put(other_id(ctx, 1), b"k", b"w")),
+                        Entry(1, n + 3, EntryType.NORMAL, request(
+                            own_id(ctx, 2), delete_range=pb.DeleteRangeRequest(key=b"k")))]
+            actor.handle([(Kind.APPLY.value, codec.entries_to_wire(entries))])
+        finally:
+            actor.close()
+    rows, applied = harness.answers()
+    assert len(rows) == 2 and applied[0] == n + 3  # applied and answered as usual
+    if apply_s == 0.0:
+        assert log.warnings == []
+        return
+    # Member changes are no requests; both puts (the other member's too) and the delete are.
+    assert [e for e, _ in log.warnings] == ["apply request took too long"] * 3
+    first = log.warnings[0][1]
+    assert first["took_ms"] == 250.0 and first["expected_duration_ms"] == 100
+    assert first["prefix"] == ""
+    assert first["request"] == f'header:<ID:{own_id(ctx, 1)}> put:<key: "k" value_size: 1>'
+    assert first["response"].startswith("size:")
+    assert log.warnings[2][1]["request"].endswith('delete_range:<key: "k">')

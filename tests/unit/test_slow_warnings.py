@@ -1,14 +1,15 @@
-"""etcd's warnings for work that took too long: a slow KV request (network actor) and
+"""etcd's warnings for work that took too long: a slow KV request (actors/slow.py) and
 a leader heartbeat that left late (raft actor). The pure parts; tests/faults shows
 them in a real member's log."""
 
 from __future__ import annotations
 
 from petcd.actors.network.errors import TIMEOUT
-from petcd.actors.network.slow import (READ_ONLY_RANGE, SLOW_REQUEST, request_text,
+from petcd.actors.slow import (READ_ONLY_RANGE, SLOW_REQUEST, request_text,
                                        warn_if_slow)
 from petcd.actors.raft.heartbeats import HeartbeatWatch, LateHeartbeat
 from petcd.actors.raft.types import Message, MessageType
+from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 
 
@@ -88,3 +89,11 @@ def test_only_heartbeats_count_and_a_new_leadership_starts_afresh():
     assert watch.observe([append], 11.0) == []
     watch.reset()
     assert watch.observe([heartbeat(2)], 12.0) == []
+
+
+def test_a_raft_entry_is_shown_as_etcds_internal_raft_stringer_shows_it():
+    r = rpb.InternalRaftRequest(header=rpb.RequestHeader(ID=42),
+                                put=pb.PutRequest(key=b"k", value=b"s3cret"))
+    assert request_text(r) == 'header:<ID:42> put:<key: "k" value_size: 6>'
+    assert request_text(rpb.InternalRaftRequest(header=rpb.RequestHeader(ID=7))) == \
+        "header:<ID:7>"

@@ -1,12 +1,15 @@
 """etcd's warning for a request that took too long (warnOfExpensiveRequest).
 
-A KV request answered more than 100 ms after the server took it up is logged as etcd
-logs it: "apply request took too long", with how long it took, the request (values
-shown by size only, as etcd's request stringers do) and the response's size or the
-error.
-Ranges carry the prefix "read-only range ". etcd times a write's apply alone; here the
-time is the whole request as this member served it (proposal, commit, apply), which
-is what the client waited for.
+A request that took more than 100 ms is logged as etcd logs it: "apply request took
+too long", with how long it took, the request (values shown by size only, as etcd's
+request stringers do) and the response's size or the error. What is timed is what etcd
+times:
+
+- a range, from the moment the network actor takes it up until it answers (ReadIndex
+  wait included), with the prefix "read-only range " (warnOfExpensiveReadOnlyRangeRequest);
+- a write (put, delete, txn, compaction), its apply to the store alone, on every member
+  that applies it (the apply actor; etcd's applierV3backend.Apply). Time spent queued
+  for Raft is not an expensive request: a loaded cluster does not log every write.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from google.protobuf import text_format
 from google.protobuf.message import Message
+from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 
 WARN_APPLY_DURATION_S = 0.1  # etcd's warnApplyDuration
@@ -43,6 +47,8 @@ def warn_if_slow(log: Any, took_s: float, prefix: str, request: Message,
 
 def request_text(r: Message) -> str:
     """The request in protobuf text form, each put's value replaced by its size."""
+    if isinstance(r, rpb.InternalRaftRequest):
+        return internal_request_text(r)
     if isinstance(r, pb.PutRequest):
         return _put_text(r)
     if isinstance(r, pb.TxnRequest):
@@ -50,6 +56,16 @@ def request_text(r: Message) -> str:
                          *(f"success:<{_op_text(op)}>" for op in r.success),
                          *(f"failure:<{_op_text(op)}>" for op in r.failure)])
     return _text(r)
+
+
+def internal_request_text(r: rpb.InternalRaftRequest) -> str:
+    """An entry's request as etcd's InternalRaftStringer shows it: the header, then
+    the request (`put:<key:... value_size:N>`)."""
+    which = next((f.name for f, _ in r.ListFields() if f.name not in ("header", "ID")), "")
+    header = f"header:<ID:{r.header.ID}>"
+    if not which:
+        return header
+    return f"{header} {which}:<{request_text(getattr(r, which))}>"
 
 
 def response_text(resp: Message) -> str:
