@@ -38,7 +38,7 @@ from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.actors.raft.types import Entry, SnapshotMeta
 from petcd.nodes.logs import configure
 from petcd.nodes.member import MemberContext
-from petcd.storage.mvcc import MvccStore, StoreCorruptError
+from petcd.storage.mvcc import MvccError, MvccStore, StoreCorruptError
 
 from . import batch, members, snapshot
 from .members import MemberTable
@@ -141,10 +141,12 @@ class ApplyActor:
                               took_s: Sequence[float]) -> None:
         """etcd's "apply request took too long", for each request of the batch."""
         for entry, result, took in zip(plan.store_entries, results, took_s):
-            if took > slow.WARN_APPLY_DURATION_S and entry.request is not None:
-                error = result if isinstance(result, Exception) else None
-                slow.warn_if_slow(self.log, took, "", entry.request,
-                                  None if error else result, error)
+            if took <= slow.WARN_APPLY_DURATION_S or entry.request is None:
+                continue
+            if isinstance(result, MvccError):
+                slow.warn_if_slow(self.log, took, "", entry.request, None, result)
+            else:
+                slow.warn_if_slow(self.log, took, "", entry.request, result, None)
 
     def _apply_snapshot(self, meta: SnapshotMeta) -> None:
         path = snapshot.db_file_path(self.ctx.snap_dir, meta.index)

@@ -79,7 +79,7 @@ def _current_newest(txn: lmdb.Transaction, dbs: Databases, kr: KeyRange) -> Iter
     if kr.end is None:
         if len(kr.start) <= layout.MAX_KEY_BYTES and cur.set_key(kr.start):
             newest = cur.value()
-            if newest[16] == _PUT:
+            if newest[layout.REV_BYTES] == _PUT:
                 yield kr.start, newest
         return
     if not cur.set_range(_seek_key(kr.start)):
@@ -89,7 +89,7 @@ def _current_newest(txn: lmdb.Transaction, dbs: Databases, kr: KeyRange) -> Iter
     for key, newest in cur.iternext_nodup(keys=True, values=True):
         if past_end(key):
             return
-        if newest[16] == _PUT and key >= kr.start:
+        if newest[layout.REV_BYTES] == _PUT and key >= kr.start:
             yield key, newest
 
 
@@ -109,7 +109,7 @@ def entries_at(
     cur = txn.cursor(db=dbs.key_revs)
     if kr.end is None:
         entry = newest_entry(cur, kr.start, at_rev)
-        if entry is not None and entry[16:] == layout.PUT_FLAG:
+        if entry is not None and entry[layout.REV_BYTES:] == layout.PUT_FLAG:
             yield kr.start, _rev_of(entry)
         return
     target = layout.newest_at_or_below(at_rev)
@@ -128,7 +128,7 @@ def entries_at(
             # No revision <= at_rev: the cursor is unpositioned; step past this key.
             entry = None
             cur.set_key(key)
-        if entry is not None and entry[16:] == layout.PUT_FLAG and key >= kr.start:
+        if entry is not None and entry[layout.REV_BYTES:] == layout.PUT_FLAG and key >= kr.start:
             yield key, _rev_of(entry)
         if not cur.next_nodup():
             return
@@ -136,7 +136,7 @@ def entries_at(
 
 def _rev_of(entry: bytes) -> bytes:
     """rev(main, sub) of a `key_revs` duplicate: its first 16 bytes complemented."""
-    return entry[:16].translate(_COMPLEMENT)
+    return entry[:layout.REV_BYTES].translate(_COMPLEMENT)
 
 
 _COMPLEMENT = bytes(255 - b for b in range(256))  # b -> b ^ 0xFF
