@@ -8,8 +8,8 @@
 
 Connections are spread over worker processes (so that the tool itself is not the
 bottleneck) and over the endpoints round-robin; each connection sends one request at a
-time. The parent draws a progress bar and prints requests/s, p50 and p99 latency.
-It speaks etcd's gRPC API (default) or its JSON gateway, so the same command measures
+time. The parent draws a progress bar and prints requests/s, p50 and p99 latency, and
+the CPU time its workers spent per request. It speaks etcd's gRPC API (default) or its JSON gateway, so the same command measures
 a real etcd. Which keys each request touches: see bench_plan.
 """
 
@@ -120,9 +120,12 @@ def run(args: argparse.Namespace) -> int:
         print("petcd-bench: no request succeeded", file=sys.stderr)
         return 1
     print("\n".join(summary(args, len(work), tallies, elapsed_s)))
+    requests = sum(len(t.latencies_s) + t.error_count for t in tallies)
     if args.server_cpu:
-        requests = sum(len(t.latencies_s) + t.error_count for t in tallies)
         print(bench_cpu.report(bench_cpu.per_request_us(cpu_before, cpu_after, requests)))
+    # On one machine the tool and the servers share the cores: what it takes, they lack.
+    print(f"  client CPU per request: {sum(t.cpu_s for t in tallies) * 1e6 / requests:,.0f} us "
+          f"(petcd-bench's {len(tallies)} workers)")
     failed = len(tallies) < len(work) or any(t.error_count for t in tallies)
     return 1 if failed else 0
 

@@ -1,8 +1,9 @@
 """A petcd-bench worker process: a share of the connections, each on its own coroutine.
 
 Each connection sends one request at a time and times it; the worker reports the
-latencies, the errors, and what the answers held (keys per range response, compare
-failures of txn) to the parent when all its connections are done.
+latencies, the errors, what the answers held (keys per range response, compare
+failures of txn) and the CPU time it spent on them to the parent when all its
+connections are done.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Tally:
     error_count: int = 0
     keys_returned: int = 0  # range: key-values in all responses
     compare_failures: int = 0  # txn: requests whose compare did not hold
+    cpu_s: float = 0.0  # this worker's CPU time (all threads) from its first connection on
 
     def error(self, err: BenchError) -> None:
         self.error_count += 1
@@ -109,9 +111,12 @@ async def _connection(job: Job, conn_no: int, first: int, count: int, tally: Tal
 async def _work(job: Job, done) -> Tally:
     tally = Tally()
     firsts = [job.first_request + sum(job.requests[:c]) for c in range(len(job.requests))]
+    # Start-up (interpreter, imports) is left out: it is not a cost of the requests.
+    started_cpu_s = time.process_time()
     await asyncio.gather(*(
         _connection(job, job.first_conn + c, firsts[c], count, tally, done)
         for c, count in enumerate(job.requests) if count))
+    tally.cpu_s = time.process_time() - started_cpu_s
     return tally
 
 

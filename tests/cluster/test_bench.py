@@ -129,6 +129,13 @@ def server_cpu(stdout: str) -> dict[str, int]:
     return spent
 
 
+def client_cpu_us(stdout: str) -> int:
+    match = re.search(r"^  client CPU per request: ([\d,]+) us \(petcd-bench's (\d+) workers\)$",
+                      stdout, re.M)
+    assert match, stdout
+    return int(match.group(1).replace(",", ""))
+
+
 def test_server_cpu_says_which_process_spent_what_per_request(petcd):
     out = bench(petcd, "grpc", "put", "--conns", "4", "--total", "600", "--server-cpu")
     spent = server_cpu(out)
@@ -137,6 +144,10 @@ def test_server_cpu_says_which_process_spent_what_per_request(petcd):
     # Every put crosses all four actors of the member; CPU time counts in 10 ms ticks,
     # and 600 puts cost each of them well above one.
     assert all(spent[a] > 0 for a in actors), spent
+    # The tool's own cost: a gRPC call costs a Python client tens to hundreds of
+    # microseconds of CPU, never nothing and never tens of milliseconds.
+    assert 10 <= client_cpu_us(out) < 30_000, out
+    assert client_cpu_us(bench(petcd, "http", "put", "--conns", "2", "--total", "200")) >= 10
 
 
 def test_server_cpu_counts_an_etcd_member(etcd):
