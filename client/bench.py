@@ -9,8 +9,9 @@
 Connections are spread over worker processes (so that the tool itself is not the
 bottleneck) and over the endpoints round-robin; each connection sends one request at a
 time. The parent draws a progress bar and prints requests/s, p50 and p99 latency, and
-the CPU time its workers spent per request. It speaks etcd's gRPC API (default) or its JSON gateway, so the same command measures
-a real etcd. Which keys each request touches: see bench_plan.
+the CPU time its workers spent per request. It speaks etcd's gRPC API (default) or its
+JSON gateway, so the same command measures a real etcd. Which keys each request
+touches: see bench_plan.
 """
 
 from __future__ import annotations
