@@ -145,8 +145,8 @@ def test_server_cpu_says_which_process_spent_what_per_request(petcd):
     # and 600 puts cost each of them well above one.
     assert all(spent[a] > 0 for a in actors), spent
     # The tool's own cost: a gRPC call costs a Python client tens to hundreds of
-    # microseconds of CPU, never nothing and never tens of milliseconds.
-    assert 10 <= client_cpu_us(out) < 30_000, out
+    # microseconds of CPU, never nothing and never ten milliseconds.
+    assert 10 <= client_cpu_us(out) < 10_000, out
     assert client_cpu_us(bench(petcd, "http", "put", "--conns", "2", "--total", "200")) >= 10
 
 
