@@ -141,12 +141,10 @@ class ApplyActor:
                               took_s: Sequence[float]) -> None:
         """etcd's "apply request took too long", for each request of the batch."""
         for entry, result, took in zip(plan.store_entries, results, took_s):
-            if took <= slow.WARN_APPLY_DURATION_S or entry.request is None:
-                continue
-            if isinstance(result, MvccError):
-                slow.warn_if_slow(self.log, took, "", entry.request, None, result)
-            else:
-                slow.warn_if_slow(self.log, took, "", entry.request, result, None)
+            if entry.request is not None:  # None: not a store request (no-op, member change)
+                error = result if isinstance(result, MvccError) else None
+                slow.warn_if_slow(self.log, took, "", entry.request,
+                                  None if error else result, error)
 
     def _apply_snapshot(self, meta: SnapshotMeta) -> None:
         path = snapshot.db_file_path(self.ctx.snap_dir, meta.index)
