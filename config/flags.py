@@ -87,6 +87,8 @@ FLAGS: tuple[Flag, ...] = (
          "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based "
          "retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision "
          "number based retention."),
+    Flag("experimental-watch-progress-notify-interval", CLUSTERING, "10m0s",
+         "Duration of periodic watch progress notifications."),
     Flag("log-level", LOGGING, "info",
          "Configures log level. Only supports debug, info, warn, error, panic, or fatal."),
     Flag("log-format", LOGGING, "json", "Configures log format. Only supports json, console."),

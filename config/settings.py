@@ -20,6 +20,7 @@ from .sources import Layer, RawValue
 from .urls import InitialMember, Url, parse_initial_cluster, parse_url_list
 from .values import (
     parse_choice,
+    parse_duration_seconds,
     parse_int,
     parse_periodic_retention_seconds,
     parse_revision_retention,
@@ -31,6 +32,8 @@ CLUSTER_STATES = ("new", "existing")
 COMPACTION_MODES = ("periodic", "revision")
 LOG_LEVELS = ("debug", "info", "warn", "error", "panic", "fatal")
 LOG_FORMATS = ("json", "console")
+DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL_S = 600.0  # etcd's progressReportInterval
+MIN_WATCH_PROGRESS_NOTIFY_INTERVAL_S = 0.1        # etcd's minWatchProgressInterval
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,7 @@ class Settings:
     auto_compaction_mode: str                   # "periodic" | "revision"
     auto_compaction_retention_seconds: float    # periodic mode only; 0 = off
     auto_compaction_retention_revisions: int    # revision mode only; 0 = off
+    watch_progress_notify_interval_s: float     # >= MIN_WATCH_PROGRESS_NOTIFY_INTERVAL_S
     log_level: str
     log_format: str
     config_file: Path | None
@@ -71,6 +75,7 @@ class Settings:
         assert self.max_snapshots >= 0 and self.max_wals >= 0
         assert self.max_request_bytes > 0 and self.max_txn_ops > 0 and self.quota_backend_bytes > 0
         assert self.auto_compaction_mode in COMPACTION_MODES, self.auto_compaction_mode
+        assert self.watch_progress_notify_interval_s >= MIN_WATCH_PROGRESS_NOTIFY_INTERVAL_S
         assert self.auto_compaction_retention_seconds >= 0 and self.auto_compaction_retention_revisions >= 0
         # Only the retention of the chosen mode may be set.
         if self.auto_compaction_mode == "periodic":
@@ -169,10 +174,19 @@ def build_settings(layer: Layer, config_file: Path | None = None) -> Settings:
         auto_compaction_retention_revisions=(
             read.parsed("auto-compaction-retention", parse_revision_retention)
             if mode == "revision" else 0),
+        watch_progress_notify_interval_s=_progress_notify_interval_s(read),
         log_level=read.choice("log-level", LOG_LEVELS),
         log_format=read.choice("log-format", LOG_FORMATS),
         config_file=config_file,
     )
+
+
+def _progress_notify_interval_s(read: _Reader) -> float:
+    """etcd keeps its default for 0 and raises anything shorter than 100 ms to it."""
+    seconds = read.parsed("experimental-watch-progress-notify-interval", parse_duration_seconds)
+    if seconds == 0:
+        return DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL_S
+    return max(seconds, MIN_WATCH_PROGRESS_NOTIFY_INTERVAL_S)
 
 
 def _non_empty(text: str) -> str:

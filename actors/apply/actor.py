@@ -3,14 +3,16 @@
     raft    --APPLY [entries]-->             apply   one store batch (one LMDB commit)
     raft    --APPLY_SNAPSHOT [meta]-->       apply   replace the store's data
     network --DEFRAGMENT request_id-->       apply   rewrite the store file compactly
+    apply   --APPLIED [index, revision, changes?]-->  network  at start, after each batch
     apply   --RESPONSES-->                   network results of this member's requests
-    apply   --APPLIED [index, revision]-->   network   at start, after each batch
     apply   --APPLIED [durable index, revision]-->   raft   at start, then when it has
                                              changed: at most every 0.1 s, or when idle
     apply   --READY "apply"-->               supervisor      once the store is open
 
 The loop drains its inbox (bounded wait), merges every APPLY of the drained batch into
-one `MvccStore.apply_batch`, then answers. An APPLY_SNAPSHOT first applies what came
+one `MvccStore.apply_batch`, then tells the network actor what changed (APPLIED with
+the batch's changes: the watchers' events) and only then answers the requests, so a
+client never learns a revision its member's watchers have not been given. An APPLY_SNAPSHOT first applies what came
 before it, so order is kept. DEFRAGMENTs of a drained batch are served by one
 `MvccStore.defragment` after its entries are applied (between two store batches);
 each is answered in RESPONSES, and the network actor's read-only store switches to
@@ -38,7 +40,7 @@ from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.actors.raft.types import Entry, SnapshotMeta
 from petcd.nodes.logs import configure
 from petcd.nodes.member import MemberContext
-from petcd.storage.mvcc import MvccError, MvccStore, StoreCorruptError
+from petcd.storage.mvcc import Change, MvccError, MvccStore, StoreCorruptError
 
 from . import batch, members, snapshot
 from .members import MemberTable
@@ -122,20 +124,21 @@ class ApplyActor:
         except batch.LogGapError as err:
             raise Stop(str(err)) from err
         if not plan.store_entries:
-            self._send_applied()  # every entry was already applied (a replay)
+            self._send_applied(changes=[])  # every entry was already applied (a replay)
             return
         took_s: list[float] = []
-        results = self.store.apply_batch(plan.store_entries, took_s, self.clock)
+        changes: list[Change] = []
+        results = self.store.apply_batch(plan.store_entries, took_s, self.clock, changes)
         self._warn_of_slow_applies(plan, results, took_s)
         self.durable_index = self.applied_index  # synced by this batch's commit
         self.applied_index = plan.store_entries[-1].index
         self.table = plan.table
         for level, event, fields in plan.notes:
             getattr(self.log, level)(event, **fields)
+        self._send_applied(changes=changes)
         replies = batch.responses(plan, results, self.ctx.cluster_id, self.ctx.member_id)
         if replies:
             self._send("network", Kind.RESPONSES, replies)
-        self._send_applied()
 
     def _warn_of_slow_applies(self, plan: batch.Plan, results: Sequence[Any],
                               took_s: Sequence[float]) -> None:
@@ -153,7 +156,7 @@ class ApplyActor:
             self.log.info("snapshot already applied", index=meta.index,
                           applied_index=self.applied_index)
             path.unlink(missing_ok=True)
-            self._send_applied()
+            self._send_applied(changes=[])
             return
         backend = self.store.backend
         root, generation, options = backend.root, backend.generation, self.store.options
@@ -199,9 +202,12 @@ class ApplyActor:
 
     # -- sends -----------------------------------------------------------------------
 
-    def _send_applied(self, *, now: bool = False) -> None:
+    def _send_applied(self, *, now: bool = False, changes: list[Change] | None = None) -> None:
+        """changes: every change since the last APPLIED, or None when the store may
+        have changed without them (at start, after installing a snapshot)."""
         revision = self.store.current_revision()
-        self._send("network", Kind.APPLIED, [self.applied_index, revision])
+        wire = None if changes is None else codec.changes_to_wire(changes)
+        self._send("network", Kind.APPLIED, [self.applied_index, revision, wire])
         self._tell_raft(now=now, revision=revision)
 
     def _tell_raft(self, *, now: bool, revision: int | None = None) -> None:

@@ -96,7 +96,7 @@ class NetworkActor:
             Kind.READ_STATES.value: self.tracker.on_read_states,
             Kind.DROPPED.value: self.tracker.on_dropped, Kind.STATUS.value: self.tracker.on_status,
             Kind.RESPONSES.value: self.tracker.on_responses,
-            Kind.APPLIED.value: self.tracker.on_applied,
+            Kind.APPLIED.value: self._on_applied,
         }
 
     # -- start and stop ----------------------------------------------------------------
@@ -199,7 +199,8 @@ class NetworkActor:
         """Until SIGTERM/SIGINT; raises if a loop fails."""
         loops = [asyncio.create_task(self._inbox_loop(), name="inbox"),
                  asyncio.create_task(self._member_sync_loop(), name="members"),
-                 *compactor.start(self.ctx.settings, self.server, self.log)]
+                 *compactor.start(self.ctx.settings, self.server, self.log),
+                 *self.server.watches.start()]
         publish = asyncio.create_task(self._publish(), name="publish")
         stopped = asyncio.create_task(self.stopping.wait(), name="stop")
         try:
@@ -271,6 +272,11 @@ class NetworkActor:
         self.log.info("published local member to cluster", name=self.ctx.name,
                       client_urls=list(urls))
         return True
+
+    def _on_applied(self, payload: Any) -> None:
+        # Watchers first: a read woken by this APPLIED may lead its client to watch.
+        self.server.watches.on_applied(payload)
+        self.tracker.on_applied(payload)
 
     def _on_send_snapshot(self, payload: Any) -> None:
         assert self.peers is not None

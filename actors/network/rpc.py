@@ -6,6 +6,10 @@ descriptors, so the method table cannot drift from the wire definitions:
 
 - a method in `SERVED` is answered by the transport-free `Server` (the same code the
   JSON gateway calls), its EtcdError becoming the gRPC status etcd sends;
+- Watch.Watch, bidirectional, feeds the requests to a WatchStream (watch/stream.py)
+  and sends its responses, already encoded; the `hasleader` metadata of etcd's
+  WithRequireLeader is honoured (a member without a leader refuses the stream with
+  "etcdserver: no leader", and ends it when it loses its leader);
 - every other method answers etcd's Unimplemented ("method Watch not implemented"),
   with the streaming shape of its definition, until a later version serves it.
 
@@ -16,6 +20,7 @@ Message limits are etcd's: receive --max-request-bytes plus gRPC's 512 KiB overh
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +35,11 @@ from petcd.api.v3lockpb import v3lock_pb2
 
 from .errors import Code, EtcdError
 from .server import GRPC_OVERHEAD_BYTES, Server
+from .watch import WatchStream
 
 MAX_SEND_BYTES = 2**31 - 1  # etcd's math.MaxInt32
+WATCH_METHOD = "etcdserverpb.Watch.Watch"
+REQUIRE_LEADER_KEY, HAS_LEADER = "hasleader", "true"  # etcd's rpctypes.MetadataRequireLeaderKey
 
 SERVICES: tuple[ServiceDescriptor, ...] = (
     *(rpc_pb2.DESCRIPTOR.services_by_name[name] for name in
@@ -85,6 +93,10 @@ def _handler(method: MethodDescriptor, server: Server, log: Any) -> grpc.RpcMeth
     request_class = _message_class(method.input_type.full_name)
     codec = {"request_deserializer": _deserializer(request_class),
              "response_serializer": _serialize}
+    if method.full_name == WATCH_METHOD:
+        return grpc.stream_stream_rpc_method_handler(
+            _watch(server, log), request_deserializer=_deserializer(request_class),
+            response_serializer=_already_encoded)
     served = SERVED.get(f"{method.containing_service.name}.{method.name}")
     streams_in, streams_out = method.client_streaming, method.server_streaming
     if served is None:
@@ -128,6 +140,51 @@ def _stream(call: Callable[[Message], AsyncIterator[Message]], name: str, log: A
             log.exception("request failed", method=name)
             await context.abort(grpc.StatusCode.UNKNOWN, f"{type(err).__name__}: {err}")
     return handle
+
+
+def _watch(server: Server, log: Any) -> Callable[[AsyncIterator[Any], grpc.aio.ServicerContext],
+                                                 AsyncIterator[bytes]]:
+    async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+                     ) -> AsyncIterator[bytes]:
+        metadata = context.invocation_metadata() or ()
+        require_leader = any(k == REQUIRE_LEADER_KEY and v == HAS_LEADER for k, v in metadata)
+        try:
+            stream = server.watches.open_stream(require_leader)
+        except EtcdError as err:
+            await context.abort(status_code(err.code), err.message)
+        reader = asyncio.create_task(_read_watch_requests(requests, stream, log))
+        try:
+            async for response in stream.responses():
+                yield response
+        except EtcdError as err:
+            await context.abort(status_code(err.code), err.message)
+        finally:
+            reader.cancel()
+            server.watches.close_stream(stream)
+    return handle
+
+
+async def _read_watch_requests(requests: AsyncIterator[Any], stream: WatchStream,
+                               log: Any) -> None:
+    """Until the client half-closes (the stream goes on sending, as etcd's) or sends
+    garbage (the stream fails as grpc-go fails it: Internal)."""
+    try:
+        async for request in requests:
+            if isinstance(request, Malformed):
+                stream.fail(EtcdError(Code.INTERNAL, request.message))
+                return
+            await stream.handle(request)
+    except asyncio.CancelledError:
+        raise
+    except grpc.RpcError:
+        return  # the client went away; the sending side ends too
+    except Exception as err:  # a bug: end this stream, keep the member
+        log.exception("watch request failed")
+        stream.fail(EtcdError(Code.UNKNOWN, f"{type(err).__name__}: {err}"))
+
+
+def _already_encoded(response: bytes) -> bytes:
+    return response
 
 
 def _unimplemented(name: str, streams_in: bool, streams_out: bool,

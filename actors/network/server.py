@@ -50,6 +50,7 @@ from . import backup, errors
 from .errors import EtcdError
 from .local import LocalStore
 from .requests import RaftClient, Tracker
+from .watch import WatchHub
 
 SERVER_VERSION = "3.5.0"  # the etcd API petcd speaks
 CLUSTER_VERSION = "3.5.0"
@@ -97,6 +98,14 @@ class Server:
         self.max_txn_ops = ctx.settings.max_txn_ops
         self.quota_bytes = ctx.settings.quota_backend_bytes
         self._db_size = (0, -DB_SIZE_TTL_S)  # (bytes, monotonic time read)
+        s = ctx.settings
+        self.watches = WatchHub(
+            store, self._header_bytes,
+            # etcd fragments at its MaxRequestBytesWithOverhead
+            max_fragment_bytes=s.max_request_bytes + GRPC_OVERHEAD_BYTES,
+            progress_interval_s=s.watch_progress_notify_interval_s,
+            election_timeout_s=s.election_timeout_ms / 1000,
+            has_leader=lambda: tracker.status.has_leader, log=log)
 
     # -- KV -------------------------------------------------------------------------
 
@@ -368,6 +377,12 @@ class Server:
             return await self.store.call(fn, short=short)
         except MvccError as err:
             raise errors.from_mvcc(err) from None
+
+    def _header_bytes(self, revision: int) -> bytes:
+        """An encoded ResponseHeader at `revision` (watch responses are built as bytes)."""
+        return pb.ResponseHeader(cluster_id=self.ctx.cluster_id, member_id=self.ctx.member_id,
+                                 revision=revision,
+                                 raft_term=self.tracker.status.term).SerializeToString()
 
     def _fill(self, header: pb.ResponseHeader, with_revision: bool = True) -> None:
         header.cluster_id = self.ctx.cluster_id

@@ -49,5 +49,5 @@ class Applied:
 
     @classmethod
     def from_wire(cls, payload: Any) -> Applied:
-        index, revision = payload
+        index, revision = payload[:2]  # the network's APPLIED also carries the changes
         return cls(int(index), int(revision))

@@ -19,12 +19,14 @@ Modules, one idea each:
     compaction  Compact      hashing  Hash, HashKV            alarms Alarm
     quota       quota, request cost, LMDB map size
     meta        revisions and the applied Raft position
+    history     the changes of each revision, as watchers get them
     store       MvccStore: the facade the apply and network actors use
     errors      MvccError with etcd's messages and gRPC codes
 """
 
 from .env import StoreCorruptError
 from .errors import MvccError
+from .history import Change
 from .store import ApplyEntry, MvccStore, StoreOptions
 
-__all__ = ["ApplyEntry", "MvccError", "MvccStore", "StoreCorruptError", "StoreOptions"]
+__all__ = ["ApplyEntry", "Change", "MvccError", "MvccStore", "StoreCorruptError", "StoreOptions"]

@@ -22,6 +22,7 @@ from petcd.api.etcdserverpb import rpc_pb2 as pb
 
 from . import alarms, checks, compaction, env, errors, hashing, meta, ops, quota, txn
 from .errors import MvccError
+from .history import Change
 from .meta import RaftPosition
 from .ranges import range_kvs
 from .view import ReadView, WriteView
@@ -255,11 +256,14 @@ class MvccStore:
 
     def apply_batch(self, entries: Sequence[ApplyEntry],
                     took_s: list[float] | None = None,
-                    clock: Callable[[], float] = time.monotonic) -> list[ApplyResult]:
+                    clock: Callable[[], float] = time.monotonic,
+                    changes: list[Change] | None = None) -> list[ApplyResult]:
         """Apply entries in one LMDB transaction (one fdatasync); results in order.
 
         If `took_s` is given, it gets how long each entry's apply took, in order
-        (etcd warns of a write whose apply was slow)."""
+        (etcd warns of a write whose apply was slow). If `changes` is given, it gets
+        every change the batch made, in revision order (what watchers are sent),
+        before any compaction in the batch could remove one from `history`."""
         assert not self.readonly, "read-only store"
         backend = self.backend
         self._batches += 1
@@ -280,7 +284,7 @@ class MvccStore:
                 if entry.index <= applied:
                     results.append(None)  # replayed after a crash: already in the data
                 else:
-                    results.append(self._apply_one(parent, entry, db_size_bytes))
+                    results.append(self._apply_one(parent, entry, db_size_bytes, changes))
                     if entry.conf_state is not None:
                         meta.set_conf_state(parent, backend.dbs, entry.conf_state)
                     applied, last = entry.index, entry
@@ -292,15 +296,17 @@ class MvccStore:
                 meta.set_raft_position(parent, backend.dbs, RaftPosition(last.index, last.term))
         return results
 
-    def _apply_one(self, parent: lmdb.Transaction, entry: ApplyEntry, db_size_bytes: int) -> ApplyResult:
+    def _apply_one(self, parent: lmdb.Transaction, entry: ApplyEntry, db_size_bytes: int,
+                   changes: list[Change] | None) -> ApplyResult:
         # A child transaction per entry: a refused request leaves no trace, while
         # the applied index (written in the parent) still moves past it.
         request = _unwrap(entry.request)
         cost_bytes = quota.request_cost(request)
         fits = quota.fits(db_size_bytes, self.options.quota_bytes, cost_bytes)
         child = self.backend.env.begin(write=True, parent=parent)
+        written: list[Change] = []
         try:
-            result = self._dispatch(child, request, cost_bytes)
+            result = self._dispatch(child, request, cost_bytes, written)
         except MvccError as err:
             child.abort()
             return err
@@ -311,6 +317,8 @@ class MvccStore:
             child.abort()
             raise
         child.commit()
+        if changes is not None:
+            changes.extend(written)
         if not fits:
             # etcd's quotaApplierV3: a write that did not fit is applied all the same
             # (every member keeps the same data, whatever its file size), but its
@@ -319,7 +327,7 @@ class MvccStore:
         return result
 
     def _dispatch(self, t: lmdb.Transaction, request: Request | None,
-                  cost_bytes: int) -> Response | None:
+                  cost_bytes: int, written: list[Change]) -> Response | None:
         if request is None:
             return None
         dbs = self.backend.dbs
@@ -329,7 +337,7 @@ class MvccStore:
             resp.header.revision = meta.current_rev(t, dbs)
             return resp
         self._check_alarms(cost_bytes)
-        return self._apply_kv(t, request)
+        return self._apply_kv(t, request, written)
 
     def _check_alarms(self, cost_bytes: int) -> None:
         """etcd's corrupt and capped appliers, installed while those alarms are on."""
@@ -338,7 +346,8 @@ class MvccStore:
         if cost_bytes > 0 and pb.NOSPACE in self._alarms:
             raise MvccError(errors.NO_SPACE)
 
-    def _apply_kv(self, t: lmdb.Transaction, request: Request) -> Response:
+    def _apply_kv(self, t: lmdb.Transaction, request: Request,
+                  written: list[Change]) -> Response:
         dbs = self.backend.dbs
         if isinstance(request, pb.RangeRequest):
             checks.check_range(request)
@@ -348,7 +357,7 @@ class MvccStore:
             resp = pb.CompactionResponse()
             resp.header.revision = meta.current_rev(t, dbs)
             return resp
-        view = WriteView(t, dbs)
+        view = WriteView(t, dbs, written)
         result: Response
         if isinstance(request, pb.PutRequest):
             checks.check_put(request)

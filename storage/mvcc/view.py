@@ -16,6 +16,7 @@ from petcd.api.mvccpb.kv_pb2 import KeyValue
 from . import errors, layout, meta
 from .env import Databases
 from .errors import MvccError
+from .history import Change
 from .keyindex import (KeyRange, count_current, current_entries, live_entries, record_delete,
                        record_put)
 
@@ -74,19 +75,31 @@ class ReadView:
         return [KeyValue.FromString(self.raw_kv(r)) for _, r in current_entries(self.txn, self.dbs, kr)]
 
     def current_kv(self, key: bytes) -> KeyValue | None:
-        kvs = self.current_kvs(KeyRange(key, None))
-        return kvs[0] if kvs else None
+        raw = self.current_raw(key)
+        return KeyValue.FromString(raw) if raw is not None else None
+
+    def current_raw(self, key: bytes) -> bytes | None:
+        """The encoded KeyValue of `key` if it is live now."""
+        for _, rev in current_entries(self.txn, self.dbs, KeyRange(key, None)):
+            return self.raw_kv(rev)
+        return None
 
 
 class WriteView(ReadView):
-    """etcd's storeTxnWrite: all changes share main revision begin_rev + 1."""
+    """etcd's storeTxnWrite: all changes share main revision begin_rev + 1.
 
-    __slots__ = ("begin_rev", "changes")
+    Every change made is also appended to `written` (history.Change, with the value
+    it replaced), in sub-revision order: the watchers' events (actors/network/watch).
+    """
 
-    def __init__(self, txn: lmdb.Transaction, dbs: Databases) -> None:
+    __slots__ = ("begin_rev", "changes", "written")
+
+    def __init__(self, txn: lmdb.Transaction, dbs: Databases,
+                 written: list[Change] | None = None) -> None:
         super().__init__(txn, dbs)
         self.begin_rev = self._current_rev
         self.changes = 0  # the next change's sub revision
+        self.written: list[Change] = [] if written is None else written
 
     @property
     def rev(self) -> int:
@@ -98,7 +111,8 @@ class WriteView(ReadView):
         if len(key) > layout.MAX_KEY_BYTES:
             raise MvccError(errors.KEY_TOO_LONG)
         main = self.begin_rev + 1
-        prev = self.current_kv(key)
+        prev_raw = self.current_raw(key)
+        prev = KeyValue.FromString(prev_raw) if prev_raw is not None else None
         kv = KeyValue(
             key=key,
             value=value,
@@ -107,20 +121,24 @@ class WriteView(ReadView):
             version=(prev.version if prev is not None else 0) + 1,
             lease=lease,
         )
-        record_put(self.txn, self.dbs, key, main, self.changes, kv.SerializeToString())
+        raw = kv.SerializeToString()
+        record_put(self.txn, self.dbs, key, main, self.changes, raw)
+        self.written.append(Change(main, self.changes, key, raw, prev_raw, False))
         self.changes += 1
         return main
 
     def delete_range(self, kr: KeyRange) -> tuple[int, int]:
         """Tombstone every live key in `kr`; return (deleted, revision)."""
         # Materialise first: deleting moves the cursor's database under it.
-        keys = [key for key, _ in current_entries(self.txn, self.dbs, kr)]
+        live = list(current_entries(self.txn, self.dbs, kr))
         main = self.begin_rev + 1
-        for key in keys:
+        for key, rev in live:
+            prev_raw = self.raw_kv(rev)
             tomb = KeyValue(key=key).SerializeToString()
             record_delete(self.txn, self.dbs, key, main, self.changes, tomb)
+            self.written.append(Change(main, self.changes, key, tomb, prev_raw, True))
             self.changes += 1
-        return len(keys), self.rev
+        return len(live), self.rev
 
     def finish(self) -> int:
         """Store the revision this view reached; return it."""

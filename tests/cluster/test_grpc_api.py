@@ -114,9 +114,10 @@ def test_unserved_methods_are_unimplemented(cluster):
             rpc.LeaseStub(ch).LeaseGrant(pb.LeaseGrantRequest(TTL=10), timeout=RPC_TIMEOUT_S)
         assert (err.value.code(), err.value.details()) == (
             grpc.StatusCode.UNIMPLEMENTED, "method LeaseGrant not implemented")
-        watch = rpc.WatchStub(ch).Watch(iter([pb.WatchRequest()]), timeout=RPC_TIMEOUT_S)
+        keep_alive = rpc.LeaseStub(ch).LeaseKeepAlive(iter([pb.LeaseKeepAliveRequest(ID=1)]),
+                                                      timeout=RPC_TIMEOUT_S)
         with pytest.raises(grpc.RpcError) as err:
-            list(watch)
+            list(keep_alive)
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

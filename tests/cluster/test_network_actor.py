@@ -98,7 +98,8 @@ class FakeRaft:
                                 self.index, voters, list(learners)])
 
     def applied(self) -> None:
-        self.send(Kind.APPLIED, [self.index, self.store.current_revision()])
+        # No changes list: the watchers (not tested here) catch up from the store.
+        self.send(Kind.APPLIED, [self.index, self.store.current_revision(), None])
 
     def apply(self, request: Any, conf_state: bytes | None = None) -> Any:
         self.index += 1
