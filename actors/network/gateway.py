@@ -4,6 +4,7 @@
     POST /v3/maintenance/status        POST /v3/cluster/member/list
     POST /v3/maintenance/transfer-leadership
     POST /v3/maintenance/hash | hashkv | alarm | defragment | snapshot (a stream)
+    POST /v3/watch (both ways a stream)
     GET  /health[?exclude=NOSPACE][&serializable=true]     GET /version
 
 What etcd's HTTP mux and grpc-gateway v1 answer, byte for byte where it matters:
@@ -15,6 +16,11 @@ What etcd's HTTP mux and grpc-gateway v1 answer, byte for byte where it matters:
 - an unknown path under /v3/ is `404 Not Found` (text, grpc-gateway's fallback), a
   known one with another method than POST `405 Method Not Allowed`; other unknown
   paths get Go's `404 page not found`;
+- /v3/watch, as grpc-gateway v1 serves a bidirectional stream: the body is a sequence
+  of JSON WatchRequests (whitespace between them), each handed to the watch stream as
+  it arrives; one that does not decode ends the requests, not the stream (the gateway
+  closes its send side); responses are lines {"result": <WatchResponse>} until the
+  client goes away, an error line {"error": ...} if the stream fails;
 - a body larger than the gateway reads (twice --max-request-bytes plus gRPC's 512 KiB
   overhead: room for base64) is "etcdserver: request is too large" without reading
   on; the exact limit, --max-request-bytes on the proposed entry, is the server's.
@@ -23,6 +29,7 @@ What etcd's HTTP mux and grpc-gateway v1 answer, byte for byte where it matters:
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -34,8 +41,12 @@ from petcd.api.etcdserverpb import rpc_pb2 as pb
 from . import errors, jsonpb
 from .errors import Code, EtcdError
 from .server import CLUSTER_VERSION, GRPC_OVERHEAD_BYTES, SERVER_VERSION, Server
+from .watch import WatchStream
 
 HTTP_STATUS_TEXT = {s.value: s.phrase for s in HTTPStatus}
+WATCH_PATH = "/v3/watch"
+DISCONNECT_POLL_S = 1.0
+_JSON = json.JSONDecoder()
 RENDER_INLINE_MAX_BYTES = 256 * 1024  # larger responses render off the event loop
 MAX_INFLIGHT_REQUESTS = 10_000  # more at once: "etcdserver: too many requests"
 
@@ -64,7 +75,6 @@ STREAMS: dict[str, tuple[type[Message], Callable[[Server, Any], AsyncIterator[Me
 
 # etcd v3.5's other gateway paths, by the gRPC method behind each.
 NOT_YET: dict[str, str] = {
-    "/v3/watch": "Watch",
     "/v3/lease/grant": "LeaseGrant", "/v3/lease/revoke": "LeaseRevoke",
     "/v3/kv/lease/revoke": "LeaseRevoke", "/v3/lease/keepalive": "LeaseKeepAlive",
     "/v3/lease/timetolive": "LeaseTimeToLive", "/v3/kv/lease/timetolive": "LeaseTimeToLive",
@@ -113,7 +123,8 @@ class Gateway:
             return await self._get_only(request, self.version)
         if not path.startswith("/v3/"):
             return go_http_error(404, "404 page not found")
-        if path not in ROUTES and path not in NOT_YET and path not in STREAMS:
+        if path not in ROUTES and path not in NOT_YET and path not in STREAMS \
+                and path != WATCH_PATH:
             return go_http_error(404, "Not Found")
         if request.method != "POST":
             return go_http_error(405, "Method Not Allowed")
@@ -121,6 +132,8 @@ class Gateway:
             return error_response(errors.copy(errors.TOO_MANY_REQUESTS))
         self.inflight += 1
         try:
+            if path == WATCH_PATH:
+                return await self._watch(request)
             if path in STREAMS:
                 return await self._stream(request, path)
             return await self._call(request, path)
@@ -171,6 +184,51 @@ class Gateway:
         finally:
             await responses.aclose()  # a client gone mid-stream: clean up now
 
+    async def _watch(self, request: web.Request) -> web.StreamResponse:
+        stream = self.server.watches.open_stream(require_leader=False)
+        out = web.StreamResponse(headers={"Content-Type": "application/json"})
+        tasks = [asyncio.create_task(self._watch_requests(request, stream)),
+                 asyncio.create_task(_until_disconnected(request, stream))]
+        try:
+            await out.prepare(request)
+            try:
+                async for raw in stream.responses():
+                    line = jsonpb.dumps({"result": jsonpb.to_dict(pb.WatchResponse.FromString(raw))})
+                    await out.write(line + b"\n")
+            except EtcdError as err:
+                if request.transport is not None:
+                    await out.write(stream_error(err) + b"\n")
+        except ConnectionError:
+            pass  # the client went away
+        finally:
+            for task in tasks:
+                task.cancel()
+            self.server.watches.close_stream(stream)
+        return out
+
+    async def _watch_requests(self, request: web.Request, stream: WatchStream) -> None:
+        """Each JSON WatchRequest of the body, as it arrives, until the body ends or
+        one does not decode (grpc-gateway then stops sending; the stream goes on)."""
+        pending = ""
+        async for chunk in request.content.iter_any():
+            pending += chunk.decode("utf-8", errors="replace")
+            if len(pending) > self.body_limit_bytes:
+                self.log.info("watch request too large; no more requests read")
+                return
+            while True:
+                pending = pending.lstrip(" \t\r\n")
+                try:
+                    _, end = _JSON.raw_decode(pending)
+                except json.JSONDecodeError:
+                    break  # incomplete so far, or garbage: more data or the end says
+                try:
+                    watch_request = jsonpb.parse(pending[:end].encode(), pb.WatchRequest)
+                except EtcdError as err:
+                    self.log.info("failed to decode watch request", error=err.message)
+                    return
+                pending = pending[end:]
+                await stream.handle(watch_request)
+
     async def _get_only(self, request: web.Request,
                         serve: Callable[[web.Request], Awaitable[web.Response]]
                         ) -> web.Response:
@@ -195,6 +253,14 @@ class Gateway:
     async def version(self, request: web.Request) -> web.Response:
         data = jsonpb.dumps({"etcdserver": SERVER_VERSION, "etcdcluster": CLUSTER_VERSION})
         return web.Response(body=data, content_type="application/json")
+
+
+async def _until_disconnected(request: web.Request, stream: WatchStream) -> None:
+    """End a watch stream once its client has gone: a stream that gets no event would
+    otherwise wait for one forever (aiohttp does not cancel a handler whose client left)."""
+    while request.transport is not None and not request.transport.is_closing():
+        await asyncio.sleep(DISCONNECT_POLL_S)
+    stream.fail(errors.copy(errors.STOPPED))
 
 
 def error_response(err: EtcdError) -> web.Response:

@@ -28,8 +28,10 @@ _EMPTY: frozenset[RangeKey] = frozenset()
 
 class WatcherIndex(Generic[W]):
     def __init__(self) -> None:
-        self._keys: dict[bytes, set[W]] = {}
-        self._ranges: dict[RangeKey, set[W]] = {}
+        # dicts used as ordered sets: watchers of a key are matched in the order they
+        # were added, so a run is reproducible
+        self._keys: dict[bytes, dict[W, None]] = {}
+        self._ranges: dict[RangeKey, dict[W, None]] = {}
         self._segments: SortedDict = SortedDict()  # boundary -> frozenset[RangeKey]
         self._size = 0
 
@@ -41,22 +43,22 @@ class WatcherIndex(Generic[W]):
         every key >= key). The caller adds a watcher once."""
         self._size += 1
         if single:
-            self._keys.setdefault(key, set()).add(watcher)
+            self._keys.setdefault(key, {})[watcher] = None
             return
         assert end is None or key < end, (key, end)
         range_key = (key, end)
         members = self._ranges.get(range_key)
         if members is None:
-            members = self._ranges[range_key] = set()
+            members = self._ranges[range_key] = {}
             self._cover(range_key, add=True)
-        members.add(watcher)
+        members[watcher] = None
 
     def remove(self, watcher: W, key: bytes, end: bytes | None, single: bool) -> None:
         """Undo `add` (same arguments); a watcher not indexed is an error."""
         table = self._keys if single else self._ranges
         index_key: bytes | RangeKey = key if single else (key, end)
         members = table[index_key]  # type: ignore[index]
-        members.remove(watcher)
+        del members[watcher]
         self._size -= 1
         if members:
             return
