@@ -42,16 +42,18 @@ class Change:
 
 
 def read_changes(view: ReadView, first_main: int, last_main: int, *, max_changes: int,
-                 with_prev_kv: bool) -> tuple[list[Change], int]:
+                 max_bytes: int, with_prev_kv: bool) -> tuple[list[Change], int]:
     """Changes of revisions first_main..last_main, in revision order, and the last main
-    revision they cover completely. Whole revisions only: once `max_changes` is reached
-    the revision in hand is finished and reading stops there.
+    revision they cover completely. Whole revisions only: once `max_changes` changes or
+    `max_bytes` of KeyValues are read, the revision in hand is finished and reading
+    stops there.
 
     Revisions below the compaction revision may have lost changes (compaction keeps
     only each key's newest revision at or below it): callers check `view.compact_rev`.
     """
-    assert max_changes > 0 and first_main > 0, (first_main, max_changes)
+    assert max_changes > 0 and max_bytes > 0 and first_main > 0, (first_main, max_changes)
     changes: list[Change] = []
+    size_bytes = 0
     if last_main < first_main:
         return changes, last_main
     cur = view.txn.cursor(db=view.dbs.history)
@@ -61,11 +63,13 @@ def read_changes(view: ReadView, first_main: int, last_main: int, *, max_changes
         main, sub, tombstone = layout.parse_history_key(hkey)
         if main > last_main:
             break
-        if len(changes) >= max_changes and main != changes[-1].main:
+        full = len(changes) >= max_changes or size_bytes >= max_bytes
+        if full and main != changes[-1].main:
             return changes, main - 1
         key = KeyValue.FromString(raw).key
         prev = value_before(view, key, main) if with_prev_kv else None
         changes.append(Change(main, sub, key, raw, prev, tombstone))
+        size_bytes += len(raw) + (len(prev) if prev is not None else 0)
     return changes, last_main
 
 

@@ -66,10 +66,10 @@ def test_changes_read_back_from_history_are_the_recorded_ones(store):
     recorded = _apply(store, _put(b"a", b"1"), _put(b"b", b"1"), _put(b"a", b"2"),
                       pb.DeleteRangeRequest(key=b"a"))
     with store.read_txn() as view:
-        read, through = read_changes(view, 2, view.rev, max_changes=100, with_prev_kv=True)
+        read, through = read_changes(view, 2, view.rev, max_changes=100, max_bytes=1 << 20, with_prev_kv=True)
     assert through == 5 and read == recorded
     with store.read_txn() as view:
-        without_prev, _ = read_changes(view, 3, 4, max_changes=100, with_prev_kv=False)
+        without_prev, _ = read_changes(view, 3, 4, max_changes=100, max_bytes=1 << 20, with_prev_kv=False)
     assert [(c.main, c.prev_kv) for c in without_prev] == [(3, None), (4, None)]
 
 
@@ -78,12 +78,16 @@ def test_a_read_stops_at_a_whole_revision(store):
                                  for i in range(5)])
     _apply(store, _put(b"a", b"1"), txn, _put(b"b", b"1"))  # revisions 2, 3 (5 changes), 4
     with store.read_txn() as view:
-        changes, through = read_changes(view, 2, 4, max_changes=2, with_prev_kv=False)
+        changes, through = read_changes(view, 2, 4, max_changes=2, max_bytes=1 << 20, with_prev_kv=False)
     assert through == 3, "the revision in hand is finished, the next is left"
     assert [c.main for c in changes] == [2, 3, 3, 3, 3, 3]
     with store.read_txn() as view:
-        rest, through = read_changes(view, 4, 4, max_changes=2, with_prev_kv=False)
+        rest, through = read_changes(view, 4, 4, max_changes=2, max_bytes=1 << 20, with_prev_kv=False)
     assert through == 4 and [c.key for c in rest] == [b"b"]
+    with store.read_txn() as view:
+        by_size, through = read_changes(view, 2, 4, max_changes=100, max_bytes=1,
+                                        with_prev_kv=False)
+    assert through == 2 and [c.main for c in by_size] == [2]
 
 
 def test_compaction_leaves_prev_kv_unknown_and_keeps_later_revisions(store):
@@ -93,7 +97,7 @@ def test_compaction_leaves_prev_kv_unknown_and_keeps_later_revisions(store):
         assert view.compact_rev == 4
         assert value_before(view, b"a", 3) is None, "revision 2 was compacted away"
         assert KeyValue.FromString(value_before(view, b"a", 5)).value == b"2"
-        changes, through = read_changes(view, 4, view.rev, max_changes=100, with_prev_kv=True)
+        changes, through = read_changes(view, 4, view.rev, max_changes=100, max_bytes=1 << 20, with_prev_kv=True)
     assert through == 5
     assert [(c.main, c.key) for c in changes] == [(4, b"b"), (5, b"a")]
     assert KeyValue.FromString(changes[1].prev_kv).value == b"2"

@@ -5,7 +5,8 @@
         per watcher per batch, into its stream's queue
     unsynced watchers (`unsynced`): caught up by `_catch_up_loop` from the store's
         history (read-only LMDB, the store's worker thread), at most
-        MAX_WATCHERS_PER_READ at a time, MAX_REVISIONS_PER_READ revisions per read;
+        MAX_WATCHERS_PER_READ at a time, MAX_REVISIONS_PER_READ revisions (at most
+        MAX_CHANGES_PER_READ changes, about MAX_BYTES_PER_READ bytes) per read;
         back in the index once they reach the hub's revision
 
 A watcher starts unsynced when its start revision is in the past, and becomes unsynced
@@ -43,6 +44,7 @@ from .wire import Event
 MAX_WATCHERS_PER_READ = 512  # etcd's maxWatchersPerSync
 MAX_REVISIONS_PER_READ = 1000  # etcd's watchBatchMaxRevs
 MAX_CHANGES_PER_READ = 10_000
+MAX_BYTES_PER_READ = 8 * 1024 * 1024  # (a single revision may be larger: it is read whole)
 RESYNC_EVERY_S = 0.1  # etcd's watchResyncPeriod
 MAX_NO_LEADER_CHECKS = 3  # etcd's maxNoLeaderCnt: election timeouts without a leader
 
@@ -60,7 +62,7 @@ def read_history(store: MvccStore, first_rev: int, with_prev_kv: bool) -> Histor
     with store.read_txn() as view:
         last = min(view.rev, first_rev + MAX_REVISIONS_PER_READ - 1)
         changes, through = read_changes(view, first_rev, last, max_changes=MAX_CHANGES_PER_READ,
-                                        with_prev_kv=with_prev_kv)
+                                        max_bytes=MAX_BYTES_PER_READ, with_prev_kv=with_prev_kv)
         return HistoryRead(view.rev, view.compact_rev, changes, through)
 
 
