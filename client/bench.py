@@ -3,6 +3,7 @@
     petcd-bench put   [--txn-ops N]                    Put, or a Txn of N puts
     petcd-bench range [--serializable] [--prefix] [--limit N]
     petcd-bench txn                                    compare-and-put (Txn on mod_revision)
+    petcd-bench watch --watches W --streams S ...       watch events: see bench_watch
       common: --endpoints URLS --protocol grpc|http --conns N --total M
               --key-size 8 --val-size 256 --key-space K --key-prefix P [--server-cpu]
 
@@ -23,7 +24,7 @@ import queue
 import sys
 import time
 
-from . import bench_cpu
+from . import bench_cpu, bench_watch
 from .bench_plan import OPS, Plan
 from .bench_worker import Job, Tally, worker
 
@@ -133,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="petcd-bench", description=__doc__.split("\n")[0])
-    p.add_argument("op", choices=OPS)
+    p.add_argument("op", choices=OPS, help="or `watch`, with flags of its own: "
+                   "petcd-bench watch --help")
     p.add_argument("--endpoints", default="http://127.0.0.1:2379",
                    help="comma-separated client URLs (or host:port)")
     p.add_argument("--protocol", choices=("grpc", "http"), default="grpc",
@@ -180,6 +182,9 @@ def check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["watch"]:
+        sys.exit(bench_watch.main(argv[1:]))
     p = parser()
     args = p.parse_args(argv)
     check(p, args)

@@ -164,3 +164,66 @@ def test_an_unreachable_member_fails_the_run_with_the_transport_error():
         assert out.returncode == 1
         assert "petcd-bench: no request succeeded" in out.stderr
         assert "error: " in out.stderr, out.stderr
+
+
+def bench_watch(member: Member, *args: str) -> str:
+    out = subprocess.run([BENCH, "watch", *args, "--endpoints", member.client_url],
+                         capture_output=True, text=True, timeout=BENCH_TIMEOUT_S)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    return out.stdout
+
+
+def watch_figures(stdout: str, watches: int, on: str, streams: int, puts: int,
+                  events: int) -> list[float]:
+    """The figures of `petcd-bench watch`'s summary, once its lines are checked."""
+    number = r"([\d,.]+)"
+    lines = [
+        rf"^watch \(grpc\): {watches} watches on {on}, {streams} streams, \d+ workers, [\d.]+s$",
+        rf"^  puts: {puts} of {puts} asked at [\d,]+ writes/s   achieved {number} writes/s   "
+        rf"p50 {number} ms   p99 {number} ms   errors 0$",
+        rf"^  events: {events} expected, {events} delivered \({number} events/s\)   "
+        rf"missing 0   duplicate 0   unexpected 0$",
+        rf"^  event latency \(put acknowledged -> event received\): p50 {number} ms   "
+        rf"p99 {number} ms   max {number} ms   \d+ before the ack \(counted as 0\)$",
+        rf"^  memory of {re.escape(f'http://127.0.0.1:')}\d+ \((?:etcd, 1 process|petcd, 5 processes)\): "
+        rf"RSS [\d.]+ / [\d.]+ / [\d.]+ MiB   PSS [\d.]+ / [\d.]+ / [\d.]+ MiB",
+        rf"^  client CPU per put: {number} us \(the writer: [\d.]+ cores\)$"]
+    if watches:
+        lines.insert(1, rf"^  watches created: {watches} in {number} s$")
+        lines.append(rf"^  client CPU per event: {number} us \(\d+ watch workers: "
+                     rf"[\d.]+ cores while writing\)$")
+    values: list[str] = []
+    for line in lines:
+        match = re.search(line, stdout, re.M)
+        assert match, (line, stdout)
+        values += match.groups()
+    return [float(v.replace(",", "")) for v in values]
+
+
+@pytest.mark.parametrize("kind", ["petcd", "etcd"])
+def test_watch_delivers_every_event_and_says_how_late(kind, request):
+    member = request.getfixturevalue(kind)
+    # 40 watches on 40 keys over 4 streams; 100 puts/s for 2 s: one event per put.
+    out = bench_watch(member, "--watches", "40", "--streams", "4", "--rate", "100",
+                      "--duration-s", "2", "--key-prefix", "wd/")
+    figures = watch_figures(out, 40, "distinct keys", 4, 200, 200)
+    created_s, achieved, put_p50, put_p99, per_s, p50, p99, max_ms = figures[:8]
+    assert created_s < 10 and 90 <= achieved <= 110 and put_p50 <= put_p99 < 1000, out
+    assert 50 <= per_s <= 150 and p50 <= p99 <= max_ms < 1000, out
+    assert re.search(r"per watch: RSS -?[\d,]+ B   PSS -?[\d,]+ B \(40 watches\)$", out, re.M), out
+    # The tool's own cost per event: a gRPC read, never nothing, never a tenth of a second.
+    assert 10 <= figures[-1] < 100_000, out
+
+
+@pytest.mark.parametrize("kind", ["petcd", "etcd"])
+def test_watch_fans_every_put_out_to_every_watch_on_a_prefix(kind, request):
+    out = bench_watch(request.getfixturevalue(kind), "--watches", "10", "--streams", "5", "--same-prefix",
+                      "--rate", "50", "--duration-s", "2", "--key-prefix", "wp/")
+    watch_figures(out, 10, "one prefix", 5, 100, 1000)
+
+
+def test_watch_with_no_watches_runs_the_writer_alone(etcd):
+    out = bench_watch(etcd, "--watches", "0", "--rate", "100", "--duration-s", "1",
+                      "--key-prefix", "w0/")
+    watch_figures(out, 0, "distinct keys", 0, 100, 0)
+    assert "watches created:" not in out and "per watch" not in out, out
