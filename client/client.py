@@ -1,4 +1,4 @@
-"""A small etcd v3 client on grpcio: KV, compaction, maintenance and member list.
+"""A small etcd v3 client on grpcio: KV, compaction, watch, maintenance, member list.
 
     from petcd.client import Client
     with Client(["127.0.0.1:2379", "127.0.0.1:22379"]) as c:
@@ -11,6 +11,7 @@ be dialled within `dial_timeout_s` is skipped for the next one; a read that fail
 UNAVAILABLE is retried on the next endpoint. A write is retried elsewhere only if it
 never reached a server, so it is never applied twice (etcd's clientv3 rule).
 Each call gets `command_timeout_s` in total (dialling excluded, as in etcdctl).
+A watch (petcd.client.watch) resumes on the next endpoint when its stream breaks.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterable
 
 import grpc
@@ -26,6 +28,7 @@ from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.client import requests
 from petcd.client.connection import Connection, Connections, normalize_endpoint
 from petcd.client.errors import DEADLINE_MESSAGE, EtcdError, from_rpc_error, is_server_error
+from petcd.client.watch import Watch
 
 Bytes = requests.Bytes
 KVRequest = pb.RangeRequest | pb.PutRequest | pb.DeleteRangeRequest | pb.TxnRequest
@@ -47,8 +50,11 @@ class Client:
         self.command_timeout_s = command_timeout_s
         self._connections = Connections(dial_timeout_s)
         self._current = 0  # index of the endpoint that answered last
+        self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
 
     def close(self) -> None:
+        for watch in list(self._watches):  # before their channels: else they redial
+            watch.close()
         self._connections.close()
 
     def __enter__(self) -> Client:
@@ -89,6 +95,27 @@ class Client:
     def compact(self, revision: int, *, physical: bool = False) -> pb.CompactionResponse:
         request = pb.CompactionRequest(revision=revision, physical=physical)
         return self._call(lambda c: c.kv.Compact, request)
+
+    # Watch
+
+    def watch(self, key: Bytes, range_end: Bytes | None = None, *,
+              require_leader: bool = False, **options) -> Watch:
+        """Watch a key or range, from `start_revision` (default 0: from now on).
+        Options: prefix, from_key, start_revision, prev_kv, no_put, no_delete,
+        progress_notify, fragment. `require_leader`: the server ends the watch when
+        its member has no leader (etcd's clientv3.WithRequireLeader). The watch
+        starts at once; close it (or the client) when done."""
+        made = Watch(self._connections, tuple(self._rotation()),
+                     requests.watch_create_request(key, range_end, **options),
+                     timeout_s=self.command_timeout_s, require_leader=require_leader)
+        self._watches.add(made)
+        return made
+
+    def request_progress(self) -> None:
+        """Ask every open watch of this client for a progress notification (as
+        clientv3's RequestProgress does for the watches on its stream)."""
+        for watch in list(self._watches):
+            watch.request_progress()
 
     # Cluster and maintenance
 

@@ -115,3 +115,19 @@ def compare(target: str, key: Bytes, op: str, operand: int | Bytes,
         setattr(cmp, {"version": "version", "create": "create_revision",
                       "mod": "mod_revision"}[target], operand)
     return cmp
+
+
+def watch_create_request(key: Bytes, range_end: Bytes | None = None, *, prefix: bool = False,
+                         from_key: bool = False, start_revision: int = 0,
+                         prev_kv: bool = False, no_put: bool = False,
+                         no_delete: bool = False, progress_notify: bool = False,
+                         fragment: bool = False) -> pb.WatchCreateRequest:
+    """start_revision 0 watches from the next revision on; no_put / no_delete drop
+    those events on the server (etcd's filters)."""
+    start, end = key_range(key, range_end, prefix=prefix, from_key=from_key)
+    filters = [kind for kind, wanted in ((pb.WatchCreateRequest.NOPUT, no_put),
+                                         (pb.WatchCreateRequest.NODELETE, no_delete))
+               if wanted]
+    return pb.WatchCreateRequest(key=start, range_end=end, start_revision=start_revision,
+                                 progress_notify=progress_notify, filters=filters,
+                                 prev_kv=prev_kv, fragment=fragment)

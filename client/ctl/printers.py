@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
+from petcd.api.mvccpb import kv_pb2
 from petcd.client.ctl import gofmt, table
 from petcd.client.ctl.flags import EXIT_BAD_FEATURE, CtlError
 
@@ -88,7 +89,7 @@ class Printer:
     def _unsupported(self, *_args, **_kwargs) -> None:
         raise CtlError(EXIT_BAD_FEATURE, f"{self.name} not supported as output format")
 
-    put = get = delete = txn = alarm = member_list = _unsupported
+    put = get = delete = txn = alarm = member_list = watch = _unsupported
     endpoint_status = endpoint_hash = endpoint_health = move_leader = _unsupported
 
 
@@ -125,6 +126,13 @@ class SimplePrinter(Printer):
             self.write("\n")
             _dispatch(self, op)
 
+    def watch(self, resp: pb.WatchResponse, closed_by_error: bool = False) -> None:
+        for event in resp.events:
+            self.write(_event_type(event) + "\n")
+            if event.HasField("prev_kv"):
+                self._kv(event.prev_kv)
+            self._kv(event.kv)
+
     def alarm(self, resp: pb.AlarmResponse) -> None:
         for member in resp.alarms:
             # gogoproto's compact text (Go's %+v of the message): zero fields omitted.
@@ -160,6 +168,10 @@ class SimplePrinter(Printer):
         self.write(f"Leadership transferred from {leader_id:x} to {target_id:x}\n")
 
 
+def _event_type(event: kv_pb2.Event) -> str:
+    return kv_pb2.Event.EventType.Name(event.type)
+
+
 def _dispatch(printer: Printer, op: pb.ResponseOp) -> None:
     kind = op.WhichOneof("response")
     if kind == "response_put":
@@ -183,6 +195,14 @@ class JsonPrinter(Printer):
 
     def move_leader(self, leader_id: int, target_id: int, resp) -> None:
         self._message(resp)
+
+    def watch(self, resp: pb.WatchResponse, closed_by_error: bool = False) -> None:
+        # clientv3's WatchResponse struct, not the message: its Events slice is made
+        # for each response ([] when empty) except the one reporting a stream error.
+        events = None if closed_by_error else [gofmt.struct(e) for e in resp.events]
+        self._json({"Header": gofmt.struct(resp.header), "Events": events,
+                    "CompactRevision": resp.compact_revision, "Canceled": resp.canceled,
+                    "Created": resp.created})
 
     def endpoint_status(self, statuses: list[EndpointStatus]) -> None:
         self._json([{"Endpoint": s.endpoint, "Status": gofmt.struct(s.status)}
@@ -265,6 +285,14 @@ class FieldsPrinter(Printer):
         for op in resp.responses:
             _dispatch(self, op)
 
+    def watch(self, resp: pb.WatchResponse, closed_by_error: bool = False) -> None:
+        self._header(resp.header)
+        for event in resp.events:
+            self._line("Type", _event_type(event))
+            if event.HasField("prev_kv"):
+                self._kv("Prev", event.prev_kv)
+            self._kv("", event.kv)
+
     def alarm(self, resp: pb.AlarmResponse) -> None:
         self._header(resp.header)
         for member in resp.alarms:
@@ -322,6 +350,12 @@ class ProtobufPrinter(Printer):
         self.write(resp.SerializeToString())
 
     put = get = delete = txn = alarm = member_list = _message
+
+    def watch(self, resp: pb.WatchResponse, closed_by_error: bool = False) -> None:
+        # The fields clientv3's WatchResponse keeps (no watch_id, fragment, reason).
+        self._message(pb.WatchResponse(
+            header=resp.header, events=resp.events, compact_revision=resp.compact_revision,
+            canceled=resp.canceled, created=resp.created))
 
 
 _PRINTERS = {"simple": SimplePrinter, "json": JsonPrinter, "table": TablePrinter,

@@ -5,10 +5,13 @@
     cluster.endpoints          # ["127.0.0.1:PORT", ...] (gRPC and HTTP)
     cluster.reset()            # stop, wipe the data, start again: same ports, names
                                # and token, so the same member and cluster IDs
+    cluster.stop_member("m2")  # one member down, and back (once healthy)
+    cluster.start_member("m2")
     cluster.stop()
 
 Any cluster kind that offers this interface (start, stop, reset, endpoints,
-member_names) can run the tests in tests/client; tests/compat may reuse it too.
+member_names, stop_member, start_member) can run the tests in tests/client;
+tests/compat may reuse it too.
 Every wait is bounded; a member that does not come up fails with its log's tail.
 """
 
@@ -127,6 +130,24 @@ class EtcdCluster:
     def stop(self) -> None:
         for member in self.members:
             member.stop()
+
+    def stop_member(self, name: str) -> None:
+        self._member(name).stop()
+
+    def start_member(self, name: str) -> None:
+        """Start a stopped member again on its data; returns once it is healthy."""
+        member = self._member(name)
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        member.start(initial, self.extra_args)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not member.healthy():
+            if member.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"etcd member {name} did not come back:\n"
+                                   f"{member.log_tail()}")
+            time.sleep(0.05)
+
+    def _member(self, name: str) -> EtcdMember:
+        return next(m for m in self.members if m.name == name)
 
     def reset(self) -> None:
         self.stop()

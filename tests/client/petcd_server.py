@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from petcd.client import Client
+from petcd.client import Client, EtcdError
 from tests.cluster.members import Cluster, wait_until
 
 PUBLISH_TIMEOUT_S = 30.0
@@ -38,8 +38,30 @@ class PetcdCluster:
     def stop(self) -> None:
         self._cluster.stop()
 
+    def stop_member(self, name: str) -> None:
+        self._member(name).stop()
+
+    def start_member(self, name: str) -> None:
+        """Start a stopped member again on its data; returns once it answers."""
+        member = self._member(name)
+        self._cluster.start(member)
+        with Client([f"127.0.0.1:{member.client_port}"], dial_timeout_s=0.5) as client:
+            answers = wait_until(lambda: _answers(client), PUBLISH_TIMEOUT_S)
+        assert answers, f"member {name} did not answer in {PUBLISH_TIMEOUT_S}s"
+
+    def _member(self, name: str):
+        return next(m for m in self._cluster.members if m.name == name)
+
     def reset(self) -> None:
         self.stop()
         for member in self._cluster.members:
             shutil.rmtree(member.data_dir, ignore_errors=True)
         self.start()
+
+
+def _answers(client: Client) -> bool:
+    try:
+        client.status()
+    except EtcdError:
+        return False
+    return True
