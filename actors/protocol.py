@@ -62,7 +62,7 @@ class Kind(str, enum.Enum):
     # apply -> raft and network: the state machine applied everything up to here.
     #   payload: [applied_index: int, revision: int] to raft; to the network
     #   [applied_index, revision, changes], at start and after every batch (before
-    #   that batch's RESPONSES), changes being codec.changes_to_wire of every change
+    #   that batch's RESPONSES), changes being history.changes_to_wire of every change
     #   the batch made (the watchers' events), or nil when the store changed without
     #   them (at start, after a snapshot was installed). To raft, applied_index is the durable one (what an OS crash cannot
     #   undo, which snapshots may cover; it trails the network's by one batch,

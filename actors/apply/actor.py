@@ -40,7 +40,7 @@ from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.actors.raft.types import Entry, SnapshotMeta
 from petcd.nodes.logs import configure
 from petcd.nodes.member import MemberContext
-from petcd.storage.mvcc import Change, MvccError, MvccStore, StoreCorruptError
+from petcd.storage.mvcc import Change, MvccError, MvccStore, StoreCorruptError, history
 
 from . import batch, members, snapshot
 from .members import MemberTable
@@ -206,7 +206,7 @@ class ApplyActor:
         """changes: every change since the last APPLIED, or None when the store may
         have changed without them (at start, after installing a snapshot)."""
         revision = self.store.current_revision()
-        wire = None if changes is None else codec.changes_to_wire(changes)
+        wire = None if changes is None else history.changes_to_wire(changes)
         self._send("network", Kind.APPLIED, [self.applied_index, revision, wire])
         self._tell_raft(now=now, revision=revision)
 

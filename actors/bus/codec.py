@@ -16,7 +16,6 @@ Layout (one line per type; `?` means nil or the value):
     Message        [type, src, dst, term, log_term, index, [Entry...], commit, reject,
                     reject_hint, context, Snapshot?, target]
     ReadState      [index, context]
-    Change         [main, sub, key, kv, prev_kv?, tombstone]  (storage/mvcc/history.py)
 
 Example: Entry(1, 2, EntryType.NORMAL, b"hi") is `94 01 02 00 c4 02 68 69` (8 bytes).
 
@@ -46,7 +45,6 @@ import msgpack
 from petcd.actors.raft.types import (ConfState, Entry, EntryType, HardState, Message,
                                      MessageType, PersistedState, ReadState, Snapshot,
                                      SnapshotMeta)
-from petcd.storage.mvcc.history import Change
 
 
 class CodecError(ValueError):
@@ -206,15 +204,6 @@ def _read_state_from(obj: Any) -> ReadState:
     return ReadState(index, context)
 
 
-def changes_to_wire(changes: Iterable[Change]) -> list[list[Any]]:
-    return [[c.main, c.sub, c.key, c.kv, c.prev_kv, c.tombstone] for c in changes]
-
-
-def _changes_from(obj: Iterable[Any]) -> list[Change]:
-    return [Change(main, sub, key, kv, prev_kv, bool(tombstone))
-            for main, sub, key, kv, prev_kv, tombstone in obj]
-
-
 # --- public decoders: shape errors become CodecError ---------------------------------
 
 def _from_wire(build: Any, what: str, obj: Any) -> Any:
@@ -263,11 +252,6 @@ def message_from_wire(obj: Any) -> Message:
 
 def messages_from_wire(obj: Any) -> list[Message]:
     result: list[Message] = _from_wire(_messages_from, "Message batch", obj)
-    return result
-
-
-def changes_from_wire(obj: Any) -> list[Change]:
-    result: list[Change] = _from_wire(_changes_from, "Change", obj)
     return result
 
 

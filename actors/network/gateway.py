@@ -29,6 +29,7 @@ What etcd's HTTP mux and grpc-gateway v1 answer, byte for byte where it matters:
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
@@ -193,8 +194,8 @@ class Gateway:
             await out.prepare(request)
             try:
                 async for raw in stream.responses():
-                    line = jsonpb.dumps({"result": jsonpb.to_dict(pb.WatchResponse.FromString(raw))})
-                    await out.write(line + b"\n")
+                    result = jsonpb.to_dict(pb.WatchResponse.FromString(raw))
+                    await out.write(jsonpb.dumps({"result": result}) + b"\n")
             except EtcdError as err:
                 if request.transport is not None:
                     await out.write(stream_error(err) + b"\n")
@@ -210,8 +211,9 @@ class Gateway:
         """Each JSON WatchRequest of the body, as it arrives, until the body ends or
         one does not decode (grpc-gateway then stops sending; the stream goes on)."""
         pending = ""
+        text = codecs.getincrementaldecoder("utf-8")(errors="replace")  # chunks split characters
         async for chunk in request.content.iter_any():
-            pending += chunk.decode("utf-8", errors="replace")
+            pending += text.decode(chunk)
             if len(pending) > self.body_limit_bytes:
                 self.log.info("watch request too large; no more requests read")
                 return

@@ -14,8 +14,9 @@ that keeps up never reads the store; a watcher that fell behind reads them back 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from petcd.api.mvccpb.kv_pb2 import KeyValue
 
@@ -39,6 +40,17 @@ class Change:
 
     def __post_init__(self) -> None:
         assert self.main > 0 and self.sub >= 0 and self.key, self
+
+
+def changes_to_wire(changes: Iterable[Change]) -> list[list[Any]]:
+    """Changes as msgpack-ready arrays [main, sub, key, kv, prev_kv?, tombstone], for
+    the APPLIED message (actors/protocol.py)."""
+    return [[c.main, c.sub, c.key, c.kv, c.prev_kv, c.tombstone] for c in changes]
+
+
+def changes_from_wire(obj: Iterable[Any]) -> list[Change]:
+    return [Change(main, sub, key, kv, prev_kv, bool(tombstone))
+            for main, sub, key, kv, prev_kv, tombstone in obj]
 
 
 def read_changes(view: ReadView, first_main: int, last_main: int, *, max_changes: int,

@@ -42,7 +42,8 @@ def _kv(member) -> rpc.KVStub:
 
 
 def _put(member, key: bytes, value: bytes = b"v") -> int:
-    return _kv(member).Put(pb.PutRequest(key=key, value=value), timeout=RPC_TIMEOUT_S).header.revision
+    resp = _kv(member).Put(pb.PutRequest(key=key, value=value), timeout=RPC_TIMEOUT_S)
+    return resp.header.revision
 
 
 def _events(resp: pb.WatchResponse) -> list[tuple[str, bytes, bytes, int]]:

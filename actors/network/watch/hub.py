@@ -29,9 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from petcd.actors.bus import codec
 from petcd.storage.mvcc import Change, MvccStore
-from petcd.storage.mvcc.history import read_changes
+from petcd.storage.mvcc.history import changes_from_wire, read_changes
 
 from .. import errors
 from ..local import LocalStore
@@ -170,24 +169,16 @@ class WatchHub:
             if revision != self.feed_rev:
                 self._resync_all(revision)
             return
-        changes = codec.changes_from_wire(wired)
-        assert not changes or self.feed_rev < changes[0].main <= changes[-1].main <= revision, (
-            self.feed_rev, revision)
-        if changes:
-            self._notify(revision, [Event.of(c) for c in changes])
+        if wired and len(self.index):  # with no watcher in the index, nothing to decode
+            changes = changes_from_wire(wired)
+            assert self.feed_rev < changes[0].main <= changes[-1].main <= revision, (
+                self.feed_rev, revision)
+            self._notify(revision, changes)
         self.feed_rev = max(self.feed_rev, revision)
 
-    def _notify(self, revision: int, events: list[Event]) -> None:
+    def _notify(self, revision: int, changes: list[Change]) -> None:
         """etcd's watchableStore.notify, for a whole batch of revisions at once."""
-        matched: dict[Watcher, list[Event]] = {}
-        match = self.index.match
-        for event in events:
-            for watcher in match(event.key):
-                got = matched.get(watcher)
-                if got is None:
-                    matched[watcher] = [event]
-                else:
-                    got.append(event)
+        matched = _match(self.index, changes)
         from_rev = self.feed_rev + 1
         header = self.header(revision)
         for watcher, got in matched.items():
@@ -205,7 +196,7 @@ class WatchHub:
             for piece in wire.fragments(header, watcher.watch_id, framed, self.max_fragment_bytes):
                 watcher.stream.push(piece)
         else:
-            watcher.stream.push(wire.response(header, watcher.watch_id, events=framed))
+            watcher.stream.push_events(watcher.watch_id, header, framed)
         watcher.sent_since_tick = True
 
     def _resync_all(self, revision: int) -> None:

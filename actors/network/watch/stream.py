@@ -13,8 +13,11 @@ Requests (etcd's serverWatchStream.recvLoop):
 - anything else: ignored, as etcd does.
 
 Every response goes through `_queue`, so the order of responses is the order they
-were decided in. The queue is bounded (MAX_QUEUED_RESPONSES, MAX_QUEUED_BYTES): the hub
-stops giving events to a stream without room and catches its watchers up from the
+were decided in. Events for a watch whose previous response is still last in the queue,
+unsent, join it (up to MAX_MERGED_BYTES): a client that falls behind gets fewer, larger
+responses instead of a backlog of small ones, each revision still whole in one.
+
+The queue is bounded (MAX_QUEUED_RESPONSES, MAX_QUEUED_BYTES): the hub stops giving events to a stream without room and catches its watchers up from the
 store's history later; requests are read only while the queue is under twice its
 bounds. A response larger than the byte bound still goes alone into an empty queue
 (a revision's events are never split unless the watch asked for fragments).
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
@@ -39,10 +43,24 @@ if TYPE_CHECKING:
 
 MAX_QUEUED_RESPONSES = 128  # etcd's chanBufLen
 MAX_QUEUED_BYTES = 4 * 1024 * 1024
+MAX_MERGED_BYTES = 1024 * 1024
 INVALID_WATCH_ID = -1
 REASON_COMPACTED = "etcdserver: mvcc: required revision has been compacted"
 REASON_EMPTY_RANGE = "mvcc: watcher range is empty"
 REASON_DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
+
+
+@dataclass(slots=True)
+class _Events:
+    """An events response not encoded yet: later events of its watch may join it."""
+
+    watch_id: int
+    header: bytes  # the newest batch's
+    events: list[bytes]  # framed
+    size_bytes: int
+
+    def encode(self) -> bytes:
+        return wire.response(self.header, self.watch_id, events=self.events)
 
 
 class WatchStream:
@@ -53,7 +71,7 @@ class WatchStream:
         self.unsynced = 0  # watchers of this stream not in the hub's index
         self.progress_asked = False  # a WatchProgressRequest waits for the watchers
         self._next_id = 0  # etcd's AutoWatchID is 0: the first server-chosen id is 0
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[bytes | _Events] = deque()
         self._queued_bytes = 0
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
@@ -67,9 +85,28 @@ class WatchStream:
                 and self._queued_bytes < MAX_QUEUED_BYTES)
 
     def push(self, response: bytes) -> None:
-        self._queue.append(response)
-        self._queued_bytes += len(response)
+        self._append(response, len(response))
+
+    def push_events(self, watch_id: int, header: bytes, events: list[bytes]) -> None:
+        size = sum(len(e) for e in events)
+        last = self._queue[-1] if self._queue else None
+        if (isinstance(last, _Events) and last.watch_id == watch_id
+                and last.size_bytes + size <= MAX_MERGED_BYTES):
+            last.header = header
+            last.events.extend(events)
+            last.size_bytes += size
+            self._grown(size)
+            return
+        item = _Events(watch_id, header, list(events), size + len(header))
+        self._append(item, item.size_bytes)
+
+    def _append(self, item: bytes | _Events, size_bytes: int) -> None:
+        self._queue.append(item)
         self._wake.set()
+        self._grown(size_bytes)
+
+    def _grown(self, size_bytes: int) -> None:
+        self._queued_bytes += size_bytes
         if (len(self._queue) >= 2 * MAX_QUEUED_RESPONSES
                 or self._queued_bytes >= 2 * MAX_QUEUED_BYTES):
             self._room.clear()
@@ -84,8 +121,13 @@ class WatchStream:
                 await self._wake.wait()
             if self._error is not None:
                 raise errors.copy(self._error)
-            response = self._queue.popleft()
-            self._queued_bytes -= len(response)
+            item = self._queue.popleft()
+            if isinstance(item, _Events):
+                self._queued_bytes -= item.size_bytes
+                response = item.encode()
+            else:
+                self._queued_bytes -= len(item)
+                response = item
             if not self._room.is_set() and self.has_room():
                 self._room.set()
             if self.unsynced and self.has_room():
