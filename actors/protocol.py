@@ -15,7 +15,7 @@ index lives in the same LMDB transaction as the data).
     raft    --SAVE/SAVE_SNAPSHOT-->                               wal
     wal     --STATE (at start), PERSISTED-->                      raft
     raft    --APPLY/APPLY_SNAPSHOT-->                             apply
-    apply   --APPLIED (at start, after every batch, with its changes)--> network
+    apply   --APPLIED (at start, after every batch: changes, leases)-->  network
     apply   --APPLIED (at start, then at most every 0.1 s or idle)--> raft
     apply   --RESPONSES-->                                        network
     raft    --SEND_SNAPSHOT/PEER_FRAMES/READ_STATES/DROPPED/STATUS--> network
@@ -61,13 +61,18 @@ class Kind(str, enum.Enum):
     PERSISTED = "persisted"
     # apply -> raft and network: the state machine applied everything up to here.
     #   payload: [applied_index: int, revision: int] to raft; to the network
-    #   [applied_index, revision, changes], at start and after every batch (before
-    #   that batch's RESPONSES), changes being history.changes_to_wire of every change
-    #   the batch made (the watchers' events), or nil when the store changed without
-    #   them (at start, after a snapshot was installed). To raft, applied_index is the durable one (what an OS crash cannot
-    #   undo, which snapshots may cover; it trails the network's by one batch,
-    #   storage/mvcc sync), sent at start, then when it moved: at most every 0.1 s, or
-    #   when the apply actor is idle (raft only schedules snapshots with it).
+    #   [applied_index, revision, changes, leases], at start and after every batch
+    #   (before that batch's RESPONSES), changes being history.changes_to_wire of
+    #   every change the batch made (the watchers' events), leases
+    #   lease_requests.lease_changes_to_wire of every lease it granted, revoked or
+    #   checkpointed, in apply order: [[kind, lease_id, value], ...], value the TTL
+    #   granted (s), 0, or the remaining TTL checkpointed (ms) (the lessor's table
+    #   and the age of its checkpoints). Both are nil when the store changed
+    #   without them (at start, after a snapshot was installed): reread the store
+    #   (MvccStore.leases()). To raft, applied_index is the durable one (what an OS
+    #   crash cannot undo, which snapshots may cover; it trails the network's by one
+    #   batch, storage/mvcc sync), sent at start, then when it moved: at most every
+    #   0.1 s, or when the apply actor is idle (raft only schedules snapshots with it).
     APPLIED = "applied"
 
     # -- to wal ----------------------------------------------------------------------

@@ -4,6 +4,9 @@
     petcd-bench range [--serializable] [--prefix] [--limit N]
     petcd-bench txn                                    compare-and-put (Txn on mod_revision)
     petcd-bench watch --watches W --streams S ...       watch events: see bench_watch
+    petcd-bench lease-keepalive --leases N --streams M --ttl T ...   see bench_lease
+    petcd-bench lease-expiry --leases N --ttl T ...     see bench_lease_expiry
+    petcd-bench lock --contenders C --name NAME ...     see bench_lock
       common: --endpoints URLS --protocol grpc|http --conns N --total M
               --key-size 8 --val-size 256 --key-space K --key-prefix P [--server-cpu]
 
@@ -24,11 +27,14 @@ import queue
 import sys
 import time
 
-from . import bench_cpu, bench_watch
+from . import bench_cpu, bench_lease, bench_lease_expiry, bench_lock, bench_watch
 from .bench_plan import OPS, Plan
 from .bench_worker import Job, Tally, worker
 
 PROGRESS_EVERY_S = 0.2
+# Scenarios with flags of their own: the first argument picks one.
+SCENARIOS = {"watch": bench_watch.main, "lease-keepalive": bench_lease.main,
+             "lease-expiry": bench_lease_expiry.main, "lock": bench_lock.main}
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -134,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="petcd-bench", description=__doc__.split("\n")[0])
-    p.add_argument("op", choices=OPS, help="or `watch`, with flags of its own: "
-                   "petcd-bench watch --help")
+    p.add_argument("op", choices=OPS, help=f"or one of {', '.join(SCENARIOS)}, with "
+                   "flags of their own: petcd-bench watch --help")
     p.add_argument("--endpoints", default="http://127.0.0.1:2379",
                    help="comma-separated client URLs (or host:port)")
     p.add_argument("--protocol", choices=("grpc", "http"), default="grpc",
@@ -183,8 +189,8 @@ def check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["watch"]:
-        sys.exit(bench_watch.main(argv[1:]))
+    if argv[:1] and argv[0] in SCENARIOS:
+        sys.exit(SCENARIOS[argv[0]](argv[1:]))
     p = parser()
     args = p.parse_args(argv)
     check(p, args)

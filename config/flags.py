@@ -89,6 +89,9 @@ FLAGS: tuple[Flag, ...] = (
          "number based retention."),
     Flag("experimental-watch-progress-notify-interval", CLUSTERING, "10m0s",
          "Duration of periodic watch progress notifications."),
+    Flag("experimental-lease-checkpoint-interval", CLUSTERING, "5m0s",
+         "Duration of periodic checkpoints of the leases' remaining TTLs (0: the default). "
+         "Unlike etcd, checkpoints are always on."),
     Flag("log-level", LOGGING, "info",
          "Configures log level. Only supports debug, info, warn, error, panic, or fatal."),
     Flag("log-format", LOGGING, "json", "Configures log format. Only supports json, console."),

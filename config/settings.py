@@ -34,6 +34,7 @@ LOG_LEVELS = ("debug", "info", "warn", "error", "panic", "fatal")
 LOG_FORMATS = ("json", "console")
 DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL_S = 600.0  # etcd's progressReportInterval
 MIN_WATCH_PROGRESS_NOTIFY_INTERVAL_S = 0.1        # etcd's minWatchProgressInterval
+DEFAULT_LEASE_CHECKPOINT_INTERVAL_S = 300.0       # etcd's defaultLeaseCheckpointInterval
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class Settings:
     auto_compaction_retention_seconds: float    # periodic mode only; 0 = off
     auto_compaction_retention_revisions: int    # revision mode only; 0 = off
     watch_progress_notify_interval_s: float     # >= MIN_WATCH_PROGRESS_NOTIFY_INTERVAL_S
+    lease_checkpoint_interval_s: float          # > 0
     log_level: str
     log_format: str
     config_file: Path | None
@@ -76,6 +78,7 @@ class Settings:
         assert self.max_request_bytes > 0 and self.max_txn_ops > 0 and self.quota_backend_bytes > 0
         assert self.auto_compaction_mode in COMPACTION_MODES, self.auto_compaction_mode
         assert self.watch_progress_notify_interval_s >= MIN_WATCH_PROGRESS_NOTIFY_INTERVAL_S
+        assert self.lease_checkpoint_interval_s > 0
         assert self.auto_compaction_retention_seconds >= 0 and self.auto_compaction_retention_revisions >= 0
         # Only the retention of the chosen mode may be set.
         if self.auto_compaction_mode == "periodic":
@@ -175,6 +178,9 @@ def build_settings(layer: Layer, config_file: Path | None = None) -> Settings:
             read.parsed("auto-compaction-retention", parse_revision_retention)
             if mode == "revision" else 0),
         watch_progress_notify_interval_s=_progress_notify_interval_s(read),
+        lease_checkpoint_interval_s=(
+            read.parsed("experimental-lease-checkpoint-interval", parse_duration_seconds)
+            or DEFAULT_LEASE_CHECKPOINT_INTERVAL_S),
         log_level=read.choice("log-level", LOG_LEVELS),
         log_format=read.choice("log-format", LOG_FORMATS),
         config_file=config_file,

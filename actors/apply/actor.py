@@ -3,7 +3,8 @@
     raft    --APPLY [entries]-->             apply   one store batch (one LMDB commit)
     raft    --APPLY_SNAPSHOT [meta]-->       apply   replace the store's data
     network --DEFRAGMENT request_id-->       apply   rewrite the store file compactly
-    apply   --APPLIED [index, revision, changes?]-->  network  at start, after each batch
+    apply   --APPLIED [index, revision, changes?, leases?]-->  network  at start, after
+                                             each batch
     apply   --RESPONSES-->                   network results of this member's requests
     apply   --APPLIED [durable index, revision]-->   raft   at start, then when it has
                                              changed: at most every 0.1 s, or when idle
@@ -11,14 +12,16 @@
 
 The loop drains its inbox (bounded wait), merges every APPLY of the drained batch into
 one `MvccStore.apply_batch`, then tells the network actor what changed (APPLIED with
-the batch's changes: the watchers' events) and only then answers the requests, so a
-client never learns a revision its member's watchers have not been given. An APPLY_SNAPSHOT first applies what came
-before it, so order is kept. DEFRAGMENTs of a drained batch are served by one
-`MvccStore.defragment` after its entries are applied (between two store batches);
-each is answered in RESPONSES, and the network actor's read-only store switches to
-the new file at its next read. The applied index is written in the same LMDB transaction
-as the data and the member table (actors/apply/members.py), so a crash at any point
-followed by a replay of the WAL applies every entry exactly once.
+the batch's changes: the watchers' events; and the leases it granted and revoked: the
+lessor's table) and only then answers the requests, so a client never learns a
+revision its member's watchers have not been given, nor a lease its lessor lacks. An
+APPLY_SNAPSHOT first applies what came before it, so order is kept. DEFRAGMENTs of a
+drained batch are served by one `MvccStore.defragment` after its entries are applied
+(between two store batches); each is answered in RESPONSES, and the network actor's
+read-only store switches to the new file at its next read. The applied index is
+written in the same LMDB transaction as the data and the member table
+(actors/apply/members.py), so a crash at any point followed by a replay of the WAL
+applies every entry exactly once.
 
 SIGTERM or SIGINT: the batch in hand is finished, LMDB closed, exit 0. Anything that
 would leave the state machine wrong (a gap in the log, a snapshot file that does not
@@ -40,7 +43,8 @@ from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.actors.raft.types import Entry, SnapshotMeta
 from petcd.nodes.logs import configure
 from petcd.nodes.member import MemberContext
-from petcd.storage.mvcc import Change, MvccError, MvccStore, StoreCorruptError, history
+from petcd.storage.mvcc import (Change, LeaseChange, MvccError, MvccStore, StoreCorruptError,
+                                history, lease_requests)
 
 from . import batch, members, snapshot
 from .members import MemberTable
@@ -124,18 +128,21 @@ class ApplyActor:
         except batch.LogGapError as err:
             raise Stop(str(err)) from err
         if not plan.store_entries:
-            self._send_applied(changes=[])  # every entry was already applied (a replay)
+            # Every entry was already applied (a replay): nothing new for the network.
+            self._send_applied(changes=[], lease_changes=[])
             return
         took_s: list[float] = []
         changes: list[Change] = []
-        results = self.store.apply_batch(plan.store_entries, took_s, self.clock, changes)
+        lease_changes: list[LeaseChange] = []
+        results = self.store.apply_batch(plan.store_entries, took_s, self.clock, changes,
+                                         lease_changes)
         self._warn_of_slow_applies(plan, results, took_s)
         self.durable_index = self.applied_index  # synced by this batch's commit
         self.applied_index = plan.store_entries[-1].index
         self.table = plan.table
         for level, event, fields in plan.notes:
             getattr(self.log, level)(event, **fields)
-        self._send_applied(changes=changes)
+        self._send_applied(changes=changes, lease_changes=lease_changes)
         replies = batch.responses(plan, results, self.ctx.cluster_id, self.ctx.member_id)
         if replies:
             self._send("network", Kind.RESPONSES, replies)
@@ -156,7 +163,7 @@ class ApplyActor:
             self.log.info("snapshot already applied", index=meta.index,
                           applied_index=self.applied_index)
             path.unlink(missing_ok=True)
-            self._send_applied(changes=[])
+            self._send_applied(changes=[], lease_changes=[])
             return
         backend = self.store.backend
         root, generation, options = backend.root, backend.generation, self.store.options
@@ -167,7 +174,8 @@ class ApplyActor:
             raise Stop(f"cannot apply snapshot at {meta.index}: {err}") from err
         finally:
             self.store = MvccStore.open(root, quota_bytes=options.quota_bytes,
-                                        max_txn_ops=options.max_txn_ops, sync=options.sync)
+                                        max_txn_ops=options.max_txn_ops, sync=options.sync,
+                                        min_lease_ttl_s=options.min_lease_ttl_s)
         self.applied_index = self.store.applied_index()
         assert self.applied_index == position.index, (self.applied_index, position)
         self.store.sync()
@@ -202,12 +210,16 @@ class ApplyActor:
 
     # -- sends -----------------------------------------------------------------------
 
-    def _send_applied(self, *, now: bool = False, changes: list[Change] | None = None) -> None:
-        """changes: every change since the last APPLIED, or None when the store may
-        have changed without them (at start, after installing a snapshot)."""
+    def _send_applied(self, *, now: bool = False, changes: list[Change] | None = None,
+                      lease_changes: list[LeaseChange] | None = None) -> None:
+        """changes and lease_changes: every change and every lease granted or revoked
+        since the last APPLIED, or both None when the store may have changed without
+        them (at start, after installing a snapshot: reread the store)."""
+        assert (changes is None) == (lease_changes is None), "both lists, or neither"
         revision = self.store.current_revision()
         wire = None if changes is None else history.changes_to_wire(changes)
-        self._send("network", Kind.APPLIED, [self.applied_index, revision, wire])
+        leases = None if lease_changes is None else lease_requests.lease_changes_to_wire(lease_changes)
+        self._send("network", Kind.APPLIED, [self.applied_index, revision, wire, leases])
         self._tell_raft(now=now, revision=revision)
 
     def _tell_raft(self, *, now: bool, revision: int | None = None) -> None:
@@ -229,11 +241,22 @@ class ApplyActor:
         self.store.close()
 
 
+def min_lease_ttl_s(heartbeat_interval_ms: int, election_ticks: int) -> int:
+    """etcd's minLeaseTTL: (3 x election ticks) / 2 heartbeats (integer division), in
+    whole seconds rounded up (etcdserver/server.go): longer than an election, so that
+    a lease does not expire while the cluster elects the leader that keeps it."""
+    min_ttl_ms = (3 * election_ticks) // 2 * heartbeat_interval_ms
+    assert min_ttl_ms > 0, (heartbeat_interval_ms, election_ticks)
+    return -(-min_ttl_ms // 1000)
+
+
 def open_store(ctx: MemberContext) -> MvccStore:
     s = ctx.settings
     ctx.db_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return MvccStore.open(str(ctx.db_dir), quota_bytes=s.quota_backend_bytes,
-                          max_txn_ops=s.max_txn_ops)
+                          max_txn_ops=s.max_txn_ops,
+                          min_lease_ttl_s=min_lease_ttl_s(s.heartbeat_interval_ms,
+                                                          s.election_ticks))
 
 
 def run(ctx: MemberContext) -> int:

@@ -9,11 +9,12 @@ What each committed entry becomes (entries at or below the store's applied index
 dropped here: replay after a crash applies nothing twice):
 
     NORMAL, empty data             ApplyEntry(request=None): a Raft no-op, index only
-    NORMAL, InternalRaftRequest    put, range, delete_range, txn, compaction, alarm:
+    NORMAL, InternalRaftRequest    put, range, delete_range, txn, compaction, alarm,
+                                   lease_grant, lease_revoke, lease_checkpoint:
                                    the store applies it
                                    cluster_member_attr_set: the member table changes,
                                    stored with the entry (ApplyEntry.conf_state)
-                                   anything else (leases, auth, ...): not implemented
+                                   anything else (auth, ...): not implemented
                                    yet; index only, the proposer gets UNIMPLEMENTED
     NORMAL, undecodable data       index only, logged (every member skips it alike)
     CONF_CHANGE                    the member table changes, stored with the entry
@@ -37,7 +38,8 @@ from . import members
 from .members import MemberTable, MemberTableError
 
 # InternalRaftRequest fields MvccStore.apply_batch applies (its _HANDLED_FIELDS).
-STORE_FIELDS = frozenset({"range", "put", "delete_range", "txn", "compaction", "alarm"})
+STORE_FIELDS = frozenset({"range", "put", "delete_range", "txn", "compaction", "alarm",
+                          "lease_grant", "lease_revoke", "lease_checkpoint"})
 MEMBER_ATTR_FIELD = "cluster_member_attr_set"
 _NOT_REQUESTS = frozenset({"header", "ID"})
 UNIMPLEMENTED = "UNIMPLEMENTED"  # grpc.StatusCode name

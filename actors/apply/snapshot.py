@@ -7,9 +7,11 @@ store's generation layout (storage/mvcc/layout.py, env.py):
     <db>/CURRENT          "gen-000007"   the live generation
     <db>/gen-000007/      the live LMDB environment
 
-    1. check the file: an LMDB environment of this schema, applied index >= the
-       snapshot's (`db_file_position`)
+    1. check the file: an LMDB environment of a schema this build reads, applied
+       index >= the snapshot's (`db_file_position`)
     2. hard-link it as <db>/gen-000008/data.mdb (copy if the link is refused),
+       bring it to this schema (a member of an older build may have sent it: the
+       readers that switch at 3 open this schema's databases, and create none),
        fsync the file and the directory
     3. publish CURRENT = gen-000008 (atomic rename, fsynced): the switch point
     4. remove gen-000007 and the .snap.db name
@@ -131,6 +133,7 @@ def install_db_file(root: str, live_generation: int, source: str | os.PathLike[s
     os.makedirs(target_dir)
     target = os.path.join(target_dir, "data.mdb")
     _link_or_copy(source, target)
+    meta.upgrade_generation(root, generation)  # before readers can switch to it
     _fsync_path(target)
     _fsync_path(target_dir, directory=True)
     env.publish_generation(root, generation)

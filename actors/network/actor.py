@@ -200,7 +200,7 @@ class NetworkActor:
         loops = [asyncio.create_task(self._inbox_loop(), name="inbox"),
                  asyncio.create_task(self._member_sync_loop(), name="members"),
                  *compactor.start(self.ctx.settings, self.server, self.log),
-                 *self.server.watches.start()]
+                 *self.server.watches.start(), *self.server.leasing.start()]
         publish = asyncio.create_task(self._publish(), name="publish")
         stopped = asyncio.create_task(self.stopping.wait(), name="stop")
         try:
@@ -274,8 +274,10 @@ class NetworkActor:
         return True
 
     def _on_applied(self, payload: Any) -> None:
-        # Watchers first: a read woken by this APPLIED may lead its client to watch.
+        # Watchers and leases first: a read woken by this APPLIED may lead its client
+        # to watch, or to keep alive a lease it just granted.
         self.server.watches.on_applied(payload)
+        self.server.leasing.on_applied(payload)
         self.tracker.on_applied(payload)
 
     def _on_send_snapshot(self, payload: Any) -> None:

@@ -99,6 +99,7 @@ REQUEST_TOO_LARGE = _e(Code.INVALID_ARGUMENT, "etcdserver: request is too large"
 NOT_CAPABLE = _e(Code.FAILED_PRECONDITION, "etcdserver: not capable")
 NOT_LEADER = _e(Code.FAILED_PRECONDITION, "etcdserver: not leader")
 BAD_LEADER_TRANSFEREE = _e(Code.FAILED_PRECONDITION, "etcdserver: bad leader transferee")
+LEASE_NOT_FOUND = _e(Code.NOT_FOUND, "etcdserver: requested lease not found")
 # etcdserver.ErrTimeoutLeaderTransfer has no gRPC mapping in v3rpc (togRPCError), so
 # clients see it with code Unknown.
 TIMEOUT_LEADER_TRANSFER = _e(Code.UNKNOWN,

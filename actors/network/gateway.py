@@ -4,7 +4,10 @@
     POST /v3/maintenance/status        POST /v3/cluster/member/list
     POST /v3/maintenance/transfer-leadership
     POST /v3/maintenance/hash | hashkv | alarm | defragment | snapshot (a stream)
-    POST /v3/watch (both ways a stream)
+    POST /v3/watch, /v3/lease/keepalive (both ways a stream)
+    POST /v3/lease/grant | revoke | timetolive | leases (also under /v3/kv/lease/)
+    POST /v3/lock/lock | unlock     POST /v3/election/campaign | proclaim | leader |
+         resign | observe (a stream)
     GET  /health[?exclude=NOSPACE][&serializable=true]     GET /version
 
 What etcd's HTTP mux and grpc-gateway v1 answer, byte for byte where it matters:
@@ -33,11 +36,13 @@ import codecs
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from google.protobuf.message import Message
 from petcd.api.etcdserverpb import rpc_pb2 as pb
+from petcd.api.v3electionpb import v3election_pb2 as epb
+from petcd.api.v3lockpb import v3lock_pb2 as lpb
 
 from . import errors, jsonpb
 from .errors import Code, EtcdError
@@ -46,12 +51,14 @@ from .watch import WatchStream
 
 HTTP_STATUS_TEXT = {s.value: s.phrase for s in HTTPStatus}
 WATCH_PATH = "/v3/watch"
+KEEP_ALIVE_PATH = "/v3/lease/keepalive"
 DISCONNECT_POLL_S = 1.0
 _JSON = json.JSONDecoder()
 RENDER_INLINE_MAX_BYTES = 256 * 1024  # larger responses render off the event loop
 MAX_INFLIGHT_REQUESTS = 10_000  # more at once: "etcdserver: too many requests"
 
 Handler = Callable[[Server, Any], Awaitable[Message]]
+M = TypeVar("M", bound=Message)
 
 ROUTES: dict[str, tuple[type[Message], Handler]] = {
     "/v3/kv/range": (pb.RangeRequest, Server.range),
@@ -66,20 +73,30 @@ ROUTES: dict[str, tuple[type[Message], Handler]] = {
     "/v3/maintenance/alarm": (pb.AlarmRequest, Server.alarm),
     "/v3/maintenance/defragment": (pb.DefragmentRequest, Server.defragment),
     "/v3/cluster/member/list": (pb.MemberListRequest, Server.member_list),
+    "/v3/lease/grant": (pb.LeaseGrantRequest, Server.lease_grant),
+    "/v3/lease/revoke": (pb.LeaseRevokeRequest, Server.lease_revoke),
+    "/v3/kv/lease/revoke": (pb.LeaseRevokeRequest, Server.lease_revoke),
+    "/v3/lease/timetolive": (pb.LeaseTimeToLiveRequest, Server.lease_time_to_live),
+    "/v3/kv/lease/timetolive": (pb.LeaseTimeToLiveRequest, Server.lease_time_to_live),
+    "/v3/lease/leases": (pb.LeaseLeasesRequest, Server.lease_leases),
+    "/v3/kv/lease/leases": (pb.LeaseLeasesRequest, Server.lease_leases),
+    "/v3/lock/lock": (lpb.LockRequest, lambda s, r: s.coordination.lock(r)),
+    "/v3/lock/unlock": (lpb.UnlockRequest, lambda s, r: s.coordination.unlock(r)),
+    "/v3/election/campaign": (epb.CampaignRequest, lambda s, r: s.coordination.campaign(r)),
+    "/v3/election/proclaim": (epb.ProclaimRequest, lambda s, r: s.coordination.proclaim(r)),
+    "/v3/election/leader": (epb.LeaderRequest, lambda s, r: s.coordination.leader(r)),
+    "/v3/election/resign": (epb.ResignRequest, lambda s, r: s.coordination.resign(r)),
 }
 
 # Server-streaming methods: grpc-gateway writes each response as one line,
 # {"result": <response>}, and an error after the first line as {"error": {...}}.
 STREAMS: dict[str, tuple[type[Message], Callable[[Server, Any], AsyncIterator[Message]]]] = {
     "/v3/maintenance/snapshot": (pb.SnapshotRequest, Server.snapshot),
+    "/v3/election/observe": (epb.LeaderRequest, lambda s, r: s.coordination.observe(r)),
 }
 
 # etcd v3.5's other gateway paths, by the gRPC method behind each.
 NOT_YET: dict[str, str] = {
-    "/v3/lease/grant": "LeaseGrant", "/v3/lease/revoke": "LeaseRevoke",
-    "/v3/kv/lease/revoke": "LeaseRevoke", "/v3/lease/keepalive": "LeaseKeepAlive",
-    "/v3/lease/timetolive": "LeaseTimeToLive", "/v3/kv/lease/timetolive": "LeaseTimeToLive",
-    "/v3/lease/leases": "LeaseLeases", "/v3/kv/lease/leases": "LeaseLeases",
     "/v3/cluster/member/add": "MemberAdd", "/v3/cluster/member/remove": "MemberRemove",
     "/v3/cluster/member/update": "MemberUpdate",
     "/v3/cluster/member/promote": "MemberPromote",
@@ -93,10 +110,6 @@ NOT_YET: dict[str, str] = {
     "/v3/auth/role/get": "RoleGet", "/v3/auth/role/list": "RoleList",
     "/v3/auth/role/delete": "RoleDelete", "/v3/auth/role/grant": "RoleGrantPermission",
     "/v3/auth/role/revoke": "RoleRevokePermission",
-    "/v3/lock/lock": "Lock", "/v3/lock/unlock": "Unlock",
-    "/v3/election/campaign": "Campaign", "/v3/election/proclaim": "Proclaim",
-    "/v3/election/leader": "Leader", "/v3/election/observe": "Observe",
-    "/v3/election/resign": "Resign",
 }
 
 
@@ -125,7 +138,7 @@ class Gateway:
         if not path.startswith("/v3/"):
             return go_http_error(404, "404 page not found")
         if path not in ROUTES and path not in NOT_YET and path not in STREAMS \
-                and path != WATCH_PATH:
+                and path not in (WATCH_PATH, KEEP_ALIVE_PATH):
             return go_http_error(404, "Not Found")
         if request.method != "POST":
             return go_http_error(405, "Method Not Allowed")
@@ -135,6 +148,8 @@ class Gateway:
         try:
             if path == WATCH_PATH:
                 return await self._watch(request)
+            if path == KEEP_ALIVE_PATH:
+                return await self._keep_alive(request)
             if path in STREAMS:
                 return await self._stream(request, path)
             return await self._call(request, path)
@@ -208,14 +223,38 @@ class Gateway:
         return out
 
     async def _watch_requests(self, request: web.Request, stream: WatchStream) -> None:
-        """Each JSON WatchRequest of the body, as it arrives, until the body ends or
-        one does not decode (grpc-gateway then stops sending; the stream goes on)."""
+        """Each WatchRequest of the body, as it arrives, until the body ends or one does
+        not decode (grpc-gateway then stops sending; the stream goes on)."""
+        async for watch_request in self._requests(request, pb.WatchRequest):
+            await stream.handle(watch_request)
+
+    async def _keep_alive(self, request: web.Request) -> web.StreamResponse:
+        """/v3/lease/keepalive: each LeaseKeepAliveRequest of the body answered in turn;
+        the stream ends with the body, or at the first error (an error line)."""
+        out = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await out.prepare(request)
+        try:
+            async for keep_alive in self._requests(request, pb.LeaseKeepAliveRequest):
+                result = jsonpb.to_dict(await self.server.lease_keep_alive(keep_alive))
+                await out.write(jsonpb.dumps({"result": result}) + b"\n")
+        except EtcdError as err:
+            await out.write(stream_error(err) + b"\n")
+        except ConnectionError:
+            return out  # the client went away
+        await out.write_eof()
+        return out
+
+    async def _requests(self, request: web.Request, message_class: type[M]
+                        ) -> AsyncIterator[M]:
+        """grpc-gateway's request stream: JSON values one after another in the body,
+        each decoded as it completes; one that does not decode ends the stream."""
         pending = ""
         text = codecs.getincrementaldecoder("utf-8")(errors="replace")  # chunks split characters
         async for chunk in request.content.iter_any():
             pending += text.decode(chunk)
             if len(pending) > self.body_limit_bytes:
-                self.log.info("watch request too large; no more requests read")
+                self.log.info("streamed request too large; no more requests read",
+                              path=request.path)
                 return
             while True:
                 pending = pending.lstrip(" \t\r\n")
@@ -224,12 +263,13 @@ class Gateway:
                 except json.JSONDecodeError:
                     break  # incomplete so far, or garbage: more data or the end says
                 try:
-                    watch_request = jsonpb.parse(pending[:end].encode(), pb.WatchRequest)
+                    message = jsonpb.parse(pending[:end].encode(), message_class)
                 except EtcdError as err:
-                    self.log.info("failed to decode watch request", error=err.message)
+                    self.log.info("failed to decode streamed request", path=request.path,
+                                  error=err.message)
                     return
                 pending = pending[end:]
-                await stream.handle(watch_request)
+                yield message
 
     async def _get_only(self, request: web.Request,
                         serve: Callable[[web.Request], Awaitable[web.Response]]

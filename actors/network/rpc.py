@@ -39,6 +39,8 @@ from .watch import WatchStream
 
 MAX_SEND_BYTES = 2**31 - 1  # etcd's math.MaxInt32
 WATCH_METHOD = "etcdserverpb.Watch.Watch"
+KEEP_ALIVE_METHOD = "etcdserverpb.Lease.LeaseKeepAlive"
+MAX_KEEP_ALIVES_IN_FLIGHT = 1000  # per stream
 REQUIRE_LEADER_KEY, HAS_LEADER = "hasleader", "true"  # etcd's rpctypes.MetadataRequireLeaderKey
 
 SERVICES: tuple[ServiceDescriptor, ...] = (
@@ -57,6 +59,16 @@ SERVED: dict[str, Callable[..., Any]] = {
     "Maintenance.HashKV": Server.hash_kv, "Maintenance.Snapshot": Server.snapshot,
     "Maintenance.MoveLeader": Server.move_leader,
     "Cluster.MemberList": Server.member_list,
+    "Lease.LeaseGrant": Server.lease_grant, "Lease.LeaseRevoke": Server.lease_revoke,
+    "Lease.LeaseTimeToLive": Server.lease_time_to_live,
+    "Lease.LeaseLeases": Server.lease_leases,
+    "Lock.Lock": lambda s, r: s.coordination.lock(r),
+    "Lock.Unlock": lambda s, r: s.coordination.unlock(r),
+    "Election.Campaign": lambda s, r: s.coordination.campaign(r),
+    "Election.Proclaim": lambda s, r: s.coordination.proclaim(r),
+    "Election.Leader": lambda s, r: s.coordination.leader(r),
+    "Election.Observe": lambda s, r: s.coordination.observe(r),
+    "Election.Resign": lambda s, r: s.coordination.resign(r),
 }
 
 _STATUS = {status.value[0]: status for status in grpc.StatusCode}
@@ -97,6 +109,8 @@ def _handler(method: MethodDescriptor, server: Server, log: Any) -> grpc.RpcMeth
         return grpc.stream_stream_rpc_method_handler(
             _watch(server, log), request_deserializer=_deserializer(request_class),
             response_serializer=_already_encoded)
+    if method.full_name == KEEP_ALIVE_METHOD:
+        return grpc.stream_stream_rpc_method_handler(_keep_alive(server, log), **codec)
     served = SERVED.get(f"{method.containing_service.name}.{method.name}")
     streams_in, streams_out = method.client_streaming, method.server_streaming
     if served is None:
@@ -181,6 +195,64 @@ async def _read_watch_requests(requests: AsyncIterator[Any], stream: WatchStream
     except Exception as err:  # a bug: end this stream, keep the member
         log.exception("watch request failed")
         stream.fail(EtcdError(Code.UNKNOWN, f"{type(err).__name__}: {err}"))
+
+
+def _keep_alive(server: Server, log: Any) -> Callable[[AsyncIterator[Any],
+                                                      grpc.aio.ServicerContext],
+                                                     AsyncIterator[Message]]:
+    """LeaseKeepAlive: each request answered once renewed (TTL 0 for an unknown lease),
+    up to MAX_KEEP_ALIVES_IN_FLIGHT of a stream at once, in the order they complete
+    (each answer names its lease); another error ends the stream, as etcd's."""
+    async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+                     ) -> AsyncIterator[Message]:
+        answers: asyncio.Queue[Message | EtcdError | None] = asyncio.Queue()
+        reader = asyncio.create_task(_read_keep_alives(server, requests, answers, log))
+        try:
+            while (answer := await answers.get()) is not None:
+                if isinstance(answer, EtcdError):
+                    await context.abort(status_code(answer.code), answer.message)
+                yield answer
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+    return handle
+
+
+async def _read_keep_alives(server: Server, requests: AsyncIterator[Any],
+                            answers: asyncio.Queue[Message | EtcdError | None],
+                            log: Any) -> None:
+    """Until the client half-closes: then, once every answer is out, None ends the
+    stream (etcd's recvLoop returns at io.EOF)."""
+    in_flight = asyncio.Semaphore(MAX_KEEP_ALIVES_IN_FLIGHT)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def renew(request: rpc_pb2.LeaseKeepAliveRequest) -> None:
+        try:
+            answers.put_nowait(await server.lease_keep_alive(request))
+        except EtcdError as err:
+            answers.put_nowait(err)
+        except Exception as err:  # a bug: end this stream, keep the member
+            log.exception("keep-alive failed")
+            answers.put_nowait(EtcdError(Code.UNKNOWN, f"{type(err).__name__}: {err}"))
+        finally:
+            in_flight.release()
+
+    try:
+        async for request in requests:
+            if isinstance(request, Malformed):
+                answers.put_nowait(EtcdError(Code.INTERNAL, request.message))
+                return
+            await in_flight.acquire()
+            task = asyncio.create_task(renew(request))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+        answers.put_nowait(None)
+    except grpc.RpcError:
+        pass  # the client went away
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _already_encoded(response: bytes) -> bytes:

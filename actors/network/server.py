@@ -23,9 +23,13 @@ services (rpc.py) and the JSON gateway (gateway.py) both call it.
   etcd's raftRequestOnce); Defragment asks this member's apply actor (DEFRAGMENT), the
   only writer of the store, and waits for its answer.
 
+- Leases: LeaseGrant (an ID chosen here when the client gives none, the quota checked
+  as for a Put) and LeaseRevoke are proposals; keep-alives and time-to-live are the
+  leader's lessor's (leasing.py), forwarded by other members; LeaseLeases reads the
+  local store, as etcd reads its local lessor.
+
 Not yet (noted for the next rounds): a read-only Txn is proposed like any Txn (etcd
-serves it locally after a read barrier); LeaseGrant (leases come later) will need
-the same quota check as Put.
+serves it locally after a read barrier).
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ from . import backup, errors
 from .errors import EtcdError
 from .local import LocalStore
 from .requests import RaftClient, Tracker
+from .coordination import Coordination
+from .leasing import Leasing
 from .watch import WatchHub
 
 SERVER_VERSION = "3.5.0"  # the etcd API petcd speaks
@@ -58,7 +64,8 @@ GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's grpcOverheadBytes on top of max reque
 MIN_DEFRAGMENT_TIMEOUT_S = 60.0  # etcd sets none; a large store takes a while to copy
 
 R = TypeVar("R", pb.PutResponse, pb.DeleteRangeResponse, pb.TxnResponse,
-            pb.CompactionResponse, pb.AlarmResponse)
+            pb.CompactionResponse, pb.AlarmResponse, pb.LeaseGrantResponse,
+            pb.LeaseRevokeResponse)
 T = TypeVar("T")
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 DB_SIZE_TTL_S = 0.1  # etcd's backend batch interval: how stale its Size() may be
@@ -106,6 +113,8 @@ class Server:
             progress_interval_s=s.watch_progress_notify_interval_s,
             election_timeout_s=s.election_timeout_ms / 1000,
             has_leader=lambda: tracker.status.has_leader, log=log)
+        self.leasing = Leasing(ctx, tracker, raft, store, self._propose_raw, log)
+        self.coordination = Coordination(self)  # v3lock and v3election
 
     # -- KV -------------------------------------------------------------------------
 
@@ -141,6 +150,38 @@ class Server:
         return await self._propose(rpb.InternalRaftRequest(compaction=r),
                                    pb.CompactionResponse)
 
+    # -- Lease ------------------------------------------------------------------------
+
+    async def lease_grant(self, r: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
+        await self._check_quota(r)
+        grant = pb.LeaseGrantRequest(TTL=r.TTL, ID=r.ID or self.leasing.new_lease_id())
+        return await self._propose(rpb.InternalRaftRequest(lease_grant=grant),
+                                   pb.LeaseGrantResponse)
+
+    async def lease_revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
+        return await self._propose(rpb.InternalRaftRequest(lease_revoke=r),
+                                   pb.LeaseRevokeResponse)
+
+    async def lease_keep_alive(self, r: pb.LeaseKeepAliveRequest) -> pb.LeaseKeepAliveResponse:
+        """One keep-alive of a LeaseKeepAlive stream: an unknown lease gets TTL 0."""
+        resp = pb.LeaseKeepAliveResponse(ID=r.ID, TTL=await self.leasing.keep_alive(r.ID))
+        self._fill(resp.header)
+        return resp
+
+    async def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest
+                                 ) -> pb.LeaseTimeToLiveResponse:
+        resp = await self.leasing.time_to_live(r)
+        self._fill(resp.header)
+        return resp
+
+    async def lease_leases(self, r: pb.LeaseLeasesRequest) -> pb.LeaseLeasesResponse:
+        await self._store_ready()
+        resp = pb.LeaseLeasesResponse()
+        resp.leases.extend(pb.LeaseStatus(ID=lease_id) for lease_id, _, _ in
+                           await self._local(lambda s: s.leases()))
+        self._fill(resp.header)
+        return resp
+
     async def _propose(self, request: rpb.InternalRaftRequest, response: type[R]) -> R:
         try:
             resp = response.FromString(await self._propose_raw(request))
@@ -151,7 +192,8 @@ class Server:
         self._fill(resp.header)
         return resp
 
-    async def _check_quota(self, r: pb.PutRequest | pb.TxnRequest) -> None:
+    async def _check_quota(self, r: pb.PutRequest | pb.TxnRequest | pb.LeaseGrantRequest
+                           ) -> None:
         """etcd's quotaAlarmer.check (v3rpc/quota.go): a write that would take this
         member's backend to --quota-backend-bytes raises NOSPACE for this member
         through Raft (so every member refuses writes) and fails before it is proposed."""
@@ -245,6 +287,7 @@ class Server:
         if target not in st.voters:  # unknown, or a learner
             raise errors.copy(errors.BAD_LEADER_TRANSFEREE)
         if target != me:
+            await self.leasing.checkpoint_all()
             self.raft.transfer(target)
         poll_s = self.ctx.settings.heartbeat_interval_ms / 1000
         try:

@@ -8,6 +8,8 @@ documented at the top of layout.py; read it first. In short:
                                                           (live now: newest is "p")
     meta      current/compact revision, Raft index, term, conf state
     alarm     (type, member) -> ""
+    leases    lease ID -> TTL, remaining TTL             every granted lease
+    lease_keys lease ID -> user key (DUPSORT)            the live keys under each
 
 Modules, one idea each:
     layout      byte encodings and database names
@@ -20,6 +22,8 @@ Modules, one idea each:
     quota       quota, request cost, LMDB map size
     meta        revisions and the applied Raft position
     history     the changes of each revision, as watchers get them
+    leases      the lease table and the keys attached to each lease
+    lease_requests  LeaseGrant, LeaseRevoke, LeaseCheckpoint (etcd's lessor, applied half)
     store       MvccStore: the facade the apply and network actors use
     errors      MvccError with etcd's messages and gRPC codes
 """
@@ -27,6 +31,9 @@ Modules, one idea each:
 from .env import StoreCorruptError
 from .errors import MvccError
 from .history import Change
+from .leases import Lease
+from .lease_requests import LeaseChange
 from .store import ApplyEntry, MvccStore, StoreOptions
 
-__all__ = ["ApplyEntry", "Change", "MvccError", "MvccStore", "StoreCorruptError", "StoreOptions"]
+__all__ = ["ApplyEntry", "Change", "Lease", "LeaseChange", "MvccError", "MvccStore",
+           "StoreCorruptError", "StoreOptions"]

@@ -31,6 +31,8 @@ class Databases:
     key_revs: lmdb._Database
     meta: lmdb._Database
     alarm: lmdb._Database
+    leases: lmdb._Database
+    lease_keys: lmdb._Database
 
     def all(self) -> tuple[tuple[bytes, lmdb._Database], ...]:
         return (
@@ -38,6 +40,8 @@ class Databases:
             (layout.DB_KEY_REVS, self.key_revs),
             (layout.DB_META, self.meta),
             (layout.DB_ALARM, self.alarm),
+            (layout.DB_LEASES, self.leases),
+            (layout.DB_LEASE_KEYS, self.lease_keys),
         )
 
 
@@ -177,6 +181,10 @@ def _open_dbs(env: lmdb.Environment, readonly: bool) -> Databases:
         key_revs=env.open_db(layout.DB_KEY_REVS, create=create, dupsort=True),
         meta=env.open_db(layout.DB_META, create=create),
         alarm=env.open_db(layout.DB_ALARM, create=create),
+        # A writer creates these in a store of schema 2 (meta.init_schema); a reader
+        # only opens generations a writer has opened first (or upgraded: snapshots).
+        leases=env.open_db(layout.DB_LEASES, create=create),
+        lease_keys=env.open_db(layout.DB_LEASE_KEYS, create=create, dupsort=True),
     )
 
 
@@ -187,7 +195,7 @@ def open_backend(root: str, *, readonly: bool, map_size_bytes: int, sync: bool) 
     for attempt in range(_OPEN_RETRIES):
         generation, file_id = _read_current(root)
         try:
-            env, dbs = _open_generation(root, generation, readonly, map_size_bytes, sync)
+            env, dbs = open_generation(root, generation, readonly, map_size_bytes, sync)
         except (lmdb.Error, StoreCorruptError):
             if readonly and attempt + 1 < _OPEN_RETRIES:
                 continue  # a defragment replaced CURRENT between the read and the open
@@ -196,8 +204,9 @@ def open_backend(root: str, *, readonly: bool, map_size_bytes: int, sync: bool) 
     raise AssertionError("unreachable")
 
 
-def _open_generation(root: str, generation: int, readonly: bool, map_size_bytes: int,
-                     sync: bool) -> tuple[lmdb.Environment, Databases]:
+def open_generation(root: str, generation: int, readonly: bool, map_size_bytes: int,
+                    sync: bool) -> tuple[lmdb.Environment, Databases]:
+    """Open one generation, published or not; map_size_bytes 0 keeps the file's own."""
     path = data_file(root, generation)
     _check_generation_exists(root, generation)
     try:

@@ -1,4 +1,4 @@
-"""On-disk layout of the MVCC backend: one LMDB environment, five named databases.
+"""On-disk layout of the MVCC backend: one LMDB environment, six named databases.
 
 Directory (the `path` given to `MvccStore.open`, e.g. <data-dir>/member/snap/db):
 
@@ -31,8 +31,21 @@ byte order is numeric order):
               b"conf_state"       -> opaque bytes (Raft ConfState), if ever given
               b"current_rev"      -> u64  store revision (starts at 1, like etcd)
               b"compact_rev"      -> i64  last compaction revision, -1 if none
-              b"schema"           -> b"2"  (1 also had `keys`: user key -> live rev)
+              b"schema"           -> b"3"  (1 also had `keys`: user key -> live rev;
+                                             1 and 2 had neither `leases` nor `lease_keys`)
     alarm     u32 alarm type + u64 member id  ->  b""
+    leases    lease ID (8 bytes)  ->  TTL (i64, seconds) + remaining TTL (i64, milliseconds)
+              Every granted lease not yet revoked: etcd's "lease" bucket. The ID is
+              etcd's int64 as it writes it (uint64(ID), big-endian), so a negative ID,
+              which a client may choose, sorts after the positive ones. TTL is the
+              granted one (already raised to the minimum); remaining TTL is the last
+              checkpoint, 0 if none: a new leader starts the lease with it, or with the
+              full TTL when 0 (etcd's leasepb.Lease{TTL, RemainingTTL}).
+    lease_keys lease ID (8 bytes)  ->  user key   (DUPSORT)
+              The live keys attached to each lease, in key order: a revoke deletes
+              them without scanning the key space. In etcd an in-memory map rebuilt
+              from every key on start; here kept with the data. A key is under the
+              lease its live KeyValue names, and only that one.
 
 rev(main, sub) is 16 bytes: main and sub as u64 big-endian. ~rev is each u64 XOR
 2**64-1. Nothing is ever rebuilt in memory on open: the current revision, the
@@ -45,23 +58,36 @@ Worked example (values shortened; "kv(...)" is the protobuf KeyValue):
     put foo=b                -> revision 3
     delete foo               -> revision 4
     txn {put foo=c, put zoo=z} -> revision 5 (sub 0 and 1)
+    grant lease 0x1a, TTL 60 -> (no revision)
+    put bar=x lease 0x1a     -> revision 6
 
     history   00..02 00..00    kv(foo, create=2, mod=2, ver=1, a)
               00..03 00..00    kv(foo, create=2, mod=3, ver=2, b)
               00..04 00..00 t  kv(foo)
               00..05 00..00    kv(foo, create=5, mod=5, ver=1, c)
               00..05 00..01    kv(zoo, create=5, mod=5, ver=1, z)
-    key_revs  foo -> ~(5,0)p ~(4,0)t ~(3,0)p ~(2,0)p
+              00..06 00..00    kv(bar, create=6, mod=6, ver=1, x, lease=0x1a)
+    key_revs  bar -> ~(6,0)p
+              foo -> ~(5,0)p ~(4,0)t ~(3,0)p ~(2,0)p
               zoo -> ~(5,1)p
-    meta      current_rev = 5, compact_rev = -1
+    meta      current_rev = 6, compact_rev = -1
+    leases    00 00 00 00 00 00 00 1a  ->  00..00 3c  00..00 00   (TTL 60, remaining 0)
+    lease_keys 00 00 00 00 00 00 00 1a  ->  bar
 
     A read of foo at revision 3 seeks key_revs foo >= ~(3,0): finds ~(3,0)p, reads
     history 00..03 00..00. At revision 4 it finds ~(4,0)t: foo did not exist. Now
     (revision 5) foo's first duplicate ~(5,0)p says it is live at (5,0).
 
     compact(4): foo's newest revision at or below 4 is the tombstone (4,0), so the
-    tombstone and everything older go; history keeps (5,0) and (5,1), key_revs foo
-    keeps ~(5,0)p. compact(3) instead would keep (3,0) and drop only (2,0).
+    tombstone and everything older go; history keeps (5,0), (5,1) and (6,0), key_revs
+    foo keeps ~(5,0)p. compact(3) instead would keep (3,0) and drop only (2,0).
+
+    A checkpoint of lease 0x1a with 42 s left rewrites its value to 00..00 3c 00..a4 10
+    (42,000 ms).
+    A put bar=y without a lease at revision 7 would remove the duplicate 0x1a -> bar.
+    A revoke of 0x1a instead deletes bar at revision 7 (history 00..07 00..00 t,
+    key_revs bar -> ~(7,0)t ~(6,0)p; all the keys of a lease go in one revision, in
+    key order), which removes that duplicate too, then the lease's `leases` entry.
 
 Limits: LMDB keys are at most 511 bytes (MAX_KEY_BYTES), so a put of a longer user
 key is refused (etcd allows keys up to its request size limit). Reads accept any
@@ -77,10 +103,13 @@ DB_HISTORY = b"history"
 DB_KEY_REVS = b"key_revs"
 DB_META = b"meta"
 DB_ALARM = b"alarm"
+DB_LEASES = b"leases"
+DB_LEASE_KEYS = b"lease_keys"
 MAX_DBS = 8
 
-SCHEMA_VERSION = b"2"
+SCHEMA_VERSION = b"3"
 SCHEMA_V1 = b"1"  # had DB_KEYS_V1, each live key -> its rev: now key_revs' newest duplicate
+SCHEMA_V2 = b"2"  # had no DB_LEASES nor DB_LEASE_KEYS (no lease could be granted)
 DB_KEYS_V1 = b"keys"
 MAX_KEY_BYTES = 511  # LMDB's compiled-in MDB_MAXKEYSIZE, also the DUPSORT limit
 
@@ -106,6 +135,8 @@ _REV = struct.Struct(">QQ")
 U64 = struct.Struct(">Q")
 I64 = struct.Struct(">q")
 ALARM_KEY = struct.Struct(">IQ")
+LEASE_ID = I64  # the same 8 bytes as etcd's uint64(ID) big-endian
+LEASE_VALUE = struct.Struct(">qq")  # TTL s, remaining TTL ms (0: never checkpointed)
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import lmdb
 
-from . import layout
+from . import env, layout
 from .env import Databases
 
 
@@ -72,19 +72,36 @@ def set_conf_state(txn: lmdb.Transaction, dbs: Databases, blob: bytes) -> None:
 
 
 def init_schema(env: lmdb.Environment, txn: lmdb.Transaction, dbs: Databases) -> None:
-    """Stamp a new environment, bring a schema-1 one up to date, refuse any other."""
+    """Stamp a new environment, bring a schema-1 or -2 one up to date, refuse any other.
+
+    The writer's open has already created `leases` and `lease_keys` (env._open_dbs):
+    empty is right for an older store, where no lease could be granted."""
     found = txn.get(layout.META_SCHEMA, db=dbs.meta)
     if found == layout.SCHEMA_V1:
         # Schema 1 also kept each live key's revision in `keys`; key_revs has it.
         txn.drop(env.open_db(layout.DB_KEYS_V1, txn=txn, create=False), delete=True)
-    elif found is not None and found != layout.SCHEMA_VERSION:
+    elif found is not None and not readable_schema(found):
         raise RuntimeError(f"mvcc schema {found!r}, this build reads {layout.SCHEMA_VERSION!r}")
+    assert txn.stat(dbs.leases)["entries"] == 0 or found == layout.SCHEMA_VERSION, found
     txn.put(layout.META_SCHEMA, layout.SCHEMA_VERSION, db=dbs.meta)
 
 
+def upgrade_generation(root: str, generation: int) -> None:
+    """Bring a generation not yet published (a received snapshot's file) to this
+    schema: readers switch to it as soon as it is published, and open the databases
+    of this schema without creating any."""
+    lmdb_env, dbs = env.open_generation(root, generation, readonly=False, map_size_bytes=0,
+                                        sync=True)  # 0: the map size the file records
+    try:
+        with lmdb_env.begin(write=True) as t:
+            init_schema(lmdb_env, t, dbs)
+    finally:
+        lmdb_env.close()
+
+
 def readable_schema(found: bytes | None) -> bool:
-    """A store this build opens (init_schema upgrades schema 1 on the first write open)."""
-    return found in (layout.SCHEMA_VERSION, layout.SCHEMA_V1)
+    """A store this build opens (init_schema upgrades schemas 1 and 2 on a write open)."""
+    return found in (layout.SCHEMA_VERSION, layout.SCHEMA_V2, layout.SCHEMA_V1)
 
 
 # Keys hashed by neither hash(): they differ between members that hold the same data.

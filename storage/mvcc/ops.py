@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 
-from . import errors
+from . import errors, leases
 from .errors import MvccError
 from .keyindex import KeyRange
-from .view import WriteView
+from .view import ReadView, WriteView
 
 
-LeaseExists = Callable[[int], bool]  # lease ID -> granted and not yet revoked
-
-
-def no_leases(lease_id: int) -> bool:
-    """No lease can be granted yet (LeaseGrant answers Unimplemented): every ID is
-    unknown, as etcd's lessor would find it."""
-    return False
-
-
-def check_lease(r: pb.PutRequest, lease_exists: LeaseExists) -> None:
-    if r.lease != 0 and not lease_exists(r.lease):
+def check_lease(view: ReadView, r: pb.PutRequest) -> None:
+    """etcd's lessor.Lookup before a put: its lease must be granted and not revoked."""
+    if r.lease != leases.NO_LEASE and not leases.exists(view.txn, view.dbs, r.lease):
         raise MvccError(errors.LEASE_NOT_FOUND)
 
 
-def put(view: WriteView, r: pb.PutRequest, lease_exists: LeaseExists) -> pb.PutResponse:
+def put(view: WriteView, r: pb.PutRequest) -> pb.PutResponse:
     """Apply a checked PutRequest alone (etcd's applierV3backend.Put outside a txn:
     the lease is looked up first)."""
-    check_lease(r, lease_exists)
+    check_lease(view, r)
     return put_checked(view, r)
 
 

@@ -20,9 +20,12 @@ import lmdb
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 
-from . import alarms, checks, compaction, env, errors, hashing, meta, ops, quota, txn
+from . import (alarms, checks, compaction, env, errors, hashing, lease_requests, leases, meta, ops,
+               quota, txn)
 from .errors import MvccError
 from .history import Change
+from .leases import Lease
+from .lease_requests import LeaseChange
 from .meta import RaftPosition
 from .ranges import range_kvs
 from .view import ReadView, WriteView
@@ -35,6 +38,9 @@ Request = (
     | pb.TxnRequest
     | pb.CompactionRequest
     | pb.AlarmRequest
+    | pb.LeaseGrantRequest
+    | pb.LeaseRevokeRequest
+    | pb.LeaseCheckpointRequest
 )
 Response = (
     pb.RangeResponse
@@ -43,10 +49,14 @@ Response = (
     | pb.TxnResponse
     | pb.CompactionResponse
     | pb.AlarmResponse
+    | pb.LeaseGrantResponse
+    | pb.LeaseRevokeResponse
+    | pb.LeaseCheckpointResponse
 )
-# The InternalRaftRequest fields this store applies; others (leases, auth,
-# membership) belong to other parts of the apply actor and only advance the index.
-_HANDLED_FIELDS = ("range", "put", "delete_range", "txn", "compaction", "alarm")
+# The InternalRaftRequest fields this store applies; others (auth, membership)
+# belong to other parts of the apply actor and only advance the index.
+_HANDLED_FIELDS = ("range", "put", "delete_range", "txn", "compaction", "alarm",
+                   "lease_grant", "lease_revoke", "lease_checkpoint")
 _READER_CHECK_EVERY_BATCHES = 256
 _STAT_RETRIES = 3  # a reader racing defragments: each retry reopens the newest generation
 
@@ -58,9 +68,13 @@ class StoreOptions:
     # fdatasync on every commit. Off only where losing the file on an OS crash is
     # fine (tests, benchmarks that rebuild it).
     sync: bool = True
+    # A lease granted a shorter TTL gets this one (etcd's minLeaseTTL): the member
+    # passes about 1.5 x its election timeout (actors/apply/actor.py min_lease_ttl_s).
+    min_lease_ttl_s: int = lease_requests.DEFAULT_MIN_LEASE_TTL_S
 
     def __post_init__(self) -> None:
         assert self.quota_bytes > 0 and self.max_txn_ops > 0, self
+        assert 0 < self.min_lease_ttl_s <= lease_requests.MAX_LEASE_TTL_S, self
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +96,9 @@ ApplyResult = Response | MvccError | None
 class MvccStore:
     """Open with `MvccStore.open`; close with `close()` or a `with` block."""
 
-    def __init__(self, backend: env.Backend, options: StoreOptions,
-                 lease_exists: ops.LeaseExists = ops.no_leases) -> None:
+    def __init__(self, backend: env.Backend, options: StoreOptions) -> None:
         self._backend: env.Backend | None = backend
         self.options = options
-        self.lease_exists = lease_exists  # a put's lease must exist (etcd's lessor.Lookup)
         self._batches = 0
         self._alarms: frozenset[int] = frozenset()  # raised alarm types, within a batch
         if not backend.readonly:
@@ -101,14 +113,14 @@ class MvccStore:
         quota_bytes: int = quota.DEFAULT_QUOTA_BYTES,
         max_txn_ops: int = checks.DEFAULT_MAX_TXN_OPS,
         sync: bool = True,
-        lease_exists: ops.LeaseExists = ops.no_leases,
+        min_lease_ttl_s: int = lease_requests.DEFAULT_MIN_LEASE_TTL_S,
     ) -> "MvccStore":
-        options = StoreOptions(quota_bytes, max_txn_ops, sync)
+        options = StoreOptions(quota_bytes, max_txn_ops, sync, min_lease_ttl_s)
         backend = cls._open_backend(path, readonly, options)
         if not readonly:
             with backend.env.begin(write=True) as t:
                 meta.init_schema(backend.env, t, backend.dbs)
-        return cls(backend, options, lease_exists)
+        return cls(backend, options)
 
     @staticmethod
     def _open_backend(path: str, readonly: bool, options: StoreOptions) -> env.Backend:
@@ -210,6 +222,28 @@ class MvccStore:
         with self.read_txn() as view:
             return hashing.hash_all(view)
 
+    def lease(self, lease_id: int) -> tuple[int, int] | None:
+        """(TTL granted, remaining TTL of the last checkpoint, 0 if none) of a granted
+        lease; None if unknown or revoked."""
+        if lease_id == leases.NO_LEASE:
+            return None
+        with self.read_txn() as view:
+            found = leases.get(view.txn, view.dbs, lease_id)
+        return None if found is None else (found.ttl_s, found.remaining_ms)
+
+    def lease_keys(self, lease_id: int) -> list[bytes]:
+        """The live keys attached to a lease, sorted; [] if it has none or is unknown."""
+        if lease_id == leases.NO_LEASE:
+            return []
+        with self.read_txn() as view:
+            return leases.keys(view.txn, view.dbs, lease_id)
+
+    def leases(self) -> list[Lease]:
+        """Every granted lease, (lease_id, ttl_s, remaining_ms) each, in ID byte
+        order (LeaseLeases; what a new leader's lessor starts from)."""
+        with self.read_txn() as view:
+            return leases.all_leases(view.txn, view.dbs)
+
     # ---- sizes and quota ----------------------------------------------------------
 
     def db_size_bytes(self) -> int:
@@ -257,13 +291,16 @@ class MvccStore:
     def apply_batch(self, entries: Sequence[ApplyEntry],
                     took_s: list[float] | None = None,
                     clock: Callable[[], float] = time.monotonic,
-                    changes: list[Change] | None = None) -> list[ApplyResult]:
+                    changes: list[Change] | None = None,
+                    lease_changes: list[LeaseChange] | None = None) -> list[ApplyResult]:
         """Apply entries in one LMDB transaction (one fdatasync); results in order.
 
         If `took_s` is given, it gets how long each entry's apply took, in order
         (etcd warns of a write whose apply was slow). If `changes` is given, it gets
         every change the batch made, in revision order (what watchers are sent),
-        before any compaction in the batch could remove one from `history`."""
+        before any compaction in the batch could remove one from `history`. If
+        `lease_changes` is given, it gets every lease granted or revoked, in apply
+        order (what the leader's lessor must learn)."""
         assert not self.readonly, "read-only store"
         backend = self.backend
         self._batches += 1
@@ -284,7 +321,8 @@ class MvccStore:
                 if entry.index <= applied:
                     results.append(None)  # replayed after a crash: already in the data
                 else:
-                    results.append(self._apply_one(parent, entry, db_size_bytes, changes))
+                    results.append(self._apply_one(parent, entry, db_size_bytes, changes,
+                                                   lease_changes))
                     if entry.conf_state is not None:
                         meta.set_conf_state(parent, backend.dbs, entry.conf_state)
                     applied, last = entry.index, entry
@@ -297,7 +335,8 @@ class MvccStore:
         return results
 
     def _apply_one(self, parent: lmdb.Transaction, entry: ApplyEntry, db_size_bytes: int,
-                   changes: list[Change] | None) -> ApplyResult:
+                   changes: list[Change] | None,
+                   lease_changes: list[LeaseChange] | None) -> ApplyResult:
         # A child transaction per entry: a refused request leaves no trace, while
         # the applied index (written in the parent) still moves past it.
         request = _unwrap(entry.request)
@@ -305,8 +344,9 @@ class MvccStore:
         fits = quota.fits(db_size_bytes, self.options.quota_bytes, cost_bytes)
         child = self.backend.env.begin(write=True, parent=parent)
         written: list[Change] = []
+        leases_written: list[LeaseChange] = []
         try:
-            result = self._dispatch(child, request, cost_bytes, written)
+            result = self._dispatch(child, request, cost_bytes, written, leases_written)
         except MvccError as err:
             child.abort()
             return err
@@ -319,6 +359,8 @@ class MvccStore:
         child.commit()
         if changes is not None:
             changes.extend(written)
+        if lease_changes is not None:
+            lease_changes.extend(leases_written)
         if not fits:
             # etcd's quotaApplierV3: a write that did not fit is applied all the same
             # (every member keeps the same data, whatever its file size), but its
@@ -326,8 +368,8 @@ class MvccStore:
             return MvccError(errors.NO_SPACE)
         return result
 
-    def _dispatch(self, t: lmdb.Transaction, request: Request | None,
-                  cost_bytes: int, written: list[Change]) -> Response | None:
+    def _dispatch(self, t: lmdb.Transaction, request: Request | None, cost_bytes: int,
+                  written: list[Change], leases_written: list[LeaseChange]) -> Response | None:
         if request is None:
             return None
         dbs = self.backend.dbs
@@ -336,8 +378,25 @@ class MvccStore:
             self._alarms = alarms.active_kinds(t, dbs)
             resp.header.revision = meta.current_rev(t, dbs)
             return resp
+        if isinstance(request, pb.LeaseCheckpointRequest):
+            # etcd's corrupt applier lets checkpoints through; they cost nothing.
+            return lease_requests.checkpoint(ReadView(t, dbs), request, leases_written)
         self._check_alarms(cost_bytes)
+        if isinstance(request, (pb.LeaseGrantRequest, pb.LeaseRevokeRequest)):
+            return self._apply_lease(t, request, written, leases_written)
         return self._apply_kv(t, request, written)
+
+    def _apply_lease(self, t: lmdb.Transaction,
+                     request: pb.LeaseGrantRequest | pb.LeaseRevokeRequest,
+                     written: list[Change], leases_written: list[LeaseChange]) -> Response:
+        view = WriteView(t, self.backend.dbs, written)
+        result: Response
+        if isinstance(request, pb.LeaseGrantRequest):
+            result = lease_requests.grant(view, request, self.options.min_lease_ttl_s, leases_written)
+        else:
+            result = lease_requests.revoke(view, request, leases_written)
+        view.finish()
+        return result
 
     def _check_alarms(self, cost_bytes: int) -> None:
         """etcd's corrupt and capped appliers, installed while those alarms are on."""
@@ -361,13 +420,13 @@ class MvccStore:
         result: Response
         if isinstance(request, pb.PutRequest):
             checks.check_put(request)
-            result = ops.put(view, request, self.lease_exists)
+            result = ops.put(view, request)
         elif isinstance(request, pb.DeleteRangeRequest):
             checks.check_delete(request)
             result = ops.delete_range(view, request)
         elif isinstance(request, pb.TxnRequest):
             checks.check_txn(request, self.options.max_txn_ops)
-            result = txn.txn(view, request, self.lease_exists)
+            result = txn.txn(view, request)
         else:
             raise TypeError(f"not a request this store applies: {type(request).__name__}")
         view.finish()

@@ -84,14 +84,14 @@ def compare_to_path(view: ReadView, r: pb.TxnRequest) -> Path:
     return Path(succeeded, nested)
 
 
-def _check_put(view: ReadView, op: pb.RequestOp, lease_exists: ops.LeaseExists) -> None:
+def _check_put(view: ReadView, op: pb.RequestOp) -> None:
     """etcd's checkRequestPut: the previous pair ignore_* needs, then the lease."""
     if op.WhichOneof("request") != "request_put":
         return
     p = op.request_put
     if (p.ignore_value or p.ignore_lease) and view.current_kv(p.key) is None:
         raise MvccError(errors.KEY_NOT_FOUND)
-    ops.check_lease(p, lease_exists)
+    ops.check_lease(view, p)
 
 
 def _check_range(view: ReadView, op: pb.RequestOp) -> None:
@@ -134,13 +134,13 @@ def _run(view: WriteView, r: pb.TxnRequest, path: Path, resp: pb.TxnResponse) ->
             _run(view, op.request_txn, next(nested), out.response_txn)
 
 
-def txn(view: WriteView, r: pb.TxnRequest, lease_exists: ops.LeaseExists) -> pb.TxnResponse:
+def txn(view: WriteView, r: pb.TxnRequest) -> pb.TxnResponse:
     """Apply a checked TxnRequest. Raises before any change, except KEY_NOT_FOUND
     from a put under a from-key delete of the same txn (etcd panics there), which
     the caller undoes by aborting the LMDB child transaction."""
     assert view.changes == 0, "a txn starts on a fresh write view"
     path = compare_to_path(view, r)
-    _check_ops(view, r, path, lambda v, op: _check_put(v, op, lease_exists))
+    _check_ops(view, r, path, _check_put)
     _check_ops(view, r, path, _check_range)
     resp = pb.TxnResponse()
     _run(view, r, path, resp)

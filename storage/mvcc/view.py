@@ -13,7 +13,7 @@ import lmdb
 
 from petcd.api.mvccpb.kv_pb2 import KeyValue
 
-from . import errors, layout, meta
+from . import errors, layout, leases, meta
 from .env import Databases
 from .errors import MvccError
 from .history import Change
@@ -90,6 +90,8 @@ class WriteView(ReadView):
 
     Every change made is also appended to `written` (history.Change, with the value
     it replaced), in sub-revision order: the watchers' events (actors/network/watch).
+    A key's lease moves with its live value (etcd's storeTxnWrite.put and delete
+    attach and detach it): leases.py's invariants hold after every change.
     """
 
     __slots__ = ("begin_rev", "changes", "written")
@@ -123,9 +125,18 @@ class WriteView(ReadView):
         )
         raw = kv.SerializeToString()
         record_put(self.txn, self.dbs, key, main, self.changes, raw)
+        self._move_lease(key, prev.lease if prev is not None else leases.NO_LEASE, lease)
         self.written.append(Change(main, self.changes, key, raw, prev_raw, False))
         self.changes += 1
         return main
+
+    def _move_lease(self, key: bytes, old: int, new: int) -> None:
+        if old == new:
+            return  # the same lease, or none before and after (most puts)
+        if old != leases.NO_LEASE:
+            leases.detach(self.txn, self.dbs, old, key)
+        if new != leases.NO_LEASE:
+            leases.attach(self.txn, self.dbs, new, key)
 
     def delete_range(self, kr: KeyRange) -> tuple[int, int]:
         """Tombstone every live key in `kr`; return (deleted, revision)."""
@@ -136,6 +147,7 @@ class WriteView(ReadView):
             prev_raw = self.raw_kv(rev)
             tomb = KeyValue(key=key).SerializeToString()
             record_delete(self.txn, self.dbs, key, main, self.changes, tomb)
+            self._move_lease(key, KeyValue.FromString(prev_raw).lease, leases.NO_LEASE)
             self.written.append(Change(main, self.changes, key, tomb, prev_raw, True))
             self.changes += 1
         return len(live), self.rev

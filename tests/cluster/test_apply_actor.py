@@ -69,6 +69,7 @@ class Harness:
     outbox: Outbox
     proc: Any = None
     durable: Any = None  # the last APPLIED to raft
+    network_applied: Any = None  # the last APPLIED to the network, whole
     def start(self) -> list[int]:
         """Spawn the actor; wait for READY and the start-up APPLIED."""
         for inbox in (self.raft, self.network, self.supervisor):
@@ -79,8 +80,10 @@ class Harness:
         self.proc.start()
         assert self.expect(self.supervisor, Kind.READY) == "apply"
         applied = self.expect(self.raft, Kind.APPLIED)
-        # The network's APPLIED also says the store changed without a list of changes.
-        assert self.expect(self.network, Kind.APPLIED) == [*applied, None]
+        # The network's APPLIED also says the store changed without a list of changes,
+        # nor of leases: the network rereads both from the store.
+        self.network_applied = self.expect(self.network, Kind.APPLIED)
+        assert self.network_applied == [*applied, None, None]
         self.durable = applied
         return list(applied)
 
@@ -113,6 +116,7 @@ class Harness:
         after APPLIED, back to back, so a short wait tells that none is coming."""
         kind, payload = self.next(self.network) or ("timeout", None)
         assert kind == Kind.APPLIED, kind
+        self.network_applied = payload
         got = self.next(self.network, RESPONSES_GRACE_S)
         if got is None:
             return [], list(payload[:2])
@@ -221,7 +225,7 @@ def test_applies_batches_answers_own_requests_and_replays_idempotently(harness: 
         Entry(2, 10, EntryType.NORMAL, request(
             own_id(ctx, 5), delete_range=pb.DeleteRangeRequest(key=b"b"))),
         Entry(2, 11, EntryType.NORMAL, request(
-            own_id(ctx, 6), lease_grant=pb.LeaseGrantRequest(TTL=5))),
+            own_id(ctx, 6), auth_enable=pb.AuthEnableRequest())),
     ]
     rows, applied = harness.apply(entries)
     assert applied == [11, 5]  # a, b, txn's c, delete b: revisions 2..5
@@ -277,6 +281,61 @@ def test_applies_batches_answers_own_requests_and_replays_idempotently(harness: 
 
     assert harness.stop(signal.SIGTERM) == 0
     assert harness.start() == [12, 5]  # synced at start: durable is all of it
+
+
+def test_leases_granted_and_revoked_reach_the_network_with_applied(harness: Harness) -> None:
+    ctx = harness.ctx
+    harness.start()
+    boot = bootstrap_entries(ctx)
+    harness.apply(boot)
+    leased = pb.PutRequest(key=b"k", value=b"v", lease=0x1A)
+    entries = [
+        Entry(2, 4, EntryType.NORMAL, request(
+            own_id(ctx, 1), lease_grant=pb.LeaseGrantRequest(ID=0x1A, TTL=1))),
+        Entry(2, 5, EntryType.NORMAL, request(
+            other_id(ctx, 1), lease_grant=pb.LeaseGrantRequest(ID=0x2B, TTL=60))),
+        Entry(2, 6, EntryType.NORMAL, request(own_id(ctx, 2), put=leased)),
+        Entry(2, 7, EntryType.NORMAL, request(
+            own_id(ctx, 3), lease_grant=pb.LeaseGrantRequest(ID=0x2B, TTL=60))),  # exists
+        Entry(2, 8, EntryType.NORMAL, request(
+            own_id(ctx, 4), lease_revoke=pb.LeaseRevokeRequest(ID=0x1A))),
+        Entry(2, 9, EntryType.NORMAL, request(
+            own_id(ctx, 5), lease_checkpoint=pb.LeaseCheckpointRequest(
+                checkpoints=[pb.LeaseCheckpoint(ID=0x2B, remaining_TTL=30_000)]))),
+    ]
+    rows, applied = harness.apply(entries)
+    assert applied == [9, 3]  # the put at 2, the revoke's delete at 3
+    _, _, changes, leases = harness.network_applied
+    # In apply order, whoever proposed them: [kind, id, value], granted with the TTL
+    # granted (raised to the minimum, 2 s with etcd's default timing), revoked with 0,
+    # checkpointed with the remaining milliseconds; refusals not at all.
+    assert leases == [[1, 0x1A, 2], [1, 0x2B, 60], [2, 0x1A, 0], [3, 0x2B, 30_000]]
+    assert [(c[0], c[2], c[5]) for c in changes] == [(2, b"k", False), (3, b"k", True)]
+    by_id = {row[0]: row for row in rows}
+    granted = pb.LeaseGrantResponse.FromString(by_id[own_id(ctx, 1)][2])
+    assert (granted.ID, granted.TTL, granted.header.revision) == (0x1A, 2, 1)
+    assert by_id[own_id(ctx, 3)][1:] == [False, ["FAILED_PRECONDITION",
+                                                 "etcdserver: lease already exists"]]
+    assert pb.LeaseRevokeResponse.FromString(by_id[own_id(ctx, 4)][2]).header.revision == 3
+    assert by_id[own_id(ctx, 5)][1] is True
+    with read_store(ctx) as store:
+        assert [(lease.lease_id, lease.ttl_s, lease.remaining_ms)
+                for lease in store.leases()] == [(0x2B, 60, 30_000)]
+        assert kvs(store) == {}
+
+    # A replay tells the network of nothing new; a restart, to reread the store.
+    rows, applied = harness.apply(boot + entries)
+    assert (rows, applied) == ([], [9, 3]) and harness.network_applied[2:] == [[], []]
+    assert harness.stop(signal.SIGTERM) == 0
+    assert harness.start() == [9, 3]
+
+
+def test_min_lease_ttl_is_etcds() -> None:
+    """ceil(((3 x election ticks) // 2) x heartbeat), in seconds (etcdserver/server.go)."""
+    assert apply_actor.min_lease_ttl_s(100, 10) == 2  # etcd's defaults: 1.5 s
+    assert apply_actor.min_lease_ttl_s(100, 30) == 5  # 4.5 s
+    assert apply_actor.min_lease_ttl_s(100, 11) == 2  # 16 ticks: 1.6 s
+    assert apply_actor.min_lease_ttl_s(50, 10) == 1  # 0.75 s
 
 
 def test_member_changes_are_stored_with_the_applied_index(harness: Harness) -> None:
@@ -447,6 +506,30 @@ def test_snapshot_install_takes_a_schema_1_file_and_the_store_upgrades_it(tmp_pa
             assert t.get(layout.META_SCHEMA, db=store.backend.dbs.meta) == layout.SCHEMA_VERSION
         got = store.range(pb.RangeRequest(key=b"\x00", range_end=b"\x00"))
         assert got.kvs == expected.kvs and got.kvs
+
+
+def test_snapshot_install_upgrades_a_schema_2_file_before_readers_can_switch(
+        tmp_path: Path) -> None:
+    """A member of this build catching up from a member still on schema 2 (no lease
+    tables): a reader (the network actor) may reopen the store as soon as the new
+    generation is published, before the apply actor's writable open."""
+    ctx = make_ctx(tmp_path / "m1")
+    with _leader_store(tmp_path / "leader", ctx, 30) as leader:
+        b = leader.backend
+        with b.env.begin(write=True) as t:
+            t.drop(b.dbs.leases, delete=True)
+            t.drop(b.dbs.lease_keys, delete=True)
+            t.put(layout.META_SCHEMA, layout.SCHEMA_V2, db=b.dbs.meta)
+        expected = kvs(leader)
+        snapshot.write_db_file(leader, tmp_path / "v2.snap.db")
+    target = tmp_path / "db"
+    with MvccStore.open(str(target), sync=False) as store:
+        generation = store.backend.generation
+    snapshot.install_db_file(str(target), generation, tmp_path / "v2.snap.db", 30)
+    with MvccStore.open(str(target), readonly=True) as reader:
+        with reader.backend.env.begin() as t:
+            assert t.get(layout.META_SCHEMA, db=reader.backend.dbs.meta) == layout.SCHEMA_VERSION
+        assert reader.leases() == [] and kvs(reader) == expected
 
 
 def test_remove_applied_db_files_keeps_newer_ones(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """petcd-bench against real servers: a single-member petcd over gRPC and the JSON
 gateway, and a real etcd (/usr/bin/etcd) over gRPC. Checks the summary a user reads and the keys the
-cluster holds afterwards."""
+cluster holds afterwards. The lease and lock scenarios run against both kinds of member."""
 
 from __future__ import annotations
 
@@ -227,3 +227,103 @@ def test_watch_with_no_watches_runs_the_writer_alone(etcd):
                       "--key-prefix", "w0/")
     watch_figures(out, 0, "distinct keys", 0, 100, 0)
     assert "watches created:" not in out and "per watch" not in out, out
+
+
+def bench_scenario(member: Member, scenario: str, *args: str) -> str:
+    out = subprocess.run([BENCH, scenario, *args, "--endpoints", member.client_url],
+                         capture_output=True, text=True, timeout=BENCH_TIMEOUT_S)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    return out.stdout
+
+
+def figures(stdout: str, *lines: str) -> list[float]:
+    """The numbers of each summary line (regular expressions, groups for the numbers)."""
+    values: list[str] = []
+    for line in lines:
+        match = re.search(line, stdout, re.M)
+        assert match, (line, stdout)
+        values += match.groups()
+    return [float(v.replace(",", "")) for v in values]
+
+
+NUMBER = r"([\d,.]+)"
+
+
+def leases_left(member: Member) -> int:
+    return len(member.call("/v3/lease/leases", {}).get("leases", []))
+
+
+@pytest.mark.parametrize("kind", ["petcd", "etcd"])
+def test_lease_keepalive_renews_every_lease_every_third_of_its_ttl(kind, request):
+    member = request.getfixturevalue(kind)
+    before = leases_left(member)
+    # 60 leases of TTL 3 s over 6 streams, each renewed every second, for 3 s.
+    out = bench_scenario(member, "lease-keepalive", "--leases", "60", "--streams", "6",
+                         "--ttl", "3", "--duration-s", "3", "--server-cpu")
+    granted_s, sent, answered, p50, p99, max_ms = figures(
+        out,
+        r"^lease-keepalive \(grpc\): 60 leases of TTL 3 s, 6 streams, \d+ workers, [\d.]+s, "
+        r"each renewed every TTL/3 \(1.00 s\)$",
+        rf"^  leases granted: 60 of 60 in {NUMBER} s \([\d,]+ grants/s\)$",
+        rf"^  keep-alives: {NUMBER} sent \([\d,]+/s\), {NUMBER} answered \([\d,]+/s\)   "
+        r"errors 0$",
+        rf"^  keep-alive latency: p50 {NUMBER} ms   p99 {NUMBER} ms   max {NUMBER} ms$")
+    assert granted_s < 10 and 120 <= answered <= sent <= 240, out  # 2 to 3 rounds of 60
+    assert p50 <= p99 <= max_ms < 1000, out
+    assert re.search(r"^  leases lost: 0 \(0 answered with TTL <= 0, 0 with time-to-live -1 "
+                     r"at the end, of 60 checked\)$", out, re.M), out
+    assert re.search(r"^  leases revoked: 60 of 60$", out, re.M), out
+    assert re.search(r"^  server CPU per request: .*; total [\d,]+ us$", out, re.M), out
+    assert re.search(r"^  client CPU per keep-alive: [\d,]+ us \(\d+ workers: ", out, re.M), out
+    assert leases_left(member) == before  # every lease it granted, revoked
+
+
+@pytest.mark.parametrize("kind", ["petcd", "etcd"])
+def test_lease_keepalive_rate_max_renews_as_fast_as_the_streams_go(kind, request):
+    # 10 leases of TTL 10 s would be renewed once in 2 s on clientv3's schedule.
+    out = bench_scenario(request.getfixturevalue(kind), "lease-keepalive", "--leases", "10",
+                         "--streams", "2", "--ttl", "10", "--duration-s", "2", "--rate-max")
+    answered, = figures(out, r"flat out \(--rate-max\)$",
+                        rf"^  keep-alives: \d+ sent \([\d,]+/s\), {NUMBER} answered")
+    assert answered >= 100, out
+    assert re.search(r"^  leases lost: 0 ", out, re.M), out
+
+
+@pytest.mark.parametrize("kind", ["petcd", "etcd"])
+def test_lease_expiry_lets_every_key_go_once_the_ttl_runs_out(kind, request):
+    member = request.getfixturevalue(kind)
+    prefix = f"le-{kind}/"
+    out = bench_scenario(member, "lease-expiry", "--leases", "50", "--streams", "5",
+                         "--ttl", "3", "--key-prefix", prefix)
+    first_s, last_s, took_s = figures(
+        out,
+        rf"^lease-expiry \(grpc\): 50 leases of TTL 3 s, one key each under '{prefix}', "
+        r"5 streams, \d+ workers$",
+        r"^  leases granted: 50 of 50 in [\d.]+ s \([\d,]+ grants/s\), keys attached: 50   "
+        r"errors 0$",
+        r"^  released: every lease renewed once more in [\d.]+ s, then none; their TTLs run "
+        r"out 3 s later$",
+        rf"^  expiry: keys gone from \+{NUMBER} s to \+{NUMBER} s after the release; all 50 "
+        rf"gone {NUMBER} s after the first TTL ran out$")
+    # Renewed at the release, no key goes before its TTL ran out (a tick's slack).
+    assert 2.5 <= first_s <= last_s < 60 and took_s < 60, out
+    assert member.count(prefix) == 0
+
+
+@pytest.mark.parametrize("kind", ["petcd", "etcd"])
+def test_lock_contenders_take_turns_and_never_hold_it_together(kind, request):
+    out = bench_scenario(request.getfixturevalue(kind), "lock", "--contenders", "4",
+                         "--name", f"lk-{kind}", "--duration-s", "2", "--hold-ms", "5",
+                         "--server-cpu")
+    acquired, per_s, handoff_p50, handoff_p99, wait_p50, wait_p99 = figures(
+        out,
+        rf"^lock \(grpc\): 4 contenders on 'lk-{kind}', hold 5 ms, \d+ workers, [\d.]+s$",
+        rf"^  acquisitions: {NUMBER} \({NUMBER}/s\)   errors 0$",
+        rf"^  hand-off \(unlock acknowledged -> next holder's Lock answered\): p50 {NUMBER} ms"
+        rf"   p99 {NUMBER} ms   max [\d.]+ ms   \d+ hand-offs, \d+ before the ack",
+        rf"^  acquisition wait \(Lock sent -> answered\): p50 {NUMBER} ms   p99 {NUMBER} ms")
+    assert acquired >= 10 and per_s > 0, out  # a turn takes 5 ms and a few round trips
+    assert handoff_p50 <= handoff_p99 < 1000 and wait_p50 <= wait_p99 < 10_000, out
+    assert re.search(rf"^  mutual exclusion: kept over {acquired:.0f} holds   fencing revisions "
+                     r"out of order 0   overlapping holds 0   keys lost 0$", out, re.M), out
+    assert re.search(r"^  client CPU per acquisition: [\d,]+ us", out, re.M), out

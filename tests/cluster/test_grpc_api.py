@@ -111,14 +111,14 @@ def test_too_many_txn_ops_is_invalid_argument(cluster):
 def test_unserved_methods_are_unimplemented(cluster):
     with _channel(cluster.members[0]) as ch:
         with pytest.raises(grpc.RpcError) as err:
-            rpc.LeaseStub(ch).LeaseGrant(pb.LeaseGrantRequest(TTL=10), timeout=RPC_TIMEOUT_S)
+            rpc.AuthStub(ch).AuthEnable(pb.AuthEnableRequest(), timeout=RPC_TIMEOUT_S)
         assert (err.value.code(), err.value.details()) == (
-            grpc.StatusCode.UNIMPLEMENTED, "method LeaseGrant not implemented")
-        keep_alive = rpc.LeaseStub(ch).LeaseKeepAlive(iter([pb.LeaseKeepAliveRequest(ID=1)]),
-                                                      timeout=RPC_TIMEOUT_S)
+            grpc.StatusCode.UNIMPLEMENTED, "method AuthEnable not implemented")
         with pytest.raises(grpc.RpcError) as err:
-            list(keep_alive)
-        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            rpc.ClusterStub(ch).MemberAdd(pb.MemberAddRequest(peerURLs=["http://a:1"]),
+                                          timeout=RPC_TIMEOUT_S)
+        assert (err.value.code(), err.value.details()) == (
+            grpc.StatusCode.UNIMPLEMENTED, "method MemberAdd not implemented")
 
 
 def test_leader_killed_mid_write_gives_retryable_errors_never_silent_success(cluster):

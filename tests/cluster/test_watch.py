@@ -26,6 +26,7 @@ OVERHEAD_BYTES = 512 * 1024
 PROGRESS_INTERVAL = "300ms"
 COMPACTED = "etcdserver: mvcc: required revision has been compacted"
 RPC_TIMEOUT_S = 10.0
+PUTS_WHILE_STOPPED = 600
 
 
 @pytest.fixture(scope="module")
@@ -278,15 +279,17 @@ def test_a_watcher_on_a_member_that_installs_a_snapshot_misses_nothing(tmp_path)
             start = w.created(b"snap/", b"snap0").header.revision + 1
             os.killpg(follower.proc.pid, signal.SIGSTOP)
             try:
-                for i in range(300):
+                # More appends than the leader keeps in flight to a member that does
+                # not answer, so it stops sending and must send a snapshot later.
+                for i in range(PUTS_WHILE_STOPPED):
                     _put(leader, b"snap/%03d" % (i % 20), b"v%d" % i)
             finally:
                 os.killpg(follower.proc.pid, signal.SIGCONT)
             assert wait_until(lambda: any(e.get("event") == "snapshot applied"
                                           for e in follower.log_events()), 30)
             revisions = []
-            while len(revisions) < 300:
+            while len(revisions) < PUTS_WHILE_STOPPED:
                 resp = w.next(20)
                 assert not resp.canceled, resp
                 revisions.extend(e.kv.mod_revision for e in resp.events)
-            assert revisions == list(range(start, start + 300))
+            assert revisions == list(range(start, start + PUTS_WHILE_STOPPED))

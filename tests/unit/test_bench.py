@@ -1,14 +1,22 @@
 """petcd-bench's arguments and request plan: which keys each request touches, how the
 work is split over workers and connections, and which argument mixes are refused; for
-`petcd-bench watch`, who watches what and how events are matched to puts."""
+`petcd-bench watch`, who watches what and how events are matched to puts; for
+`lease-keepalive`, `lease-expiry` and `lock`, which leases ride which stream, what
+counts as lost, and how holds are checked for mutual exclusion."""
 
 from __future__ import annotations
 
 import pytest
 
-from petcd.client import bench, bench_watch
+from petcd.client import bench, bench_lease, bench_lease_expiry, bench_lock, bench_watch
 from petcd.client.bench_grpc import target
 from petcd.client.bench_http import base_url
+from petcd.client.bench_lease_plan import LeasePlan, next_keepalive_s
+from petcd.client.bench_lease_report import Expiry, Window, expiry_line, keepalive_lines
+from petcd.client.bench_lease_report import lost_leases, window_latencies_s
+from petcd.client.bench_lease_worker import LeaseTally
+from petcd.client.bench_lock_check import Hold, check_exclusion, handoffs_s, span_s, waits_s
+from petcd.client.bench_lock_report import exclusion_line
 from petcd.client.bench_memory import Memory, port
 from petcd.client.bench_plan import Plan, prefix_end
 from petcd.client.bench_watch_delivery import Events, Puts, deliver, percentile_ms
@@ -252,3 +260,173 @@ def test_petcd_bench_watch_takes_its_own_flags(capsys):
 
 def test_a_member_is_found_by_its_port():
     assert port("http://127.0.0.1:2379") == 2379 and port("10.0.0.1:23790") == 23790
+
+
+# ---- petcd-bench lease-keepalive, lease-expiry -------------------------------------
+
+
+def test_lease_i_rides_stream_i_mod_s_and_workers_grant_their_streams_leases():
+    plan = LeasePlan(leases=10, streams=4, ttl_s=10)
+    assert [list(plan.stream_leases(s)) for s in range(4)] == [[0, 4, 8], [1, 5, 9],
+                                                               [2, 6], [3, 7]]
+    assert plan.worker_streams(3) == [range(0, 2), range(2, 3), range(3, 4)]
+    assert plan.worker_streams(8) == [range(s, s + 1) for s in range(4)]  # no idle worker
+    assert plan.worker_leases(range(0, 2)) == [0, 1, 4, 5, 8, 9]
+    every = sorted(lease for run in plan.worker_streams(3) for lease in plan.worker_leases(run))
+    assert every == list(range(10))  # each lease granted once, by one worker
+
+
+def test_a_lease_is_renewed_a_third_of_its_answered_ttl_later_as_clientv3_does():
+    assert next_keepalive_s(100.0, 10) == pytest.approx(103.333, abs=1e-3)
+    assert next_keepalive_s(100.0, 3) == 101.0
+    with pytest.raises(AssertionError):
+        next_keepalive_s(100.0, 0)  # a lease answered with TTL 0 is gone
+
+
+def test_lease_expiry_keys_are_the_prefix_and_the_lease_number():
+    assert LeasePlan(20, 2, 5, key_prefix=b"e/").key(7) == b"e/00000007"
+
+
+@pytest.mark.parametrize("leases,streams,ttl_s,message", [
+    (0, 1, 10, "--leases must be >= 1"),
+    (10, 11, 10, "--streams must be 1..--leases"),
+    (10, 0, 10, "--streams must be 1..--leases"),
+    (10, 2, 0, "--ttl must be >= 1"),
+])
+def test_a_lease_plan_refuses_what_it_cannot_keep(leases, streams, ttl_s, message):
+    with pytest.raises(ValueError, match=message):
+        LeasePlan(leases, streams, ttl_s)
+
+
+def _lease_tally(answers: list[tuple[float, float]], sent: list[float] = (),
+                 lost: set[int] = frozenset(), expired_at_end: set[int] = frozenset(),
+                 granted: tuple[int, ...] = ()) -> LeaseTally:
+    tally = LeaseTally()
+    for answered_s, latency_s in answers:
+        tally.keepalives.answered_s.append(answered_s)
+        tally.keepalives.latencies_s.append(latency_s)
+    tally.keepalives.sent_s.extend(sent)
+    tally.keepalives.lost.update(lost)
+    tally.expired_at_end.update(expired_at_end)
+    tally.granted.extend(granted)
+    tally.checked = tally.revoked = len(granted)
+    return tally
+
+
+def test_keep_alives_count_in_the_window_only_and_a_lost_lease_counts_once():
+    window = Window(10.0, 20.0)
+    first = _lease_tally([(9.0, 0.5), (10.0, 0.002), (15.0, 0.004)], sent=[9.5, 10.0, 14.9, 20.0],
+                         lost={7}, granted=(7, 8))
+    second = _lease_tally([(19.9, 0.001), (20.0, 0.3)], sent=[19.8], expired_at_end={7, 9},
+                          granted=(9,))
+    assert window_latencies_s([first, second], window) == [0.001, 0.002, 0.004]
+    assert lost_leases([first, second]) == (2, 1, 2)  # lease 7 both ways, lease 9 at the end
+    lines = keepalive_lines(LeasePlan(3, 1, 10), [first, second], window)
+    assert lines == [
+        "  keep-alives: 3 sent (0/s), 3 answered (0/s)   errors 0",
+        "  keep-alive latency: p50 2.00 ms   p99 4.00 ms   max 4.00 ms",
+        "  leases lost: 2 (1 answered with TTL <= 0, 2 with time-to-live -1 at the end, "
+        "of 3 checked)",
+        "  leases revoked: 3 of 3"]
+
+
+def test_expiry_is_timed_from_the_first_ttl_running_out_to_the_last_key_gone():
+    expiry = Expiry(released_s=100.0, first_gone_s=105.2, all_gone_s=114.0, left=0)
+    assert expiry_line(expiry, 10_000, 5) == (
+        "  expiry: keys gone from +5.20 s to +14.00 s after the release; all 10000 gone "
+        "9.00 s after the first TTL ran out")
+    stuck = Expiry(released_s=100.0, first_gone_s=None, all_gone_s=None, left=12)
+    assert expiry_line(stuck, 12, 5) == ("  expiry: 12 of 12 keys left, first gone never "
+                                         "after the release")
+
+
+def _lease_args(module, *argv: str):
+    p = module.parser()
+    args = p.parse_args(list(argv))
+    module.check(p, args)
+    return args
+
+
+def test_lease_options_are_parsed_into_a_plan():
+    args = _lease_args(bench_lease, "--leases", "10000", "--streams", "100", "--ttl", "10",
+                       "--duration-s", "20", "--rate-max")
+    plan = bench_lease.lease_plan(args)
+    assert (plan.leases, plan.streams, plan.ttl_s, plan.rate_max) == (10000, 100, 10, True)
+    assert not plan.key_prefix
+    expiry = bench_lease_expiry.expiry_plan(_lease_args(bench_lease_expiry, "--leases", "50",
+                                                        "--streams", "5"))
+    assert (expiry.ttl_s, expiry.key(3)) == (5, b"expiry/00000003")
+
+
+@pytest.mark.parametrize("module,argv,message", [
+    (bench_lease, ["--leases", "5", "--streams", "6"], "--streams must be 1..--leases"),
+    (bench_lease, ["--duration-s", "0"], "--duration-s must be > 0"),
+    (bench_lease, ["--ttl", "0"], "--ttl must be >= 1"),
+    (bench_lease, ["--endpoints", "a:1,"], "--endpoints must list client URLs"),
+    (bench_lease_expiry, ["--key-prefix", ""], "--key-prefix not empty"),
+    (bench_lock, ["--contenders", "0"], "--contenders, --workers and --ttl must be >= 1"),
+    (bench_lock, ["--hold-ms", "-1"], "--hold-ms >= 0"),
+    (bench_lock, ["--name", ""], "--name not empty"),
+])
+def test_bad_lease_and_lock_arguments_are_refused_with_a_reason(capsys, module, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        _lease_args(module, *argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scenario,argv,message", [
+    ("lease-keepalive", ["--streams", "0"], "petcd-bench lease-keepalive: error: --streams"),
+    ("lease-expiry", ["--leases", "0"], "petcd-bench lease-expiry: error: --leases"),
+    ("lock", ["--contenders", "0"], "petcd-bench lock: error: --contenders"),
+])
+def test_petcd_bench_lease_and_lock_take_their_own_flags(capsys, scenario, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        bench.main([scenario, *argv])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+# ---- petcd-bench lock ---------------------------------------------------------------
+
+
+def _hold(contender: int, sent: float, acquired: float, fence: int, released: float,
+          acked: float) -> Hold:
+    return Hold(contender, sent, acquired, fence, released, acked)
+
+
+def test_exclusion_holds_when_fences_rise_and_holds_follow_one_another():
+    holds = [_hold(0, 0.990, 1.000, 7, 1.002, 1.004),   # A
+             _hold(1, 0.990, 1.005, 9, 1.006, 1.008),   # B was waiting: 1 ms hand-off
+             _hold(0, 1.004, 1.007, 11, 1.009, 1.010)]  # A again, before B's ack: early
+    e = check_exclusion(holds)
+    assert e.kept and (e.holds, e.fence_regressions, e.overlaps, e.keys_lost) == (3, 0, 0, 0)
+    latencies, early = handoffs_s(holds)
+    assert latencies == pytest.approx([0.0, 0.001]) and early == 1
+    assert waits_s(holds) == pytest.approx([0.003, 0.010, 0.015])
+    assert span_s(holds) == pytest.approx(0.020)
+    assert exclusion_line(e) == ("  mutual exclusion: kept over 3 holds   fencing revisions "
+                                 "out of order 0   overlapping holds 0   keys lost 0")
+
+
+def test_a_contender_that_was_not_waiting_is_not_a_hand_off():
+    holds = [_hold(0, 1.0, 1.001, 5, 1.002, 1.003), _hold(1, 1.5, 1.501, 6, 1.502, 1.503)]
+    assert handoffs_s(holds) == ([], 0)
+
+
+def test_overlapping_holds_and_falling_fences_and_lost_keys_violate_exclusion():
+    holds = [_hold(0, 0.9, 1.000, 9, 1.010, 1.011),
+             _hold(1, 0.9, 1.005, 8, 1.012, 1.013),   # acquired while 0 held; fence fell
+             _hold(2, 0.9, 1.020, 0, 1.021, 1.022)]   # its key was gone after Lock
+    e = check_exclusion(holds)
+    assert (e.fence_regressions, e.overlaps, e.keys_lost, e.kept) == (1, 1, 1, False)
+    assert exclusion_line(e).startswith("  mutual exclusion: VIOLATED over 3 holds")
+
+
+def test_contenders_split_over_workers_in_contiguous_runs():
+    args = _lease_args(bench_lock, "--contenders", "5", "--workers", "2", "--hold-ms", "20",
+                       "--endpoints", "a:1,b:2")
+    work = bench_lock.jobs(args)
+    assert [j.contenders for j in work] == [range(0, 3), range(3, 5)]
+    assert work[0].hold_s == 0.02 and work[0].name == b"bench-lock"
+    assert work[1].endpoints == ("a:1", "b:2")

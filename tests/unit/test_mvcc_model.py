@@ -150,6 +150,7 @@ class Model:
     revs: list[dict[bytes, KV]] = field(default_factory=lambda: [{}, {}])  # revs[1]: empty store
     compact: int = -1
     changes: list[tuple[int, bytes, bool]] = field(default_factory=list)  # (rev, key, tombstone)
+    leases: dict[int, int] = field(default_factory=dict)  # granted lease ID -> TTL
 
     @property
     def rev(self) -> int:
@@ -235,7 +236,7 @@ class Model:
 
     def put(self, r: pb.PutRequest) -> pb.PutResponse:
         check_put(r)
-        if r.lease and r.lease not in LEASES:  # looked up first, outside a txn
+        if r.lease and r.lease not in self.leases:  # looked up first, outside a txn
             fail(errors.LEASE_NOT_FOUND)
         work, changes = dict(self.revs[-1]), []
         resp = self.do_put(work, r, self.rev + 1, changes)
@@ -259,6 +260,37 @@ class Model:
         resp = pb.CompactionResponse()
         resp.header.revision = self.rev
         return resp
+
+    # Leases (etcd's lessor.Grant and Revoke).
+
+    def grant(self, r: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
+        if r.ID == 0:
+            fail(errors.LEASE_NOT_FOUND)
+        if r.TTL > 9_000_000_000:
+            fail(errors.LEASE_TTL_TOO_LARGE)
+        if r.ID in self.leases:
+            fail(errors.LEASE_EXISTS)
+        self.leases[r.ID] = max(r.TTL, MIN_LEASE_TTL_S)
+        resp = pb.LeaseGrantResponse(ID=r.ID, TTL=self.leases[r.ID])
+        resp.header.revision = self.rev
+        return resp
+
+    def revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
+        if r.ID not in self.leases:
+            fail(errors.LEASE_NOT_FOUND)
+        del self.leases[r.ID]
+        work = dict(self.revs[-1])
+        gone = [k for k in sorted(work) if work[k].lease == r.ID]
+        for k in gone:
+            del work[k]
+        self.commit(work, [(k, True) for k in gone])
+        resp = pb.LeaseRevokeResponse()
+        resp.header.revision = self.rev
+        return resp
+
+    def lease_keys(self) -> dict[int, list[bytes]]:
+        state = self.revs[-1]
+        return {lease: [k for k in sorted(state) if state[k].lease == lease] for lease in self.leases}
 
     # Txn.
 
@@ -291,7 +323,7 @@ class Model:
                 continue
             if (p.ignore_value or p.ignore_lease) and p.key not in state:
                 fail(errors.KEY_NOT_FOUND)
-            if p.lease and p.lease not in LEASES:
+            if p.lease and p.lease not in self.leases:
                 fail(errors.LEASE_NOT_FOUND)
         for op in taken:
             rev = op.request_range.revision
@@ -340,7 +372,8 @@ class Model:
 # ---- property test: random histories give the model's results and errors ---------------
 
 MAX_TXN_OPS = 8  # small, so that random txns can exceed it
-LEASES = frozenset({5, 7})  # granted; -3 and 9 are not
+LEASES = (5, 7)  # granted at the start; -3 and 9 may be granted later, 0 never
+MIN_LEASE_TTL_S = 3
 FUTURE = 1000  # revision token: one past the current revision
 
 KEYS = [b"a", b"ab", b"b", b"c", b"c\x00", b"d"]
@@ -433,6 +466,11 @@ commands = st.lists(
         st.tuples(st.just("compact"), rev_tokens.map(lambda t: pb.CompactionRequest(revision=t))),
         st.tuples(st.just("range"), range_requests()),
         st.tuples(st.just("range"), range_requests()),
+        st.tuples(st.just("grant"), st.builds(
+            pb.LeaseGrantRequest, ID=st.sampled_from([5, 7, -3, 9, 0]),
+            TTL=st.sampled_from([-1, 0, 2, 3, 60, 9_000_000_000, 9_000_000_001]))),
+        st.tuples(st.just("revoke"), st.builds(pb.LeaseRevokeRequest,
+                                               ID=st.sampled_from([5, 7, -3, 9]))),
         st.tuples(st.sampled_from(["reopen", "defrag", "noop"]), st.none()),
     ),
     min_size=15,
@@ -471,7 +509,8 @@ def outcome(fn, msg):  # type: ignore[no-untyped-def]
 
 
 def audit(store: MvccStore, model: Model) -> None:
-    """White box: history and key_revs agree with each other and with the model."""
+    """White box: history and key_revs agree with each other and with the model, and
+    so do the lease tables."""
     b = store.backend
     with b.env.begin() as t:
         history = {}
@@ -490,6 +529,11 @@ def audit(store: MvccStore, model: Model) -> None:
     for key, rev in live.items():
         assert history[(rev.main, rev.sub)] == (key, False)
         assert rev.main == model.revs[-1][key].mod
+    assert {lease.lease_id: lease.ttl_s for lease in store.leases()} == model.leases
+    attached = model.lease_keys()
+    assert {lease: store.lease_keys(lease) for lease in model.leases} == attached
+    with b.env.begin() as t:
+        assert t.stat(b.dbs.lease_keys)["entries"] == sum(map(len, attached.values()))
 
 
 def check_all_revisions(store: MvccStore, model: Model) -> None:
@@ -503,15 +547,19 @@ def check_all_revisions(store: MvccStore, model: Model) -> None:
 def test_store_matches_model(cmds) -> None:  # type: ignore[no-untyped-def]
     path = tempfile.mkdtemp(prefix="mvcc-model-")
     store = MvccStore.open(path, sync=False, max_txn_ops=MAX_TXN_OPS, quota_bytes=64 * 1024**2,
-                           lease_exists=LEASES.__contains__)
+                           min_lease_ttl_s=MIN_LEASE_TTL_S)
     model = Model(MAX_TXN_OPS)
     index = 0
+    for lease in LEASES:
+        index += 1
+        grant = pb.LeaseGrantRequest(ID=lease, TTL=60)
+        assert store.apply(index, 1, grant) == model.grant(grant)
     try:
         for kind, msg in cmds:
             if kind == "reopen":
                 store.close()
                 store = MvccStore.open(path, sync=False, max_txn_ops=MAX_TXN_OPS,
-                                       quota_bytes=64 * 1024**2, lease_exists=LEASES.__contains__)
+                                       quota_bytes=64 * 1024**2, min_lease_ttl_s=MIN_LEASE_TTL_S)
                 continue
             if kind == "defrag":
                 store.defragment()
@@ -527,10 +575,11 @@ def test_store_matches_model(cmds) -> None:  # type: ignore[no-untyped-def]
             else:
                 got = outcome(lambda m: store.apply(index, 1, m), msg)
                 want = outcome({"put": model.put, "delete": model.delete, "txn": model.txn,
-                                "compact": lambda m: model.compaction(m.revision)}[kind], msg)
+                                "compact": lambda m: model.compaction(m.revision),
+                                "grant": model.grant, "revoke": model.revoke}[kind], msg)
             assert got == want, f"{kind} {msg}\nstore: {got}\nmodel: {want}"
             event(f"{kind}: {want.message if isinstance(want, MvccError) else 'ok'}")
-            if kind == "compact":
+            if kind in ("compact", "revoke"):
                 audit(store, model)
             assert store.current_revision() == model.rev
         assert store.compact_revision() == model.compact
