@@ -11,7 +11,9 @@ be dialled within `dial_timeout_s` is skipped for the next one; a read that fail
 UNAVAILABLE is retried on the next endpoint. A write is retried elsewhere only if it
 never reached a server, so it is never applied twice (etcd's clientv3 rule).
 Each call gets `command_timeout_s` in total (dialling excluded, as in etcdctl).
-A watch (petcd.client.watch) resumes on the next endpoint when its stream breaks.
+A watch (petcd.client.watch) resumes on the next endpoint when its stream breaks;
+so does a lease's keep-alive (petcd.client.lease). Locks and elections
+(petcd.client.concurrency) hold a session: a lease kept alive while they last.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 
 import grpc
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
-from petcd.client import requests
+from petcd.client import concurrency, requests
 from petcd.client.connection import Connection, Connections, normalize_endpoint
 from petcd.client.errors import DEADLINE_MESSAGE, EtcdError, from_rpc_error, is_server_error
+from petcd.client.lease import KeepAlive, keep_alive_once
 from petcd.client.watch import Watch
 
 Bytes = requests.Bytes
@@ -37,6 +41,7 @@ _KV_METHODS = {pb.RangeRequest: ("Range", True), pb.PutRequest: ("Put", False),
                pb.DeleteRangeRequest: ("DeleteRange", False), pb.TxnRequest: ("Txn", False)}
 SNAPSHOT_TIMEOUT_S = 600.0
 SHA256_BYTES = 32
+LEASE_NOT_FOUND = "etcdserver: requested lease not found"  # etcd's rpctypes text
 
 
 class Client:
@@ -51,10 +56,12 @@ class Client:
         self._connections = Connections(dial_timeout_s)
         self._current = 0  # index of the endpoint that answered last
         self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
+        self._keep_alives: weakref.WeakSet[KeepAlive] = weakref.WeakSet()
+        self._observations: weakref.WeakSet[concurrency.Observation] = weakref.WeakSet()
 
     def close(self) -> None:
-        for watch in list(self._watches):  # before their channels: else they redial
-            watch.close()
+        for stream in [*self._watches, *self._keep_alives, *self._observations]:
+            stream.close()  # before their channels: else they redial
         self._connections.close()
 
     def __enter__(self) -> Client:
@@ -116,6 +123,68 @@ class Client:
         clientv3's RequestProgress does for the watches on its stream)."""
         for watch in list(self._watches):
             watch.request_progress()
+
+    # Leases
+
+    def lease_grant(self, ttl: int, lease_id: int = 0) -> pb.LeaseGrantResponse:
+        """A lease of `ttl` seconds (etcd raises a shorter one to its minimum); ID 0
+        lets the server choose it."""
+        return self._call(lambda c: c.lease.LeaseGrant,
+                          pb.LeaseGrantRequest(TTL=ttl, ID=lease_id))
+
+    def lease_revoke(self, lease_id: int) -> pb.LeaseRevokeResponse:
+        """End the lease now, deleting its keys."""
+        return self._call(lambda c: c.lease.LeaseRevoke, pb.LeaseRevokeRequest(ID=lease_id))
+
+    def lease_time_to_live(self, lease_id: int,
+                           keys: bool = False) -> pb.LeaseTimeToLiveResponse:
+        """TTL is -1 for a lease that does not exist (expired or never granted)."""
+        return self._call(lambda c: c.lease.LeaseTimeToLive,
+                          pb.LeaseTimeToLiveRequest(ID=lease_id, keys=keys), repeatable=True)
+
+    def lease_leases(self) -> pb.LeaseLeasesResponse:
+        return self._call(lambda c: c.lease.LeaseLeases, pb.LeaseLeasesRequest(),
+                          repeatable=True)
+
+    def lease_keep_alive_once(self, lease_id: int) -> pb.LeaseKeepAliveResponse:
+        """Renew the lease once; EtcdError "etcdserver: requested lease not found" if
+        it is gone (clientv3's KeepAliveOnce)."""
+        resp = self._call(keep_alive_once, pb.LeaseKeepAliveRequest(ID=lease_id),
+                          repeatable=True)
+        if resp is None or resp.TTL <= 0:
+            raise EtcdError(grpc.StatusCode.NOT_FOUND, LEASE_NOT_FOUND)
+        return resp
+
+    def keep_alive(self, lease_id: int, *, ttl: int = 0,
+                   on_renewed: Callable[[pb.LeaseKeepAliveResponse], None] | None = None,
+                   on_lost: Callable[[str], None] | None = None) -> KeepAlive:
+        """Keep the lease alive from a background thread until closed (see
+        petcd.client.lease); `on_lost` is told if it expires or is revoked anyway."""
+        connections, endpoints = self.streams()
+        made = KeepAlive(connections, endpoints, lease_id, timeout_s=self.command_timeout_s,
+                         ttl=ttl, on_renewed=on_renewed, on_lost=on_lost)
+        self._keep_alives.add(made)
+        return made
+
+    # Locks and elections
+
+    def lock(self, name: requests.Bytes, ttl: int = concurrency.DEFAULT_TTL_S,
+             timeout_s: float | None = None) -> AbstractContextManager[concurrency.Held]:
+        """`with client.lock(name) as held:` holds lock `name` (held.key, held.revision:
+        the fencing token) with a session of `ttl` seconds; see petcd.client.concurrency."""
+        return concurrency.lock(self, name, ttl, timeout_s)
+
+    def election(self, name: requests.Bytes,
+                 ttl: int = concurrency.DEFAULT_TTL_S) -> concurrency.Election:
+        return concurrency.Election(self, name, ttl)
+
+    def observe_election(self, name: requests.Bytes) -> concurrency.Observation:
+        """The leader of election `name`, then each change (until closed)."""
+        connections, endpoints = self.streams()
+        made = concurrency.Observation(connections, endpoints, requests.to_bytes(name),
+                                       timeout_s=self.command_timeout_s)
+        self._observations.add(made)
+        return made
 
     # Cluster and maintenance
 
@@ -202,6 +271,25 @@ class Client:
         return size
 
     # Plumbing
+
+    def unary(self, method: Callable[[Connection], Callable], request, *,
+              repeatable: bool = False):
+        """One call of any service (e.g. `lambda c: c.election.Leader`), with the
+        client's failover and command timeout."""
+        return self._call(method, request, repeatable=repeatable)
+
+    def call_until(self, method: Callable[[Connection], Callable], request, *,
+                   stop: Callable[[], str], timeout_s: float | None):
+        """A call that waits on other clients (Lock, Campaign): no command timeout,
+        but ended once `stop()` names a reason or `timeout_s` pass."""
+        connections, endpoints = self.streams()
+        return concurrency.waiting_call(connections, endpoints, method, request,
+                                        stop=stop, timeout_s=timeout_s)
+
+    def streams(self) -> tuple[Connections, tuple[str, ...]]:
+        """What a helper holding a stream of its own needs: the connections, and the
+        endpoints in the order to try them (the one that answered last first)."""
+        return self._connections, tuple(self._rotation())
 
     def _first_reachable(self) -> tuple[Connection, str]:
         for endpoint in self._rotation():

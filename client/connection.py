@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import grpc
 
 from petcd.api.etcdserverpb import rpc_pb2_grpc
+from petcd.api.v3electionpb import v3election_pb2_grpc
+from petcd.api.v3lockpb import v3lock_pb2_grpc
 
 # etcd's Go client accepts responses of any size (math.MaxInt32); range results and
 # snapshots chunks can exceed grpc's 4 MiB default.
@@ -33,6 +35,9 @@ class Connection:
     kv: rpc_pb2_grpc.KVStub
     maintenance: rpc_pb2_grpc.MaintenanceStub
     cluster: rpc_pb2_grpc.ClusterStub
+    lease: rpc_pb2_grpc.LeaseStub
+    lock: v3lock_pb2_grpc.LockStub
+    election: v3election_pb2_grpc.ElectionStub
 
 
 def _wait_ready(channel: grpc.Channel, timeout_s: float) -> bool:
@@ -77,7 +82,9 @@ class Connections:
             return None
         conn = Connection(endpoint, channel, rpc_pb2_grpc.KVStub(channel),
                           rpc_pb2_grpc.MaintenanceStub(channel),
-                          rpc_pb2_grpc.ClusterStub(channel))
+                          rpc_pb2_grpc.ClusterStub(channel), rpc_pb2_grpc.LeaseStub(channel),
+                          v3lock_pb2_grpc.LockStub(channel),
+                          v3election_pb2_grpc.ElectionStub(channel))
         with self._lock:
             kept = self._open.setdefault(endpoint, conn)
         if kept is not conn:

@@ -25,8 +25,6 @@ the judge):
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import threading
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.mvccpb import kv_pb2
 from petcd.client.client import Client
 from petcd.client.ctl import flags as fl
-from petcd.client.ctl import gofmt, txn_grammar
+from petcd.client.ctl import go_exec, gofmt, txn_grammar
 from petcd.client.ctl.command import Command, Context
 from petcd.client.ctl.flags import (EXIT_BAD_ARGS, EXIT_INTERRUPTED, EXIT_INVALID_INPUT,
                                     CtlError, Flag)
@@ -212,34 +210,10 @@ def run_command(exec_args: tuple[str, ...], revision: int, event: kv_pb2.Event) 
            "ETCD_WATCH_EVENT_TYPE": gofmt.quote(event_type.encode()),
            "ETCD_WATCH_KEY": gofmt.quote(event.kv.key),
            "ETCD_WATCH_VALUE": gofmt.quote(event.kv.value)}
-    try:
-        problem = _exit_problem(subprocess.run(list(exec_args), env=env).returncode)
-    except OSError as exc:
-        problem = _start_problem(exec_args[0], exc)
+    problem = go_exec.run(exec_args, env)
     if problem:
         quoted = " ".join(gofmt.quote(arg.encode()) for arg in exec_args)
         exit_now(EXIT_COMMAND_FAILED, f"command [{quoted}] error ({problem})\n")
-
-
-def _exit_problem(code: int) -> str:
-    """Go's exec.ExitError text for a return code ("" for success)."""
-    if code > 0:
-        return f"exit status {code}"
-    if code < 0:
-        return "signal: " + _go_text(signal.strsignal(-code) or f"signal {-code}")
-    return ""
-
-
-def _start_problem(program: str, exc: OSError) -> str:
-    """Go's text for a command that could not start."""
-    if "/" not in program and isinstance(exc, FileNotFoundError):
-        return f"exec: {gofmt.quote(program.encode())}: executable file not found in $PATH"
-    return f"fork/exec {program}: {_go_text(exc.strerror or str(exc))}"
-
-
-def _go_text(text: str) -> str:
-    """Go's syscall messages are C's, starting lower case."""
-    return text[:1].lower() + text[1:]
 
 
 def exit_now(code: int, stderr_text: str) -> NoReturn:

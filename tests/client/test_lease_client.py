@@ -1,0 +1,167 @@
+"""The Python client's leases, locks and elections against a real server: grant,
+keep-alive over several TTLs, expiry, revoke, time-to-live, the lease list; a lock
+between two processes (the second waits for the first; fencing revisions increase);
+an election's campaign, observation, proclamation and resignation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from petcd.client import Client, EtcdError
+from petcd.client.requests import compare, put_op
+
+TTL_S = 2  # etcd's minimum at its default election timeout
+WAIT_S = 10.0  # every wait in these tests is bounded
+PROCESS_TIMEOUT_S = 30.0
+
+
+@pytest.fixture
+def client(cluster):
+    with Client(cluster.endpoints) as made:
+        yield made
+
+
+def _until(condition, timeout_s: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_grant_time_to_live_and_list(client):
+    granted = client.lease_grant(30)
+    assert granted.ID != 0 and granted.TTL == 30
+    client.put("l1/a", "1", lease=granted.ID)
+    client.put("l1/b", "2", lease=granted.ID)
+    live = client.lease_time_to_live(granted.ID, keys=True)
+    assert live.grantedTTL == 30 and 28 <= live.TTL <= 30
+    assert sorted(live.keys) == [b"l1/a", b"l1/b"]
+    assert not client.lease_time_to_live(granted.ID).keys  # only when asked
+    assert granted.ID in [lease.ID for lease in client.lease_leases().leases]
+    chosen = client.lease_grant(30, lease_id=0x5EED)
+    assert chosen.ID == 0x5EED
+    client.lease_revoke(chosen.ID)
+    client.lease_revoke(granted.ID)
+
+
+def test_revoke_deletes_the_keys_and_the_lease(client):
+    lease_id = client.lease_grant(30).ID
+    client.put("l2/k", "v", lease=lease_id)
+    client.lease_revoke(lease_id)
+    assert client.get("l2/k").count == 0
+    gone = client.lease_time_to_live(lease_id)
+    assert (gone.TTL, gone.grantedTTL) == (-1, 0)
+    with pytest.raises(EtcdError, match="requested lease not found"):
+        client.lease_revoke(lease_id)
+    with pytest.raises(EtcdError, match="requested lease not found"):
+        client.lease_keep_alive_once(lease_id)
+
+
+def test_a_lease_not_kept_alive_expires_with_its_key(client):
+    lease_id = client.lease_grant(TTL_S).ID
+    client.put("l3/k", "v", lease=lease_id)
+    assert client.lease_keep_alive_once(lease_id).TTL == TTL_S
+    assert _until(lambda: client.get("l3/k").count == 0), "the key outlived its lease"
+    assert client.lease_time_to_live(lease_id).TTL == -1
+
+
+def test_keep_alive_holds_a_lease_over_several_ttls_and_reports_its_loss(client):
+    lease_id = client.lease_grant(TTL_S).ID
+    client.put("l4/k", "v", lease=lease_id)
+    renewals, losses = [], []
+    with client.keep_alive(lease_id, ttl=TTL_S, on_renewed=renewals.append,
+                           on_lost=losses.append) as keeping:
+        time.sleep(3 * TTL_S)
+        assert client.get("l4/k").count == 1 and not keeping.lost
+        assert len(renewals) >= 6, renewals  # every TTL/3
+        assert all(resp.ID == lease_id and resp.TTL == TTL_S for resp in renewals)
+        client.lease_revoke(lease_id)
+        assert keeping.wait_lost(WAIT_S)
+    assert losses == ["lease expired or revoked"]
+
+
+def test_keep_alive_fails_over_to_the_next_endpoint(cluster3):
+    with Client(cluster3.endpoints) as client:
+        lease_id = client.lease_grant(TTL_S).ID
+        with client.keep_alive(lease_id, ttl=TTL_S) as keeping:
+            first = cluster3.member_names[0]  # the client's first endpoint
+            cluster3.stop_member(first)
+            try:
+                time.sleep(2 * TTL_S)
+                assert not keeping.lost
+                assert client.lease_time_to_live(lease_id).TTL > 0
+            finally:
+                cluster3.start_member(first)
+
+
+LOCKER = """
+import sys, time
+from petcd.client import Client
+with Client(sys.argv[1].split(",")) as client:
+    with client.lock("jobs", ttl=5) as held:
+        print("held", held.revision, time.time(), flush=True)
+        time.sleep(float(sys.argv[2]))
+        print("releasing", time.time(), flush=True)
+"""
+
+
+def _locker(endpoints: list[str], hold_s: float) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", LOCKER, ",".join(endpoints),
+                             str(hold_s)], stdout=subprocess.PIPE, text=True)
+
+
+def test_lock_is_mutually_exclusive_between_processes(cluster):
+    first = _locker(cluster.endpoints, 1.5)
+    held_line = first.stdout.readline().split()
+    assert held_line[0] == "held", held_line
+    second = _locker(cluster.endpoints, 0.0)
+    first_rest, _ = first.communicate(timeout=PROCESS_TIMEOUT_S)
+    second_out, _ = second.communicate(timeout=PROCESS_TIMEOUT_S)
+    released_at = float(first_rest.split()[1])
+    second_held = second_out.split()
+    assert second_held[0] == "held" and float(second_held[2]) >= released_at
+    assert int(second_held[1]) > int(held_line[1])  # the fencing token grows
+    assert (first.returncode, second.returncode) == (0, 0)
+
+
+def test_lock_fencing_token_guards_writes(client):
+    with client.lock("fence", ttl=5) as held:
+        assert held.key.startswith(b"fence/") and not held.lost
+        guarded = client.txn([compare("create", held.key, "=", held.revision)],
+                             [put_op("fence-data", "mine")])
+        assert guarded.succeeded
+        with pytest.raises(EtcdError):  # a second client cannot have it meanwhile
+            with client.lock("fence", ttl=5, timeout_s=0.5):
+                pass
+    stale = client.txn([compare("create", held.key, "=", held.revision)],
+                       [put_op("fence-data", "late")])
+    assert not stale.succeeded and client.get(held.key).count == 0
+
+
+def test_election_campaign_observe_proclaim_resign(client):
+    with client.election("e", ttl=5) as one, client.election("e", ttl=5) as two, \
+            client.observe_election("e") as observation:
+        assert observation.get(0.3) is None  # no leader yet
+        key = one.campaign("one")
+        assert client.election("e").leader().kv.value == b"one"
+        assert observation.get(WAIT_S).kv.value == b"one"
+        one.proclaim("one again")
+        assert observation.get(WAIT_S).kv.value == b"one again"
+        with pytest.raises(EtcdError):  # two waits behind one
+            two.campaign("two", timeout_s=0.5)
+        one.resign()
+        with pytest.raises(EtcdError, match="not leader"):
+            one.proclaim("no longer")
+        two_key = two.campaign("two", timeout_s=WAIT_S)
+        assert two_key.rev > key.rev
+        assert client.election("e").leader().kv.value == b"two"
+        assert observation.get(WAIT_S).kv.value == b"two"
+        two.resign()
+    with pytest.raises(EtcdError, match="election: no leader"):
+        client.election("e").leader()
