@@ -147,7 +147,8 @@ class Leasing:
 
     def start(self) -> list[asyncio.Task[None]]:
         return [asyncio.create_task(self._table_loop(), name="lease table"),
-                asyncio.create_task(self._primary_loop(), name="lessor")]
+                asyncio.create_task(self._primary_loop(), name="lessor"),
+                asyncio.create_task(self.leader.follow_leader(), name="leader link")]
 
     async def _table_loop(self) -> None:
         """Reads the lease table whenever the store changed without telling (start,
