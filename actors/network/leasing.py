@@ -42,6 +42,7 @@ from .requests import RaftClient, Tracker
 
 REVOKE_RATE_PER_S = 1000  # etcd's leaseRevokeRate
 CHECK_EVERY_S = 0.5  # etcd's lessor loop
+FOLLOW_EVERY_S = 0.05  # a new leader's lessor is promoted within this of STATUS saying so
 EXPIRED_RETRY_S = 3.0  # etcd's defaultExpiredleaseRetryInterval
 MAX_CHECKPOINT_BATCH = 1000  # etcd's maxLeaseCheckpointBatchSize
 MAX_REVOKES_IN_FLIGHT = 64
@@ -164,14 +165,17 @@ class Leasing:
 
     async def _primary_loop(self) -> None:
         await self._table_known.wait()
+        next_check = 0.0
         while True:
             await self._follow_leadership()
-            if self.lessor.primary:
+            now = time.monotonic()
+            if self.lessor.primary and now >= next_check:
+                next_check = now + CHECK_EVERY_S
                 await self._revoke_expired()
                 due = self.lessor.due_checkpoints(MAX_CHECKPOINT_BATCH)
                 if due:
                     await self._checkpoint(due)
-            await asyncio.sleep(CHECK_EVERY_S)
+            await asyncio.sleep(FOLLOW_EVERY_S)
 
     async def _follow_leadership(self) -> None:
         st = self.tracker.status

@@ -27,6 +27,9 @@ from .watch_streams import RawWatch
 
 RPC_TIMEOUT_S = 10.0
 CHECKPOINT_INTERVAL = "2s"
+# Each leader leads long enough to find an expired lease and revoke it (etcd's lessor
+# looks every 0.5 s); leadership moving faster than that postpones the revoke.
+TRANSFER_EVERY_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +231,7 @@ def test_leader_changes_do_not_renew_a_lease_forever(cluster):
                 pb.MoveLeaderRequest(targetID=_member_id(target)), timeout=RPC_TIMEOUT_S)
         except grpc.RpcError:
             pass
-        time.sleep(0.3)
+        time.sleep(TRANSFER_EVERY_S)
     lived_s = time.monotonic() - started
     assert not _exists(member, b"transfers")
     assert lived_s < 6 + 4, f"the lease lived {lived_s:.1f} s"
