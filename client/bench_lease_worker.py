@@ -169,11 +169,14 @@ async def _work(job: LeaseJob, control: Control) -> LeaseTally:
     await _keep_alive_until_stopped(job, leases, control)
     granting.cancel()  # done already, unless the run is given up
     await asyncio.gather(granting, return_exceptions=True)
+    if not job.expire:
+        # Checked while the streams still renew them: reading 10,000 time-to-lives can
+        # take longer than what is left of a lease's TTL after its last renewal.
+        await _each(tally.granted, leases.check)
     tally.released_s = time.monotonic()
     await asyncio.gather(*(s.finish(refresh_all=job.expire) for s in leases.streams.values()))
     tally.release_answered_s = max(tally.keepalives.answered_s[-1:], default=0.0)
     if not job.expire:
-        await _each(tally.granted, leases.check)
         await _each(tally.granted, leases.revoke)
     _publish(tally, control)
     await leases.close()
