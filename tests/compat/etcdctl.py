@@ -8,10 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.client.etcd_server import EtcdCluster, etcd_available
+from tests.client.petcd_server import PetcdCluster
 from tests.cluster.members import Cluster, Member
 
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
@@ -70,3 +73,21 @@ class Ctl:
             env={**os.environ, "ETCDCTL_API": "3"})
         return Result(proc.returncode, proc.stdout.decode(errors="replace"),
                       proc.stderr.decode(errors="replace"))
+
+
+def on_both_servers(tmp_path_factory: Any, scenario: Callable[[list[str]], dict[str, object]]
+                    ) -> dict[str, dict[str, object]]:
+    """`scenario(endpoints)` run on a fresh 3-member etcd, then on a fresh 3-member
+    petcd: what each saw, by server kind, to compare the real etcdctl's output."""
+    if not etcd_available():
+        raise RuntimeError("/usr/bin/etcd and /usr/bin/etcdctl are needed (.ci/run installs "
+                           "Debian's etcd-server and etcd-client)")
+    results = {}
+    for kind in (EtcdCluster, PetcdCluster):
+        cluster = kind(tmp_path_factory.mktemp(kind.kind), 3)
+        cluster.start()
+        try:
+            results[kind.kind] = scenario(cluster.endpoints)
+        finally:
+            cluster.stop()
+    return results

@@ -13,10 +13,7 @@ import time
 
 import pytest
 
-from tests.client.etcd_server import EtcdCluster, etcd_available
-from tests.client.petcd_server import PetcdCluster
-
-from .etcdctl import ETCDCTL
+from .etcdctl import ETCDCTL, on_both_servers
 
 ENV = {**os.environ, "ETCDCTL_API": "3"}
 LEASE_ID = re.compile(r"\b[0-9a-f]{10,16}\b")  # hex, without leading zeros
@@ -70,18 +67,7 @@ def _scenario(endpoints: list[str]) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory) -> dict[str, dict[str, object]]:
-    if not etcd_available():
-        raise RuntimeError("/usr/bin/etcd and /usr/bin/etcdctl are needed (.ci/run installs "
-                           "Debian's etcd-server and etcd-client)")
-    results = {}
-    for kind in (EtcdCluster, PetcdCluster):
-        cluster = kind(tmp_path_factory.mktemp(kind.kind), 3)
-        cluster.start()
-        try:
-            results[kind.kind] = _scenario(cluster.endpoints)
-        finally:
-            cluster.stop()
-    return results
+    return on_both_servers(tmp_path_factory, _scenario)
 
 
 CASES = ["grant", "put", "timetolive", "list", "keep-alive once", "revoke", "gone", "expired",

@@ -14,10 +14,7 @@ import time
 
 import pytest
 
-from tests.client.etcd_server import EtcdCluster, etcd_available
-from tests.client.petcd_server import PetcdCluster
-
-from .etcdctl import ETCDCTL
+from .etcdctl import ETCDCTL, on_both_servers
 
 RUN_S = 2.0  # a watch prints its history at once; it never ends by itself
 ENV = {**os.environ, "ETCDCTL_API": "3"}
@@ -83,18 +80,7 @@ def _scenario(endpoints: list[str]) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory) -> dict[str, dict[str, object]]:
-    if not etcd_available():
-        raise RuntimeError("/usr/bin/etcd and /usr/bin/etcdctl are needed (.ci/run installs "
-                           "Debian's etcd-server and etcd-client)")
-    results = {}
-    for kind in (EtcdCluster, PetcdCluster):
-        cluster = kind(tmp_path_factory.mktemp(kind.kind), 3)
-        cluster.start()
-        try:
-            results[kind.kind] = _scenario(cluster.endpoints)
-        finally:
-            cluster.stop()
-    return results
+    return on_both_servers(tmp_path_factory, _scenario)
 
 
 @pytest.mark.parametrize("case", ["key from rev 2", "prefix with prev kv", "range",
