@@ -19,11 +19,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import grpc
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
+from petcd.client import requestq
 from petcd.client.connection import Connection, Connections
 from petcd.client.errors import is_server_error
 
@@ -144,7 +145,7 @@ class _Stream:
     def __init__(self, conn: Connection, lease_id: int) -> None:
         self._lease_id = lease_id
         self._outbox: queue.Queue = queue.Queue(2)  # a request and the end marker
-        self._call = conn.lease.LeaseKeepAlive(_until_none(self._outbox))
+        self._call = conn.lease.LeaseKeepAlive(requestq.requests(self._outbox))
 
     def ask(self, answer_within_s: float) -> pb.LeaseKeepAliveResponse | None:
         """Send one request and return its answer; None if the server ended the
@@ -162,25 +163,9 @@ class _Stream:
         """Cancel the RPC and end its request iterator (grpc's sending thread waits on
         it until it ends)."""
         self._call.cancel()
-        while True:
-            try:
-                self._outbox.put_nowait(None)
-                return
-            except queue.Full:
-                _drain(self._outbox)
+        requestq.close(self._outbox)
 
 
-def _until_none(outbox: queue.Queue) -> Iterator[pb.LeaseKeepAliveRequest]:
-    while (request := outbox.get()) is not None:
-        yield request
-
-
-def _drain(items: queue.Queue) -> None:
-    while True:
-        try:
-            items.get_nowait()
-        except queue.Empty:
-            return
 
 
 def keep_alive_once(conn: Connection) -> Callable[..., pb.LeaseKeepAliveResponse | None]:

@@ -32,6 +32,7 @@ import grpc
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.etcdserverpb import rpc_pb2_grpc
+from petcd.client import requestq
 from petcd.client.connection import Connection, Connections
 from petcd.client.errors import DEADLINE_MESSAGE, EtcdError, from_rpc_error, is_server_error
 
@@ -199,7 +200,7 @@ class Watch:
         if stream is not None:
             stream.end()
         self._worker.join(JOIN_TIMEOUT_S)
-        _drain(self._inbox)
+        requestq.drain(self._inbox)
         self._inbox.put_nowait(_END)  # wakes a get() waiting in another thread
 
     def __enter__(self) -> Watch:
@@ -350,7 +351,7 @@ class _Stream:
         self._outbox: queue.Queue = queue.Queue(OUTBOX_SIZE + 1)  # +1: the end marker
         self._outbox.put_nowait(pb.WatchRequest(create_request=create))
         stub = rpc_pb2_grpc.WatchStub(conn.channel)
-        self._call = stub.Watch(_until_none(self._outbox), metadata=metadata)
+        self._call = stub.Watch(requestq.requests(self._outbox), metadata=metadata)
         self._timer = threading.Timer(max(created_within_s, 0.0), self._call.cancel)
         self._timer.daemon = True
         self._timer.start()
@@ -380,22 +381,4 @@ class _Stream:
         it until it ends)."""
         self._timer.cancel()
         self._call.cancel()
-        while True:
-            try:
-                self._outbox.put_nowait(None)
-                return
-            except queue.Full:
-                _drain(self._outbox)
-
-
-def _until_none(outbox: queue.Queue) -> Iterator[pb.WatchRequest]:
-    while (request := outbox.get()) is not None:
-        yield request
-
-
-def _drain(items: queue.Queue) -> None:
-    while True:
-        try:
-            items.get_nowait()
-        except queue.Empty:
-            return
+        requestq.close(self._outbox)
