@@ -16,7 +16,7 @@ FORMATS = ["simple", "json", "fields", "protobuf", "table"]
 KEPT_ID, UNKNOWN_ID = 0xABC, 0x1234
 KEPT_TTL_S = 100
 # The ID the server picks for `lease grant`, in each format.
-GRANTED_ID = ((rb"lease [0-9a-f]{16}", b"lease <id>"), (rb'"ID":\d+', b'"ID":<id>'),
+GRANTED_ID = ((rb"lease [0-9a-f]{1,16}", b"lease <id>"), (rb'"ID":\d+', b'"ID":<id>'),
               (rb'"ID" : \d+', b'"ID" : <id>'))
 # A lease granted for 100 s a moment ago has 97-100 s left, whichever run it is, or
 # 101 s if a leader was elected since: a new leader adds an election timeout's grace.

@@ -15,10 +15,10 @@ from tests.client.test_ctl_watch import WAIT_S, Running
 from tests.client.test_ctl_watch import assert_same_output as assert_same_running
 from tests.client.tools import Outcome, masked
 
-LEASE_IN_KEY = (rb"/[0-9a-f]{16}\n", b"/<lease>\n")
+LEASE_IN_KEY = (rb"/[0-9a-f]{1,16}\n", b"/<lease>\n")
 # json: the key in base64 (its lease part), and the lease; fields: the same in text.
 LEASE_JSON = ((rb'"key":"[A-Za-z0-9+/=]+"', b'"key":"<key>"'), (rb'"lease":\d+', b'"lease":<n>'))
-LEASE_FIELDS = ((rb'/[0-9a-f]{16}"', b'/<lease>"'), (rb'"Lease" : \d+', b'"Lease" : <n>'))
+LEASE_FIELDS = ((rb'/[0-9a-f]{1,16}"', b'/<lease>"'), (rb'"Lease" : \d+', b'"Lease" : <n>'))
 MASKS = (LEASE_IN_KEY, *LEASE_JSON, *LEASE_FIELDS)
 WAITER_SETTLE_S = 1.0
 SHOW_LOCK = 'echo "${ETCD_LOCK_KEY%/*} $ETCD_LOCK_REV"'
