@@ -1,8 +1,8 @@
 """Leases, locks and elections on a real 3-member cluster, over gRPC: keep-alives
 through followers, expiry deleting every key in one revision, the leader killed or
-stopped while a client keeps its lease alive, leader changes that must not renew a
-lease forever, etcd's answers to bad requests; Lock's queue and fencing revisions,
-and Election's campaign, observe, proclaim and resign."""
+stopped while a client keeps its lease alive, etcd's answers to bad requests; Lock's
+queue and fencing revisions, and Election's campaign, observe, proclaim and resign.
+Leader changes, mass expiry, restarts and snapshots: test_lease_durability.py."""
 
 from __future__ import annotations
 
@@ -15,21 +15,18 @@ import grpc
 import pytest
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
-from petcd.api.etcdserverpb import rpc_pb2_grpc as rpc
 from petcd.api.mvccpb.kv_pb2 import Event
 from petcd.api.v3electionpb import v3election_pb2 as epb
 from petcd.api.v3electionpb import v3election_pb2_grpc as erpc
 from petcd.api.v3lockpb import v3lock_pb2 as lpb
 from petcd.api.v3lockpb import v3lock_pb2_grpc as lrpc
 
+from .lease_calls import (RPC_TIMEOUT_S, channel, create_revision, exists, follower_of, grant,
+                          keep_alive, lease_stub, put, time_to_live)
 from .members import Member, running, wait_until
 from .watch_streams import RawWatch
 
-RPC_TIMEOUT_S = 10.0
 CHECKPOINT_INTERVAL = "2s"
-# Each leader leads long enough to find an expired lease and revoke it (etcd's lessor
-# looks every 0.5 s); leadership moving faster than that postpones the revoke.
-TRANSFER_EVERY_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -38,49 +35,6 @@ def cluster(tmp_path_factory):
                  ["--experimental-lease-checkpoint-interval", CHECKPOINT_INTERVAL]) as c:
         c.wait_leader()
         yield c
-
-
-def _channel(member: Member) -> grpc.Channel:
-    return grpc.insecure_channel(f"127.0.0.1:{member.client_port}")
-
-
-def _lease(member: Member) -> rpc.LeaseStub:
-    return rpc.LeaseStub(_channel(member))
-
-
-def _kv(member: Member) -> rpc.KVStub:
-    return rpc.KVStub(_channel(member))
-
-
-def _follower(cluster) -> Member:
-    leader = cluster.wait_leader()
-    return next(m for m in cluster.members if m is not leader)
-
-
-def _grant(member: Member, ttl: int, lease_id: int = 0) -> int:
-    return _lease(member).LeaseGrant(pb.LeaseGrantRequest(TTL=ttl, ID=lease_id),
-                                     timeout=RPC_TIMEOUT_S).ID
-
-
-def _keep_alive(member: Member, lease_id: int) -> int:
-    [resp] = list(_lease(member).LeaseKeepAlive(iter([pb.LeaseKeepAliveRequest(ID=lease_id)]),
-                                                timeout=RPC_TIMEOUT_S))
-    assert resp.ID == lease_id
-    return resp.TTL
-
-
-def _ttl(member: Member, lease_id: int, keys: bool = False) -> pb.LeaseTimeToLiveResponse:
-    return _lease(member).LeaseTimeToLive(pb.LeaseTimeToLiveRequest(ID=lease_id, keys=keys),
-                                          timeout=RPC_TIMEOUT_S)
-
-
-def _put(member: Member, key: bytes, lease_id: int = 0) -> int:
-    return _kv(member).Put(pb.PutRequest(key=key, value=b"v", lease=lease_id),
-                           timeout=RPC_TIMEOUT_S).header.revision
-
-
-def _exists(member: Member, key: bytes) -> bool:
-    return bool(_kv(member).Range(pb.RangeRequest(key=key), timeout=RPC_TIMEOUT_S).kvs)
 
 
 class KeepingAlive:
@@ -103,7 +57,7 @@ class KeepingAlive:
             if not member.alive:
                 continue
             try:
-                ttl = _keep_alive(member, self.lease_id)
+                ttl = keep_alive(member, self.lease_id)
             except grpc.RpcError:
                 continue  # that member is down or has no leader: the next one
             self.lost = self.lost or ttl <= 0
@@ -115,80 +69,80 @@ class KeepingAlive:
 
 
 def test_grant_keep_alive_and_time_to_live_through_a_follower(cluster):
-    follower = _follower(cluster)
-    lease_id = _grant(follower, 30)
-    _put(follower, b"ka/a", lease_id)
-    _put(follower, b"ka/b", lease_id)
-    assert _keep_alive(follower, lease_id) == 30
-    ttl = _ttl(follower, lease_id, keys=True)
+    follower = follower_of(cluster)
+    lease_id = grant(follower, 30)
+    put(follower, b"ka/a", lease_id)
+    put(follower, b"ka/b", lease_id)
+    assert keep_alive(follower, lease_id) == 30
+    ttl = time_to_live(follower, lease_id, keys=True)
     assert (ttl.ID, ttl.grantedTTL, sorted(ttl.keys)) == (lease_id, 30, [b"ka/a", b"ka/b"])
     assert 28 <= ttl.TTL <= 30
-    listed = _lease(follower).LeaseLeases(pb.LeaseLeasesRequest(), timeout=RPC_TIMEOUT_S)
+    listed = lease_stub(follower).LeaseLeases(pb.LeaseLeasesRequest(), timeout=RPC_TIMEOUT_S)
     assert lease_id in [status.ID for status in listed.leases]
     with RawWatch(follower.client_port) as w:
         w.created(b"ka/", b"ka0")
-        revoked = _lease(follower).LeaseRevoke(pb.LeaseRevokeRequest(ID=lease_id),
+        revoked = lease_stub(follower).LeaseRevoke(pb.LeaseRevokeRequest(ID=lease_id),
                                                timeout=RPC_TIMEOUT_S)
         resp = w.next()
         assert [(e.type, e.kv.key) for e in resp.events] == [
             (Event.DELETE, b"ka/a"), (Event.DELETE, b"ka/b")]
         assert {e.kv.mod_revision for e in resp.events} == {revoked.header.revision}
-    assert not _exists(follower, b"ka/a")
+    assert not exists(follower, b"ka/a")
 
 
 def test_bad_lease_requests_get_etcds_answers(cluster):
     member = cluster.members[0]
-    assert _keep_alive(member, 0x7777) == 0
-    assert _ttl(member, 0x7777).TTL == -1
+    assert keep_alive(member, 0x7777) == 0
+    assert time_to_live(member, 0x7777).TTL == -1
     cases = [
-        (lambda: _lease(member).LeaseRevoke(pb.LeaseRevokeRequest(ID=0x7777),
+        (lambda: lease_stub(member).LeaseRevoke(pb.LeaseRevokeRequest(ID=0x7777),
                                             timeout=RPC_TIMEOUT_S),
          grpc.StatusCode.NOT_FOUND, "etcdserver: requested lease not found"),
-        (lambda: _grant(member, 9_000_000_001),
+        (lambda: grant(member, 9_000_000_001),
          grpc.StatusCode.OUT_OF_RANGE, "etcdserver: too large lease TTL"),
-        (lambda: _put(member, b"bad/lease", 0x7777),
+        (lambda: put(member, b"bad/lease", 0x7777),
          grpc.StatusCode.NOT_FOUND, "etcdserver: requested lease not found"),
     ]
-    lease_id = _grant(member, 30)
-    cases.append((lambda: _grant(member, 30, lease_id),
+    lease_id = grant(member, 30)
+    cases.append((lambda: grant(member, 30, lease_id),
                   grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: lease already exists"))
     for call, code, message in cases:
         with pytest.raises(grpc.RpcError) as err:
             call()
         assert (err.value.code(), err.value.details()) == (code, message)
-    assert not _exists(member, b"bad/lease")
-    assert _grant(member, 1, 0x1234) == 0x1234  # a TTL below the minimum is raised
-    assert _ttl(member, 0x1234).grantedTTL >= 1
+    assert not exists(member, b"bad/lease")
+    assert grant(member, 1, 0x1234) == 0x1234  # a TTL below the minimum is raised
+    assert time_to_live(member, 0x1234).grantedTTL >= 1
 
 
 def test_an_unrenewed_lease_expires_and_its_keys_go_in_one_revision(cluster):
-    follower = _follower(cluster)
-    lease_id = _grant(follower, 2)
+    follower = follower_of(cluster)
+    lease_id = grant(follower, 2)
     with RawWatch(follower.client_port) as w:
         w.created(b"exp/", b"exp0")
         for i in range(5):
-            _put(follower, b"exp/%d" % i, lease_id)
+            put(follower, b"exp/%d" % i, lease_id)
         w.events(5)
         granted_at = time.monotonic()
         resp = w.next(timeout_s=10)
         assert time.monotonic() - granted_at < 2 + 1.5
         assert [e.type for e in resp.events] == [Event.DELETE] * 5
         assert len({e.kv.mod_revision for e in resp.events}) == 1
-    assert _ttl(follower, lease_id).TTL == -1
+    assert time_to_live(follower, lease_id).TTL == -1
 
 
 def test_keep_alives_hold_a_lease_over_many_ttls_and_a_killed_leader(cluster):
     leader = cluster.wait_leader()
     others = [m for m in cluster.members if m is not leader]
-    lease_id = _grant(others[0], 2)
-    _put(others[0], b"held", lease_id)
+    lease_id = grant(others[0], 2)
+    put(others[0], b"held", lease_id)
     keeper = KeepingAlive(others, lease_id, every_s=0.5)
     try:
         time.sleep(3)
         leader.kill()
         assert wait_until(lambda: cluster.leader() not in (None, leader), 15)
         time.sleep(4)  # two TTLs after the kill
-        assert _exists(others[0], b"held")
+        assert exists(others[0], b"held")
         assert not keeper.lost and keeper.renewed > 8
     finally:
         keeper.stop()
@@ -199,8 +153,8 @@ def test_keep_alives_hold_a_lease_over_many_ttls_and_a_killed_leader(cluster):
 def test_a_stopped_leader_revokes_nothing_once_continued(cluster):
     leader = cluster.wait_leader()
     others = [m for m in cluster.members if m is not leader]
-    lease_id = _grant(others[0], 3)
-    _put(others[0], b"stopped/k", lease_id)
+    lease_id = grant(others[0], 3)
+    put(others[0], b"stopped/k", lease_id)
     keeper = KeepingAlive(others, lease_id, every_s=0.5)
     os.killpg(leader.proc.pid, signal.SIGSTOP)
     try:
@@ -210,70 +164,39 @@ def test_a_stopped_leader_revokes_nothing_once_continued(cluster):
         os.killpg(leader.proc.pid, signal.SIGCONT)
     time.sleep(3)
     keeper.stop()
-    assert _exists(others[1], b"stopped/k") and not keeper.lost
+    assert exists(others[1], b"stopped/k") and not keeper.lost
     assert not [e for e in leader.log_events("failed to revoke an expired lease; retrying")]
-    _lease(others[0]).LeaseRevoke(pb.LeaseRevokeRequest(ID=lease_id), timeout=RPC_TIMEOUT_S)
-
-
-def test_leader_changes_do_not_renew_a_lease_forever(cluster):
-    """etcd issue 9888: each new leader extends leases by an election timeout; the
-    checkpoints (every 2 s here) keep a lease nobody keeps alive from living on."""
-    member = cluster.members[0]
-    lease_id = _grant(member, 6)
-    _put(member, b"transfers", lease_id)
-    started = time.monotonic()
-    maintenance = rpc.MaintenanceStub
-    while _exists(member, b"transfers") and time.monotonic() - started < 30:
-        leader = cluster.wait_leader()
-        target = next(m for m in cluster.members if m is not leader)
-        try:
-            maintenance(_channel(leader)).MoveLeader(
-                pb.MoveLeaderRequest(targetID=_member_id(target)), timeout=RPC_TIMEOUT_S)
-        except grpc.RpcError:
-            pass
-        time.sleep(TRANSFER_EVERY_S)
-    lived_s = time.monotonic() - started
-    assert not _exists(member, b"transfers")
-    assert lived_s < 6 + 4, f"the lease lived {lived_s:.1f} s"
-
-
-def _member_id(member: Member) -> int:
-    return int(member.status()["header"]["member_id"])
+    lease_stub(others[0]).LeaseRevoke(pb.LeaseRevokeRequest(ID=lease_id), timeout=RPC_TIMEOUT_S)
 
 
 # -- Lock and Election ---------------------------------------------------------------
 
 def _lock(member: Member, name: bytes, lease_id: int, timeout_s: float = RPC_TIMEOUT_S
           ) -> lpb.LockResponse:
-    return lrpc.LockStub(_channel(member)).Lock(lpb.LockRequest(name=name, lease=lease_id),
+    return lrpc.LockStub(channel(member)).Lock(lpb.LockRequest(name=name, lease=lease_id),
                                                 timeout=timeout_s)
 
 
 def test_lock_queue_fencing_and_a_dead_holder(cluster):
     a, b, c = cluster.members
-    first, second, third = _grant(a, 30), _grant(b, 2), _grant(c, 30)
+    first, second, third = grant(a, 30), grant(b, 2), grant(c, 30)
     held = _lock(a, b"mutex", first)
     assert held.key == b"mutex/" + format(first, "x").encode()
-    fencing_a = _create_revision(a, held.key)
+    fencing_a = create_revision(a, held.key)
     got: dict[str, lpb.LockResponse] = {}
     waiter = threading.Thread(target=lambda: got.update(b=_lock(b, b"mutex", second)))
     waiter.start()
     time.sleep(1)
     assert "b" not in got, "a second holder while the first holds the lock"
-    lrpc.LockStub(_channel(a)).Unlock(lpb.UnlockRequest(key=held.key), timeout=RPC_TIMEOUT_S)
+    lrpc.LockStub(channel(a)).Unlock(lpb.UnlockRequest(key=held.key), timeout=RPC_TIMEOUT_S)
     waiter.join(RPC_TIMEOUT_S)
-    fencing_b = _create_revision(b, got["b"].key)
+    fencing_b = create_revision(b, got["b"].key)
     assert fencing_b > fencing_a
     # b's holder dies (its lease is not kept alive): c gets the lock once it expires
     started = time.monotonic()
     taken = _lock(c, b"mutex", third)
     assert time.monotonic() - started < 2 + 2
-    assert _create_revision(c, taken.key) > fencing_b
-
-
-def _create_revision(member: Member, key: bytes) -> int:
-    [kv] = _kv(member).Range(pb.RangeRequest(key=key), timeout=RPC_TIMEOUT_S).kvs
-    return kv.create_revision
+    assert create_revision(c, taken.key) > fencing_b
 
 
 def test_a_lock_on_an_unknown_lease_is_refused(cluster):
@@ -292,8 +215,8 @@ def _collect(observer, observed: list[bytes]) -> None:  # type: ignore[no-untype
 
 def test_election_campaign_observe_proclaim_resign(cluster):
     a, b, _ = cluster.members
-    election = erpc.ElectionStub(_channel(a))
-    lease_a, lease_b = _grant(a, 30), _grant(b, 30)
+    election = erpc.ElectionStub(channel(a))
+    lease_a, lease_b = grant(a, 30), grant(b, 30)
     observed: list[bytes] = []
     observer = election.Observe(epb.LeaderRequest(name=b"vote"), timeout=30)
     reader = threading.Thread(target=_collect, args=(observer, observed), daemon=True)
@@ -302,7 +225,7 @@ def test_election_campaign_observe_proclaim_resign(cluster):
                                  timeout=RPC_TIMEOUT_S).leader
     assert election.Leader(epb.LeaderRequest(name=b"vote"), timeout=RPC_TIMEOUT_S).kv.value == b"a"
     got: dict[str, epb.LeaderKey] = {}
-    contender = threading.Thread(target=lambda: got.update(b=erpc.ElectionStub(_channel(b)).Campaign(
+    contender = threading.Thread(target=lambda: got.update(b=erpc.ElectionStub(channel(b)).Campaign(
         epb.CampaignRequest(name=b"vote", lease=lease_b, value=b"b"), timeout=RPC_TIMEOUT_S).leader))
     contender.start()
     election.Proclaim(epb.ProclaimRequest(leader=leader_a, value=b"a2"), timeout=RPC_TIMEOUT_S)

@@ -1,0 +1,170 @@
+"""Leases over time on a real 3-member cluster: a hundred leader transfers do not renew
+a lease nobody keeps alive (checkpoints, etcd issue 9888); a mass expiry is revoked at
+etcd's rate, not all at once; leases, their keys and their deadlines survive a member
+that catches up by snapshot and a restart of every member."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from petcd.api.etcdserverpb import rpc_pb2 as pb
+from petcd.api.mvccpb.kv_pb2 import Event
+
+from .lease_calls import (RPC_TIMEOUT_S, exists, grant, keep_alive, kv_stub, lease_stub,
+                          move_leader, put, revoke, time_to_live)
+from .members import Cluster, Member, running, wait_until
+from .watch_streams import RawWatch
+
+TRANSFERS = 100
+UNKEPT_TTL_S = 60
+# A new leader adds an election timeout (1 s here) once; its lessor looks every 0.5 s.
+EXPIRY_SLACK_S = 3.0
+MASS_LEASES = 3000
+MASS_TTL_S = 15  # of the first leases granted; later ones get less, to expire together
+REVOKE_RATE_PER_S = 1000  # etcd's leaseRevokeRate
+GRANT_BATCH = 100
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with running(tmp_path_factory.mktemp("durability"), 3) as c:
+        c.wait_leader()
+        yield c
+
+
+def test_a_hundred_leader_transfers_do_not_renew_an_unkept_lease(cluster):
+    """Each transfer makes a new leader, which would give the lease its whole TTL again
+    (and a grace) were its remaining TTL not checkpointed: the transfers are spread
+    over the lease's life, so it would outlive its TTL by most of a minute."""
+    watcher_member = cluster.members[0]
+    with RawWatch(watcher_member.client_port) as w:
+        w.created(b"transfers")
+        lease_id = grant(watcher_member, UNKEPT_TTL_S)
+        put(watcher_member, b"transfers", lease_id)
+        granted_at = time.monotonic()
+        w.events(1)
+        pace_s = (UNKEPT_TTL_S - 5) / TRANSFERS
+        transferred = 0
+        while transferred < TRANSFERS and time.monotonic() - granted_at < 2 * UNKEPT_TTL_S:
+            transferred += _transfer(cluster, transferred)
+            time.sleep(max(0.0, granted_at + transferred * pace_s - time.monotonic()))
+        assert transferred == TRANSFERS
+        deleted = w.next(timeout_s=UNKEPT_TTL_S + EXPIRY_SLACK_S)
+        lived_s = time.monotonic() - granted_at
+    assert [(e.type, e.kv.key) for e in deleted.events] == [(Event.DELETE, b"transfers")]
+    assert UNKEPT_TTL_S - 1 <= lived_s <= UNKEPT_TTL_S + EXPIRY_SLACK_S, lived_s
+    assert time_to_live(watcher_member, lease_id).TTL == -1
+
+
+def _transfer(cluster: Cluster, turn: int) -> int:
+    """1 if leadership moved from the leader to the next member in turn, else 0."""
+    leader = cluster.wait_leader()
+    others = [m for m in cluster.members if m is not leader]
+    try:
+        move_leader(leader, others[turn % len(others)])
+    except grpc.RpcError:
+        return 0  # leadership moved meanwhile: the next turn asks the new leader
+    return 1
+
+
+def test_a_mass_expiry_is_revoked_at_most_a_thousand_a_second(cluster):
+    member = cluster.wait_leader()
+    with RawWatch(member.client_port) as w:
+        w.created(b"mass/", b"mass0")
+        _grant_to_expire_together(member, MASS_LEASES, MASS_TTL_S)
+        deleted_at = _delete_times(w, MASS_LEASES, timeout_s=MASS_TTL_S + 30)
+    spread_s = deleted_at[-1] - deleted_at[0]
+    assert spread_s >= (MASS_LEASES / REVOKE_RATE_PER_S) - 1, spread_s
+    busiest = max(_in_window(deleted_at, start, 1.0) for start in deleted_at)
+    # a one-second window holds two checks' batches, and a little of a third's
+    assert busiest <= REVOKE_RATE_PER_S * 1.25, busiest
+    assert kv_stub(member).Range(pb.RangeRequest(key=b"mass/", range_end=b"mass0",
+                                                 count_only=True),
+                                 timeout=RPC_TIMEOUT_S).count == 0
+
+
+def _grant_to_expire_together(member: Member, count: int, ttl_s: int) -> None:
+    """`count` leases with a key each (mass/<n>), all due within about a second: a
+    lease granted k seconds after the first has a TTL k seconds shorter."""
+    leases, kv = lease_stub(member), kv_stub(member)
+    started = time.monotonic()
+    for first in range(0, count, GRANT_BATCH):
+        elapsed_s = int(time.monotonic() - started)
+        assert elapsed_s < ttl_s - 5, "granting is too slow for the leases to be due together"
+        grants = [leases.LeaseGrant.future(pb.LeaseGrantRequest(TTL=ttl_s - elapsed_s),
+                                           timeout=RPC_TIMEOUT_S)
+                  for _ in range(first, min(count, first + GRANT_BATCH))]
+        puts = [kv.Put.future(pb.PutRequest(key=b"mass/%d" % (first + n), value=b"v",
+                                            lease=future.result().ID), timeout=RPC_TIMEOUT_S)
+                for n, future in enumerate(grants)]
+        for future in puts:
+            future.result()
+
+
+def _delete_times(w: RawWatch, count: int, timeout_s: float) -> list[float]:
+    """When each of `count` deletes reached the watcher (puts are passed over)."""
+    deadline = time.monotonic() + timeout_s
+    times: list[float] = []
+    while len(times) < count:
+        resp = w.next(timeout_s=max(0.1, deadline - time.monotonic()))
+        now = time.monotonic()
+        times += [now for e in resp.events if e.type == Event.DELETE]
+    return times
+
+
+def _in_window(times: list[float], start: float, width_s: float) -> int:
+    return sum(1 for t in times if start <= t < start + width_s)
+
+
+def test_leases_survive_a_snapshot_install_and_restarts(tmp_path):
+    args = ["--snapshot-count", "200", "--snapshot-catchup-entries", "20"]
+    with running(tmp_path, 3, args) as c:
+        leader = c.wait_leader()
+        late = next(m for m in c.members if m is not leader)
+        kept, gone = grant(leader, 300), grant(leader, 300)
+        for key, lease_id in ((b"dur/kept-a", kept), (b"dur/kept-b", kept), (b"dur/gone", gone)):
+            put(leader, key, lease_id)
+        late.kill()
+        born = grant(leader, 300)
+        put(leader, b"dur/born", born)
+        revoke(leader, gone)
+        for i in range(400):  # two snapshots: `late` is behind the leader's log
+            put(leader, b"fill/%d" % (i % 10))
+        c.start(late)
+        assert wait_until(lambda: any(e.get("event") == "snapshot applied"
+                                      for e in late.log_events()), 30)
+        _lead(c, late)  # its lessor's table is the snapshot's
+        expected = {kept: [b"dur/kept-a", b"dur/kept-b"], born: [b"dur/born"]}
+        assert _table(late) == expected
+        assert time_to_live(late, gone).TTL == -1
+        assert keep_alive(late, born) == 300
+        short = grant(late, 4)
+        put(late, b"dur/short", short)
+        for m in c.members:
+            m.kill()  # nothing is flushed on the way out: only what was acknowledged
+        c.start()
+        restarted = c.wait_leader()
+        assert _table(restarted) == {**expected, short: [b"dur/short"]}
+        assert 0 < time_to_live(restarted, kept).TTL <= 300 + 1
+        elected_at = time.monotonic()
+        assert wait_until(lambda: not exists(restarted, b"dur/short"), 4 + EXPIRY_SLACK_S + 5)
+        assert time.monotonic() - elected_at >= 2  # not revoked at start: a TTL anew
+        revoke(restarted, kept)
+        assert not exists(restarted, b"dur/kept-a") and exists(restarted, b"dur/born")
+
+
+def _lead(cluster: Cluster, member: Member) -> None:
+    assert wait_until(lambda: cluster.leader() is not None, 30)
+    if cluster.leader() is not member:
+        move_leader(cluster.wait_leader(), member)
+    assert wait_until(lambda: cluster.leader() is member, 15)
+
+
+def _table(member: Member) -> dict[int, list[bytes]]:
+    """Every lease the member's leader knows, with its keys."""
+    listed = lease_stub(member).LeaseLeases(pb.LeaseLeasesRequest(), timeout=RPC_TIMEOUT_S)
+    return {status.ID: sorted(time_to_live(member, status.ID, keys=True).keys)
+            for status in listed.leases}
