@@ -14,6 +14,7 @@ Each call gets `command_timeout_s` in total (dialling excluded, as in etcdctl).
 A watch (petcd.client.watch) resumes on the next endpoint when its stream breaks;
 so does a lease's keep-alive (petcd.client.lease). Locks and elections
 (petcd.client.concurrency) hold a session: a lease kept alive while they last.
+Queues, barriers and read-write locks are in petcd.client.recipes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from contextlib import AbstractContextManager
 import grpc
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
-from petcd.client import concurrency, requests
+from petcd.client import concurrency, recipes, requests
 from petcd.client.connection import Connection, Connections, normalize_endpoint
 from petcd.client.errors import DEADLINE_MESSAGE, EtcdError, from_rpc_error, is_server_error
 from petcd.client.lease import KeepAlive, keep_alive_once
@@ -185,6 +186,23 @@ class Client:
                                        timeout_s=self.command_timeout_s)
         self._observations.add(made)
         return made
+
+    # Recipes: queues, barriers, read-write locks (petcd.client.recipes)
+
+    def queue(self, prefix: requests.Bytes) -> recipes.Queue:
+        return recipes.Queue(self, prefix)
+
+    def barrier(self, key: requests.Bytes) -> recipes.Barrier:
+        return recipes.Barrier(self, key)
+
+    def double_barrier(self, key: requests.Bytes, count: int,
+                       ttl: int = concurrency.DEFAULT_TTL_S) -> recipes.DoubleBarrier:
+        return recipes.DoubleBarrier(self, key, count, ttl)
+
+    def rwlock(self, name: requests.Bytes,
+               ttl: int = concurrency.DEFAULT_TTL_S) -> recipes.RWLock:
+        """`with client.rwlock(name) as rw:` then `with rw.read():` or `rw.write()`."""
+        return recipes.RWLock(self, name, ttl)
 
     # Cluster and maintenance
 

@@ -60,6 +60,7 @@ MAX_BATCH_MSGS = 4096  # inbox messages or peer frames handled per loop turn
 POLL_MS = 100
 MEMBER_SYNC_EVERY_S = 1.0
 PUBLISH_RETRY_S = 1.0
+PUBLISH_POLL_S = 0.1  # how often a publish in flight looks for a new leader
 HTTP_SHUTDOWN_TIMEOUT_S = 2.0
 GRPC_SHUTDOWN_TIMEOUT_S = 2.0
 GRPC_SOCKET_NAME = "grpc.sock"
@@ -263,8 +264,14 @@ class NetworkActor:
             return False  # the table has not taken this member in yet
         if (mine.name, mine.client_urls) == (self.ctx.name, urls):
             return True  # published before a restart
+        publishing = asyncio.ensure_future(self.server.publish(self.ctx.name, urls))
+        while await self._lost_with_the_leader(publishing):
+            # Until this member is published no other can reach its client URL
+            # (leader.py forwards there): ask the new leader at once, not after the
+            # request timeout (setting the same attributes twice is harmless).
+            publishing = asyncio.ensure_future(self.server.publish(self.ctx.name, urls))
         try:
-            await self.server.publish(self.ctx.name, urls)
+            publishing.result()
         except EtcdError as err:
             self.log.warning("cannot publish local member to cluster; retrying",
                              error=err.message)
@@ -272,6 +279,22 @@ class NetworkActor:
         self.log.info("published local member to cluster", name=self.ctx.name,
                       client_urls=list(urls))
         return True
+
+    async def _lost_with_the_leader(self, proposing: asyncio.Future[None]) -> bool:
+        """Waits for a proposal; True (and the proposal cancelled) if the leader changed
+        first: the proposal may have been lost with the old one."""
+        leader = self.tracker.status.leader
+        try:
+            while not proposing.done():
+                await asyncio.wait([proposing], timeout=PUBLISH_POLL_S)
+                if not proposing.done() and self.tracker.status.leader != leader:
+                    proposing.cancel()
+                    await asyncio.gather(proposing, return_exceptions=True)
+                    return True
+        except asyncio.CancelledError:
+            proposing.cancel()  # the member stops
+            raise
+        return False
 
     def _on_applied(self, payload: Any) -> None:
         # Watchers and leases first: a read woken by this APPLIED may lead its client

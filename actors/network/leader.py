@@ -1,15 +1,18 @@
 """Requests only the leader can answer, forwarded to it by any other member: lease
 keep-alives and time-to-live (etcd forwards them over the leader's peer URL; petcd
-calls the leader's own client API, gRPC on its published client URL).
+calls the leader's gRPC server, on its published client URL).
 
-Keep-alives share one LeaseKeepAlive stream to the leader (`_Forward`): one task
-writes the queued requests in order, one reads the answers, and each answer, naming
-its lease, goes to the oldest waiter for that lease. The stream ends when it breaks or
-another member leads (checked every RETRY_S by `follow_leader`), and its waiters ask
-again, of the next leader (etcd's LeaseRenew loop); no leader yet: they wait for one.
-Nothing waits on a stopped leader: a write to it would hang until it answers again.
-Every wait ends by the request timeout, then "etcdserver: leader changed"
-(Unavailable, which clients retry).
+Keep-alives share one stream to the leader (`_Forward`) on petcd's own method
+FORWARD_METHOD: each message is a batch, the lease ids (msgpack) of every keep-alive
+that came while the previous batch was being written, and the leader answers each
+batch, in order, with their TTLs (0: no such lease). One gRPC message per batch
+instead of one per keep-alive, each way: what a forwarded keep-alive costs both
+members is then mostly what the client's own stream costs. The stream ends when it
+breaks or another member leads (checked every RETRY_S by `follow_leader`), and its
+waiters ask again, of the next leader (etcd's LeaseRenew loop); no leader yet: they
+wait for one. Nothing waits on a stopped leader: a write to it would hang until it
+answers again. Every wait ends by the request timeout, then "etcdserver: leader
+changed" (Unavailable, which clients retry).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections import deque
 from typing import Any
 
 import grpc
+import msgpack
 
 from petcd.actors.apply import members as member_table
 from petcd.api.etcdserverpb import rpc_pb2 as pb
@@ -30,7 +34,28 @@ from .local import LocalStore
 from .requests import Tracker
 
 MAX_WAITING = 10_000  # keep-alives waiting for the leader's answers at once
+MAX_BATCH = 1000  # keep-alives in one forwarded message
 RETRY_S = 0.1  # how often the leader is looked at, and the pause before asking again
+FORWARD_SERVICE, FORWARD_NAME = "petcd.internal.Leader", "KeepAlives"
+FORWARD_METHOD = f"/{FORWARD_SERVICE}/{FORWARD_NAME}"
+_INT64 = range(-(1 << 63), 1 << 63)
+
+
+def pack_ids(values: list[int]) -> bytes:
+    return msgpack.packb(values)
+
+
+def unpack_ids(data: bytes) -> list[int]:
+    """A forwarded batch (lease ids, or their TTLs); ValueError unless it is a list of
+    at most MAX_BATCH int64s."""
+    try:
+        values = msgpack.unpackb(data)
+    except Exception as err:  # msgpack raises several kinds for bad bytes
+        raise ValueError(f"not msgpack: {err}") from None
+    if (not isinstance(values, list) or not 0 < len(values) <= MAX_BATCH
+            or not all(type(v) is int and v in _INT64 for v in values)):
+        raise ValueError(f"not a batch of 1-{MAX_BATCH} int64s")
+    return values
 
 
 class _LeaderMoved(Exception):
@@ -38,15 +63,18 @@ class _LeaderMoved(Exception):
 
 
 class _Forward:
-    """One LeaseKeepAlive stream to one leader."""
+    """One stream of keep-alive batches to one leader."""
 
     def __init__(self, channel: grpc.aio.Channel, log: Any) -> None:
-        self.call = rpc.LeaseStub(channel).LeaseKeepAlive()
+        method = channel.stream_stream(FORWARD_METHOD, request_serializer=pack_ids,
+                                       response_deserializer=unpack_ids)
+        self.call = method()
         self.log = log
-        self.outbox: asyncio.Queue[int] = asyncio.Queue()
-        self.waiting: dict[int, deque[asyncio.Future[int]]] = {}  # lease id -> waiters
-        self.pending = 0
+        self.queued: list[tuple[int, asyncio.Future[int]]] = []  # not written yet
+        self.sent: deque[list[asyncio.Future[int]]] = deque()  # batches, oldest first
+        self.pending = 0  # keep-alives queued or sent, not answered
         self.ended = False
+        self._queued_some = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._write()), loop.create_task(self._read())]
 
@@ -55,31 +83,35 @@ class _Forward:
         if self.ended:
             answer.set_exception(_LeaderMoved())
             return answer
-        self.waiting.setdefault(lease_id, deque()).append(answer)
+        self.queued.append((lease_id, answer))
         self.pending += 1
-        self.outbox.put_nowait(lease_id)
+        self._queued_some.set()
         return answer
 
     async def _write(self) -> None:
         try:
             while True:
-                lease_id = await self.outbox.get()
-                await self.call.write(pb.LeaseKeepAliveRequest(ID=lease_id))
+                await self._queued_some.wait()
+                self._queued_some.clear()
+                while self.queued:
+                    batch, self.queued = self.queued[:MAX_BATCH], self.queued[MAX_BATCH:]
+                    self.sent.append([answer for _, answer in batch])
+                    await self.call.write([lease_id for lease_id, _ in batch])
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
             self.end()
 
     async def _read(self) -> None:
         try:
-            async for resp in self.call:
-                waiters = self.waiting.get(resp.ID)
-                if not waiters:
-                    continue
-                answer = waiters.popleft()
-                self.pending -= 1
-                if not waiters:
-                    del self.waiting[resp.ID]
-                if not answer.done():
-                    answer.set_result(resp.TTL)
+            async for ttls in self.call:
+                answers = self.sent.popleft()  # the leader answers each batch, in order
+                if len(ttls) != len(answers):
+                    self.log.warning("the leader answered a keep-alive batch with the "
+                                     "wrong count", asked=len(answers), answered=len(ttls))
+                    break
+                self.pending -= len(answers)
+                for answer, ttl in zip(answers, ttls):
+                    if not answer.done():  # a waiter that gave up
+                        answer.set_result(ttl)
         except grpc.aio.AioRpcError as err:
             self.log.info("keep-alive stream to the leader ended", error=err.details())
         self.end()
@@ -94,12 +126,13 @@ class _Forward:
         for task in self._tasks:
             if task is not current:
                 task.cancel()
-        waiting, self.waiting, self.pending = self.waiting, {}, 0
-        for answers in waiting.values():
-            for answer in answers:
-                if not answer.done():
-                    answer.set_exception(_LeaderMoved())
-                    answer.exception()
+        unanswered = [answer for _, answer in self.queued]
+        unanswered += [answer for batch in self.sent for answer in batch]
+        self.queued, self.sent, self.pending = [], deque(), 0
+        for answer in unanswered:
+            if not answer.done():
+                answer.set_exception(_LeaderMoved())
+                answer.exception()
 
 
 class LeaderLink:
@@ -123,18 +156,25 @@ class LeaderLink:
             if self._forward is not None and self.tracker.status.leader != self._leader:
                 self._forward.end()
 
-    async def keep_alive(self, lease_id: int) -> int:
-        """The leader's answer, asked again of the next leader if the stream ends."""
+    async def keep_alives(self, lease_ids: list[int]) -> list[int]:
+        """The leader's answers, in order; those the stream lost are asked again of
+        the next leader."""
         if self._forward is not None and self._forward.pending >= MAX_WAITING:
             raise errors.copy(errors.TOO_MANY_REQUESTS)
+        ttls: dict[int, int] = {}  # position in lease_ids -> TTL
+        todo = list(range(len(lease_ids)))
         try:
             async with asyncio.timeout(self.timeout_s):
                 while True:
                     forward = await self._forward_stream()
-                    try:
-                        return await forward.ask(lease_id)
-                    except _LeaderMoved:
-                        await asyncio.sleep(RETRY_S)
+                    outcomes = await asyncio.gather(
+                        *(forward.ask(lease_ids[n]) for n in todo), return_exceptions=True)
+                    ttls.update((n, ttl) for n, ttl in zip(todo, outcomes)
+                                if not isinstance(ttl, _LeaderMoved))
+                    todo = [n for n, ttl in zip(todo, outcomes) if isinstance(ttl, _LeaderMoved)]
+                    if not todo:
+                        return [ttls[n] for n in range(len(lease_ids))]
+                    await asyncio.sleep(RETRY_S)
         except TimeoutError:
             raise errors.copy(errors.LEADER_CHANGED) from None
 
@@ -165,14 +205,23 @@ class LeaderLink:
         return self._forward
 
     async def _leader_channel(self) -> grpc.aio.Channel:
-        while not self.tracker.status.has_leader:  # etcd's waitLeader
+        """A channel to the current leader, once there is one and its client URL is
+        known (a member publishes right after it starts; a leader stopped before it
+        did is passed over as soon as another leads). The caller's timeout bounds it."""
+        while True:
+            if self.tracker.status.has_leader:  # etcd's waitLeader
+                async with self._dialing:
+                    channel = await self._channel_to(self.tracker.status.leader)
+                if channel is not None:
+                    return channel
             await asyncio.sleep(RETRY_S)
-        async with self._dialing:
-            return await self._channel_to(self.tracker.status.leader)
 
-    async def _channel_to(self, leader: int) -> grpc.aio.Channel:
+    async def _channel_to(self, leader: int) -> grpc.aio.Channel | None:
         if leader == self._leader and self._channel is not None:
             return self._channel
+        target = await self._client_address(leader)
+        if target is None:
+            return None
         if self._forward is not None:
             self._forward.end()
         if self._channel is not None:
@@ -181,16 +230,12 @@ class LeaderLink:
             closing = asyncio.get_running_loop().create_task(self._channel.close())
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
-            self._channel = None
-        target = await self._client_address(leader)
         self._channel, self._leader = grpc.aio.insecure_channel(target), leader
         return self._channel
 
-    async def _client_address(self, leader: int) -> str:
-        """host:port of the leader's first client URL, once it has published them (a
-        member publishes right after it starts; the caller's timeout bounds the wait)."""
-        while True:
-            member = (await self.store.call(member_table.read_member_table)).get(leader)
-            if member is not None and member.client_urls:
-                return member.client_urls[0].split("://", 1)[-1]
-            await asyncio.sleep(RETRY_S)
+    async def _client_address(self, leader: int) -> str | None:
+        """host:port of the leader's first client URL; None until it has published."""
+        member = (await self.store.call(member_table.read_member_table)).get(leader)
+        if member is None or not member.client_urls:
+            return None
+        return member.client_urls[0].split("://", 1)[-1]

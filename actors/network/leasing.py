@@ -2,9 +2,10 @@
 EtcdServer lease methods around its lessor).
 
     keep-alive      the leader renews in memory (lessor.py), after confirming it still
-                    leads (a read index: etcd's ensureLeadership, issue 15247); any other
-                    member forwards it to the leader over the leader's client URL
-                    (leader.py) and passes the answer back
+                    leads (a read index: etcd's ensureLeadership, issue 15247), once for
+                    the keep-alives a stream has queued; any other member forwards
+                    them to the leader, in batches (leader.py), and passes the answers
+                    back
     time-to-live    the leader's deadline; others forward; keys from the local store
     expiry          every 0.5 s the primary lessor's expired leases, at most
                     REVOKE_RATE_PER_S a second, are revoked through Raft, each after
@@ -96,22 +97,34 @@ class Leasing:
             lease_id = self.raft.ids.next() & MAX_LEASE_ID
         return lease_id
 
-    async def keep_alive(self, lease_id: int) -> int:
-        """The TTL the lease was renewed for; 0 if it does not exist (or expired)."""
+    async def keep_alives(self, lease_ids: list[int]) -> list[int]:
+        """The TTL each lease was renewed for, in order; 0 for one that does not exist
+        (or expired). One leadership check for the lot; another member forwards them."""
         if not await self._lead():
-            return await self.leader.keep_alive(lease_id)
-        renewed = self.lessor.renew(lease_id)
-        if renewed is None:
+            return await self.leader.keep_alives(lease_ids)
+        return await self._renew(lease_ids)
+
+    async def keep_alives_as_leader(self, lease_ids: list[int]) -> list[int]:
+        """Keep-alives another member forwarded: only the leader answers them (a member
+        that no longer leads must not pass them on again, perhaps back to the sender)."""
+        if not await self._lead():
+            raise errors.copy(errors.LEADER_CHANGED)
+        return await self._renew(lease_ids)
+
+    async def _renew(self, lease_ids: list[int]) -> list[int]:
+        renewed = [self.lessor.renew(lease_id) for lease_id in lease_ids]
+        if None in renewed:
             await self.raft.read_barrier()  # a grant committed but not applied yet?
-            renewed = self.lessor.renew(lease_id) if self.lessor.primary else None
-        if renewed is None:
-            return 0
-        if renewed.clear_checkpoint:
+            renewed = [r if r is not None or not self.lessor.primary else self.lessor.renew(i)
+                       for i, r in zip(lease_ids, renewed)]
+        cleared = [(i, 0) for i, r in zip(lease_ids, renewed) if r is not None
+                   and r.clear_checkpoint]
+        if cleared:
             # etcd's Renew: the checkpointed remaining TTL no longer holds.
-            task = asyncio.get_running_loop().create_task(self._checkpoint([(lease_id, 0)]))
+            task = asyncio.get_running_loop().create_task(self._checkpoint(cleared))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        return renewed.ttl_s
+        return [0 if r is None else r.ttl_s for r in renewed]
 
     async def time_to_live(self, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
         if not await self._lead():

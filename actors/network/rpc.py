@@ -10,6 +10,10 @@ descriptors, so the method table cannot drift from the wire definitions:
   and sends its responses, already encoded; the `hasleader` metadata of etcd's
   WithRequireLeader is honoured (a member without a leader refuses the stream with
   "etcdserver: no leader", and ends it when it loses its leader);
+- Lease.LeaseKeepAlive renews the requests a stream has queued together, one
+  leadership check per batch;
+- petcd.internal.Leader/KeepAlives (not etcd's) takes the batches of keep-alives the
+  other members forward to the leader (leader.py);
 - every other method answers etcd's Unimplemented ("method Watch not implemented"),
   with the streaming shape of its definition, until a later version serves it.
 
@@ -33,6 +37,7 @@ from petcd.api.etcdserverpb import rpc_pb2
 from petcd.api.v3electionpb import v3election_pb2
 from petcd.api.v3lockpb import v3lock_pb2
 
+from . import leader
 from .errors import Code, EtcdError
 from .server import GRPC_OVERHEAD_BYTES, Server
 from .watch import WatchStream
@@ -90,6 +95,8 @@ def add_services(grpc_server: grpc.aio.Server, server: Server, log: Any) -> heal
         handlers = {m.name: _handler(m, server, log) for m in service.methods}
         grpc_server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    grpc_server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        leader.FORWARD_SERVICE, {leader.FORWARD_NAME: _forwarded_keep_alives(server)}),))
     checker = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, grpc_server)
     return checker
@@ -200,59 +207,83 @@ async def _read_watch_requests(requests: AsyncIterator[Any], stream: WatchStream
 def _keep_alive(server: Server, log: Any) -> Callable[[AsyncIterator[Any],
                                                       grpc.aio.ServicerContext],
                                                      AsyncIterator[Message]]:
-    """LeaseKeepAlive: each request answered once renewed (TTL 0 for an unknown lease),
-    up to MAX_KEEP_ALIVES_IN_FLIGHT of a stream at once, in the order they complete
-    (each answer names its lease); another error ends the stream, as etcd's."""
+    """LeaseKeepAlive: each request answered once renewed (TTL 0 for an unknown lease);
+    the requests that arrive while a batch is being renewed make the next batch, up to
+    MAX_KEEP_ALIVES_IN_FLIGHT of a stream at once; another error ends the stream, as
+    etcd's."""
     async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
                      ) -> AsyncIterator[Message]:
         answers: asyncio.Queue[Message | EtcdError | None] = asyncio.Queue()
-        reader = asyncio.create_task(_read_keep_alives(server, requests, answers, log))
+        queued: asyncio.Queue[int] = asyncio.Queue(MAX_KEEP_ALIVES_IN_FLIGHT)
+        tasks = [asyncio.create_task(_read_keep_alives(requests, queued, answers)),
+                 asyncio.create_task(_renew_queued(server, queued, answers, log))]
         try:
             while (answer := await answers.get()) is not None:
                 if isinstance(answer, EtcdError):
                     await context.abort(status_code(answer.code), answer.message)
                 yield answer
         finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
     return handle
 
 
-async def _read_keep_alives(server: Server, requests: AsyncIterator[Any],
-                            answers: asyncio.Queue[Message | EtcdError | None],
-                            log: Any) -> None:
+async def _read_keep_alives(requests: AsyncIterator[Any], queued: asyncio.Queue[int],
+                            answers: asyncio.Queue[Message | EtcdError | None]) -> None:
     """Until the client half-closes: then, once every answer is out, None ends the
     stream (etcd's recvLoop returns at io.EOF)."""
-    in_flight = asyncio.Semaphore(MAX_KEEP_ALIVES_IN_FLIGHT)
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def renew(request: rpc_pb2.LeaseKeepAliveRequest) -> None:
-        try:
-            answers.put_nowait(await server.lease_keep_alive(request))
-        except EtcdError as err:
-            answers.put_nowait(err)
-        except Exception as err:  # a bug: end this stream, keep the member
-            log.exception("keep-alive failed")
-            answers.put_nowait(EtcdError(Code.UNKNOWN, f"{type(err).__name__}: {err}"))
-        finally:
-            in_flight.release()
-
     try:
         async for request in requests:
             if isinstance(request, Malformed):
                 answers.put_nowait(EtcdError(Code.INTERNAL, request.message))
                 return
-            await in_flight.acquire()
-            task = asyncio.create_task(renew(request))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        await asyncio.gather(*tasks)
+            await queued.put(request.ID)
+        await queued.join()
         answers.put_nowait(None)
     except grpc.RpcError:
         pass  # the client went away
-    finally:
-        for task in tasks:
-            task.cancel()
+
+
+async def _renew_queued(server: Server, queued: asyncio.Queue[int],
+                        answers: asyncio.Queue[Message | EtcdError | None], log: Any) -> None:
+    while True:
+        lease_ids = [await queued.get()]
+        while not queued.empty():
+            lease_ids.append(queued.get_nowait())
+        try:
+            for resp in await server.lease_keep_alives(lease_ids):
+                answers.put_nowait(resp)
+        except EtcdError as err:
+            answers.put_nowait(err)
+        except Exception as err:  # a bug: end this stream, keep the member
+            log.exception("keep-alive failed")
+            answers.put_nowait(EtcdError(Code.UNKNOWN, f"{type(err).__name__}: {err}"))
+        for _ in lease_ids:
+            queued.task_done()
+
+
+def _forwarded_keep_alives(server: Server) -> grpc.RpcMethodHandler:
+    """leader.FORWARD_METHOD: batches of keep-alives other members forward, answered in
+    order by the leader alone."""
+    async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+                     ) -> AsyncIterator[list[int]]:
+        async for lease_ids in requests:
+            if isinstance(lease_ids, Malformed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, lease_ids.message)
+            try:
+                ttls = await server.leasing.keep_alives_as_leader(lease_ids)
+            except EtcdError as err:
+                await context.abort(status_code(err.code), err.message)
+            yield ttls
+
+    def parse(data: bytes) -> list[int] | Malformed:
+        try:
+            return leader.unpack_ids(data)
+        except ValueError as err:
+            return Malformed(f"keep-alive batch: {err}")
+    return grpc.stream_stream_rpc_method_handler(
+        handle, request_deserializer=parse, response_serializer=leader.pack_ids)
 
 
 def _already_encoded(response: bytes) -> bytes:

@@ -164,9 +164,16 @@ class Server:
 
     async def lease_keep_alive(self, r: pb.LeaseKeepAliveRequest) -> pb.LeaseKeepAliveResponse:
         """One keep-alive of a LeaseKeepAlive stream: an unknown lease gets TTL 0."""
-        resp = pb.LeaseKeepAliveResponse(ID=r.ID, TTL=await self.leasing.keep_alive(r.ID))
-        self._fill(resp.header)
+        [resp] = await self.lease_keep_alives([r.ID])
         return resp
+
+    async def lease_keep_alives(self, lease_ids: list[int]) -> list[pb.LeaseKeepAliveResponse]:
+        """Keep-alives a stream has queued, answered together (one leadership check)."""
+        ttls = await self.leasing.keep_alives(lease_ids)
+        header = pb.ResponseHeader()
+        self._fill(header)
+        return [pb.LeaseKeepAliveResponse(header=header, ID=lease_id, TTL=ttl)
+                for lease_id, ttl in zip(lease_ids, ttls)]
 
     async def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest
                                  ) -> pb.LeaseTimeToLiveResponse:
