@@ -28,13 +28,12 @@ and refuse any request carrying a lower one.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import grpc
 
@@ -43,6 +42,7 @@ from petcd.api.v3lockpb import v3lock_pb2 as lpb
 from petcd.client.connection import Connections
 from petcd.client.errors import DEADLINE_MESSAGE, EtcdError, from_rpc_error, is_server_error
 from petcd.client.requests import Bytes, to_bytes
+from petcd.client.streamreader import StreamReader
 
 if TYPE_CHECKING:
     from petcd.client.client import Client
@@ -55,10 +55,8 @@ SESSION_EXPIRED = "session expired"
 INBOX_SIZE = 64  # leader changes held for a slow observer
 POLL_S = 0.1
 BACKOFF_S = 0.1
-JOIN_TIMEOUT_S = 5.0
 _RESUMABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL,
                     grpc.StatusCode.CANCELLED)
-_END = object()
 
 
 class Session:
@@ -133,23 +131,60 @@ def _unlock(client: Client, key: bytes) -> None:
         pass  # revoking the session's lease (next) deletes the key too
 
 
-class Election:
-    """One client's part in election `name`: campaign, proclaim, resign with a session
-    of `ttl` seconds (granted at the first campaign); leader() and observe() need none."""
+class SessionOwner:
+    """What holds a session of `ttl` seconds, granted when first needed (again if the
+    last one was lost) and revoked by close(): an election's candidate, a read-write
+    lock's holder, a double barrier's entrant. Subclasses forget what they held in
+    `_forget`."""
 
-    def __init__(self, client: Client, name: Bytes, ttl: int = DEFAULT_TTL_S) -> None:
-        self.name = to_bytes(name)
+    def __init__(self, client: Client, ttl: int) -> None:
         self._client = client
         self._ttl = ttl
         self._session: Session | None = None
+
+    @property
+    def lost(self) -> bool:
+        """True once the session's lease is gone, and with it all it owned."""
+        return self._session is not None and self._session.lost
+
+    def close(self) -> None:
+        """Revoke the session: that deletes every key it owned."""
+        self._forget()
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _live_session(self) -> Session:
+        if self._session is None or self._session.lost:
+            if self._session is not None:
+                self._session.close()
+            self._session = Session(self._client, self._ttl)
+        return self._session
+
+    def _forget(self) -> None:
+        pass
+
+
+class Election(SessionOwner):
+    """One client's part in election `name`: campaign, proclaim, resign with a session
+    of `ttl` seconds (granted at the first campaign); leader() and observe() need none.
+    close() leaves the election: revoking the session's lease deletes its key."""
+
+    def __init__(self, client: Client, name: Bytes, ttl: int = DEFAULT_TTL_S) -> None:
+        super().__init__(client, ttl)
+        self.name = to_bytes(name)
         self.leader_key: epb.LeaderKey | None = None  # set while this client leads
 
     def campaign(self, value: Bytes, timeout_s: float | None = None) -> epb.LeaderKey:
         """Wait until elected (up to `timeout_s`; None: as long as the session lives),
         then lead with `value`. The key's `rev` guards writes as a lock's revision does."""
-        if self._session is None or self._session.lost:
-            self._session = Session(self._client, self._ttl)
-        session = self._session
+        session = self._live_session()
         request = epb.CampaignRequest(name=self.name, lease=session.lease_id,
                                       value=to_bytes(value))
         resp = self._client.call_until(lambda c: c.election.Campaign, request,
@@ -157,11 +192,6 @@ class Election:
                                        timeout_s=timeout_s)
         self.leader_key = resp.leader
         return resp.leader
-
-    @property
-    def lost(self) -> bool:
-        """True once the session's lease is gone: a leader has lost its office."""
-        return self._session is not None and self._session.lost
 
     def proclaim(self, value: Bytes) -> epb.ProclaimResponse:
         """Change the leader's value without an election (only while leading)."""
@@ -184,18 +214,8 @@ class Election:
         self.leader_key = None
         return resp
 
-    def close(self) -> None:
-        """Leave the election: revoking the session's lease deletes its key."""
+    def _forget(self) -> None:
         self.leader_key = None
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-
-    def __enter__(self) -> Election:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
     def _leading(self) -> epb.LeaderKey:
         if self.leader_key is None:
@@ -203,7 +223,7 @@ class Election:
         return self.leader_key
 
 
-class Observation:
+class Observation(StreamReader):
     """An Observe stream read by a worker thread: get(timeout_s) for the next
     LeaderResponse, or iterate; close() ends it. When the stream breaks, the worker
     opens one on the next endpoint; the leader it repeats first is dropped if already
@@ -212,6 +232,7 @@ class Observation:
     def __init__(self, connections: Connections, endpoints: tuple[str, ...], name: bytes,
                  *, timeout_s: float) -> None:
         assert endpoints, "an observation needs an endpoint"
+        super().__init__(INBOX_SIZE, "petcd-observe")
         self._connections = connections
         self._endpoints = endpoints
         self._request = epb.LeaderRequest(name=name)
@@ -219,64 +240,12 @@ class Observation:
         self._last: tuple[bytes, int] | None = None  # (key, mod_revision) passed on
         self._call = None
         self._lock = threading.Lock()  # guards _call against close()
-        self._closed = threading.Event()
-        self._ended = False
-        self._inbox: queue.Queue = queue.Queue(INBOX_SIZE)
-        self._worker = threading.Thread(target=self._run, name="petcd-observe", daemon=True)
-        self._worker.start()
+        self._start()
 
-    def get(self, timeout_s: float | None = None) -> epb.LeaderResponse | None:
-        """The next response; None if none came within `timeout_s` or it is over."""
-        if self._ended or self._closed.is_set():
-            return None
-        try:
-            item = self._inbox.get(timeout=timeout_s)
-        except queue.Empty:
-            return None
-        if isinstance(item, epb.LeaderResponse):
-            return item
-        self._ended = True
-        if isinstance(item, EtcdError):
-            raise item
-        return None
-
-    @property
-    def ended(self) -> bool:
-        """True once the last response was had (after close or an error)."""
-        return self._ended or self._closed.is_set()
-
-    def __iter__(self) -> Iterator[epb.LeaderResponse]:
-        return self
-
-    def __next__(self) -> epb.LeaderResponse:
-        resp = self.get()
-        if resp is None:
-            raise StopIteration
-        return resp
-
-    def close(self) -> None:
-        self._closed.set()
+    def _stop(self) -> None:
         with self._lock:
             if self._call is not None:
                 self._call.cancel()
-        self._worker.join(JOIN_TIMEOUT_S)
-        while not self._inbox.empty():
-            self._inbox.get_nowait()
-        self._inbox.put_nowait(_END)  # wakes a get() waiting in another thread
-
-    def __enter__(self) -> Observation:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def _run(self) -> None:
-        try:
-            self._follow()
-        except EtcdError as exc:
-            self._deliver(exc)
-        finally:
-            self._deliver(_END)
 
     def _follow(self) -> None:
         failing_since: float | None = None  # since when no stream has worked
@@ -316,15 +285,6 @@ class Observation:
             if not is_server_error(exc):
                 self._connections.drop(conn.endpoint)
             return False
-
-    def _deliver(self, item) -> bool:
-        while not self._closed.is_set():
-            try:
-                self._inbox.put(item, timeout=POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
 
 
 def waiting_call(connections: Connections, endpoints: tuple[str, ...], method, request, *,

@@ -41,12 +41,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import grpc
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
-from petcd.client.concurrency import DEFAULT_TTL_S, SESSION_EXPIRED, Session
+from petcd.client.concurrency import DEFAULT_TTL_S, SESSION_EXPIRED, Session, SessionOwner
 from petcd.client.errors import DEADLINE_MESSAGE, EtcdError
 from petcd.client.requests import Bytes, compare, delete_op, put_op, range_request, to_bytes
 
@@ -146,7 +146,7 @@ class RWHeld:
     revision: int
 
 
-class RWLock:
+class RWLock(SessionOwner):
     """Many readers or one writer (etcd's recipe.RWMutex), served in the order they
     asked: a reader that asks while a writer waits comes after that writer. One
     holder's part (not shared between threads): at most one lock at a time, with a
@@ -155,10 +155,8 @@ class RWLock:
     TTL later."""
 
     def __init__(self, client: Client, name: Bytes, ttl: int = DEFAULT_TTL_S) -> None:
+        super().__init__(client, ttl)
         self.name = to_bytes(name)
-        self._client = client
-        self._ttl = ttl
-        self._session: Session | None = None
         self.held: RWHeld | None = None
 
     def rlock(self, timeout_s: float | None = None) -> RWHeld:
@@ -192,31 +190,16 @@ class RWLock:
         finally:
             self.unlock()
 
-    @property
-    def lost(self) -> bool:
-        """True once the session's lease is gone, and with it the lock held."""
-        return self._session is not None and self._session.lost
-
-    def close(self) -> None:
-        """Revoke the session: that deletes the key of a lock still held."""
+    def _forget(self) -> None:
         self.held = None
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
     def _acquire(self, mode: str, blockers: bytes, timeout_s: float | None) -> RWHeld:
         if self.held is not None:
             raise RuntimeError(f"rwlock {self.name!r}: held already (one lock at a time)")
         deadline = _deadline(timeout_s)
-        self._session = _live(self._client, self._session, self._ttl)
+        session = self._live_session()
         key, revision = _put_unique(self._client, self.name + b"/" + mode.encode(), b"",
-                                    lease=self._session.lease_id)
+                                    lease=session.lease_id)
         try:
             self._wait_turn(key, revision, blockers, deadline)
         except BaseException:
@@ -246,7 +229,7 @@ class RWLock:
         self._client.delete(held.key)
 
 
-class DoubleBarrier:
+class DoubleBarrier(SessionOwner):
     """`count` processes enter together and leave together (etcd's
     recipe.DoubleBarrier). Each entry is a key on a session of `ttl` seconds (granted
     at the first enter, revoked by close()): a process that dies has left once its
@@ -255,13 +238,11 @@ class DoubleBarrier:
     def __init__(self, client: Client, key: Bytes, count: int,
                  ttl: int = DEFAULT_TTL_S) -> None:
         assert count > 0, count
+        super().__init__(client, ttl)
         self.key = to_bytes(key)
         self.count = count
-        self._client = client
-        self._ttl = ttl
         self._waiters = self.key + b"/waiters"  # one key under it per process in
         self._ready = self.key + b"/ready"  # put by the count-th to enter
-        self._session: Session | None = None
         self._mine: bytes | None = None  # our key under _waiters, while entered
 
     def enter(self, timeout_s: float | None = None) -> None:
@@ -273,9 +254,9 @@ class DoubleBarrier:
         deadline = _deadline(timeout_s)
         if self._entered(count_only=True).count >= self.count:
             raise EtcdError(grpc.StatusCode.RESOURCE_EXHAUSTED, TOO_MANY_CLIENTS)
-        self._session = _live(self._client, self._session, self._ttl)
+        session = self._live_session()
         key, revision = _put_unique(self._client, self._waiters, b"",
-                                    lease=self._session.lease_id)
+                                    lease=session.lease_id)
         try:
             if not self._all_in(revision, deadline):
                 raise EtcdError(grpc.StatusCode.DEADLINE_EXCEEDED, DEADLINE_MESSAGE)
@@ -313,18 +294,8 @@ class DoubleBarrier:
                 raise EtcdError(grpc.StatusCode.DEADLINE_EXCEEDED, DEADLINE_MESSAGE)
         self._mine = None
 
-    def close(self) -> None:
-        """Revoke the session: this process leaves without waiting for the others."""
-        self._mine = None
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def _forget(self) -> None:
+        self._mine = None  # close(): this process leaves without waiting for the others
 
     def _entered(self, **options) -> pb.RangeResponse:
         """The keys of the processes in, first in first."""
@@ -359,15 +330,6 @@ def _deadline(timeout_s: float | None) -> float | None:
 
 def _remaining_s(deadline: float | None) -> float | None:
     return None if deadline is None else max(deadline - time.monotonic(), 0.0)
-
-
-def _live(client: Client, session: Session | None, ttl: int) -> Session:
-    """`session` while its lease lives, else a new one."""
-    if session is not None and not session.lost:
-        return session
-    if session is not None:
-        session.close()
-    return Session(client, ttl)
 
 
 def _put_new(client: Client, key: bytes, value: bytes, lease: int = 0) -> int:

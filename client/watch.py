@@ -35,19 +35,18 @@ from petcd.api.etcdserverpb import rpc_pb2_grpc
 from petcd.client import requestq
 from petcd.client.connection import Connection, Connections
 from petcd.client.errors import DEADLINE_MESSAGE, EtcdError, from_rpc_error, is_server_error
+from petcd.client.streamreader import StreamReader
 
 INBOX_SIZE = 1024  # responses held for a slow consumer before the worker waits
 OUTBOX_SIZE = 16  # requests queued for the stream (progress requests beyond are dropped)
 BACKOFF_FIRST_S = 0.05  # pause after a round of endpoints that all failed, doubling...
 BACKOFF_MAX_S = 1.0  # ...up to this
-POLL_S = 0.1  # how often a worker waiting on a full inbox checks for close()
-JOIN_TIMEOUT_S = 5.0
+POLL_S = 0.1  # how long a cancel waits for room in a full outbox
 KEPT_FAILURES = 8  # the failures an EtcdError names, newest last
 # etcd's rpctypes.ErrNoLeader: clientv3 ends a watch on it rather than retry.
 NO_LEADER_MESSAGE = "etcdserver: no leader"
 _RESUMABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL,
                     grpc.StatusCode.CANCELLED)
-_END = object()  # the inbox's last item
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +105,16 @@ def is_progress_notify(resp: pb.WatchResponse) -> bool:
             and resp.compact_revision == 0 and resp.header.revision != 0)
 
 
-class Watch:
-    """Iterate for every response; get(timeout_s) for one; cancel(), close()."""
+class Watch(StreamReader):
+    """Iterate for every response; get(timeout_s) for one (None if none came in time
+    or the watch is over; EtcdError if it failed: no endpoint for the timeout, or an
+    error clientv3 does not retry, no leader); cancel(), close()."""
 
     def __init__(self, connections: Connections, endpoints: tuple[str, ...],
                  create: pb.WatchCreateRequest, *, timeout_s: float,
                  require_leader: bool = False) -> None:
         assert endpoints, "a watch needs an endpoint"
+        super().__init__(INBOX_SIZE, "petcd-watch")
         self._connections = connections
         self._rotation = _Rotation(endpoints, timeout_s)
         self._create = create
@@ -123,50 +125,14 @@ class Watch:
         self._stream: _Stream | None = None
         self._cancel_requested = False
         self._progress_requested = False  # while there is no stream to send it on
-        self._closed = threading.Event()
-        self._ended = False  # the consumer has had the last item
-        self._inbox: queue.Queue = queue.Queue(INBOX_SIZE)
-        self._worker = threading.Thread(target=self._run, name="petcd-watch", daemon=True)
-        self._worker.start()
+        self._start()
 
     # The consumer's side
-
-    def get(self, timeout_s: float | None = None) -> pb.WatchResponse | None:
-        """The next response; None if none came within `timeout_s` (None: no limit)
-        or the watch is over (see `ended`). Raises EtcdError if the watch failed: no
-        endpoint for the timeout, or an error clientv3 does not retry (no leader)."""
-        if self._ended or self._closed.is_set():
-            return None
-        try:
-            item = self._inbox.get(timeout=timeout_s)
-        except queue.Empty:
-            return None
-        if isinstance(item, pb.WatchResponse):
-            self._ended = item.canceled  # the last response there is
-            return item
-        self._ended = True
-        if isinstance(item, EtcdError):
-            raise item
-        return None
-
-    @property
-    def ended(self) -> bool:
-        """True once the last response was had (after `canceled`, close or an error)."""
-        return self._ended or self._closed.is_set()
 
     @property
     def next_revision(self) -> int:
         """The revision a resumed stream would start from (0: not known yet)."""
         return self._point.revision
-
-    def __iter__(self) -> Iterator[pb.WatchResponse]:
-        return self
-
-    def __next__(self) -> pb.WatchResponse:
-        resp = self.get()
-        if resp is None:
-            raise StopIteration
-        return resp
 
     def request_progress(self) -> None:
         """Ask for a progress notification: a response without events whose
@@ -190,34 +156,16 @@ class Watch:
         if watch_id is not None:  # else the worker sends it once `created` says the id
             stream.send_cancel(watch_id)
 
-    def close(self) -> None:
-        """Stop at once: the stream is dropped, the iterator ends."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
+    def _is_last(self, item: pb.WatchResponse) -> bool:
+        return item.canceled
+
+    def _stop(self) -> None:
         with self._lock:
             stream = self._stream
         if stream is not None:
             stream.end()
-        self._worker.join(JOIN_TIMEOUT_S)
-        requestq.drain(self._inbox)
-        self._inbox.put_nowait(_END)  # wakes a get() waiting in another thread
-
-    def __enter__(self) -> Watch:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
     # The worker's side
-
-    def _run(self) -> None:
-        try:
-            self._follow()
-        except EtcdError as exc:
-            self._deliver(exc)
-        finally:  # even after a bug (threading reports it): the consumer must not hang
-            self._deliver(_END)
 
     def _follow(self) -> None:
         """One stream after another until the watch is over."""
@@ -277,17 +225,6 @@ class Watch:
                 stream.send_cancel(resp.watch_id)
         self._point, resp = advance(self._point, resp)
         return self._deliver(resp) and not resp.canceled
-
-    def _deliver(self, item) -> bool:
-        """Queue `item` for the consumer, waiting while the inbox is full; False if the
-        watch was closed meanwhile."""
-        while not self._closed.is_set():
-            try:
-                self._inbox.put(item, timeout=POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
 
 
 def _resumable(exc: grpc.RpcError) -> bool:

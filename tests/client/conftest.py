@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from petcd.client import Client
 from tests.client.etcd_server import EtcdCluster, etcd_available
 from tests.client.petcd_server import PetcdCluster
 
@@ -38,3 +39,10 @@ def cluster3(request, tmp_path_factory):
     made = _cluster(request.param, tmp_path_factory, 3)
     yield made
     made.stop()
+
+
+@pytest.fixture
+def client(cluster):
+    """A client of `cluster`'s members, closed after the test."""
+    with Client(cluster.endpoints) as made:
+        yield made

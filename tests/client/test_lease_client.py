@@ -13,25 +13,11 @@ import pytest
 
 from petcd.client import Client, EtcdError
 from petcd.client.requests import compare, put_op
+from tests.cluster.members import wait_until
 
 TTL_S = 2  # etcd's minimum at its default election timeout
 WAIT_S = 10.0  # every wait in these tests is bounded
 PROCESS_TIMEOUT_S = 30.0
-
-
-@pytest.fixture
-def client(cluster):
-    with Client(cluster.endpoints) as made:
-        yield made
-
-
-def _until(condition, timeout_s: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_grant_time_to_live_and_list(client):
@@ -67,7 +53,7 @@ def test_a_lease_not_kept_alive_expires_with_its_key(client):
     lease_id = client.lease_grant(TTL_S).ID
     client.put("l3/k", "v", lease=lease_id)
     assert client.lease_keep_alive_once(lease_id).TTL == TTL_S
-    assert _until(lambda: client.get("l3/k").count == 0), "the key outlived its lease"
+    assert wait_until(lambda: client.get("l3/k").count == 0, WAIT_S), "the key outlived its lease"
     assert client.lease_time_to_live(lease_id).TTL == -1
 
 

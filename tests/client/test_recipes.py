@@ -21,6 +21,7 @@ import grpc
 import pytest
 
 from petcd.client import Client, EtcdError
+from tests.cluster.members import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 TTL_S = 2  # etcd's minimum at its default election timeout
@@ -89,21 +90,6 @@ def workers(cluster):
         if worker.process.poll() is None:
             worker.process.kill()
         worker.process.wait(timeout=WAIT_S)
-
-
-@pytest.fixture
-def client(cluster):
-    with Client(cluster.endpoints) as made:
-        yield made
-
-
-def _until(condition, timeout_s: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _deleted_values(watch, count: int) -> list[str]:
@@ -207,7 +193,7 @@ def test_barrier_held_twice_fails_and_a_barrier_down_lets_through_at_once(client
 
 def _asked(client: Client, prefix: str, count: int) -> None:
     """Wait until `count` keys are under `prefix`: the lock's requests are queued."""
-    assert _until(lambda: client.get(prefix, prefix=True).count == count), prefix
+    assert wait_until(lambda: client.get(prefix, prefix=True).count == count, WAIT_S), prefix
 
 
 def test_rwlock_readers_share_and_a_waiting_writer_goes_before_later_readers(

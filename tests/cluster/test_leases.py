@@ -113,8 +113,11 @@ def test_bad_lease_requests_get_etcds_answers(cluster):
             call()
         assert (err.value.code(), err.value.details()) == (code, message)
     assert not exists(member, b"bad/lease")
-    assert grant(member, 1, 0x1234) == 0x1234  # a TTL below the minimum is raised
-    assert time_to_live(member, 0x1234).grantedTTL >= 1
+    # A TTL below the minimum (ceil(1.5 x election timeout)), negative ones too, is
+    # raised to it, as etcd's lessor does.
+    assert grant(member, 1, 0x1234) == 0x1234
+    assert grant(member, -5, 0x1235) == 0x1235
+    assert time_to_live(member, 0x1234).grantedTTL == time_to_live(member, 0x1235).grantedTTL >= 1
 
 
 def _forward(member: Member, batches: list[bytes]) -> list[list[int]]:
