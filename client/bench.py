@@ -7,6 +7,8 @@
     petcd-bench lease-keepalive --leases N --streams M --ttl T ...   see bench_lease
     petcd-bench lease-expiry --leases N --ttl T ...     see bench_lease_expiry
     petcd-bench lock --contenders C --name NAME ...     see bench_lock
+    petcd-bench floors [--data-dir D]                   what each part of a write costs
+                                                       alone: see bench_floors
       common: --endpoints URLS --protocol grpc|http --conns N --total M
               --key-size 8 --val-size 256 --key-space K --key-prefix P [--server-cpu]
 
@@ -27,14 +29,16 @@ import queue
 import sys
 import time
 
-from . import bench_cpu, bench_lease, bench_lease_expiry, bench_lock, bench_watch
+from . import (bench_cpu, bench_floors, bench_lease, bench_lease_expiry, bench_lock,
+               bench_watch)
 from .bench_plan import OPS, Plan
 from .bench_worker import Job, Tally, worker
 
 PROGRESS_EVERY_S = 0.2
 # Scenarios with flags of their own: the first argument picks one.
 SCENARIOS = {"watch": bench_watch.main, "lease-keepalive": bench_lease.main,
-             "lease-expiry": bench_lease_expiry.main, "lock": bench_lock.main}
+             "lease-expiry": bench_lease_expiry.main, "lock": bench_lock.main,
+             "floors": bench_floors.main}
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -69,7 +73,8 @@ def _progress(done: int, total: int, started: float) -> None:
     sys.stderr.flush()
 
 
-def _collect(work: list[Job]) -> tuple[list[Tally], float]:
+def collect(work: list[Job], progress: bool = True) -> tuple[list[Tally], float]:
+    """Run the jobs in worker processes; their tallies and the time it took."""
     ctx = multiprocessing.get_context("spawn")
     done = ctx.Value("q", 0)
     out: multiprocessing.Queue = ctx.Queue()
@@ -85,11 +90,13 @@ def _collect(work: list[Job]) -> tuple[list[Tally], float]:
         except queue.Empty:  # draw the bar and keep waiting, unless a worker died
             if not any(p.is_alive() for p in procs) and out.empty():
                 break
-        _progress(done.value, total, started)
+        if progress:
+            _progress(done.value, total, started)
     elapsed_s = time.perf_counter() - started
     for p in procs:
         p.join(5)
-    sys.stderr.write("\n")
+    if progress:
+        sys.stderr.write("\n")
     return tallies, elapsed_s
 
 
@@ -117,7 +124,7 @@ def summary(args: argparse.Namespace, workers: int, tallies: list[Tally],
 def run(args: argparse.Namespace) -> int:
     work = jobs(args)
     cpu_before = bench_cpu.sample() if args.server_cpu else {}
-    tallies, elapsed_s = _collect(work)
+    tallies, elapsed_s = collect(work)
     cpu_after = bench_cpu.sample() if args.server_cpu else {}
     for t in tallies:
         for e in t.errors:

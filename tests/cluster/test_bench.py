@@ -327,3 +327,18 @@ def test_lock_contenders_take_turns_and_never_hold_it_together(kind, request):
     assert re.search(rf"^  mutual exclusion: kept over {acquired:.0f} holds   fencing revisions "
                      r"out of order 0   overlapping holds 0   keys lost 0$", out, re.M), out
     assert re.search(r"^  client CPU per acquisition: [\d,]+ us", out, re.M), out
+
+
+def test_floors_measures_each_part_of_a_write_alone(tmp_path):
+    out = subprocess.run([BENCH, "floors", "--count", "50", "--data-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=BENCH_TIMEOUT_S)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    figures = re.findall(r"^  (.+?) +p50 +([\d.]+) ms   p99 +([\d.]+) ms$", out.stdout, re.M)
+    assert [name.split(" ")[0] for name, _, _ in figures] == ["fdatasync", "ZeroMQ", "gRPC",
+                                                             "HTTP"], out.stdout
+    assert all(0 < float(p50) <= float(p99) for _, p50, p99 in figures), out.stdout
+    assert str(tmp_path) in figures[0][0]
+    assert list(tmp_path.iterdir()) == []  # the fdatasync file is gone
+    bad = subprocess.run([BENCH, "floors", "--count", "0"], capture_output=True, text=True,
+                         timeout=BENCH_TIMEOUT_S)
+    assert bad.returncode == 2 and "--count must be >= 1" in bad.stderr
