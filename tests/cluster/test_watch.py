@@ -142,11 +142,15 @@ def test_progress_request_and_progress_notifications(member):
         alone = w.next()
         assert (alone.watch_id, alone.events, alone.header.revision > 0) == (-1, [], True)
         created = w.created(b"prog", progress_notify=True)
-        future = w.created(b"prog-future", start_revision=created.header.revision + 1000,
-                           progress_notify=True)
+        # From here on the first watch's notifications (every 300 ms) may come between
+        # any two responses: a slow machine takes that long to create a watch.
+        w.create(b"prog-future", start_revision=created.header.revision + 1000,
+                 progress_notify=True)
+        [future] = _besides_notifications(w, created.watch_id, 1)
+        assert future.created, future
         rev = _put(member, b"prog")
         w.progress()
-        responses = [w.next() for _ in range(2)]
+        responses = _besides_notifications(w, created.watch_id, 2)
         assert _events(responses[0]) == [("PUT", b"prog", b"v", rev)]
         assert (responses[1].watch_id, responses[1].header.revision) == (-1, rev)
         # progress notifications (every 300 ms here) go to the synced watch, never to
@@ -159,6 +163,19 @@ def test_progress_request_and_progress_notifications(member):
             notified.append(resp.header.revision)
         assert len(notified) == 2 and notified[0] <= notified[1]
         assert future.watch_id != created.watch_id
+
+
+def _besides_notifications(w: RawWatch, watch_id: int, count: int) -> list[pb.WatchResponse]:
+    """The next `count` responses that are not periodic progress notifications of
+    watch `watch_id`."""
+    out: list[pb.WatchResponse] = []
+    while len(out) < count:
+        resp = w.next()
+        periodic = (resp.watch_id == watch_id and not resp.events and not resp.created
+                    and not resp.canceled)
+        if not periodic:
+            out.append(resp)
+    return out
 
 
 def test_one_revision_over_the_limit_comes_in_fragments_only_if_asked(tmp_path):
