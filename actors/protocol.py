@@ -16,6 +16,7 @@ index lives in the same LMDB transaction as the data).
     wal     --STATE (at start), PERSISTED-->                      raft
     raft    --APPLY/APPLY_SNAPSHOT-->                             apply
     apply   --APPLIED (at start, after every batch: changes, leases)-->  network
+    apply   --VISIBLE (at start, after every batch's commit)-->  network
     apply   --APPLIED (at start, then at most every 0.1 s or idle)--> raft
     apply   --RESPONSES-->                                        network
     raft    --SEND_SNAPSHOT/PEER_FRAMES/READ_STATES/DROPPED/STATUS--> network
@@ -117,6 +118,11 @@ class Kind(str, enum.Enum):
     #   payload: [role: int, term: int, leader: int, commit: int, last_index: int,
     #             applied: int, voters: [int], learners: [int]]
     STATUS = "status"
+    # apply -> network: the store's commit made every batch applied so far visible
+    #   to other processes' reads. payload: [applied_index: int, revision: int]
+    #   A batch is answered (APPLIED, RESPONSES) before its commit's fdatasync: reads
+    #   that must see what was answered wait for VISIBLE to reach it.
+    VISIBLE = "visible"
     # apply -> network: results of this member's proposals.
     #   payload: [[request_id, ok: bool, body: bytes | [code: str, message: str]], ...]
     #   body is the serialized etcd response (PutResponse, RangeResponse, ...) when ok,

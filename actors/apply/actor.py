@@ -6,16 +6,32 @@
     apply   --APPLIED [index, revision, changes?, leases?]-->  network  at start, after
                                              each batch
     apply   --RESPONSES-->                   network results of this member's requests
+    apply   --VISIBLE [index, revision]-->   network at start, after each batch's commit
     apply   --APPLIED [durable index, revision]-->   raft   at start, then when it has
                                              changed: at most every 0.1 s, or when idle
     apply   --READY "apply"-->               supervisor      once the store is open
 
 The loop drains its inbox (bounded wait), merges every APPLY of the drained batch into
-one `MvccStore.apply_batch`, then tells the network actor what changed (APPLIED with
-the batch's changes: the watchers' events; and the leases it granted and revoked: the
-lessor's table) and only then answers the requests, so a client never learns a
-revision its member's watchers have not been given, nor a lease its lessor lacks. An
-APPLY_SNAPSHOT first applies what came before it, so order is kept. DEFRAGMENTs of a
+one `MvccStore.apply_batch` (one LMDB transaction), then, before committing it, tells
+the network actor what changed (APPLIED with the batch's changes: the watchers' events;
+and the leases it granted and revoked: the lessor's table) and only then answers the
+requests, so a client never learns a revision its member's watchers have not been
+given, nor a lease its lessor lacks. An APPLY_SNAPSHOT first applies what came before
+it, so order is kept.
+
+When the store syncs: each batch's commit makes one fdatasync (the data pages; the
+meta page is not synced: MDB_NOMETASYNC, storage/mvcc/env.py), after the batch was
+answered, then VISIBLE says other processes can read it. So the only fsync on a
+write's way to its answer is the WAL's, as in etcd (which commits its backend every
+100 ms, off the answer's path). Why nothing acknowledged can be lost: the entries are
+durable in the WAL before they were committed by Raft, and the store's applied index
+commits in the same transaction as the data; if the member dies before a batch's
+commit (SIGKILL, tests/faults/test_crashes.py), or an OS crash undoes the last commit,
+the restarted member applies those entries again from the WAL. Raft compacts the WAL
+only below the durable index (APPLIED to raft: what a later commit's sync covers).
+Reads in other processes see a batch only after VISIBLE: the network actor makes
+serializable reads wait for VISIBLE to reach what it has answered, and linearizable
+ones for their read index, so a client reads its own writes. DEFRAGMENTs of a
 drained batch are served by one `MvccStore.defragment` after its entries are applied
 (between two store batches); each is answered in RESPONSES, and the network actor's
 read-only store switches to the new file at its next read. The applied index is
@@ -36,7 +52,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from petcd.actors import slow
+from petcd.actors import failpoints, slow
 from petcd.actors.bus import codec
 from petcd.actors.bus.sockets import Inbox, Outbox, process_context
 from petcd.actors.protocol import SUPERVISOR, Kind
@@ -53,6 +69,7 @@ NAME = "apply"
 MAX_BATCH_MSGS = 1024
 DRAIN_TIMEOUT_MS = 100
 SEND_TIMEOUT_MS = 1000
+EXIT_BAD_CONFIG = 2  # a failpoint variable is not a non-negative integer
 # Raft needs the durable index only to schedule snapshots: telling it after every batch
 # would cost a message per write when writes come one at a time.
 TELL_RAFT_EVERY_S = 0.1
@@ -64,7 +81,8 @@ class Stop(Exception):
 
 class ApplyActor:
     def __init__(self, ctx: MemberContext, inbox: Inbox, outbox: Outbox, log: Any,
-                 store: MvccStore, clock: Callable[[], float] = time.monotonic) -> None:
+                 store: MvccStore, clock: Callable[[], float] = time.monotonic,
+                 commit_sleep_ms: int = 0) -> None:
         self.ctx = ctx
         self.inbox, self.outbox, self.log, self.store = inbox, outbox, log, store
         self.clock = clock
@@ -78,6 +96,7 @@ class ApplyActor:
         self.told_raft_at = 0.0
         self.table: MemberTable = members.read_member_table(store)
         self.stopping = False
+        self.commit_sleep_s = commit_sleep_ms / 1000  # failpoints.APPLY_COMMIT_SLEEP
 
     # -- start-up ------------------------------------------------------------------
 
@@ -89,6 +108,7 @@ class ApplyActor:
                       revision=self.store.current_revision(),
                       members=[f"{m.member_id:x}" for m in self.table])
         self._send_applied(now=True)  # raft waits for it to start, whatever the clock says
+        self._send_visible()
         self._send(SUPERVISOR, Kind.READY, NAME)
 
     # -- the loop --------------------------------------------------------------------
@@ -130,22 +150,35 @@ class ApplyActor:
         if not plan.store_entries:
             # Every entry was already applied (a replay): nothing new for the network.
             self._send_applied(changes=[], lease_changes=[])
+            self._send_visible()
             return
         took_s: list[float] = []
         changes: list[Change] = []
         lease_changes: list[LeaseChange] = []
+        previous = self.applied_index
+
+        def answer(results: list[Any], revision: int) -> None:
+            # Before the commit and its fdatasync: the entries are in the WAL, and if
+            # this process dies before the commit, the restarted member applies them
+            # again (the store's applied index did not move). Only the WAL's fsync is
+            # on a write's way to its answer.
+            self.applied_index = plan.store_entries[-1].index
+            self.table = plan.table
+            self._send_applied(changes=changes, lease_changes=lease_changes,
+                               revision=revision)
+            replies = batch.responses(plan, results, self.ctx.cluster_id, self.ctx.member_id)
+            if replies:
+                self._send("network", Kind.RESPONSES, replies)
+            if self.commit_sleep_s:
+                time.sleep(self.commit_sleep_s)
+
         results = self.store.apply_batch(plan.store_entries, took_s, self.clock, changes,
-                                         lease_changes)
+                                         lease_changes, before_commit=answer)
+        self.durable_index = previous  # synced by this batch's commit
+        self._send_visible()
         self._warn_of_slow_applies(plan, results, took_s)
-        self.durable_index = self.applied_index  # synced by this batch's commit
-        self.applied_index = plan.store_entries[-1].index
-        self.table = plan.table
         for level, event, fields in plan.notes:
             getattr(self.log, level)(event, **fields)
-        self._send_applied(changes=changes, lease_changes=lease_changes)
-        replies = batch.responses(plan, results, self.ctx.cluster_id, self.ctx.member_id)
-        if replies:
-            self._send("network", Kind.RESPONSES, replies)
 
     def _warn_of_slow_applies(self, plan: batch.Plan, results: Sequence[Any],
                               took_s: Sequence[float]) -> None:
@@ -164,6 +197,7 @@ class ApplyActor:
                           applied_index=self.applied_index)
             path.unlink(missing_ok=True)
             self._send_applied(changes=[], lease_changes=[])
+            self._send_visible()
             return
         backend = self.store.backend
         root, generation, options = backend.root, backend.generation, self.store.options
@@ -190,6 +224,7 @@ class ApplyActor:
                       applied_index=self.applied_index,
                       revision=self.store.current_revision())
         self._send_applied(now=True)
+        self._send_visible()
 
     def _defragment(self, request_ids: Sequence[int]) -> None:
         before = self.store.db_size_bytes()
@@ -211,16 +246,24 @@ class ApplyActor:
     # -- sends -----------------------------------------------------------------------
 
     def _send_applied(self, *, now: bool = False, changes: list[Change] | None = None,
-                      lease_changes: list[LeaseChange] | None = None) -> None:
+                      lease_changes: list[LeaseChange] | None = None,
+                      revision: int | None = None) -> None:
         """changes and lease_changes: every change and every lease granted or revoked
         since the last APPLIED, or both None when the store may have changed without
-        them (at start, after installing a snapshot: reread the store)."""
+        them (at start, after installing a snapshot: reread the store). `revision`:
+        the store's, if a batch is not committed yet (the store would say the last
+        committed one)."""
         assert (changes is None) == (lease_changes is None), "both lists, or neither"
-        revision = self.store.current_revision()
+        if revision is None:
+            revision = self.store.current_revision()
         wire = None if changes is None else history.changes_to_wire(changes)
         leases = None if lease_changes is None else lease_requests.lease_changes_to_wire(lease_changes)
         self._send("network", Kind.APPLIED, [self.applied_index, revision, wire, leases])
         self._tell_raft(now=now, revision=revision)
+
+    def _send_visible(self) -> None:
+        """VISIBLE: other processes' reads of the store now see every batch applied."""
+        self._send("network", Kind.VISIBLE, [self.applied_index, self.store.current_revision()])
 
     def _tell_raft(self, *, now: bool, revision: int | None = None) -> None:
         if self.durable_index == self.told_raft:
@@ -273,10 +316,19 @@ def run(ctx: MemberContext) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    try:
+        commit_sleep_ms = failpoints.sleep_ms(failpoints.APPLY_COMMIT_SLEEP)
+    except ValueError as err:
+        log.error("bad failpoint", variable=failpoints.APPLY_COMMIT_SLEEP, error=str(err))
+        return EXIT_BAD_CONFIG
+    if commit_sleep_ms:
+        log.warning("failpoint active: sleeping between answering and committing",
+                    variable=failpoints.APPLY_COMMIT_SLEEP, sleep_ms=commit_sleep_ms)
     process_context()
     try:
         with Inbox.for_actor(ctx.run_dir, NAME) as inbox, Outbox(ctx.run_dir) as outbox:
-            actor = ApplyActor(ctx, inbox, outbox, log, open_store(ctx))
+            actor = ApplyActor(ctx, inbox, outbox, log, open_store(ctx),
+                               commit_sleep_ms=commit_sleep_ms)
             try:
                 actor.start()
                 actor.run()

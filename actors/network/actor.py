@@ -97,7 +97,7 @@ class NetworkActor:
             Kind.READ_STATES.value: self.tracker.on_read_states,
             Kind.DROPPED.value: self.tracker.on_dropped, Kind.STATUS.value: self.tracker.on_status,
             Kind.RESPONSES.value: self.tracker.on_responses,
-            Kind.APPLIED.value: self._on_applied,
+            Kind.APPLIED.value: self._on_applied, Kind.VISIBLE.value: self._on_visible,
         }
 
     # -- start and stop ----------------------------------------------------------------
@@ -302,6 +302,10 @@ class NetworkActor:
         self.server.watches.on_applied(payload)
         self.server.leasing.on_applied(payload)
         self.tracker.on_applied(payload)
+
+    def _on_visible(self, payload: Any) -> None:
+        self.tracker.on_visible(payload)
+        self.server.watches.wake()  # watchers catching up from the store may go on
 
     def _on_send_snapshot(self, payload: Any) -> None:
         assert self.peers is not None

@@ -93,8 +93,11 @@ class Tracker:
         self.max_pending = max_pending
         self.clock = clock
         self.status = RaftStatus()
+        # What the store shows this process (VISIBLE); what has been answered from it
+        # (APPLIED) may be one batch ahead, until that batch's commit.
         self.applied = Applied()
-        self.applied_known = asyncio.Event()  # set by the first APPLIED
+        self.answered = Applied()
+        self.applied_known = asyncio.Event()  # set by the first VISIBLE
         self.proposals: dict[int, asyncio.Future[Answer]] = {}
         self.reads: dict[bytes, tuple[float, asyncio.Future[int]]] = {}  # ctx -> (expiry, fut)
         self._applied_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -136,7 +139,7 @@ class Tracker:
             _settle(fut, error=errors.copy(errors.TIMEOUT))
 
     def wait_applied(self, index: int) -> asyncio.Future[None]:
-        """Done once APPLIED reaches `index`."""
+        """Done once the store shows `index` (VISIBLE)."""
         self._check_open()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.applied.index >= index:
@@ -162,8 +165,13 @@ class Tracker:
 
     def on_applied(self, payload: Any) -> None:
         applied = Applied.from_wire(payload)
-        if applied.index >= self.applied.index:
-            self.applied = applied
+        if applied.index >= self.answered.index:
+            self.answered = applied
+
+    def on_visible(self, payload: Any) -> None:
+        visible = Applied.from_wire(payload)
+        if visible.index >= self.applied.index:
+            self.applied = visible
         self.applied_known.set()
         waiters = self._applied_waiters
         while waiters and waiters[0][0] <= self.applied.index:

@@ -413,12 +413,16 @@ class Server:
     # -- helpers -------------------------------------------------------------------
 
     async def _store_ready(self) -> None:
-        """The apply actor has opened (created) the store and said so (APPLIED)."""
-        if self.tracker.applied_known.is_set():
+        """The apply actor has opened (created) the store and said so, and the store
+        shows every write this member has answered: a client reads its own writes
+        here, even with a serializable read (a batch is answered before its commit)."""
+        tracker = self.tracker
+        if tracker.applied_known.is_set() and tracker.applied.index >= tracker.answered.index:
             return
         try:
             async with asyncio.timeout(self.raft.timeout_s):
-                await self.tracker.applied_known.wait()
+                await tracker.applied_known.wait()
+                await tracker.wait_applied(tracker.answered.index)
         except TimeoutError:
             raise errors.copy(errors.TIMEOUT) from None
 

@@ -42,7 +42,8 @@ class RaftStatus:
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """One APPLIED payload: the state machine is durable up to `index`."""
+    """Where the state machine is, from APPLIED (applied and answered up to `index`)
+    or VISIBLE (committed: other processes read it up to `index`)."""
 
     index: int = 0
     revision: int = 0

@@ -5,6 +5,13 @@ for every committed Raft entry, in log order. Any number of other processes open
 it read-only and call `range`, `hash_kv`, `alarms` ... Requests and responses are
 etcd's protobuf messages, so gRPC and the JSON gateway share this implementation;
 refused requests raise (or, in a batch, return) `MvccError` with etcd's message.
+
+Durability: every `apply_batch` commits one LMDB transaction with one fdatasync of
+its data pages (MDB_NOMETASYNC: the meta page is written, not synced, so an OS crash
+may undo the last commit but never corrupts the file; the next commit's sync, or
+`sync()`, makes it durable). The applied index commits with the data, so replaying
+the WAL after any crash applies each entry once. The writer may answer a batch from
+`before_commit`, ahead of its commit: the WAL, not the store, is the durable record.
 """
 
 from __future__ import annotations
@@ -292,7 +299,9 @@ class MvccStore:
                     took_s: list[float] | None = None,
                     clock: Callable[[], float] = time.monotonic,
                     changes: list[Change] | None = None,
-                    lease_changes: list[LeaseChange] | None = None) -> list[ApplyResult]:
+                    lease_changes: list[LeaseChange] | None = None,
+                    before_commit: Callable[[list[ApplyResult], int], None] | None = None,
+                    ) -> list[ApplyResult]:
         """Apply entries in one LMDB transaction (one fdatasync); results in order.
 
         If `took_s` is given, it gets how long each entry's apply took, in order
@@ -300,7 +309,12 @@ class MvccStore:
         every change the batch made, in revision order (what watchers are sent),
         before any compaction in the batch could remove one from `history`. If
         `lease_changes` is given, it gets every lease granted or revoked, in apply
-        order (what the leader's lessor must learn)."""
+        order (what the leader's lessor must learn). `before_commit` is called with
+        the results and the store's revision once every entry is applied, before the
+        transaction commits and syncs: what it sends does not wait for the
+        fdatasync. Other processes see the batch only once this returns; if the
+        process dies in between, the batch is lost from the store (and applied again
+        from the WAL at restart)."""
         assert not self.readonly, "read-only store"
         backend = self.backend
         self._batches += 1
@@ -332,6 +346,8 @@ class MvccStore:
                 # Once per batch: the batch commits as one transaction, so the applied
                 # index that commits with it is its last entry's.
                 meta.set_raft_position(parent, backend.dbs, RaftPosition(last.index, last.term))
+            if before_commit is not None:
+                before_commit(results, meta.current_rev(parent, backend.dbs))
         return results
 
     def _apply_one(self, parent: lmdb.Transaction, entry: ApplyEntry, db_size_bytes: int,

@@ -37,7 +37,6 @@ from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc import ApplyEntry, MvccStore, layout
 
 WAIT_S = 10.0
-RESPONSES_GRACE_S = 0.3  # RESPONSES follow their APPLIED at once, or not at all
 pytestmark = pytest.mark.timeout(120)
 PEER_URLS = {"m1": "http://127.0.0.1:2380", "m2": "http://127.0.0.1:2381",
              "m3": "http://127.0.0.1:2382"}
@@ -84,6 +83,7 @@ class Harness:
         # nor of leases: the network rereads both from the store.
         self.network_applied = self.expect(self.network, Kind.APPLIED)
         assert self.network_applied == [*applied, None, None]
+        assert self.expect(self.network, Kind.VISIBLE) == applied  # committed already
         self.durable = applied
         return list(applied)
 
@@ -112,16 +112,20 @@ class Harness:
         return self.answers()
 
     def answers(self) -> tuple[list[Any], list[int]]:
-        """APPLIED, then the batch's RESPONSES if it has any: the actor sends them right
-        after APPLIED, back to back, so a short wait tells that none is coming."""
+        """APPLIED, then the batch's RESPONSES if it has any, then VISIBLE once the
+        batch is committed: the answers do not wait for the commit."""
         kind, payload = self.next(self.network) or ("timeout", None)
         assert kind == Kind.APPLIED, kind
         self.network_applied = payload
-        got = self.next(self.network, RESPONSES_GRACE_S)
-        if got is None:
-            return [], list(payload[:2])
-        assert got[0] == Kind.RESPONSES, got
-        return list(got[1]), list(payload[:2])
+        got = self.next(self.network)
+        assert got is not None, "no RESPONSES or VISIBLE after APPLIED"
+        rows: list[Any] = []
+        if got[0] == Kind.RESPONSES:
+            rows = list(got[1])
+            got = self.next(self.network)
+        assert got is not None and got[0] == Kind.VISIBLE, got
+        assert got[1] == payload[:2], (got, payload)
+        return rows, list(payload[:2])
 
     def durable_reaching(self, want: list[int]) -> list[int]:
         """Raft's APPLIED messages (the durable index) until one says `want`, for at

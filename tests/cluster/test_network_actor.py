@@ -100,6 +100,7 @@ class FakeRaft:
     def applied(self) -> None:
         # No changes list: the watchers (not tested here) catch up from the store.
         self.send(Kind.APPLIED, [self.index, self.store.current_revision(), None])
+        self.send(Kind.VISIBLE, [self.index, self.store.current_revision()])
 
     def apply(self, request: Any, conf_state: bytes | None = None) -> Any:
         self.index += 1

@@ -185,3 +185,38 @@ def test_truncated_store_refuses_to_start_naming_the_file(tmp_path):
     assert refused and refused[-1]["file"].endswith("gen-000001/data.mdb")
     assert refused[-1]["reason"].startswith(f"truncated: {size // 2} bytes")
     assert db.stat().st_size == size // 2  # left as it was, for the operator to look at
+
+
+COMMIT_SLEEP_MS = 1500
+
+
+def test_a_member_killed_between_answering_and_its_store_commit_loses_nothing(tmp_path):
+    """A batch is answered before the store commits it (only the WAL's fsync is on the
+    way to an answer). With the apply actor held between the two by a failpoint, a
+    serializable read on the same member still sees the answered write (it waits for
+    the commit), and a SIGKILL of the whole member while it is held loses nothing."""
+    cluster = Cluster(tmp_path, 1)
+    [member] = cluster.members
+    member.env["PETCD_FAILPOINT_APPLY_COMMIT_SLEEP_MS"] = str(COMMIT_SLEEP_MS)
+    cluster.start()
+    try:
+        cluster.wait_leader()
+        assert "failpoint active" in member.log_text()
+        member.put("warm-up", "v")  # the start's own entries (publish) are held too:
+        time.sleep(COMMIT_SLEEP_MS / 1000 + 0.5)  # let them all commit first
+        started = time.monotonic()
+        member.put("answered", "before-commit")
+        answered_s = time.monotonic() - started
+        assert member.get("answered", serializable=True) == "before-commit"
+        read_s = time.monotonic() - started
+        # answered at once, read only once the commit came (the put is the only write)
+        assert answered_s < COMMIT_SLEEP_MS / 1000 <= read_s + 0.1, (answered_s, read_s)
+        member.put("killed", "while-held")
+        member.kill()  # SIGKILL of every process, the apply actor inside the failpoint
+        member.env.pop("PETCD_FAILPOINT_APPLY_COMMIT_SLEEP_MS")
+        cluster.start(member)
+        cluster.wait_leader()
+        assert member.get("killed") == "while-held"
+        assert member.get("answered") == "before-commit"
+    finally:
+        cluster.stop()
