@@ -1,7 +1,8 @@
 """The supervisor: starts a member's four actor processes, watches them, stops them.
 
-The actors are forked from this process, which has imported what they share first
-(nodes/actor_main.py), so those pages are shared copy-on-write.
+The actors are forked from this process, which has imported what they use first (all
+but the network actor's own modules: nodes/actor_main.py), so those pages are shared
+copy-on-write.
 
 Crash-only: if any actor dies, the others are stopped and the member exits non-zero
 with a log line naming the actor and its exit status (launch scripts and systemd
