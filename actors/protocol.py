@@ -83,6 +83,7 @@ class Kind(str, enum.Enum):
     #   An empty SAVE (nothing to write) is legal: it only orders PERSISTED. A hard
     #   state that differs from the last one saved only in its commit index is not
     #   sent on its own: the next SAVE carries it (a restart relearns the commit).
+    #   What waits for which seq is decided in actors/raft/pipeline.py.
     SAVE = "save"
     # raft -> wal: the state machine is durable up to this snapshot: write the snapshot
     #   marker (member/snap/<term>-<index>.snap and the WAL record), then release WAL

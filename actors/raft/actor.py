@@ -1,17 +1,15 @@
 """The raft actor: a thin loop around RaftCore that never touches the disk.
 
 It ticks the core every --heartbeat-interval, steps what arrives (Raft messages from
-peers, proposals, reads, persistence and apply acknowledgements), and routes each Ready:
+peers, proposals, reads, persistence and apply acknowledgements), and hands each Ready
+to the write pipeline (pipeline.py), which decides what waits for which save; this
+actor only carries its actions out over the sockets:
 
-    send_now        -> peers (peers.py), at once: a leader's appends precede its fsync;
-                       SNAPs -> network (SEND_SNAPSHOT), which streams the store
-    hard state, entries, snapshot, after_persist
-                    -> wal (SAVE seq); after_persist waits here until PERSISTED >= seq,
-                       then self-addressed messages are stepped back, the rest sent;
-                       a Ready whose only durable change is the commit index is not
-                       saved on its own (the next SAVE carries it), its after_persist
-                       waits for the SAVEs under way
-    snapshot_to_apply, committed -> apply (APPLY_SNAPSHOT, APPLY), in log order
+    send            -> peers (peers.py); SNAPs -> network (SEND_SNAPSHOT), which
+                       streams the store
+    save            -> wal (SAVE seq); PERSISTED seq -> pipeline.persisted(seq)
+    step            -> back into the core (how it learns what is durable)
+    snapshot_to_apply, apply -> apply (APPLY_SNAPSHOT, APPLY), in log order
     read_states     -> network (READ_STATES)
 
 Every --snapshot-count entries the apply actor has made durable, the in-memory log is
@@ -24,8 +22,7 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from petcd.actors.bus import codec
@@ -37,7 +34,8 @@ from petcd.nodes.member import MemberContext
 from .core import RaftConfig, RaftCore
 from .heartbeats import LATE_HEARTBEAT, HeartbeatWatch
 from .peers import ListenError, RaftPeers, listen
-from .types import HardState, Message, PersistedState, ProposalDropped, Ready, SoftState
+from .pipeline import Actions, WritePipeline
+from .types import Message, PersistedState, ProposalDropped, SoftState
 
 _DROPPABLE = frozenset({Kind.SEND_SNAPSHOT, Kind.PEER_FRAMES, Kind.STATUS})
 START_TIMEOUT_S = 300.0  # replaying a large WAL or opening a large store takes a while
@@ -62,12 +60,7 @@ class RaftActor:
         self.config = RaftConfig(ctx.member_id,
                                  election_ticks=max(2, s.election_timeout_ms // s.heartbeat_interval_ms))
         self.core: RaftCore | None = None
-        self.seq = 0
-        self.waiting: deque[tuple[int, tuple[Message, ...]]] = deque()  # (seq, after_persist)
-        # The WAL holds every term and vote change before anything depending on it is
-        # sent; a hard state differing only in its commit index waits for the next save.
-        self.saved_vote = (0, 0)  # (term, vote) last sent to the WAL
-        self.unsaved_hard_state: HardState | None = None
+        self.pipeline: WritePipeline | None = None
         self.sm_applied = 0  # what the apply actor has made durable
         self.snapshot_index = 0
         self.soft = SoftState()
@@ -103,7 +96,8 @@ class RaftActor:
         self.snapshot_index = state.snapshot.meta.index if state.snapshot else 0
         rng = random.Random(self.ctx.member_id ^ time.time_ns())
         self.core = RaftCore(self.config, rng, state, applied=min(applied, last))
-        self.saved_vote = (state.hard_state.term, state.hard_state.vote)
+        self.pipeline = WritePipeline(self.ctx.member_id, state.hard_state,
+                                      self.core.log.applied)
         self.log.info("raft started", term=state.hard_state.term, commit=self.core.log.committed,
                       last_index=last, applied=applied, voters=sorted(self.core.conf.voters))
         if state.snapshot and applied < state.snapshot.meta.index:
@@ -145,14 +139,18 @@ class RaftActor:
             self._send("network", Kind.PEER_FRAMES, others)
 
     def _flush(self) -> None:
-        core = self.core
-        assert core is not None
-        sends: list[Message] = []
+        core, pipeline = self.core, self.pipeline
+        assert core is not None and pipeline is not None
+        sends: list[Message] = []  # one send per destination for the whole flush
         while core.has_ready():
-            rd = core.ready()
-            sends.extend(rd.send_now)
-            self._route(rd)
-            core.advance(rd)
+            ready = core.ready()
+            actions = pipeline.accept(ready)
+            sends.extend(actions.send)
+            self._carry_out(actions)
+            self._observe(ready.soft_state)
+            core.advance(ready)
+            for m in actions.step:
+                core.step(m)
         if sends:
             self._send_messages(sends)
 
@@ -168,50 +166,32 @@ class RaftActor:
             for m in snaps:  # as a failed stream would: Raft tries again later
                 self.core.report_snapshot(m.dst, False)  # type: ignore[union-attr]
 
-    def _route(self, rd: Ready) -> None:
-        hs = rd.hard_state
-        if hs is not None:
-            self.unsaved_hard_state = hs
-        if rd.entries or rd.snapshot or (hs is not None and (hs.term, hs.vote) != self.saved_vote):
-            self._save(rd)
-        elif rd.after_persist:
-            # Nothing in this Ready must be durable: a commit index alone need not be
-            # (a restarted member learns it again, and counts what its store applied as
-            # committed). So its messages wait only for the saves already under way,
-            # and a commit-only change costs no WAL round trip; the next save writes it.
-            if self.waiting:
-                seq, after = self.waiting[-1]
-                self.waiting[-1] = (seq, after + rd.after_persist)
-            else:
-                self._after_persist(rd.after_persist)
-        if rd.snapshot_to_apply:
+    def _carry_out(self, actions: Actions) -> None:
+        save = actions.save
+        if save is not None:
+            self._send("wal", Kind.SAVE, [
+                save.seq,
+                codec.hard_state_to_wire(save.hard_state) if save.hard_state else None,
+                codec.entries_to_wire(save.entries),
+                codec.snapshot_meta_to_wire(save.snapshot.meta) if save.snapshot else None])
+        if actions.snapshot_to_apply:
             self._send("apply", Kind.APPLY_SNAPSHOT,
-                       codec.snapshot_meta_to_wire(rd.snapshot_to_apply.meta))
-        if rd.committed:
-            self._send("apply", Kind.APPLY, codec.entries_to_wire(rd.committed))
-        if rd.read_states:
+                       codec.snapshot_meta_to_wire(actions.snapshot_to_apply.meta))
+        if actions.apply:
+            self._send("apply", Kind.APPLY, codec.entries_to_wire(actions.apply))
+        if actions.read_states:
             self._send("network", Kind.READ_STATES,
-                       [codec.read_state_to_wire(r) for r in rd.read_states])
-        if rd.soft_state != self.soft:
-            if rd.soft_state.leader != self.soft.leader:
-                self.log.info("leader changed", leader=f"{rd.soft_state.leader:x}",
-                              term=rd.soft_state.term, role=rd.soft_state.role.name)
-            self.soft = rd.soft_state
-            self.heartbeats.reset()
-            self.status_at = 0.0  # tell the network actor now
+                       [codec.read_state_to_wire(r) for r in actions.read_states])
 
-    def _save(self, rd: Ready) -> None:
-        hs = self.unsaved_hard_state
-        self.seq += 1
-        self._send("wal", Kind.SAVE, [
-            self.seq,
-            codec.hard_state_to_wire(hs) if hs else None,
-            codec.entries_to_wire(rd.entries),
-            codec.snapshot_meta_to_wire(rd.snapshot.meta) if rd.snapshot else None])
-        self.waiting.append((self.seq, rd.after_persist))
-        if hs is not None:
-            self.saved_vote = (hs.term, hs.vote)
-            self.unsaved_hard_state = None
+    def _observe(self, soft: SoftState) -> None:
+        if soft == self.soft:
+            return
+        if soft.leader != self.soft.leader:
+            self.log.info("leader changed", leader=f"{soft.leader:x}", term=soft.term,
+                          role=soft.role.name)
+        self.soft = soft
+        self.heartbeats.reset()
+        self.status_at = 0.0  # tell the network actor now
 
     # -- handlers --------------------------------------------------------------------
 
@@ -249,24 +229,13 @@ class RaftActor:
             self._send("network", Kind.DROPPED, dropped)
 
     def _on_persisted(self, seq: int) -> None:
-        done: list[Message] = []
-        while self.waiting and self.waiting[0][0] <= seq:
-            done.extend(self.waiting.popleft()[1])
-        self._after_persist(done)
-
-    def _after_persist(self, messages: Sequence[Message]) -> None:
-        """Everything before `messages` is durable: step back those addressed to this
-        member (how the core learns what is on disk), send the rest."""
-        core = self.core
-        assert core is not None
-        out: list[Message] = []
-        for m in messages:
-            if m.dst == self.ctx.member_id:
-                core.step(m)
-            else:
-                out.append(m)
-        if out:
-            self._send_messages(out)
+        core, pipeline = self.core, self.pipeline
+        assert core is not None and pipeline is not None
+        actions = pipeline.persisted(seq)
+        for m in actions.step:
+            core.step(m)
+        if actions.send:
+            self._send_messages(list(actions.send))
 
     def _on_applied(self, payload: Any) -> None:
         self.sm_applied = max(self.sm_applied, payload[0])

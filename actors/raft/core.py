@@ -197,11 +197,13 @@ class RaftCore:
         entries = log.unpersisted_entries()
         snapshot = log.unstable_snapshot
         after = self._msgs_after_persist
-        if entries or snapshot:
-            last = entries[-1] if entries else None
-            index = last.index if last else snapshot.meta.index  # type: ignore[union-attr]
-            term = last.term if last else snapshot.meta.term  # type: ignore[union-attr]
-            after.append(Message(T.STORAGE_ACK, self.id, self.id, index=index, log_term=term))
+        # An ack from before a term change is ignored (_on_storage_ack), so a term change
+        # carries a fresh one while anything handed out is unacknowledged; its Ready is
+        # always saved (a new term must be durable), so that ack comes back.
+        new_term = hs.term != self._prev_hard_state.term
+        if entries or snapshot or (new_term and log.unacknowledged()):
+            after.append(Message(T.STORAGE_ACK, self.id, self.id, term=self.term,
+                                 index=log.last_index, log_term=log.last_term))
         rd = Ready(
             soft_state=self.soft_state(),
             hard_state=hs if hs != self._prev_hard_state else None,
@@ -678,6 +680,20 @@ class RaftCore:
     # -- persistence and configuration ---------------------------------------------
 
     def _on_storage_ack(self, m: Message) -> None:
+        """Everything handed out before the ack was issued (in term m.term) is durable.
+
+        An ack of an older term is ignored, as etcd ignores a MsgStorageAppendResp of
+        an older term (the "ABA problem", rawnode.go): since it was issued, leaders of
+        newer terms may have replaced our tail and then put back the very (index, term)
+        it names, with the save of the replacement still to reach the disk after the
+        acknowledged one; the match would count entries that save is about to
+        overwrite. Only a leader of a newer term replaces our entries (within a term
+        the tail only converges on that term's leader's log), so an ack of the current
+        term is safe; and every term change's Ready carries a fresh one (ready()).
+        """
+        assert m.term <= self.term, "an ack from the future"
+        if m.term < self.term:
+            return
         self.log.stable_to(m.index, m.log_term)
         me = self.prs.get(self.id)
         if self.role == Role.LEADER and me is not None and me.maybe_update(self.log.persisted):

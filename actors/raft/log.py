@@ -173,6 +173,10 @@ class RaftLog:
         hi = min(self.apply_limit(), self.applied + max_count)
         return tuple(self.entries[self.applied - self.offset:hi - self.offset])
 
+    def unacknowledged(self) -> bool:
+        """Something handed to the WAL is not yet known to be durable."""
+        return self.persisted < self.persisting or self.persisting_snapshot is not None
+
     def stable_to(self, index: int, term: int) -> None:
         """The WAL made everything up to (index, term) durable."""
         snap = self.persisting_snapshot

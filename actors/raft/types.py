@@ -142,7 +142,7 @@ class MessageType(enum.IntEnum):
     READ_INDEX_RESP = 12
     TRANSFER_LEADER = 13  # forwarded from a follower to the leader
     TIMEOUT_NOW = 14
-    STORAGE_ACK = 15  # local: "everything up to (index, log_term) is durable"
+    STORAGE_ACK = 15  # local: "everything up to (index, log_term) is durable", issued in `term`
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +150,7 @@ class Message:
     type: MessageType
     src: int
     dst: int
-    term: int = 0  # 0 for local messages (PROP, READ_INDEX, STORAGE_ACK forwarded as-is)
+    term: int = 0  # 0 for requests forwarded as-is (PROP, READ_INDEX, TRANSFER_LEADER)
     log_term: int = 0
     index: int = 0
     entries: tuple[Entry, ...] = ()
@@ -188,13 +188,15 @@ class ReadState:
 class Ready:
     """One batch of work for the caller; hand it back with `RaftCore.advance`.
 
-    Ordering rules the caller must follow:
+    Ordering rules the caller must follow (actors/raft/pipeline.py carries them out,
+    for the raft actor and the simulator alike):
     - `send_now` may leave at once (a leader's appends go out before its own fsync).
     - `hard_state`, `entries` (which may overwrite a conflicting tail from
       `entries[0].index` on) and `snapshot` must be durable, in Ready order, before any
-      message of `after_persist` is sent; messages there addressed to this node itself
-      (`dst == id`) are stepped back into the core: that is how the core learns what is
-      durable.
+      message of `after_persist` is sent (a hard state that changes only the commit
+      index may wait for the next write: `must_sync`); messages there addressed to this
+      node itself (`dst == id`) are stepped back into the core, after `advance`: that
+      is how the core learns what is durable.
     - `snapshot_to_apply` (already durable here) replaces the state machine, then
       `committed` is applied in order: entries durable on a quorum, perhaps not yet
       here (so a restarted member clamps its state machine's index to its log).
@@ -209,9 +211,6 @@ class Ready:
     snapshot_to_apply: Snapshot | None = None
     committed: tuple[Entry, ...] = ()
     read_states: tuple[ReadState, ...] = ()
-
-    def must_persist(self) -> bool:
-        return bool(self.hard_state or self.entries or self.snapshot)
 
 
 class ProposalDropped(Exception):

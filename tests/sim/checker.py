@@ -1,6 +1,7 @@
 """Safety invariants of Raft, checked from outside the nodes after every event.
 
-- Election safety: at most one leader per term (§5.2).
+- Election safety: at most one leader per term (§5.2); a vote is on the voter's disk
+  before it leaves (else a restart could vote again in the same term).
 - Log matching: entries with the same index and term hold the same data and follow
   the same history (§5.3).
 - Leader completeness: a new leader's log holds every committed entry (§5.4).
@@ -8,7 +9,8 @@
   their state machines agree at every index (§5.4.3).
 - Durability: a committed entry is never lost across crashes (via leader completeness
   after restarts); commit indexes never go back within a run of a node, applied
-  indexes never go back at all.
+  indexes never go back at all; what a core counts as durable (its log's `persisted`
+  mark) is on its disk, as the core holds it, after every save.
 - Linearizable reads: a read's index is at least that of every write acknowledged
   before the read began (thesis §6.4).
 - Membership: a removed member that handed off never campaigns or leads again.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from petcd.actors.raft.types import Entry, Ready, Role, Snapshot
+from petcd.actors.raft.types import Entry, Message, MessageType, Ready, Role, Snapshot
 
 from .harness import Cluster, Observer, SimNode
 
@@ -75,6 +77,28 @@ class Checker(Observer):
                 self.fail(f"two entries at index {e.index} term {e.term}")
         if rd.hard_state:
             self._check_commit(node, rd.hard_state.commit)
+
+    def on_persisted(self, node: SimNode) -> None:
+        """The entry at `persisted` is on the disk with the term the core holds. One
+        entry stands for the prefix (§5.3 log matching: the disk only ever holds a
+        prefix of some log that had this entry)."""
+        log = node.core.log  # type: ignore[union-attr]
+        index = log.persisted
+        if index <= max(log.offset, node.disk.base()):
+            return  # covered by a snapshot
+        on_disk = node.disk.entry(index)
+        if on_disk is None or on_disk.term != log.term(index):
+            found = "nothing" if on_disk is None else f"term {on_disk.term}"
+            self.fail(f"node {node.id} counts ({index}, {log.term(index)}) as durable, "
+                      f"its disk holds {found} there")
+
+    def on_send(self, node: SimNode, m: Message) -> None:
+        if m.type != MessageType.VOTE_RESP or m.reject:
+            return
+        saved = node.disk.hard_state
+        if saved.term < m.term or (saved.term == m.term and saved.vote != m.dst):
+            self.fail(f"node {node.id} grants {m.dst} its vote in term {m.term}, its disk "
+                      f"holds term {saved.term} vote {saved.vote}")
 
     def _check_leader(self, node: SimNode, term: int) -> None:
         first = self.leader_of_term.setdefault(term, node.id)

@@ -3,7 +3,9 @@
 Everything is driven by one `random.Random`, so a seed replays exactly. Time is counted
 in units; a node ticks every `UNITS_PER_TICK` units. The harness only provides the
 mechanics (deliver, persist, crash, partition); runner.py decides what happens when,
-and checker.py watches from outside.
+and checker.py watches from outside. Each node routes its core's output through the
+raft actor's own write pipeline (actors/raft/pipeline.py), so the ordering checked
+here is the one production runs.
 """
 
 from __future__ import annotations
@@ -17,27 +19,28 @@ from dataclasses import dataclass, field
 
 from petcd.actors.raft.bootstrap import bootstrap
 from petcd.actors.raft.core import RaftConfig, RaftCore
+from petcd.actors.raft.pipeline import Actions, SaveRequest, WritePipeline
 from petcd.actors.raft.types import (ConfChange, Entry, EntryType, HardState, Message,
                                      MessageType, PersistedState, ProposalDropped, Ready,
-                                     Role, Snapshot, must_sync)
+                                     Role, Snapshot)
 
 UNITS_PER_TICK = 4
 
 
 @dataclass
 class Disk:
-    """What survives a crash: only what a Ready asked to persist and was persisted,
-    except a commit-only hard state, which the WAL writes without an fsync
-    (`must_sync`): a crash before the next fsync loses it."""
+    """The WAL: only what a save carried is on it (a commit-only hard state reaches it
+    with the next save, as in production: actors/raft/pipeline.py). A save is durable
+    once acknowledged; a crash keeps those, and of the saves still being written a
+    prefix that happened to reach the disk, the next one perhaps torn."""
 
     hard_state: HardState = field(default_factory=HardState)
     snapshot: Snapshot | None = None
     entries: list[Entry] = field(default_factory=list)  # right after the snapshot
-    synced_hard_state: HardState = field(default_factory=HardState)
 
     @classmethod
     def from_state(cls, state: PersistedState) -> Disk:
-        return cls(state.hard_state, state.snapshot, list(state.entries), state.hard_state)
+        return cls(state.hard_state, state.snapshot, list(state.entries))
 
     def state(self) -> PersistedState:
         return PersistedState(self.hard_state, self.snapshot, tuple(self.entries))
@@ -45,24 +48,34 @@ class Disk:
     def base(self) -> int:
         return self.snapshot.meta.index if self.snapshot else 0
 
-    def write(self, rd: Ready, torn_entries: int | None = None) -> None:
-        """Persist a Ready; `torn_entries` keeps only a prefix (a crash mid-write)."""
-        if rd.snapshot and torn_entries is None:
-            self.snapshot, self.entries = rd.snapshot, []
-        entries = rd.entries if torn_entries is None else rd.entries[:torn_entries]
+    def last_index(self) -> int:
+        return self.base() + len(self.entries)
+
+    def entry(self, index: int) -> Entry | None:
+        if self.base() < index <= self.last_index():
+            return self.entries[index - self.base() - 1]
+        return None
+
+    def write(self, save: SaveRequest) -> None:
+        if save.snapshot:
+            self.snapshot, self.entries = save.snapshot, []
+        self._append(save.entries)
+        if save.hard_state:
+            self.hard_state = save.hard_state
+
+    def write_torn(self, save: SaveRequest, entries: int) -> None:
+        """A crash in the middle of `save`: only its first `entries` entries got there.
+        The WAL writes the hard state last (storage/wal/wal.py), so it is lost; so is a
+        snapshot, which start-up does not trust without the commit index after it."""
+        if save.snapshot is None:
+            self._append(save.entries[:entries])
+
+    def _append(self, entries: tuple[Entry, ...]) -> None:
         if entries:
             first = entries[0].index
-            assert self.base() < first <= self.base() + len(self.entries) + 1, "WAL gap"
+            assert self.base() < first <= self.last_index() + 1, "WAL gap"
             del self.entries[first - self.base() - 1:]
             self.entries.extend(entries)
-        synced = bool(rd.snapshot) or must_sync(self.hard_state, rd.hard_state, len(entries))
-        if rd.hard_state and torn_entries is None:
-            self.hard_state = rd.hard_state
-        if synced:
-            self.synced_hard_state = self.hard_state
-
-    def lose_unsynced(self) -> None:
-        self.hard_state = self.synced_hard_state
 
     def compact(self, snapshot: Snapshot) -> None:
         drop = snapshot.meta.index - self.base()
@@ -96,6 +109,8 @@ class Observer:
     """Callbacks the harness makes; the checker implements them."""
 
     def on_ready(self, node: SimNode, rd: Ready) -> None: ...
+    def on_persisted(self, node: SimNode) -> None: ...
+    def on_send(self, node: SimNode, m: Message) -> None: ...
     def on_apply(self, node: SimNode, entry: Entry) -> None: ...
     def on_snapshot_applied(self, node: SimNode, snapshot: Snapshot) -> None: ...
     def on_read_state(self, node: SimNode, index: int, context: bytes) -> None: ...
@@ -111,8 +126,10 @@ class SimNode:
         self.sm = StateMachine()
         self.rng = rng
         self.obs = observer
-        self.pending: deque[tuple[int, Ready]] = deque()  # (due time, ready) being persisted
+        self.saving: deque[tuple[int, SaveRequest]] = deque()  # (due time, save), seq order
+        self.fsync_stalled = False  # a scenario holds every save back while set
         self.core: RaftCore | None = None
+        self.pipeline: WritePipeline | None = None
         self.incarnation = 0
         self.start()
 
@@ -122,53 +139,66 @@ class SimNode:
 
     def start(self) -> None:
         self.incarnation += 1
-        last = self.disk.base() + len(self.disk.entries)
         self.core = RaftCore(self.cfg, random.Random(self.rng.random()), self.disk.state(),
-                             applied=min(self.sm.applied, last))
+                             applied=min(self.sm.applied, self.disk.last_index()))
+        self.pipeline = WritePipeline(self.id, self.disk.hard_state, self.core.log.applied)
 
     def crash(self, tear: bool) -> None:
-        """Lose every write not yet persisted; maybe tear the one being written."""
-        if tear and self.pending:
-            _, rd = self.pending[0]
-            if rd.entries:
-                self.disk.write(rd, torn_entries=self.rng.randrange(len(rd.entries)))
-        self.pending.clear()
-        self.disk.lose_unsynced()
-        self.core = None
+        """Lose the saves not yet acknowledged, but for a prefix that happened to reach
+        the disk (a process crash keeps what was written, a power cut maybe not); maybe
+        tear the next one."""
+        if self.saving:
+            written = self.rng.randint(0, len(self.saving))
+            saves = [save for _, save in self.saving]
+            for save in saves[:written]:
+                self.disk.write(save)
+            if tear and written < len(saves) and saves[written].entries:
+                torn = saves[written]
+                self.disk.write_torn(torn, self.rng.randrange(len(torn.entries)))
+        self.saving.clear()
+        self.core = self.pipeline = None
         self.obs.on_crash(self)
 
     def process(self, now: int, net: Network, persist_delay: Callable[[], int]) -> None:
-        """Drain the core's Ready queue: send, queue persistence, apply."""
-        core = self.core
-        assert core is not None
+        """Drain the core's Ready queue through the write pipeline: send, save, apply."""
+        core, pipeline = self.core, self.pipeline
+        assert core is not None and pipeline is not None
         while core.has_ready():
-            rd = core.ready()
-            self.obs.on_ready(self, rd)
-            for m in rd.send_now:
-                net.send(self, m, now)
-            if rd.must_persist() or rd.after_persist:
-                self.pending.append((now + persist_delay(), rd))
-            if rd.snapshot_to_apply:
-                self.sm.restore(rd.snapshot_to_apply.data)
-                self.obs.on_snapshot_applied(self, rd.snapshot_to_apply)
-            for entry in rd.committed:
-                if entry.index > self.sm.applied:
-                    self.sm.apply(entry)
-                    self.obs.on_apply(self, entry)
-            for rs in rd.read_states:
-                self.obs.on_read_state(self, rs.index, rs.context)
-            core.advance(rd)
+            ready = core.ready()
+            self.obs.on_ready(self, ready)
+            actions = pipeline.accept(ready)
+            if actions.save is not None:
+                self.saving.append((now + persist_delay(), actions.save))
+            self._apply(actions)
+            core.advance(ready)
+            self._carry_out(actions, now, net)
+
+    def _apply(self, actions: Actions) -> None:
+        if actions.snapshot_to_apply:
+            self.sm.restore(actions.snapshot_to_apply.data)
+            self.obs.on_snapshot_applied(self, actions.snapshot_to_apply)
+        for entry in actions.apply:
+            if entry.index > self.sm.applied:
+                self.sm.apply(entry)
+                self.obs.on_apply(self, entry)
+        for rs in actions.read_states:
+            self.obs.on_read_state(self, rs.index, rs.context)
+
+    def _carry_out(self, actions: Actions, now: int, net: Network) -> None:
+        """Send, then step back what is this node's own (after core.advance)."""
+        for m in actions.send:
+            net.send(self, m, now)
+        for m in actions.step:
+            self.core.step(m)  # type: ignore[union-attr]
 
     def persist_due(self, now: int, net: Network) -> None:
-        """Complete, in order, the writes whose fsync is done; then release what waited."""
-        while self.pending and self.pending[0][0] <= now and self.core is not None:
-            _, rd = self.pending.popleft()
-            self.disk.write(rd)
-            for m in rd.after_persist:
-                if m.dst == self.id:
-                    self.core.step(m)
-                else:
-                    net.send(self, m, now)
+        """Complete, in order, the saves whose fsync is done; release what waited."""
+        while (self.saving and self.saving[0][0] <= now and not self.fsync_stalled
+               and self.pipeline is not None):
+            _, save = self.saving.popleft()
+            self.disk.write(save)
+            self._carry_out(self.pipeline.persisted(save.seq), now, net)
+            self.obs.on_persisted(self)
 
     def maybe_compact(self, threshold: int, keep: int) -> None:
         core = self.core
@@ -216,6 +246,7 @@ class Network:
         self.blocked.clear()
 
     def send(self, src: SimNode, m: Message, now: int) -> None:
+        self.obs.on_send(src, m)
         copies = 2 if self.rng.random() < self.dup_rate else 1
         link = (m.src, m.dst)
         for _ in range(copies):

@@ -8,16 +8,18 @@ Checker watches every scenario, so each also proves the safety invariants held.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
-from petcd.actors.raft.core import RaftConfig, RaftCore
+from petcd.actors.raft.bootstrap import bootstrap
+from petcd.actors.raft.core import CAMPAIGN_TRANSFER, RaftConfig, RaftCore
 from petcd.actors.raft.types import (ConfChange, ConfChangeType, ConfState, Entry, HardState,
                                      Message, MessageType as T, PersistedState,
                                      ProposalDropped, Role, Snapshot, SnapshotMeta)
 
-from .checker import Checker
-from .harness import Cluster, SimNode
+from .checker import Checker, InvariantViolation
+from .harness import Cluster, Network, SimNode
 
 ELECTION_TICKS = 10
 
@@ -306,3 +308,71 @@ def test_a_learner_never_votes_or_counts_for_commit():
     assert cluster.wait_for(lambda: cluster.leader() is not None and
                             cluster.leader().core.log.committed > commit_before,  # type: ignore[union-attr]
                             8 * ELECTION_TICKS)
+
+
+# -- storage acknowledgements (etcd raft's "ABA problem", rawnode.go) ----------------------
+
+
+def _append_from(leader: int, term: int, *entries: tuple[int, int]) -> Message:
+    """An append after the five bootstrap entries; `entries` as (index, term)."""
+    data = tuple(Entry(t, i, 0, b"%d@%d" % (i, t)) for i, t in entries)
+    return Message(T.APP, leader, 2, term=term, index=5, log_term=1, commit=5, entries=data)
+
+
+@pytest.mark.parametrize("ack_term_checked", [True, False])
+def test_an_fsync_acknowledged_after_two_leader_changes_does_not_count_what_a_later_save_overwrites(
+        monkeypatch, ack_term_checked):
+    if not ack_term_checked:  # the core before acks carried their term: as if issued now
+        on_ack = RaftCore._on_storage_ack
+        monkeypatch.setattr(RaftCore, "_on_storage_ack",
+                            lambda core, m: on_ack(core, replace(m, term=core.term)))
+    checker = Checker()
+    rng = random.Random(29)
+    net = Network(rng, checker)  # what member 2 sends goes nowhere: only its disk matters
+    b = SimNode(2, RaftConfig(2, election_ticks=ELECTION_TICKS), bootstrap([1, 2, 3, 4, 5]),
+                rng, checker)
+    b.process(0, net, lambda: 0)
+    b.fsync_stalled = True  # every save below is still being written when the next arrives
+    # etcd's steps 2-7: leader A (1) of term 2 sends 6..8; leader C (3) of term 3
+    # overwrites them with its own; A, re-elected in term 4, puts its 6..8 back, plus 9.
+    for append in (_append_from(1, 2, (6, 2), (7, 2), (8, 2)),
+                   _append_from(3, 3, (6, 3), (7, 3), (8, 3)),
+                   _append_from(1, 4, (6, 2), (7, 2), (8, 2), (9, 4))):
+        b.core.step(append)  # type: ignore[union-attr]
+        b.process(0, net, lambda: 0)
+    assert [save.entries[0].term for _, save in b.saving] == [2, 3, 2]
+    # Step 8: the first save becomes durable; its ack names (8, term 2), which the
+    # in-memory log holds again. The second save (term 3 at 6..8) is next to reach the
+    # disk: counting 6..8 as durable now would be a lie until the third one does.
+    b.fsync_stalled = False
+    if not ack_term_checked:
+        with pytest.raises(InvariantViolation, match=r"counts \(8, 2\) as durable, its disk "
+                                                     r"holds term 3 there"):
+            b.persist_due(0, net)
+        return
+    b.persist_due(0, net)
+    log = b.core.log  # type: ignore[union-attr]
+    assert log.persisted == 9 and not b.saving
+    assert [(e.index, e.term) for e in b.disk.entries[5:]] == [(6, 2), (7, 2), (8, 2), (9, 4)]
+
+
+def test_an_ack_ignored_after_a_term_change_is_made_up_by_the_term_changes_own_save():
+    checker = Checker()
+    rng = random.Random(31)
+    net = Network(rng, checker)
+    b = SimNode(2, RaftConfig(2, election_ticks=ELECTION_TICKS), bootstrap([1, 2, 3, 4, 5]),
+                rng, checker)
+    b.process(0, net, lambda: 0)
+    b.fsync_stalled = True
+    b.core.step(_append_from(1, 2, (6, 2), (7, 2)))  # type: ignore[union-attr]
+    b.process(0, net, lambda: 0)
+    # Before that save is durable, a candidate of term 3 (leadership handed to it) asks
+    # for B's vote: no entries follow, so no ack for 6..7 would be issued in term 3 but
+    # for the one the vote's save carries.
+    b.core.step(Message(T.VOTE, 3, 2, term=3, index=7, log_term=2,  # type: ignore[union-attr]
+                        context=CAMPAIGN_TRANSFER))
+    b.process(0, net, lambda: 0)
+    assert [save.hard_state.vote for _, save in b.saving] == [0, 3]  # type: ignore[union-attr]
+    b.fsync_stalled = False
+    b.persist_due(0, net)
+    assert b.core.log.persisted == 7  # type: ignore[union-attr]

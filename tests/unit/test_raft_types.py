@@ -17,10 +17,8 @@ from petcd.actors.raft.types import (
     EntryType,
     HardState,
     PersistedState,
-    Ready,
     Snapshot,
     SnapshotMeta,
-    SoftState,
 )
 
 ADD_VOTER, REMOVE, ADD_LEARNER = ConfChangeType.ADD_VOTER, ConfChangeType.REMOVE, \
@@ -137,14 +135,3 @@ def test_persisted_state_rejects_non_contiguous_entries(snap, indexes):
 def test_entry_defaults_to_an_empty_normal_entry():
     e = Entry(3, 7)
     assert (e.term, e.index, e.type, e.data) == (3, 7, EntryType.NORMAL, b"")
-
-
-@pytest.mark.parametrize(("fields", "want"), [
-    ({}, False),
-    ({"hard_state": HardState(1)}, True),
-    ({"entries": (Entry(1, 1),)}, True),
-    ({"snapshot": snapshot(3)}, True),
-    ({"snapshot_to_apply": snapshot(3), "committed": (Entry(1, 4),)}, False),  # apply only
-])
-def test_ready_must_persist_only_with_state_entries_or_snapshot(fields, want):
-    assert Ready(SoftState(), **fields).must_persist() is want
