@@ -24,7 +24,6 @@ as a multiprocessing target, whose process exit status is run's return value.
 
 from __future__ import annotations
 
-import os
 import signal
 from dataclasses import dataclass
 from types import FrameType
@@ -32,6 +31,7 @@ from typing import Any, NoReturn
 
 import structlog
 
+from petcd.actors import failpoints
 from petcd.actors.bus.codec import persisted_state_to_wire
 from petcd.actors.bus.sockets import Inbox, Outbox, process_context, term_process_context
 from petcd.actors.protocol import SUPERVISOR, Kind
@@ -45,7 +45,7 @@ from .startup import EXIT_STORAGE, Opened, StartupError, open_wal
 from .writer import BatchResult, ProtocolError, WalWriter
 
 ACTOR = "wal"
-FAILPOINT_SLEEP_ENV = "PETCD_FAILPOINT_WAL_SLEEP_MS"
+FAILPOINT_SLEEP_ENV = failpoints.WAL_SLEEP
 WARN_SYNC_MS = 1000  # etcd's warnSyncDuration: above it, "slow fdatasync" is logged
 MAX_BATCH_MSGS = 4096
 POLL_TIMEOUT_MS = 100  # how soon a signal is noticed when the inbox is idle
@@ -96,7 +96,7 @@ def run(ctx: MemberContext, *, segment_size_bytes: int = DEFAULT_SEGMENT_SIZE_BY
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop)
     try:
-        fsync_delay_ms = _failpoint_sleep_ms()
+        fsync_delay_ms = failpoints.sleep_ms(FAILPOINT_SLEEP_ENV)
     except ValueError as err:
         log.error("bad failpoint", variable=FAILPOINT_SLEEP_ENV, error=str(err))
         return EXIT_BAD_CONFIG
@@ -206,13 +206,3 @@ def _send(outbox: Outbox, actor: str, kind: Kind, payload: Any) -> None:
     if not outbox.send(actor, kind.value, payload, timeout_ms=SEND_TIMEOUT_MS):
         raise BusStuckError(f"{actor} did not take a {kind.value} message within "
                             f"{SEND_TIMEOUT_MS} ms")
-
-
-def _failpoint_sleep_ms() -> int:
-    text = os.environ.get(FAILPOINT_SLEEP_ENV, "").strip()
-    if not text:
-        return 0
-    value = int(text)  # ValueError names the text
-    if value < 0:
-        raise ValueError(f"{FAILPOINT_SLEEP_ENV}={text}: must be >= 0")
-    return value
