@@ -39,7 +39,9 @@ class Kind(str, enum.Enum):
     # -- to raft ---------------------------------------------------------------------
     # network -> raft: client writes, in arrival order.
     #   payload: [[request_id: int, data: bytes], ...]; data is an InternalRaftRequest
-    #   (api/etcdserverpb/raft_internal.proto) whose header.ID == request_id.
+    #   (api/etcdserverpb/raft_internal.proto) whose header.ID == request_id. An item
+    #   with a third element (True) is traced: the raft actor reports its stage times
+    #   (TRACE).
     PROPOSE = "propose"
     # network -> raft: linearizable read requests (one awaited at a time per member:
     #   actors/network/requests.py). payload: [context: bytes, ...]
@@ -62,8 +64,10 @@ class Kind(str, enum.Enum):
     PERSISTED = "persisted"
     # apply -> raft and network: the state machine applied everything up to here.
     #   payload: [applied_index: int, revision: int] to raft; to the network
-    #   [applied_index, revision, changes, leases], at start and after every batch
-    #   (before that batch's RESPONSES), changes being history.changes_to_wire of
+    #   [applied_index, revision, changes, leases (, received_ns, answered_ns)], at
+    #   start and after every batch (before that batch's RESPONSES; the two times,
+    #   monotonic ns, when its batch was taken and answered: network/trace.py),
+    #   changes being history.changes_to_wire of
     #   every change the batch made (the watchers' events), leases
     #   lease_requests.lease_changes_to_wire of every lease it granted, revoked or
     #   checkpointed, in apply order: [[kind, lease_id, value], ...], value the TTL
@@ -124,6 +128,10 @@ class Kind(str, enum.Enum):
     #   A batch is answered (APPLIED, RESPONSES) before its commit's fdatasync: reads
     #   that must see what was answered wait for VISIBLE to reach it.
     VISIBLE = "visible"
+    # raft -> network: the raft actor's stage times of traced proposals (PROPOSE items
+    #   with a third element), sent once each is committed (actors/network/trace.py).
+    #   payload: [[request_id, [[stage: str, monotonic_ns: int], ...]], ...]
+    TRACE = "trace"
     # apply -> network: results of this member's proposals.
     #   payload: [[request_id, ok: bool, body: bytes | [code: str, message: str]], ...]
     #   body is the serialized etcd response (PutResponse, RangeResponse, ...) when ok,

@@ -11,6 +11,7 @@
                                                        alone: see bench_floors
       common: --endpoints URLS --protocol grpc|http --conns N --total M
               --key-size 8 --val-size 256 --key-space K --key-prefix P [--server-cpu]
+              put --trace: where each write's time went inside petcd, stage by stage
 
 Connections are spread over worker processes (so that the tool itself is not the
 bottleneck) and over the endpoints round-robin; each connection sends one request at a
@@ -30,7 +31,7 @@ import sys
 import time
 
 from . import (bench_cpu, bench_floors, bench_lease, bench_lease_expiry, bench_lock,
-               bench_watch)
+               bench_trace, bench_watch)
 from .bench_plan import OPS, Plan
 from .bench_worker import Job, Tally, worker
 
@@ -61,7 +62,7 @@ def plan(args: argparse.Namespace) -> Plan:
     return Plan(op=args.op, key_size=args.key_size, key_space=args.key_space,
                 key_prefix=args.key_prefix.encode(), val_size=args.val_size,
                 txn_ops=args.txn_ops, limit=args.limit, prefix=args.prefix,
-                serializable=args.serializable)
+                serializable=args.serializable, trace=args.trace)
 
 
 def _progress(done: int, total: int, started: float) -> None:
@@ -135,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
         print("petcd-bench: no request succeeded", file=sys.stderr)
         return 1
     print("\n".join(summary(args, len(work), tallies, elapsed_s)))
+    if args.trace:
+        print("\n".join(bench_trace.report([x for t in tallies for x in t.traces],
+                                           [x for t in tallies for x in t.latencies_s])))
     requests = sum(len(t.latencies_s) + t.error_count for t in tallies)
     if args.server_cpu:
         print(bench_cpu.report(bench_cpu.per_request_us(cpu_before, cpu_after, requests)))
@@ -174,6 +178,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--server-cpu", action="store_true",
                    help="also print the CPU time local petcd actors and etcd processes "
                         "spent per request, by process name (see client/bench_cpu.py)")
+    p.add_argument("--trace", action="store_true",
+                   help="put: ask petcd for each write's stage times and print where the "
+                        "time went, stage by stage (see client/bench_trace.py)")
     return p
 
 
@@ -186,6 +193,8 @@ def check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--txn-ops must be >= 1, and is for put only")
     if args.op != "range" and (args.prefix or args.limit or args.serializable):
         p.error("--prefix, --limit and --serializable are for range only")
+    if args.trace and args.op != "put":
+        p.error("--trace is for put only")
     if not all(args.endpoints.split(",")):
         p.error("--endpoints must list client URLs separated by commas")
     try:

@@ -14,8 +14,9 @@ class BenchError(Exception):
 
 
 class Conn(Protocol):
-    async def put(self, keys: list[bytes], value: bytes) -> None:
-        """One Put, or one Txn of puts when given more than one key."""
+    async def put(self, keys: list[bytes], value: bytes, trace: bool = False) -> str | None:
+        """One Put, or one Txn of puts when given more than one key. With `trace`, the
+        member's stage times (its `petcd-trace` answer, or None if it sent none)."""
 
     async def range(self, key: bytes, range_end: bytes, limit: int, serializable: bool) -> int:
         """Range; returns how many key-values came back."""

@@ -14,6 +14,7 @@ from ..api.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from .bench_conn import BenchError
 
 CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
+TRACE_KEY = "petcd-trace"  # petcd's stage times of a write (actors/network/trace.py)
 
 
 def target(endpoint: str) -> str:
@@ -36,12 +37,22 @@ class GrpcConn:
         except grpc.aio.AioRpcError as err:
             raise BenchError(f"{err.code().name}: {err.details()}") from None
 
-    async def put(self, keys: list[bytes], value: bytes) -> None:
+    async def put(self, keys: list[bytes], value: bytes, trace: bool = False) -> str | None:
         if len(keys) == 1:
-            await self._call(self._kv.Put, pb.PutRequest(key=keys[0], value=value))
+            method, request = self._kv.Put, pb.PutRequest(key=keys[0], value=value)
         else:
-            await self._call(self._kv.Txn, pb.TxnRequest(success=[
-                pb.RequestOp(request_put=pb.PutRequest(key=k, value=value)) for k in keys]))
+            method, request = self._kv.Txn, pb.TxnRequest(success=[
+                pb.RequestOp(request_put=pb.PutRequest(key=k, value=value)) for k in keys])
+        if not trace:
+            await self._call(method, request)
+            return None
+        call = method(request, timeout=self._timeout_s, metadata=((TRACE_KEY, "1"),))
+        try:
+            await call
+            trailing = await call.trailing_metadata()
+        except grpc.aio.AioRpcError as err:
+            raise BenchError(f"{err.code().name}: {err.details()}") from None
+        return next((v for k, v in trailing or () if k == TRACE_KEY), None)
 
     async def range(self, key: bytes, range_end: bytes, limit: int, serializable: bool) -> int:
         resp = await self._call(self._kv.Range, pb.RangeRequest(

@@ -13,6 +13,8 @@ import orjson
 
 from .bench_conn import BenchError
 
+TRACE_HEADER = "Petcd-Trace"  # petcd's stage times of a write (actors/network/trace.py)
+
 
 def base_url(endpoint: str) -> str:
     """http://host:port for an endpoint given as a URL or as host:port."""
@@ -37,32 +39,40 @@ class HttpConn:
     async def close(self) -> None:
         await self._session.close()
 
-    async def _post(self, path: str, body: dict) -> dict:
+    async def _post(self, path: str, body: dict,
+                    trace: bool = False) -> tuple[dict, str | None]:
+        headers = {TRACE_HEADER: "1"} if trace else None
         try:
-            async with self._session.post(self._url + path, data=orjson.dumps(body)) as resp:
+            async with self._session.post(self._url + path, data=orjson.dumps(body),
+                                          headers=headers) as resp:
                 payload = await resp.read()
                 if resp.status != 200:
                     raise BenchError(f"HTTP {resp.status}: {payload[:200]!r}")
+                traced = resp.headers.get(TRACE_HEADER)
         except (aiohttp.ClientError, TimeoutError) as err:
             raise BenchError(f"{type(err).__name__}: {err}") from None
-        return orjson.loads(payload)
+        return orjson.loads(payload), traced
 
-    async def put(self, keys: list[bytes], value: bytes) -> None:
+    async def put(self, keys: list[bytes], value: bytes, trace: bool = False) -> str | None:
         encoded = _b64(value)
         if len(keys) == 1:
-            await self._post("put", {"key": _b64(keys[0]), "value": encoded})
+            _, traced = await self._post("put", {"key": _b64(keys[0]), "value": encoded},
+                                         trace)
         else:
-            await self._post("txn", {"success": [_put_op(k, encoded) for k in keys]})
+            _, traced = await self._post(
+                "txn", {"success": [_put_op(k, encoded) for k in keys]}, trace)
+        return traced
 
     async def range(self, key: bytes, range_end: bytes, limit: int, serializable: bool) -> int:
         body: dict = {"key": _b64(key), "serializable": serializable, "limit": limit}
         if range_end:
             body["range_end"] = _b64(range_end)
-        return len((await self._post("range", body)).get("kvs", ()))
+        resp, _ = await self._post("range", body)
+        return len(resp.get("kvs", ()))
 
     async def cas(self, key: bytes, mod_revision: int, value: bytes) -> tuple[bool, int]:
         k = _b64(key)
-        resp = await self._post("txn", {
+        resp, _ = await self._post("txn", {
             "compare": [{"key": k, "target": "MOD", "result": "EQUAL",
                          "mod_revision": str(mod_revision)}],
             "success": [_put_op(key, _b64(value))],

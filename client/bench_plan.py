@@ -34,6 +34,7 @@ class Plan:
     limit: int = 0  # range: most keys returned, 0 = no limit
     prefix: bool = False  # range: over a prefix of the key, not the key alone
     serializable: bool = False
+    trace: bool = False  # put: ask petcd for each write's stage times (petcd-trace)
 
     def __post_init__(self) -> None:
         if self.op not in OPS:

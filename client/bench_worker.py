@@ -37,6 +37,7 @@ class Tally:
     error_count: int = 0
     keys_returned: int = 0  # range: key-values in all responses
     compare_failures: int = 0  # txn: requests whose compare did not hold
+    traces: list[str] = field(default_factory=list)  # put --trace: petcd-trace answers
     cpu_s: float = 0.0  # this worker's CPU time (all threads) from its first connection on
 
     def error(self, err: BenchError) -> None:
@@ -69,7 +70,9 @@ async def _timed(tally: Tally, done, call) -> object | None:
 async def _put(plan: Plan, conn: Conn, first: int, count: int, tally: Tally, done) -> None:
     value = plan.value()
     for request in range(first, first + count):
-        await _timed(tally, done, conn.put(plan.put_keys(request), value))
+        traced = await _timed(tally, done, conn.put(plan.put_keys(request), value, plan.trace))
+        if isinstance(traced, str):
+            tally.traces.append(traced)
 
 
 async def _range(plan: Plan, conn: Conn, first: int, count: int, tally: Tally, done) -> None:

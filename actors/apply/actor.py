@@ -97,6 +97,7 @@ class ApplyActor:
         self.table: MemberTable = members.read_member_table(store)
         self.stopping = False
         self.commit_sleep_s = commit_sleep_ms / 1000  # failpoints.APPLY_COMMIT_SLEEP
+        self.received_ns = 0  # when the batch in hand was taken from the inbox
 
     # -- start-up ------------------------------------------------------------------
 
@@ -122,6 +123,7 @@ class ApplyActor:
 
     def handle(self, messages: Sequence[tuple[str, Any]]) -> None:
         """One drained batch: consecutive APPLYs become one store batch."""
+        self.received_ns = time.monotonic_ns()  # a traced write's apply_received
         entries: list[Entry] = []
         defragments: list[int] = []
         for kind, payload in messages:
@@ -165,7 +167,8 @@ class ApplyActor:
             self.applied_index = plan.store_entries[-1].index
             self.table = plan.table
             self._send_applied(changes=changes, lease_changes=lease_changes,
-                               revision=revision)
+                               revision=revision,
+                               stage_ns=(self.received_ns, time.monotonic_ns()))
             replies = batch.responses(plan, results, self.ctx.cluster_id, self.ctx.member_id)
             if replies:
                 self._send("network", Kind.RESPONSES, replies)
@@ -247,18 +250,23 @@ class ApplyActor:
 
     def _send_applied(self, *, now: bool = False, changes: list[Change] | None = None,
                       lease_changes: list[LeaseChange] | None = None,
-                      revision: int | None = None) -> None:
+                      revision: int | None = None,
+                      stage_ns: tuple[int, int] | None = None) -> None:
         """changes and lease_changes: every change and every lease granted or revoked
         since the last APPLIED, or both None when the store may have changed without
         them (at start, after installing a snapshot: reread the store). `revision`:
         the store's, if a batch is not committed yet (the store would say the last
-        committed one)."""
+        committed one). `stage_ns`: when the batch was received and answered, for
+        traced writes (actors/network/trace.py)."""
         assert (changes is None) == (lease_changes is None), "both lists, or neither"
         if revision is None:
             revision = self.store.current_revision()
         wire = None if changes is None else history.changes_to_wire(changes)
         leases = None if lease_changes is None else lease_requests.lease_changes_to_wire(lease_changes)
-        self._send("network", Kind.APPLIED, [self.applied_index, revision, wire, leases])
+        payload = [self.applied_index, revision, wire, leases]
+        if stage_ns is not None:
+            payload.extend(stage_ns)
+        self._send("network", Kind.APPLIED, payload)
         self._tell_raft(now=now, revision=revision)
 
     def _send_visible(self) -> None:

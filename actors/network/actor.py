@@ -98,6 +98,7 @@ class NetworkActor:
             Kind.DROPPED.value: self.tracker.on_dropped, Kind.STATUS.value: self.tracker.on_status,
             Kind.RESPONSES.value: self.tracker.on_responses,
             Kind.APPLIED.value: self._on_applied, Kind.VISIBLE.value: self._on_visible,
+            Kind.TRACE.value: self.tracker.traces.on_raft,
         }
 
     # -- start and stop ----------------------------------------------------------------

@@ -44,7 +44,7 @@ from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.v3electionpb import v3election_pb2 as epb
 from petcd.api.v3lockpb import v3lock_pb2 as lpb
 
-from . import errors, jsonpb
+from . import errors, jsonpb, trace
 from .errors import Code, EtcdError
 from .server import CLUSTER_VERSION, GRPC_OVERHEAD_BYTES, SERVER_VERSION, Server
 from .watch import WatchStream
@@ -172,13 +172,21 @@ class Gateway:
         if path in NOT_YET:
             raise EtcdError(Code.UNIMPLEMENTED, f"method {NOT_YET[path]} not implemented")
         request_class, handler = ROUTES[path]
+        traced = None
+        if trace.HTTP_HEADER in request.headers:
+            traced = trace.Trace()
+            trace.current.set(traced)
         response = await handler(self.server, jsonpb.parse(body, request_class))
         if response.ByteSize() > RENDER_INLINE_MAX_BYTES:
             data = await asyncio.get_running_loop().run_in_executor(
                 None, jsonpb.render, response)
         else:
             data = jsonpb.render(response)
-        return web.Response(body=data, content_type="application/json")
+        headers = None
+        if traced is not None:
+            traced.mark("returned")
+            headers = {trace.HTTP_HEADER: traced.encode()}
+        return web.Response(body=data, content_type="application/json", headers=headers)
 
     async def _stream(self, request: web.Request, path: str) -> web.StreamResponse:
         request_class, handler = STREAMS[path]

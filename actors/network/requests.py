@@ -36,7 +36,7 @@ from typing import Any
 
 from petcd.actors.protocol import Kind, member_id_prefix
 
-from . import errors
+from . import errors, trace
 from .errors import EtcdError
 from .status import Applied, RaftStatus
 
@@ -98,6 +98,7 @@ class Tracker:
         self.applied = Applied()
         self.answered = Applied()
         self.applied_known = asyncio.Event()  # set by the first VISIBLE
+        self.traces = trace.Traces()  # writes a client asked to trace (trace.py)
         self.proposals: dict[int, asyncio.Future[Answer]] = {}
         self.reads: dict[bytes, tuple[float, asyncio.Future[int]]] = {}  # ctx -> (expiry, fut)
         self._applied_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -167,6 +168,7 @@ class Tracker:
         applied = Applied.from_wire(payload)
         if applied.index >= self.answered.index:
             self.answered = applied
+        self.traces.on_applied(payload)
 
     def on_visible(self, payload: Any) -> None:
         visible = Applied.from_wire(payload)
@@ -182,6 +184,7 @@ class Tracker:
             fut = self.proposals.pop(request_id, None)
             if fut is None:
                 continue  # timed out already, or another member's request
+            self.traces.responded(request_id)
             if ok:
                 _settle(fut, result=Answer(True, bytes(body)))
             else:
@@ -257,7 +260,12 @@ class RaftClient:
         """Propose one InternalRaftRequest (already carrying `request_id`) and wait
         for its answer; EtcdError on refusal or timeout."""
         fut = self.tracker.add_proposal(request_id)
-        self._proposals.append([request_id, data])
+        traced = trace.current.get()
+        if traced is None:
+            self._proposals.append([request_id, data])
+        else:  # a third element asks the raft actor for its stage times (TRACE)
+            self._proposals.append([request_id, data, True])
+            self.tracker.traces.proposed(request_id, traced)
         self._schedule_flush()
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -266,6 +274,8 @@ class RaftClient:
             raise errors.copy(errors.TIMEOUT) from None
         finally:
             self.tracker.forget_proposal(request_id)
+            if traced is not None:
+                self.tracker.traces.forget(request_id)
 
     async def read_barrier(self) -> int:
         """etcd's linearizableReadNotify: returns once this member has applied
@@ -300,6 +310,8 @@ class RaftClient:
     def flush(self) -> None:
         self._flush_scheduled = False
         proposals, self._proposals = self._proposals, []
+        if proposals:
+            self.tracker.traces.sent([p[0] for p in proposals if len(p) > 2])
         if proposals and not self._send(Kind.PROPOSE.value, proposals):
             self.tracker.fail_proposals([p[0] for p in proposals], errors.TOO_MANY_REQUESTS)
         if self._read is not None and self._may_ask():

@@ -37,7 +37,7 @@ from petcd.api.etcdserverpb import rpc_pb2
 from petcd.api.v3electionpb import v3election_pb2
 from petcd.api.v3lockpb import v3lock_pb2
 
-from . import leader
+from . import leader, trace
 from .errors import Code, EtcdError
 from .server import GRPC_OVERHEAD_BYTES, Server
 from .watch import WatchStream
@@ -135,8 +135,13 @@ def _unary(call: Callable[[Message], Awaitable[Message]], name: str, log: Any
     async def handle(request: Message, context: grpc.aio.ServicerContext) -> Message:
         if isinstance(request, Malformed):
             await context.abort(grpc.StatusCode.INTERNAL, request.message)
+        traced = _traced(context)
         try:
-            return await call(request)
+            response = await call(request)
+            if traced is not None:
+                traced.mark("returned")
+                context.set_trailing_metadata(((trace.METADATA_KEY, traced.encode()),))
+            return response
         except EtcdError as err:
             await context.abort(status_code(err.code), err.message)
         except Exception as err:  # a bug: answered as grpc-go answers a plain error
@@ -144,6 +149,15 @@ def _unary(call: Callable[[Message], Awaitable[Message]], name: str, log: Any
             await context.abort(grpc.StatusCode.UNKNOWN, f"{type(err).__name__}: {err}")
         raise AssertionError("abort returned")
     return handle
+
+
+def _traced(context: grpc.aio.ServicerContext) -> trace.Trace | None:
+    """A Trace for this task if the client asked (trace.py)."""
+    if not any(key == trace.METADATA_KEY for key, _ in context.invocation_metadata() or ()):
+        return None
+    traced = trace.Trace()
+    trace.current.set(traced)
+    return traced
 
 
 def _stream(call: Callable[[Message], AsyncIterator[Message]], name: str, log: Any

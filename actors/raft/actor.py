@@ -35,9 +35,10 @@ from .core import RaftConfig, RaftCore
 from .heartbeats import LATE_HEARTBEAT, HeartbeatWatch
 from .peers import ListenError, RaftPeers, listen
 from .pipeline import Actions, WritePipeline
+from .tracing import RaftTraces
 from .types import Message, PersistedState, ProposalDropped, SoftState
 
-_DROPPABLE = frozenset({Kind.SEND_SNAPSHOT, Kind.PEER_FRAMES, Kind.STATUS})
+_DROPPABLE = frozenset({Kind.SEND_SNAPSHOT, Kind.PEER_FRAMES, Kind.STATUS, Kind.TRACE})
 START_TIMEOUT_S = 300.0  # replaying a large WAL or opening a large store takes a while
 STATUS_EVERY_S = 0.1
 MAX_BATCH_MSGS = 4096
@@ -61,6 +62,7 @@ class RaftActor:
                                  election_ticks=max(2, s.election_timeout_ms // s.heartbeat_interval_ms))
         self.core: RaftCore | None = None
         self.pipeline: WritePipeline | None = None
+        self.traces = RaftTraces()  # proposals a client asked to trace
         self.sm_applied = 0  # what the apply actor has made durable
         self.snapshot_index = 0
         self.soft = SoftState()
@@ -146,6 +148,8 @@ class RaftActor:
             ready = core.ready()
             actions = pipeline.accept(ready)
             sends.extend(actions.send)
+            if self.traces:  # stamped before the sends: the others may be faster
+                self._trace(actions)
             self._carry_out(actions)
             self._observe(ready.soft_state)
             core.advance(ready)
@@ -183,6 +187,13 @@ class RaftActor:
             self._send("network", Kind.READ_STATES,
                        [codec.read_state_to_wire(r) for r in actions.read_states])
 
+    def _trace(self, actions: Actions) -> None:
+        if actions.save is not None:
+            self.traces.saved(actions.save)
+        done = self.traces.committed(actions.apply)
+        if done:  # before the APPLY, so before the batch's RESPONSES
+            self._send("network", Kind.TRACE, done)
+
     def _observe(self, soft: SoftState) -> None:
         if soft == self.soft:
             return
@@ -210,7 +221,10 @@ class RaftActor:
 
     def _on_propose(self, payload: Any) -> None:
         dropped = []
-        for request_id, data in payload:
+        for item in payload:
+            request_id, data = item[0], item[1]
+            if len(item) > 2:  # traced (actors/network/trace.py)
+                self.traces.received(request_id)
             try:
                 self.core.propose(data)  # type: ignore[union-attr]
             except ProposalDropped as err:
@@ -232,6 +246,8 @@ class RaftActor:
         core, pipeline = self.core, self.pipeline
         assert core is not None and pipeline is not None
         actions = pipeline.persisted(seq)
+        if self.traces:
+            self.traces.persisted(seq)
         for m in actions.step:
             core.step(m)
         if actions.send:
@@ -274,9 +290,9 @@ class RaftActor:
             self.sm_applied, sorted(core.conf.voters), sorted(core.conf.learners)])
 
     def _send(self, actor: str, kind: Kind, payload: Any) -> bool:
-        # Snapshot traffic and status may be lost (streams resend, Raft retries, status
-        # repeats): never wait for them, so a network actor that falls behind cannot
-        # delay a tick. Everything else must arrive: wait (bounded) and crash-only if
+        # Snapshot traffic, status and traces may be lost (streams resend, Raft retries,
+        # status repeats, a trace is a diagnosis): never wait for them, so a network
+        # actor that falls behind cannot delay a tick. Everything else must arrive: wait (bounded) and crash-only if
         # the other actor is stuck.
         if kind in _DROPPABLE:
             if self.outbox.send(actor, kind.value, payload):

@@ -309,7 +309,8 @@ def test_leases_granted_and_revoked_reach_the_network_with_applied(harness: Harn
     ]
     rows, applied = harness.apply(entries)
     assert applied == [9, 3]  # the put at 2, the revoke's delete at 3
-    _, _, changes, leases = harness.network_applied
+    _, _, changes, leases, received_ns, answered_ns = harness.network_applied
+    assert 0 < received_ns <= answered_ns  # the batch's apply times (network/trace.py)
     # In apply order, whoever proposed them: [kind, id, value], granted with the TTL
     # granted (raised to the minimum, 2 s with etcd's default timing), revoked with 0,
     # checkpointed with the remaining milliseconds; refusals not at all.

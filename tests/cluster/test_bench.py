@@ -108,6 +108,29 @@ def test_txn_against_petcd(petcd, protocol):
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_put_trace_says_where_each_write_spent_its_time(petcd, protocol):
+    out = bench(petcd, protocol, "put", "--trace", "--conns", "2", "--total", "60",
+                "--key-prefix", f"trace-{protocol}/")
+    assert re.search(r"^  trace of 60 writes \(ms, p50 / p99\)", out, re.M), out
+    stages = re.findall(r"^    (\w+) +[\d.]+ / +[\d.]+ +[\d.]+ / +[\d.]+   \S", out, re.M)
+    assert stages[:3] == ["proposed", "raft_received", "appended"], out
+    assert stages[-3:] == ["applied", "responded", "returned"], out
+    assert re.search(r"^    client +round trip [\d.]+ / [\d.]+, of which from arrival to "
+                     r"return", out, re.M), out
+
+
+def test_put_trace_against_etcd_says_it_got_none(etcd):
+    out = bench(etcd, "grpc", "put", "--trace", "--conns", "1", "--total", "5")
+    assert "trace: no answer carried petcd-trace" in out
+
+
+def test_trace_is_for_put_only():
+    bad = subprocess.run([BENCH, "range", "--trace"], capture_output=True, text=True,
+                         timeout=BENCH_TIMEOUT_S)
+    assert bad.returncode == 2 and "--trace is for put only" in bad.stderr
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_range_limit_against_petcd(petcd, protocol):
     check_range(petcd, protocol, f"r-{protocol}/")
 
@@ -185,7 +208,7 @@ def watch_figures(stdout: str, watches: int, on: str, streams: int, puts: int,
         rf"missing 0   duplicate 0   unexpected 0$",
         rf"^  event latency \(put acknowledged -> event received\): p50 {number} ms   "
         rf"p99 {number} ms   max {number} ms   \d+ before the ack \(counted as 0\)$",
-        rf"^  memory of {re.escape(f'http://127.0.0.1:')}\d+ \((?:etcd, 1 process|petcd, 5 processes)\): "
+        rf"^  memory of {re.escape('http://127.0.0.1:')}\d+ \((?:etcd, 1 process|petcd, 5 processes)\): "
         rf"RSS [\d.]+ / [\d.]+ / [\d.]+ MiB   PSS [\d.]+ / [\d.]+ / [\d.]+ MiB",
         rf"^  client CPU per put: {number} us \(the writer: [\d.]+ cores\)$"]
     if watches:
