@@ -387,7 +387,7 @@ def test_kill_9_mid_stream_then_restart_applies_each_entry_once(harness: Harness
         assert harness.outbox.send("apply", Kind.APPLY.value,
                                    codec.entries_to_wire(entries[start:start + 5]),
                                    timeout_ms=1000)
-        for kind, payload in harness.raft.drain(4096, 2):
+        for _, payload in harness.raft.drain(4096, 2):
             applied_index = max(applied_index, payload[0])
         if applied_index >= 300 or time.monotonic() > deadline:
             break

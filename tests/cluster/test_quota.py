@@ -81,7 +81,7 @@ def test_quota_raises_nospace_on_every_member_and_disarm_after_defragment_restor
     for i, m in enumerate(three.members):
         assert _refused(lambda m=m: m.put("after/alarm", "v")).body == NO_SPACE_BODY
         txn = {"success": [{"request_put": {"key": b64("after/txn"), "value": b64("v")}}]}
-        assert _refused(lambda m=m: m.call("/v3/kv/txn", txn)).body == NO_SPACE_BODY
+        assert _refused(lambda m=m, txn=txn: m.call("/v3/kv/txn", txn)).body == NO_SPACE_BODY
         assert m.get(last) == acked[last]
         m.call("/v3/kv/deleterange", {"key": b64(f"q/{i:05d}")})
         del acked[f"q/{i:05d}"]

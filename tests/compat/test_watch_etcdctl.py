@@ -91,7 +91,7 @@ def test_etcdctl_watch_prints_the_same_against_petcd_and_etcd(outputs, case):
 
 def test_the_scenario_saw_what_etcd_defines(outputs):
     """The comparison is worth something: each watch printed events or an error."""
-    for case, (code, out, err) in outputs["etcd"].items():
+    for case, (_, out, err) in outputs["etcd"].items():
         assert out or err, case
     code, out, _ = outputs["etcd"]["key from rev 2"]
     assert code is None and out == "PUT\nfoo\n1\nPUT\nfoo\n2\nDELETE\nfoo\n\nPUT\nfoo\n3\n"

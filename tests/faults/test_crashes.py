@@ -58,7 +58,7 @@ def assert_all_present(cluster: Cluster, keys: list[str], prefix: str = "w") -> 
     assert leader.count(prefix) >= len(keys)
     target = int(leader.status()["raftIndex"])
     for m in cluster.members:
-        assert wait_until(lambda: int(m.status()["raftAppliedIndex"]) >= target, 30), m.name
+        assert wait_until(lambda m=m: int(m.status()["raftAppliedIndex"]) >= target, 30), m.name
         assert m.count(prefix, serializable=True) >= len(keys), m.name
         for key in random.Random(2).sample(keys, min(50, len(keys))):
             assert m.get(key, serializable=True) == key, (m.name, key)

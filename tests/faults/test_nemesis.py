@@ -180,7 +180,7 @@ class Nemesis:
         """Every member serving (a restarted one has announced itself) under one leader."""
         self.cluster.wait_leader(RECOVERY_TIMEOUT_S)
         for m in self.cluster.members:
-            assert wait_until(lambda: self.ready(m) and m.status(), RECOVERY_TIMEOUT_S), \
+            assert wait_until(lambda m=m: self.ready(m) and m.status(), RECOVERY_TIMEOUT_S), \
                 f"{m.name} did not come back after: {self.done}"
 
 
@@ -228,7 +228,7 @@ def await_same_state(cluster: Cluster, story: str) -> int:
     leader = cluster.wait_leader(RECOVERY_TIMEOUT_S)
     target = int(leader.status()["raftIndex"])
     for m in cluster.members:
-        assert wait_until(lambda: int(m.status()["raftAppliedIndex"]) >= target,
+        assert wait_until(lambda m=m: int(m.status()["raftAppliedIndex"]) >= target,
                           RECOVERY_TIMEOUT_S), f"{m.name} did not catch up; {story}"
     revisions = {m.name: int(m.status()["header"]["revision"]) for m in cluster.members}
     assert len(set(revisions.values())) == 1, (revisions, story)

@@ -155,7 +155,7 @@ def test_watches_go_round_robin_over_streams_and_streams_over_endpoints():
     plan = _watch_plan(10, 4)
     assert [list(plan.stream_watches(s)) for s in range(4)] == [[0, 4, 8], [1, 5, 9],
                                                                 [2, 6], [3, 7]]
-    assert plan.worker_streams(3) == [range(0, 2), range(2, 3), range(3, 4)]
+    assert plan.worker_streams(3) == [range(2), range(2, 3), range(3, 4)]
     assert plan.worker_streams(8) == [range(s, s + 1) for s in range(4)]  # no idle worker
     assert plan.watches_by_endpoint(("a", "b")) == {"a": 5, "b": 5}  # streams 0, 2 | 1, 3
     assert plan.watches_by_endpoint(("a", "b", "c")) == {"a": 5, "b": 3, "c": 2}
@@ -269,9 +269,9 @@ def test_lease_i_rides_stream_i_mod_s_and_workers_grant_their_streams_leases():
     plan = LeasePlan(leases=10, streams=4, ttl_s=10)
     assert [list(plan.stream_leases(s)) for s in range(4)] == [[0, 4, 8], [1, 5, 9],
                                                                [2, 6], [3, 7]]
-    assert plan.worker_streams(3) == [range(0, 2), range(2, 3), range(3, 4)]
+    assert plan.worker_streams(3) == [range(2), range(2, 3), range(3, 4)]
     assert plan.worker_streams(8) == [range(s, s + 1) for s in range(4)]  # no idle worker
-    assert plan.worker_leases(range(0, 2)) == [0, 1, 4, 5, 8, 9]
+    assert plan.worker_leases(range(2)) == [0, 1, 4, 5, 8, 9]
     every = sorted(lease for run in plan.worker_streams(3) for lease in plan.worker_leases(run))
     assert every == list(range(10))  # each lease granted once, by one worker
 
@@ -427,6 +427,6 @@ def test_contenders_split_over_workers_in_contiguous_runs():
     args = _lease_args(bench_lock, "--contenders", "5", "--workers", "2", "--hold-ms", "20",
                        "--endpoints", "a:1,b:2")
     work = bench_lock.jobs(args)
-    assert [j.contenders for j in work] == [range(0, 3), range(3, 5)]
+    assert [j.contenders for j in work] == [range(3), range(3, 5)]
     assert work[0].hold_s == 0.02 and work[0].name == b"bench-lock"
     assert work[1].endpoints == ("a:1", "b:2")

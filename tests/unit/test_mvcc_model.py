@@ -223,7 +223,8 @@ class Model:
         resp.header.revision = rev
         return resp
 
-    def do_delete(self, work: dict[bytes, KV], r: pb.DeleteRangeRequest, rev: int, changes: list) -> pb.DeleteRangeResponse:
+    def do_delete(self, work: dict[bytes, KV], r: pb.DeleteRangeRequest, rev: int,
+                  changes: list) -> pb.DeleteRangeResponse:
         gone = [k for k in sorted(work) if in_range(k, r.key, r.range_end)]
         resp = pb.DeleteRangeResponse(deleted=len(gone))
         if r.prev_kv:
@@ -390,8 +391,10 @@ small_revs = st.sampled_from([0] * 20 + [1, 2, 3, 4, 5, 6, 7, 8, 9])
 def range_requests(draw) -> pb.RangeRequest:  # type: ignore[no-untyped-def]
     return pb.RangeRequest(
         key=draw(maybe_empty_keys), range_end=draw(range_ends), limit=draw(st.sampled_from([0, 0, 1, 2, 3])),
-        revision=draw(rev_tokens), sort_order=draw(st.sampled_from([0] * 12 + [1] * 6 + [2] * 6 + [7])),
-        sort_target=draw(st.sampled_from([0] * 6 + [1, 2, 3, 4] * 4 + [9])), keys_only=draw(rare), count_only=draw(rare),
+        revision=draw(rev_tokens),
+        sort_order=draw(st.sampled_from([0] * 12 + [1] * 6 + [2] * 6 + [7])),
+        sort_target=draw(st.sampled_from([0] * 6 + [1, 2, 3, 4] * 4 + [9])),
+        keys_only=draw(rare), count_only=draw(rare),
         min_mod_revision=draw(small_revs), max_mod_revision=draw(small_revs),
         min_create_revision=draw(small_revs), max_create_revision=draw(small_revs),
     )
@@ -573,7 +576,7 @@ def test_store_matches_model(cmds) -> None:  # type: ignore[no-untyped-def]
             if kind == "range":
                 got, want = outcome(store.range, msg), outcome(model.range, msg)
             else:
-                got = outcome(lambda m: store.apply(index, 1, m), msg)
+                got = outcome(lambda m, store=store, index=index: store.apply(index, 1, m), msg)
                 want = outcome({"put": model.put, "delete": model.delete, "txn": model.txn,
                                 "compact": lambda m: model.compaction(m.revision),
                                 "grant": model.grant, "revoke": model.revoke}[kind], msg)

@@ -386,7 +386,8 @@ def test_layout_worked_example(store: MvccStore, apply: Applier) -> None:
             "0000000000000002" "0000000000000000", "0000000000000003" "0000000000000000",
             "0000000000000004" "0000000000000000" "74", "0000000000000005" "0000000000000000",
             "0000000000000005" "0000000000000001"]
-        assert t.get(b"\x00" * 7 + b"\x04" + b"\x00" * 8 + b"t", db=b.dbs.history) == KeyValue(key=b"foo").SerializeToString()
+        history_key = b"\x00" * 7 + b"\x04" + b"\x00" * 8 + b"t"
+        assert t.get(history_key, db=b.dbs.history) == KeyValue(key=b"foo").SerializeToString()
         foo = [v for k, v in t.cursor(db=b.dbs.key_revs) if k == b"foo"]
         assert foo == [layout.key_rev_entry(5, 0, False), layout.key_rev_entry(4, 0, True),
                        layout.key_rev_entry(3, 0, False), layout.key_rev_entry(2, 0, False)]
@@ -454,7 +455,8 @@ def test_quota(tmp_path: Path) -> None:
     assert quota.map_size_bytes(1024**2) == 257 * 1024**2
     assert quota.request_cost(put(b"k", b"vv")) == 256 + 3
     txn = pb.TxnRequest(success=[Op(request_put=put(b"k", b"v"))],
-                        failure=[Op(request_put=put(b"k", b"v" * 10)), Op(request_delete_range=pb.DeleteRangeRequest(key=b"x"))])
+                        failure=[Op(request_put=put(b"k", b"v" * 10)),
+                                 Op(request_delete_range=pb.DeleteRangeRequest(key=b"x"))])
     assert quota.request_cost(txn) == 256 + 11
     assert quota.request_cost(pb.DeleteRangeRequest(key=b"x")) == 0
     with MvccStore.open(str(tmp_path / "db"), sync=False, quota_bytes=1024**2) as s:

@@ -247,7 +247,8 @@ def test_no_message_leaves_before_what_it_depends_on_is_durable(ops, data):
         if changed is not None:
             hard_state = unsaved = changed
         messages = []
-        for made in range(made + 1, made + 1 + count):
+        first = made + 1
+        for made in range(first, first + count):
             dst = data.draw(st.sampled_from([ME, PEER]))
             messages.append(Message(T.APP_RESP, ME, dst, term=hard_state.term, index=made))
         actions = p.accept(ready(hard_state=changed, entries=entries,

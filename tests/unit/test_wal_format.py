@@ -27,7 +27,7 @@ def test_worked_example_in_the_format_doc_matches_the_encoder():
         assert frame == _doc_hex(label)
 
 
-@pytest.mark.parametrize("payload_bytes", range(0, 17))
+@pytest.mark.parametrize("payload_bytes", range(17))
 def test_frames_are_8_byte_aligned_with_padding_in_the_length_field(payload_bytes):
     frame = fmt.encode_frame(fmt.RecordType.ENTRY, 0, b"\x01" * payload_bytes)
     assert len(frame) % 8 == 0 and len(frame) == fmt.frame_bytes(payload_bytes)

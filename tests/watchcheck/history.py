@@ -185,7 +185,7 @@ def _place(acknowledged: dict[int, Write], unacknowledged: list[Write],
     free = list(range(len(unacknowledged)))
     placed: dict[int, int] = {}
     for revision in sorted(seen_at):
-        def fit(index: int) -> tuple[int, int]:
+        def fit(index: int, revision: int = revision) -> tuple[int, int]:
             write = unacknowledged[index]
             explained = sum(_mismatch(write, event) is None for event in seen_at[revision])
             return explained, explained - len(write.changes)

@@ -17,8 +17,9 @@ were decided in. Events for a watch whose previous response is still last in the
 unsent, join it (up to MAX_MERGED_BYTES): a client that falls behind gets fewer, larger
 responses instead of a backlog of small ones, each revision still whole in one.
 
-The queue is bounded (MAX_QUEUED_RESPONSES, MAX_QUEUED_BYTES): the hub stops giving events to a stream without room and catches its watchers up from the
-store's history later; requests are read only while the queue is under twice its
+The queue is bounded (MAX_QUEUED_RESPONSES, MAX_QUEUED_BYTES): the hub stops giving
+events to a stream without room and catches its watchers up from the store's history
+later; requests are read only while the queue is under twice its
 bounds. A response larger than the byte bound still goes alone into an empty queue
 (a revision's events are never split unless the watch asked for fragments).
 """
