@@ -129,8 +129,11 @@ def _scalar_text(name: str, value: object, origin: str) -> str:
     raise ConfigError.invalid(name, _short(value), reason, origin)
 
 
+_YAML_KINDS: dict[type[object], str] = {list: "list", dict: "mapping"}
+
+
 def _yaml_kind(value: object) -> str:
-    return {list: "list", dict: "mapping"}.get(type(value), type(value).__name__)
+    return _YAML_KINDS.get(type(value), type(value).__name__)
 
 
 def _short(value: object) -> str:

@@ -18,7 +18,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING
 
 
 def configure(level: str, fmt: str, member: str, member_id: int, actor: str
-              ) -> structlog.stdlib.BoundLogger:
+              ) -> structlog.typing.FilteringBoundLogger:
     renderer = (structlog.processors.JSONRenderer() if fmt == "json"
                 else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
@@ -34,5 +34,6 @@ def configure(level: str, fmt: str, member: str, member_id: int, actor: str
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    return structlog.get_logger().bind(member=member, member_id=ids.format_id(member_id),
-                                       actor=actor)
+    # get_logger() is typed Any; with the wrapper_class above it makes a FilteringBoundLogger.
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger()
+    return logger.bind(member=member, member_id=ids.format_id(member_id), actor=actor)

@@ -283,7 +283,9 @@ def wait_any(socks: Sequence[zmq.Socket[bytes]], timeout_ms: int) -> bool:
 
 def has_input(sock: zmq.Socket[bytes]) -> bool:
     """A message is queued (asking also processes the socket's pending commands)."""
-    return bool(sock.get(_EVENTS) & _POLLIN)
+    # pyzmq types Socket.get as int | bytes for every option; EVENTS is an int. No cast:
+    # this runs before every receive.
+    return bool(sock.get(_EVENTS) & _POLLIN)  # type: ignore[operator]
 
 
 def take_frames(sock: zmq.Socket[bytes], max_items: int, multipart: bool = False
@@ -296,7 +298,7 @@ def take_frames(sock: zmq.Socket[bytes], max_items: int, multipart: bool = False
     """
     frames: list[Any] = []
     get, recv = sock.get, sock.recv_multipart if multipart else sock.recv
-    while len(frames) < max_items and get(_EVENTS) & _POLLIN:
+    while len(frames) < max_items and get(_EVENTS) & _POLLIN:  # type: ignore[operator]  # as in has_input
         frames.append(recv(_NOBLOCK))
     return frames
 
@@ -310,7 +312,9 @@ class Readable:
 
     def __init__(self, sock: zmq.Socket[bytes]) -> None:
         self._sock = sock
-        self._fd = sock.getsockopt(zmq.FD)
+        fd = sock.getsockopt(zmq.FD)
+        assert isinstance(fd, int), f"ZMQ_FD is a file descriptor, not {fd!r} (pyzmq types it int | bytes)"
+        self._fd = fd
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[bool] | None = None
         self._loop.add_reader(self._fd, self._wake)

@@ -68,13 +68,19 @@ class RaftActor:
         self.soft = SoftState()
         self.status_at = 0.0
         self.stopping = False
-        self._handlers = {
+        self._handlers: dict[str, Callable[[Any], None]] = {
             Kind.PEER: self._on_peer, Kind.PEERS: self._on_peers,
             Kind.PROPOSE: self._on_propose,
             Kind.READ_INDEX: self._on_read_index, Kind.PERSISTED: self._on_persisted,
             Kind.APPLIED: self._on_applied, Kind.TRANSFER: self._on_transfer,
             Kind.SNAPSHOT_STATUS: self._on_snapshot_status,
         }
+
+    @property
+    def started_core(self) -> RaftCore:
+        """The core, which start() makes."""
+        assert self.core is not None, "start() makes the core"
+        return self.core
 
     # -- start-up ------------------------------------------------------------------
 
@@ -115,6 +121,7 @@ class RaftActor:
     # -- the loop --------------------------------------------------------------------
 
     def run(self) -> None:
+        core = self.started_core
         next_tick = self.clock() + self.tick_s
         while not self.stopping:
             wait_ms = max(0, min(100, int((next_tick - self.clock()) * 1000)))
@@ -122,7 +129,7 @@ class RaftActor:
                 self._receive()
             now = self.clock()
             if now >= next_tick:
-                self.core.tick()  # type: ignore[union-attr]
+                core.tick()
                 # One tick per interval; after a stall, do not replay missed ticks in a burst.
                 next_tick = max(next_tick + self.tick_s, now)
             self._flush()
@@ -135,14 +142,15 @@ class RaftActor:
             if handler is not None:
                 handler(payload)
         messages, others = self.peers.receive(self.peers.transport.take(MAX_BATCH_MSGS))
+        core = self.started_core
         for m in messages:
-            self.core.step(m)  # type: ignore[union-attr]
+            core.step(m)
         if others:
             self._send("network", Kind.PEER_FRAMES, others)
 
     def _flush(self) -> None:
-        core, pipeline = self.core, self.pipeline
-        assert core is not None and pipeline is not None
+        core, pipeline = self.started_core, self.pipeline
+        assert pipeline is not None
         sends: list[Message] = []  # one send per destination for the whole flush
         while core.has_ready():
             ready = core.ready()
@@ -167,8 +175,9 @@ class RaftActor:
                              exceeded_duration_ms=round(late.exceeded_s * 1000, 1))
         if snaps and not self._send("network", Kind.SEND_SNAPSHOT,
                                     codec.messages_to_wire(snaps)):
+            core = self.started_core
             for m in snaps:  # as a failed stream would: Raft tries again later
-                self.core.report_snapshot(m.dst, False)  # type: ignore[union-attr]
+                core.report_snapshot(m.dst, False)
 
     def _carry_out(self, actions: Actions) -> None:
         save = actions.save
@@ -207,9 +216,10 @@ class RaftActor:
     # -- handlers --------------------------------------------------------------------
 
     def _on_peer(self, payload: Any) -> None:
+        core = self.started_core
         for m in codec.messages_from_wire(payload):
             if m.dst == self.ctx.member_id:
-                self.core.step(m)  # type: ignore[union-attr]
+                core.step(m)
 
     def _on_peers(self, payload: Any) -> None:
         table, removed = payload
@@ -220,31 +230,33 @@ class RaftActor:
             transport.remove_peer(member_id)
 
     def _on_propose(self, payload: Any) -> None:
+        core = self.started_core
         dropped = []
         for item in payload:
             request_id, data = item[0], item[1]
             if len(item) > 2:  # traced (actors/network/trace.py)
                 self.traces.received(request_id)
             try:
-                self.core.propose(data)  # type: ignore[union-attr]
+                core.propose(data)
             except ProposalDropped as err:
                 dropped.append([request_id, str(err)])
         if dropped:
             self._send("network", Kind.DROPPED, dropped)
 
     def _on_read_index(self, payload: Any) -> None:
+        core = self.started_core
         dropped = []
         for context in payload:
             try:
-                self.core.read_index(context)  # type: ignore[union-attr]
+                core.read_index(context)
             except ProposalDropped as err:
                 dropped.append([context, str(err)])
         if dropped:
             self._send("network", Kind.DROPPED, dropped)
 
     def _on_persisted(self, seq: int) -> None:
-        core, pipeline = self.core, self.pipeline
-        assert core is not None and pipeline is not None
+        core, pipeline = self.started_core, self.pipeline
+        assert pipeline is not None
         actions = pipeline.persisted(seq)
         if self.traces:
             self.traces.persisted(seq)
@@ -258,17 +270,18 @@ class RaftActor:
         self._maybe_snapshot()
 
     def _on_transfer(self, target: int) -> None:
+        core = self.started_core
         try:
-            self.core.transfer_leader(target)  # type: ignore[union-attr]
+            core.transfer_leader(target)
         except ProposalDropped as err:
             self.log.warning("leader transfer refused", target=f"{target:x}", reason=str(err))
 
     def _on_snapshot_status(self, payload: Any) -> None:
-        self.core.report_snapshot(payload[0], bool(payload[1]))  # type: ignore[union-attr]
+        core = self.started_core
+        core.report_snapshot(payload[0], bool(payload[1]))
 
     def _maybe_snapshot(self) -> None:
-        core = self.core
-        assert core is not None
+        core = self.started_core
         s = self.ctx.settings
         index = min(self.sm_applied, core.log.applied, core.log.persisted)
         if index - self.snapshot_index < s.snapshot_count:
@@ -282,8 +295,7 @@ class RaftActor:
                       kept_from=core.log.first_index)
 
     def _send_status(self) -> None:
-        core = self.core
-        assert core is not None
+        core = self.started_core
         self.status_at = self.clock()
         self._send("network", Kind.STATUS, [
             int(core.role), core.term, core.lead, core.log.committed, core.log.last_index,

@@ -659,7 +659,7 @@ class RaftCore:
         prev_term = log.term(prev_index)
         if prev_term is None:
             return self._send_snapshot(to, pr)
-        entries = ()
+        entries: tuple[Entry, ...] = ()
         if pr.next <= log.last_index:
             entries = log.slice(pr.next, self.cfg.max_msg_entries, self.cfg.max_msg_bytes)
         if not entries and not send_if_empty:

@@ -122,7 +122,8 @@ class WritePipeline:
         assert all(m.dst != self.node_id for m in ready.send_now), "send_now is for peers"
         self._check_apply_order(ready)
         save = self._save(ready)
-        send, step = list(ready.send_now), []
+        send: list[Message] = list(ready.send_now)
+        step: list[Message] = []
         if save is not None:
             self._held.append((save.seq, list(ready.after_persist)))
         elif self._held:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from google.protobuf.message import DecodeError
 
@@ -24,6 +25,7 @@ from .types import Entry, EntryType
 
 MAX_TRACED = 10_000
 Stamps = list[list[object]]  # [[stage, monotonic ns], ...]
+_Traced = TypeVar("_Traced")  # what a trace table holds per key
 
 
 class RaftTraces:
@@ -86,6 +88,6 @@ def _request_id(entry: Entry) -> int:
         return 0  # not an InternalRaftRequest
 
 
-def _bound(table: OrderedDict) -> None:  # type: ignore[type-arg]
+def _bound(table: OrderedDict[int, _Traced]) -> None:
     while len(table) > MAX_TRACED:
         table.popitem(last=False)

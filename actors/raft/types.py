@@ -23,7 +23,9 @@ class EntryType(enum.IntEnum):
 
 class Entry(NamedTuple):
     term: int
-    index: int
+    # Shadows tuple.index(), which mypy reports as an incompatible override; the name is
+    # Raft's and every caller's, so it stays.
+    index: int  # type: ignore[assignment]
     type: int = EntryType.NORMAL
     data: bytes = b""
 

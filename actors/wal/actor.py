@@ -53,7 +53,7 @@ SEND_TIMEOUT_MS = 1000  # a peer actor not draining its inbox this long is stuck
 EXIT_OK = 0
 EXIT_BAD_CONFIG = 2  # the failpoint variable is not a non-negative integer
 
-Log = structlog.stdlib.BoundLogger
+Log = structlog.typing.FilteringBoundLogger  # what nodes.logs.configure returns
 
 
 class BusStuckError(Exception):

@@ -20,7 +20,7 @@ def _key(member_id: int, alarm: int) -> bytes:
     return layout.ALARM_KEY.pack(alarm, member_id)
 
 
-def list_alarms(txn: lmdb.Transaction, dbs: Databases, alarm: int = pb.NONE) -> list[pb.AlarmMember]:
+def list_alarms(txn: lmdb.Transaction[bytes], dbs: Databases, alarm: int = pb.NONE) -> list[pb.AlarmMember]:
     """Alarms of one type, or all for NONE; ordered by type then member id."""
     found = []
     for raw in txn.cursor(db=dbs.alarm).iternext(keys=True, values=False):
@@ -30,13 +30,13 @@ def list_alarms(txn: lmdb.Transaction, dbs: Databases, alarm: int = pb.NONE) -> 
     return found
 
 
-def active_kinds(txn: lmdb.Transaction, dbs: Databases) -> frozenset[int]:
+def active_kinds(txn: lmdb.Transaction[bytes], dbs: Databases) -> frozenset[int]:
     """The alarm types raised by any member: scans the keys, builds no messages."""
     return frozenset(layout.ALARM_KEY.unpack(raw)[0]
                      for raw in txn.cursor(db=dbs.alarm).iternext(keys=True, values=False))
 
 
-def apply_alarm(txn: lmdb.Transaction, dbs: Databases, r: pb.AlarmRequest) -> pb.AlarmResponse:
+def apply_alarm(txn: lmdb.Transaction[bytes], dbs: Databases, r: pb.AlarmRequest) -> pb.AlarmResponse:
     """etcd's applierV3backend.Alarm: GET lists, ACTIVATE / DEACTIVATE echo the member."""
     resp = pb.AlarmResponse()
     member = pb.AlarmMember(memberID=r.memberID, alarm=r.alarm)

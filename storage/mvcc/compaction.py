@@ -22,7 +22,7 @@ from .env import Databases
 from .errors import MvccError
 
 
-def check_compact(txn: lmdb.Transaction, dbs: Databases, rev: int) -> None:
+def check_compact(txn: lmdb.Transaction[bytes], dbs: Databases, rev: int) -> None:
     """etcd's updateCompactRev checks, in its order."""
     if rev <= meta.compact_rev(txn, dbs):
         raise MvccError(errors.COMPACTED)
@@ -30,7 +30,7 @@ def check_compact(txn: lmdb.Transaction, dbs: Databases, rev: int) -> None:
         raise MvccError(errors.FUTURE_REV)
 
 
-def _changed_keys(txn: lmdb.Transaction, dbs: Databases, after_rev: int, upto_rev: int) -> list[bytes]:
+def _changed_keys(txn: lmdb.Transaction[bytes], dbs: Databases, after_rev: int, upto_rev: int) -> list[bytes]:
     """Keys with a revision in (after_rev, upto_rev], each once, in first-change order."""
     seen: dict[bytes, None] = {}
     cur = txn.cursor(db=dbs.history)
@@ -44,7 +44,7 @@ def _changed_keys(txn: lmdb.Transaction, dbs: Databases, after_rev: int, upto_re
     return list(seen)
 
 
-def _compact_key(txn: lmdb.Transaction, dbs: Databases, key: bytes, rev: int) -> int:
+def _compact_key(txn: lmdb.Transaction[bytes], dbs: Databases, key: bytes, rev: int) -> int:
     """Drop what `rev` makes unreachable for `key`; return how many revisions went."""
     cur = txn.cursor(db=dbs.key_revs)
     if not cur.set_range_dup(key, layout.newest_at_or_below(rev)):
@@ -63,7 +63,7 @@ def _compact_key(txn: lmdb.Transaction, dbs: Databases, key: bytes, rev: int) ->
             return dropped
 
 
-def compact(txn: lmdb.Transaction, dbs: Databases, rev: int) -> int:
+def compact(txn: lmdb.Transaction[bytes], dbs: Databases, rev: int) -> int:
     """Compact to `rev` (checked); return the number of revisions removed."""
     check_compact(txn, dbs, rev)
     previous = meta.compact_rev(txn, dbs)

@@ -61,19 +61,19 @@ def _seek_key(start: bytes) -> bytes:
     return start[: layout.MAX_KEY_BYTES]
 
 
-def current_entries(txn: lmdb.Transaction, dbs: Databases, kr: KeyRange) -> Iterator[tuple[bytes, bytes]]:
+def current_entries(txn: lmdb.Transaction[bytes], dbs: Databases, kr: KeyRange) -> Iterator[tuple[bytes, bytes]]:
     """(key, rev bytes) of keys live now, in key order: those whose newest revision
     (first duplicate) is a put."""
     for key, newest in _current_newest(txn, dbs, kr):
         yield key, _rev_of(newest)
 
 
-def count_current(txn: lmdb.Transaction, dbs: Databases, kr: KeyRange) -> int:
+def count_current(txn: lmdb.Transaction[bytes], dbs: Databases, kr: KeyRange) -> int:
     """How many keys `current_entries` would give, without making their revisions."""
     return sum(1 for _ in _current_newest(txn, dbs, kr))
 
 
-def _current_newest(txn: lmdb.Transaction, dbs: Databases, kr: KeyRange) -> Iterator[tuple[bytes, bytes]]:
+def _current_newest(txn: lmdb.Transaction[bytes], dbs: Databases, kr: KeyRange) -> Iterator[tuple[bytes, bytes]]:
     """(key, newest duplicate) of each live key in the range, in key order."""
     cur = txn.cursor(db=dbs.key_revs)
     if kr.end is None:
@@ -93,7 +93,7 @@ def _current_newest(txn: lmdb.Transaction, dbs: Databases, kr: KeyRange) -> Iter
             yield key, newest
 
 
-def newest_entry(cur: lmdb.Cursor, key: bytes, at_rev: int) -> bytes | None:
+def newest_entry(cur: lmdb.Cursor[bytes], key: bytes, at_rev: int) -> bytes | None:
     """The `key_revs` duplicate of `key`'s newest revision <= at_rev, if any."""
     if len(key) > layout.MAX_KEY_BYTES:
         return None
@@ -103,7 +103,7 @@ def newest_entry(cur: lmdb.Cursor, key: bytes, at_rev: int) -> bytes | None:
 
 
 def entries_at(
-    txn: lmdb.Transaction, dbs: Databases, kr: KeyRange, at_rev: int
+    txn: lmdb.Transaction[bytes], dbs: Databases, kr: KeyRange, at_rev: int
 ) -> Iterator[tuple[bytes, bytes]]:
     """(key, rev bytes) of keys live at `at_rev`, in key order, from `key_revs`."""
     cur = txn.cursor(db=dbs.key_revs)
@@ -121,7 +121,7 @@ def entries_at(
             return
         first = cur.value()  # the key's newest revision overall
         if first >= target:
-            entry: bytes | None = first
+            entry = first
         elif cur.set_range_dup(key, target):
             entry = cur.value()
         else:
@@ -144,7 +144,7 @@ _PUT = layout.PUT_FLAG[0]  # the flag byte of a put duplicate, as an int
 
 
 def live_entries(
-    txn: lmdb.Transaction, dbs: Databases, kr: KeyRange, at_rev: int, current_rev: int
+    txn: lmdb.Transaction[bytes], dbs: Databases, kr: KeyRange, at_rev: int, current_rev: int
 ) -> Iterator[tuple[bytes, bytes]]:
     """Keys live at `at_rev`; at the current revision each key's newest is enough."""
     assert 0 < at_rev <= current_rev, (at_rev, current_rev)
@@ -153,7 +153,7 @@ def live_entries(
     return entries_at(txn, dbs, kr, at_rev)
 
 
-def record_put(txn: lmdb.Transaction, dbs: Databases, key: bytes, main: int, sub: int, kv: bytes) -> None:
+def record_put(txn: lmdb.Transaction[bytes], dbs: Databases, key: bytes, main: int, sub: int, kv: bytes) -> None:
     """Index and store a put of `key` at (main, sub); `kv` is the encoded KeyValue."""
     assert 0 < len(key) <= layout.MAX_KEY_BYTES
     txn.put(layout.rev_bytes(main, sub), kv, db=dbs.history)
@@ -161,7 +161,7 @@ def record_put(txn: lmdb.Transaction, dbs: Databases, key: bytes, main: int, sub
 
 
 def record_delete(
-    txn: lmdb.Transaction, dbs: Databases, key: bytes, main: int, sub: int, tombstone_kv: bytes
+    txn: lmdb.Transaction[bytes], dbs: Databases, key: bytes, main: int, sub: int, tombstone_kv: bytes
 ) -> None:
     """Index and store the deletion of live `key` at (main, sub). The caller found
     `key` with `current_entries` in this transaction: looking it up again per key

@@ -46,37 +46,37 @@ def _decode(raw_id: bytes, raw: bytes) -> Lease:
     return lease
 
 
-def get(txn: lmdb.Transaction, dbs: Databases, lease_id: int) -> Lease | None:
+def get(txn: lmdb.Transaction[bytes], dbs: Databases, lease_id: int) -> Lease | None:
     raw_id = _id_key(lease_id)
     raw = txn.get(raw_id, db=dbs.leases)
     return None if raw is None else _decode(raw_id, raw)
 
 
-def exists(txn: lmdb.Transaction, dbs: Databases, lease_id: int) -> bool:
+def exists(txn: lmdb.Transaction[bytes], dbs: Databases, lease_id: int) -> bool:
     """etcd's lessor.Lookup(id) != nil; NO_LEASE never exists."""
     return lease_id != NO_LEASE and txn.get(_id_key(lease_id), db=dbs.leases) is not None
 
 
-def all_leases(txn: lmdb.Transaction, dbs: Databases) -> list[Lease]:
+def all_leases(txn: lmdb.Transaction[bytes], dbs: Databases) -> list[Lease]:
     """Every lease, in the byte order of its ID (positive IDs first)."""
     return [_decode(raw_id, raw) for raw_id, raw in txn.cursor(db=dbs.leases).iternext()]
 
 
-def put(txn: lmdb.Transaction, dbs: Databases, lease: Lease) -> None:
+def put(txn: lmdb.Transaction[bytes], dbs: Databases, lease: Lease) -> None:
     """Store a new lease, or a checkpoint of one."""
     assert lease.ttl_s > 0, lease  # the minimum TTL is at least 1 s
     value = layout.LEASE_VALUE.pack(lease.ttl_s, lease.remaining_ms)
     txn.put(_id_key(lease.lease_id), value, db=dbs.leases)
 
 
-def delete(txn: lmdb.Transaction, dbs: Databases, lease_id: int) -> None:
+def delete(txn: lmdb.Transaction[bytes], dbs: Databases, lease_id: int) -> None:
     """Remove a lease whose keys are gone (a revoke deletes them first)."""
     assert not keys(txn, dbs, lease_id), "a lease goes only once its keys are deleted"
     removed = txn.delete(_id_key(lease_id), db=dbs.leases)
     assert removed, f"no lease {lease_id} to remove"
 
 
-def keys(txn: lmdb.Transaction, dbs: Databases, lease_id: int) -> list[bytes]:
+def keys(txn: lmdb.Transaction[bytes], dbs: Databases, lease_id: int) -> list[bytes]:
     """The live keys attached to a lease, in key (byte) order."""
     cur = txn.cursor(db=dbs.lease_keys)
     if not cur.set_key(_id_key(lease_id)):
@@ -84,7 +84,7 @@ def keys(txn: lmdb.Transaction, dbs: Databases, lease_id: int) -> list[bytes]:
     return list(cur.iternext_dup(keys=False, values=True))
 
 
-def attach(txn: lmdb.Transaction, dbs: Databases, lease_id: int, key: bytes) -> None:
+def attach(txn: lmdb.Transaction[bytes], dbs: Databases, lease_id: int, key: bytes) -> None:
     """`key` (just written with lease_id) is now under lease_id."""
     # etcd panics when Attach fails: the put's lease was looked up before its write.
     assert exists(txn, dbs, lease_id), f"attach to a lease never granted: {lease_id}"
@@ -92,7 +92,7 @@ def attach(txn: lmdb.Transaction, dbs: Databases, lease_id: int, key: bytes) -> 
     assert added, f"key {key!r} was already under lease {lease_id}"
 
 
-def detach(txn: lmdb.Transaction, dbs: Databases, lease_id: int, key: bytes) -> None:
+def detach(txn: lmdb.Transaction[bytes], dbs: Databases, lease_id: int, key: bytes) -> None:
     """`key` (just overwritten or deleted) is no longer under lease_id."""
     removed = txn.delete(_id_key(lease_id), key, db=dbs.lease_keys)
     assert removed, f"key {key!r} was not under lease {lease_id}"

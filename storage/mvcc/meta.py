@@ -26,52 +26,52 @@ class RaftPosition:
         assert self.index >= 0 and self.term >= 0, self
 
 
-def _get_u64(txn: lmdb.Transaction, dbs: Databases, name: bytes, default: int) -> int:
+def _get_u64(txn: lmdb.Transaction[bytes], dbs: Databases, name: bytes, default: int) -> int:
     raw = txn.get(name, db=dbs.meta)
     return default if raw is None else layout.U64.unpack(raw)[0]
 
 
-def current_rev(txn: lmdb.Transaction, dbs: Databases) -> int:
+def current_rev(txn: lmdb.Transaction[bytes], dbs: Databases) -> int:
     return _get_u64(txn, dbs, layout.META_CURRENT_REV, layout.INITIAL_REVISION)
 
 
-def set_current_rev(txn: lmdb.Transaction, dbs: Databases, rev: int) -> None:
+def set_current_rev(txn: lmdb.Transaction[bytes], dbs: Databases, rev: int) -> None:
     assert rev > current_rev(txn, dbs), "the store revision only grows"
     txn.put(layout.META_CURRENT_REV, layout.U64.pack(rev), db=dbs.meta)
 
 
-def compact_rev(txn: lmdb.Transaction, dbs: Databases) -> int:
+def compact_rev(txn: lmdb.Transaction[bytes], dbs: Databases) -> int:
     raw = txn.get(layout.META_COMPACT_REV, db=dbs.meta)
     return layout.NO_COMPACTION if raw is None else layout.I64.unpack(raw)[0]
 
 
-def set_compact_rev(txn: lmdb.Transaction, dbs: Databases, rev: int) -> None:
+def set_compact_rev(txn: lmdb.Transaction[bytes], dbs: Databases, rev: int) -> None:
     assert compact_rev(txn, dbs) < rev <= current_rev(txn, dbs), rev
     txn.put(layout.META_COMPACT_REV, layout.I64.pack(rev), db=dbs.meta)
 
 
-def raft_position(txn: lmdb.Transaction, dbs: Databases) -> RaftPosition:
+def raft_position(txn: lmdb.Transaction[bytes], dbs: Databases) -> RaftPosition:
     return RaftPosition(
         _get_u64(txn, dbs, layout.META_CONSISTENT_INDEX, 0),
         _get_u64(txn, dbs, layout.META_TERM, 0),
     )
 
 
-def set_raft_position(txn: lmdb.Transaction, dbs: Databases, pos: RaftPosition) -> None:
+def set_raft_position(txn: lmdb.Transaction[bytes], dbs: Databases, pos: RaftPosition) -> None:
     assert pos.index > raft_position(txn, dbs).index, "applied index only grows"
     txn.put(layout.META_CONSISTENT_INDEX, layout.U64.pack(pos.index), db=dbs.meta)
     txn.put(layout.META_TERM, layout.U64.pack(pos.term), db=dbs.meta)
 
 
-def conf_state(txn: lmdb.Transaction, dbs: Databases) -> bytes | None:
+def conf_state(txn: lmdb.Transaction[bytes], dbs: Databases) -> bytes | None:
     return txn.get(layout.META_CONF_STATE, db=dbs.meta)
 
 
-def set_conf_state(txn: lmdb.Transaction, dbs: Databases, blob: bytes) -> None:
+def set_conf_state(txn: lmdb.Transaction[bytes], dbs: Databases, blob: bytes) -> None:
     txn.put(layout.META_CONF_STATE, blob, db=dbs.meta)
 
 
-def init_schema(env: lmdb.Environment, txn: lmdb.Transaction, dbs: Databases) -> None:
+def init_schema(env: lmdb.Environment, txn: lmdb.Transaction[bytes], dbs: Databases) -> None:
     """Stamp a new environment, bring a schema-1 or -2 one up to date, refuse any other.
 
     The writer's open has already created `leases` and `lease_keys` (env._open_dbs):

@@ -18,7 +18,7 @@ from .view import ReadView
 
 _R = pb.RangeRequest
 
-_SORT_KEYS: dict[int, Callable[[KeyValue], object]] = {
+_SORT_KEYS: dict[int, Callable[[KeyValue], int | bytes]] = {
     _R.KEY: lambda kv: kv.key,
     _R.VERSION: lambda kv: kv.version,
     _R.CREATE: lambda kv: kv.create_revision,

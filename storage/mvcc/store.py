@@ -350,7 +350,7 @@ class MvccStore:
                 before_commit(results, meta.current_rev(parent, backend.dbs))
         return results
 
-    def _apply_one(self, parent: lmdb.Transaction, entry: ApplyEntry, db_size_bytes: int,
+    def _apply_one(self, parent: lmdb.Transaction[bytes], entry: ApplyEntry, db_size_bytes: int,
                    changes: list[Change] | None,
                    lease_changes: list[LeaseChange] | None) -> ApplyResult:
         # A child transaction per entry: a refused request leaves no trace, while
@@ -384,7 +384,7 @@ class MvccStore:
             return MvccError(errors.NO_SPACE)
         return result
 
-    def _dispatch(self, t: lmdb.Transaction, request: Request | None, cost_bytes: int,
+    def _dispatch(self, t: lmdb.Transaction[bytes], request: Request | None, cost_bytes: int,
                   written: list[Change], leases_written: list[LeaseChange]) -> Response | None:
         if request is None:
             return None
@@ -402,7 +402,7 @@ class MvccStore:
             return self._apply_lease(t, request, written, leases_written)
         return self._apply_kv(t, request, written)
 
-    def _apply_lease(self, t: lmdb.Transaction,
+    def _apply_lease(self, t: lmdb.Transaction[bytes],
                      request: pb.LeaseGrantRequest | pb.LeaseRevokeRequest,
                      written: list[Change], leases_written: list[LeaseChange]) -> Response:
         view = WriteView(t, self.backend.dbs, written)
@@ -421,7 +421,7 @@ class MvccStore:
         if cost_bytes > 0 and pb.NOSPACE in self._alarms:
             raise MvccError(errors.NO_SPACE)
 
-    def _apply_kv(self, t: lmdb.Transaction, request: Request,
+    def _apply_kv(self, t: lmdb.Transaction[bytes], request: Request,
                   written: list[Change]) -> Response:
         dbs = self.backend.dbs
         if isinstance(request, pb.RangeRequest):
@@ -466,6 +466,7 @@ def _unwrap(request: Request | None) -> Request | None:
     if isinstance(request, rpb.InternalRaftRequest):
         for field, value in request.ListFields():  # set fields only, in number order
             if field.name in _HANDLED_FIELDS:
-                return value
+                handled: Request = value  # ListFields() is untyped; each handled field is a Request
+                return handled
         return None
     return request

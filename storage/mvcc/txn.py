@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.mvccpb.kv_pb2 import KeyValue
@@ -19,6 +20,8 @@ from .errors import MvccError
 from .keyindex import KeyRange
 from .ranges import range_kvs
 from .view import ReadView, WriteView
+
+_Compared = TypeVar("_Compared", int, bytes)  # a Compare's target: a value or a number
 
 _C = pb.Compare
 
@@ -35,8 +38,8 @@ def _ops(r: pb.TxnRequest, path: Path) -> "list[pb.RequestOp]":
     return list(r.success if path.succeeded else r.failure)
 
 
-def _cmp(a: object, b: object) -> int:
-    return (a > b) - (a < b)  # type: ignore[operator]
+def _cmp(a: _Compared, b: _Compared) -> int:
+    return (a > b) - (a < b)
 
 
 def compare_kv(c: pb.Compare, kv: KeyValue) -> bool:

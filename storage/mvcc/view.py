@@ -26,7 +26,7 @@ class ReadView:
 
     __slots__ = ("txn", "dbs", "compact_rev", "_current_rev")
 
-    def __init__(self, txn: lmdb.Transaction, dbs: Databases) -> None:
+    def __init__(self, txn: lmdb.Transaction[bytes], dbs: Databases) -> None:
         self.txn = txn
         self.dbs = dbs
         self._current_rev = meta.current_rev(txn, dbs)
@@ -96,7 +96,7 @@ class WriteView(ReadView):
 
     __slots__ = ("begin_rev", "changes", "written")
 
-    def __init__(self, txn: lmdb.Transaction, dbs: Databases,
+    def __init__(self, txn: lmdb.Transaction[bytes], dbs: Databases,
                  written: list[Change] | None = None) -> None:
         super().__init__(txn, dbs)
         self.begin_rev = self._current_rev
