@@ -39,7 +39,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -174,21 +174,18 @@ class RWLock(SessionOwner):
     def unlock(self) -> None:
         self._release("write")
 
-    @contextmanager
-    def read(self, timeout_s: float | None = None) -> Iterator[RWHeld]:
-        held = self.rlock(timeout_s)
-        try:
-            yield held
-        finally:
-            self.runlock()
+    def read(self, timeout_s: float | None = None) -> AbstractContextManager[RWHeld]:
+        return self._holding(self.rlock(timeout_s))
+
+    def write(self, timeout_s: float | None = None) -> AbstractContextManager[RWHeld]:
+        return self._holding(self.lock(timeout_s))
 
     @contextmanager
-    def write(self, timeout_s: float | None = None) -> Iterator[RWHeld]:
-        held = self.lock(timeout_s)
+    def _holding(self, held: RWHeld) -> Iterator[RWHeld]:
         try:
             yield held
         finally:
-            self.unlock()
+            self._release(held.mode)
 
     def _forget(self) -> None:
         self.held = None

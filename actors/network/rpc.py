@@ -227,7 +227,10 @@ def _keep_alive(server: Server, log: Any) -> Callable[[AsyncIterator[Any],
     etcd's."""
     async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
                      ) -> AsyncIterator[Message]:
-        answers: asyncio.Queue[Message | EtcdError | None] = asyncio.Queue()
+        # Both bounded: a client that stops reading answers stops the renewals, then
+        # the reading of its requests (grpc's flow control holds it back).
+        answers: asyncio.Queue[Message | EtcdError | None] = asyncio.Queue(
+            MAX_KEEP_ALIVES_IN_FLIGHT)
         queued: asyncio.Queue[int] = asyncio.Queue(MAX_KEEP_ALIVES_IN_FLIGHT)
         tasks = [asyncio.create_task(_read_keep_alives(requests, queued, answers)),
                  asyncio.create_task(_renew_queued(server, queued, answers, log))]
@@ -250,11 +253,11 @@ async def _read_keep_alives(requests: AsyncIterator[Any], queued: asyncio.Queue[
     try:
         async for request in requests:
             if isinstance(request, Malformed):
-                answers.put_nowait(EtcdError(Code.INTERNAL, request.message))
+                await answers.put(EtcdError(Code.INTERNAL, request.message))
                 return
             await queued.put(request.ID)
         await queued.join()
-        answers.put_nowait(None)
+        await answers.put(None)
     except grpc.RpcError:
         pass  # the client went away
 
@@ -267,12 +270,12 @@ async def _renew_queued(server: Server, queued: asyncio.Queue[int],
             lease_ids.append(queued.get_nowait())
         try:
             for resp in await server.lease_keep_alives(lease_ids):
-                answers.put_nowait(resp)
+                await answers.put(resp)
         except EtcdError as err:
-            answers.put_nowait(err)
+            await answers.put(err)
         except Exception as err:  # a bug: end this stream, keep the member
             log.exception("keep-alive failed")
-            answers.put_nowait(EtcdError(Code.UNKNOWN, f"{type(err).__name__}: {err}"))
+            await answers.put(EtcdError(Code.UNKNOWN, f"{type(err).__name__}: {err}"))
         for _ in lease_ids:
             queued.task_done()
 
