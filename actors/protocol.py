@@ -18,7 +18,7 @@ index lives in the same LMDB transaction as the data).
     apply   --APPLIED (at start, after every batch: changes, leases)-->  network
     apply   --VISIBLE (at start, after every batch's commit)-->  network
     apply   --APPLIED (at start, then at most every 0.1 s or idle)--> raft
-    apply   --RESPONSES-->                                        network
+    apply   --RESPONSES (defragment's answers)-->                 network
     raft    --SEND_SNAPSHOT/PEER_FRAMES/READ_STATES/DROPPED/STATUS--> network
     every actor --READY (once, at start), to-->                   supervisor
 
@@ -64,9 +64,11 @@ class Kind(str, enum.Enum):
     PERSISTED = "persisted"
     # apply -> raft and network: the state machine applied everything up to here.
     #   payload: [applied_index: int, revision: int] to raft; to the network
-    #   [applied_index, revision, changes, leases (, received_ns, answered_ns)], at
-    #   start and after every batch (before that batch's RESPONSES; the two times,
-    #   monotonic ns, when its batch was taken and answered: network/trace.py),
+    #   [applied_index, revision, changes, leases, received_ns, answered_ns, replies],
+    #   at start and after every batch (the two times, monotonic ns or nil, when its
+    #   batch was taken and answered: network/trace.py; replies, nil or the batch's
+    #   answers to this member's proposals as in RESPONSES: one message per batch
+    #   where there were two, the answers after the watchers' and leases' news),
     #   changes being history.changes_to_wire of
     #   every change the batch made (the watchers' events), leases
     #   lease_requests.lease_changes_to_wire of every lease it granted, revoked or
@@ -125,14 +127,15 @@ class Kind(str, enum.Enum):
     STATUS = "status"
     # apply -> network: the store's commit made every batch applied so far visible
     #   to other processes' reads. payload: [applied_index: int, revision: int]
-    #   A batch is answered (APPLIED, RESPONSES) before its commit's fdatasync: reads
+    #   A batch is answered (APPLIED) before its commit's fdatasync: reads
     #   that must see what was answered wait for VISIBLE to reach it.
     VISIBLE = "visible"
     # raft -> network: the raft actor's stage times of traced proposals (PROPOSE items
     #   with a third element), sent once each is committed (actors/network/trace.py).
     #   payload: [[request_id, [[stage: str, monotonic_ns: int], ...]], ...]
     TRACE = "trace"
-    # apply -> network: results of this member's proposals.
+    # apply -> network: results of this member's requests the apply actor answers
+    #   outside a batch (DEFRAGMENT); a batch's go in its APPLIED.
     #   payload: [[request_id, ok: bool, body: bytes | [code: str, message: str]], ...]
     #   body is the serialized etcd response (PutResponse, RangeResponse, ...) when ok,
     #   else the etcd error (code name as in storage/mvcc/errors, message).

@@ -98,6 +98,9 @@ class ApplyActor:
         self.stopping = False
         self.commit_sleep_s = commit_sleep_ms / 1000  # failpoints.APPLY_COMMIT_SLEEP
         self.received_ns = 0  # when the batch in hand was taken from the inbox
+        # The store's revision after the last batch applied (committed or not): what
+        # APPLIED and VISIBLE say, known without opening a read transaction for it.
+        self.revision = store.current_revision()
 
     # -- start-up ------------------------------------------------------------------
 
@@ -106,7 +109,7 @@ class ApplyActor:
         if stale:
             self.log.info("removed applied snapshot db files", files=[p.name for p in stale])
         self.log.info("store opened", applied_index=self.applied_index,
-                      revision=self.store.current_revision(),
+                      revision=self.revision,
                       members=[f"{m.member_id:x}" for m in self.table])
         self._send_applied(now=True)  # raft waits for it to start, whatever the clock says
         self._send_visible()
@@ -166,12 +169,11 @@ class ApplyActor:
             # on a write's way to its answer.
             self.applied_index = plan.store_entries[-1].index
             self.table = plan.table
-            self._send_applied(changes=changes, lease_changes=lease_changes,
-                               revision=revision,
-                               stage_ns=(self.received_ns, time.monotonic_ns()))
+            self.revision = revision
             replies = batch.responses(plan, results, self.ctx.cluster_id, self.ctx.member_id)
-            if replies:
-                self._send("network", Kind.RESPONSES, replies)
+            self._send_applied(changes=changes, lease_changes=lease_changes,
+                               stage_ns=(self.received_ns, time.monotonic_ns()),
+                               replies=replies)
             if self.commit_sleep_s:
                 time.sleep(self.commit_sleep_s)
 
@@ -214,6 +216,7 @@ class ApplyActor:
                                         max_txn_ops=options.max_txn_ops, sync=options.sync,
                                         min_lease_ttl_s=options.min_lease_ttl_s)
         self.applied_index = self.store.applied_index()
+        self.revision = self.store.current_revision()
         assert self.applied_index == position.index, (self.applied_index, position)
         self.store.sync()
         self.durable_index = self.applied_index
@@ -224,8 +227,7 @@ class ApplyActor:
                              table=sorted(f"{m:x}" for m in self.table.conf_state().members()),
                              conf=sorted(f"{m:x}" for m in meta.conf.members()))
         self.log.info("snapshot applied", index=meta.index, term=meta.term,
-                      applied_index=self.applied_index,
-                      revision=self.store.current_revision())
+                      applied_index=self.applied_index, revision=self.revision)
         self._send_applied(now=True)
         self._send_visible()
 
@@ -250,28 +252,24 @@ class ApplyActor:
 
     def _send_applied(self, *, now: bool = False, changes: list[Change] | None = None,
                       lease_changes: list[LeaseChange] | None = None,
-                      revision: int | None = None,
-                      stage_ns: tuple[int, int] | None = None) -> None:
+                      stage_ns: tuple[int, int] | None = None,
+                      replies: list[Any] | None = None) -> None:
         """changes and lease_changes: every change and every lease granted or revoked
         since the last APPLIED, or both None when the store may have changed without
-        them (at start, after installing a snapshot: reread the store). `revision`:
-        the store's, if a batch is not committed yet (the store would say the last
-        committed one). `stage_ns`: when the batch was received and answered, for
-        traced writes (actors/network/trace.py)."""
+        them (at start, after installing a snapshot: reread the store). `stage_ns`:
+        when the batch was received and answered, for traced writes
+        (actors/network/trace.py). `replies`: the batch's answers (RESPONSES rows)."""
         assert (changes is None) == (lease_changes is None), "both lists, or neither"
-        if revision is None:
-            revision = self.store.current_revision()
         wire = None if changes is None else history.changes_to_wire(changes)
         leases = None if lease_changes is None else lease_requests.lease_changes_to_wire(lease_changes)
-        payload = [self.applied_index, revision, wire, leases]
-        if stage_ns is not None:
-            payload.extend(stage_ns)
-        self._send("network", Kind.APPLIED, payload)
-        self._tell_raft(now=now, revision=revision)
+        received_ns, answered_ns = stage_ns or (None, None)
+        self._send("network", Kind.APPLIED, [self.applied_index, self.revision, wire, leases,
+                                             received_ns, answered_ns, replies or None])
+        self._tell_raft(now=now, revision=self.revision)
 
     def _send_visible(self) -> None:
         """VISIBLE: other processes' reads of the store now see every batch applied."""
-        self._send("network", Kind.VISIBLE, [self.applied_index, self.store.current_revision()])
+        self._send("network", Kind.VISIBLE, [self.applied_index, self.revision])
 
     def _tell_raft(self, *, now: bool, revision: int | None = None) -> None:
         if self.durable_index == self.told_raft:

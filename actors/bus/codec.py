@@ -176,15 +176,16 @@ def _persisted_state_from(obj: Any) -> PersistedState:
 def message_to_wire(m: Message) -> list[Any]:
     return [int(m.type), m.src, m.dst, m.term, m.log_term, m.index, m.entries, m.commit,
             m.reject, m.reject_hint, m.context, _optional_snapshot_to_wire(m.snapshot),
-            m.target]
+            m.target, m.commit_only]
 
 
 def _message_from(obj: Any) -> Message:
     (kind, src, dst, term, log_term, index, entries, commit, reject, reject_hint,
-     context, snapshot, target) = obj
+     context, snapshot, target, commit_only) = obj
     return Message(_MESSAGE_TYPES[kind], src, dst, term, log_term, index,
                    _entries_from(entries), commit, reject,
-                   reject_hint, context, _optional_snapshot_from(snapshot), target)
+                   reject_hint, context, _optional_snapshot_from(snapshot), target,
+                   commit_only)
 
 
 def messages_to_wire(messages: Iterable[Message]) -> list[list[Any]]:
@@ -363,7 +364,7 @@ WIRE_FIELDS: dict[type, tuple[str, ...]] = {
     Snapshot: ("meta", "data"),
     PersistedState: ("hard_state", "snapshot", "entries"),
     Message: ("type", "src", "dst", "term", "log_term", "index", "entries", "commit",
-              "reject", "reject_hint", "context", "snapshot", "target"),
+              "reject", "reject_hint", "context", "snapshot", "target", "commit_only"),
     ReadState: ("index", "context"),
 }
 

@@ -6,7 +6,7 @@ One asyncio loop in one process (forked by the supervisor):
                                                  HTTP/1 ─► gateway ─┴─► server
         server ──PROPOSE / READ_INDEX──► raft      (requests.RaftClient, batched per turn)
     network inbox ◄── SEND_SNAPSHOT, PEER_FRAMES, READ_STATES, DROPPED, STATUS (raft);
-                      RESPONSES, APPLIED (apply)
+                      APPLIED (with the answers), VISIBLE, RESPONSES (apply)
     SEND_SNAPSHOT ──► a stream of the store to that member (snapshots.py) over this
         actor's DEALERs; chunks in (PEER_FRAMES: the raft actor holds the peer ROUTER)
         ──► member/snap/<index>.snap.db, then the SNAP message ──PEER──► raft
@@ -303,6 +303,8 @@ class NetworkActor:
         self.server.watches.on_applied(payload)
         self.server.leasing.on_applied(payload)
         self.tracker.on_applied(payload)
+        if payload[6]:  # the batch's answers (actors/protocol.py)
+            self.tracker.on_responses(payload[6])
 
     def _on_visible(self, payload: Any) -> None:
         self.tracker.on_visible(payload)

@@ -1,10 +1,10 @@
 """Client requests in flight between the network actor and the raft and apply actors.
 
 A write is proposed (PROPOSE [[request_id, data]]) and answered by the apply actor
-(RESPONSES) once committed and applied, or refused by the raft core (DROPPED). A
-linearizable read asks raft for a read index (READ_INDEX [context]), gets it back
-(READ_STATES) or a refusal (DROPPED), then waits until the state machine has applied
-that index (APPLIED) and reads locally.
+(in its batch's APPLIED) once committed and applied, or refused by the raft core
+(DROPPED). A linearizable read asks raft for a read index (READ_INDEX [context]), gets
+it back (READ_STATES) or a refusal (DROPPED), then waits until the state machine has
+applied that index (APPLIED) and reads locally.
 
 Request ids follow etcd's idutil.Generator, so they are unique across members and
 across restarts of one member:

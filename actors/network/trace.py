@@ -18,7 +18,7 @@ processes share, so stages measured in different actors subtract.
     committed        the entry was committed: its APPLY left for the apply actor
     apply_received   the apply actor took the batch holding it from its inbox
     applied          the batch was applied and answered (before its store commit)
-    responded        the network actor has the answer (RESPONSES)
+    responded        the network actor has the answer (APPLIED)
     returned         the handler returns the response to grpc.aio or aiohttp (the rest of
                      the client's round trip is theirs, the front door's and the client's)
 
@@ -107,12 +107,12 @@ class Traces:
                         trace.mark(stage, int(at_ns))
 
     def on_applied(self, payload: Any) -> None:
-        """APPLIED's apply times of its batch (elements 4 and 5, when present)."""
-        if len(payload) > 5 and payload[4] is not None:
+        """APPLIED's apply times of its batch (elements 4 and 5, nil at start)."""
+        if payload[4] is not None:
             self._batch_ns = (int(payload[4]), int(payload[5]))
 
     def responded(self, request_id: int) -> None:
-        """Its RESPONSES row came: the batch was the last APPLIED's."""
+        """Its answer came, in the last APPLIED."""
         trace = self._by_id.pop(request_id, None)
         if trace is None:
             return

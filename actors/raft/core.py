@@ -449,8 +449,9 @@ class RaftCore:
             return
         last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last_new is not None:
-            self._send(Message(T.APP_RESP, self.id, m.src, term=self.term, index=last_new,
-                               commit=log.committed))
+            if not m.commit_only:
+                self._send(Message(T.APP_RESP, self.id, m.src, term=self.term,
+                                   index=last_new, commit=log.committed))
             return
         # §5.3 optimisation: hint where our log may match, so the leader skips a term.
         hint = log.find_conflict_by_term(min(m.index, log.last_index), m.log_term)
@@ -664,8 +665,11 @@ class RaftCore:
             entries = log.slice(pr.next, self.cfg.max_msg_entries, self.cfg.max_msg_bytes)
         if not entries and not send_if_empty:
             return False
+        commit_only = (not entries and pr.state == ProgressState.REPLICATE
+                       and pr.match == prev_index)
         self._send(Message(T.APP, self.id, to, term=self.term, index=prev_index,
-                           log_term=prev_term, entries=entries, commit=log.committed))
+                           log_term=prev_term, entries=entries, commit=log.committed,
+                           commit_only=commit_only))
         pr.sent_entries(len(entries), entries[-1].index if entries else prev_index)
         return pr.state == ProgressState.REPLICATE and bool(entries)
 

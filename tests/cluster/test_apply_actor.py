@@ -2,7 +2,7 @@
 
 The test binds the inboxes of the actors the apply actor talks to ("raft", "network",
 "supervisor") with the bus helpers and plays raft: it sends APPLY / APPLY_SNAPSHOT
-and reads APPLIED, RESPONSES and READY. Every wait is bounded.
+and reads APPLIED, VISIBLE and READY. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class Harness:
         # The network's APPLIED also says the store changed without a list of changes,
         # nor of leases: the network rereads both from the store.
         self.network_applied = self.expect(self.network, Kind.APPLIED)
-        assert self.network_applied == [*applied, None, None]
+        assert self.network_applied == [*applied, None, None, None, None, None]
         assert self.expect(self.network, Kind.VISIBLE) == applied  # committed already
         self.durable = applied
         return list(applied)
@@ -106,23 +106,20 @@ class Harness:
         return None
 
     def apply(self, entries: list[Entry]) -> tuple[list[Any], list[int]]:
-        """Send one APPLY; return (RESPONSES rows, APPLIED) as the network sees them."""
+        """Send one APPLY; return (its answers, APPLIED's index and revision) as the
+        network sees them."""
         assert self.outbox.send("apply", Kind.APPLY.value, codec.entries_to_wire(entries),
                                 timeout_ms=1000)
         return self.answers()
 
     def answers(self) -> tuple[list[Any], list[int]]:
-        """APPLIED, then the batch's RESPONSES if it has any, then VISIBLE once the
-        batch is committed: the answers do not wait for the commit."""
+        """APPLIED with the batch's answers, then VISIBLE once the batch is
+        committed: the answers do not wait for the commit."""
         kind, payload = self.next(self.network) or ("timeout", None)
         assert kind == Kind.APPLIED, kind
         self.network_applied = payload
+        rows = list(payload[6] or [])
         got = self.next(self.network)
-        assert got is not None, "no RESPONSES or VISIBLE after APPLIED"
-        rows: list[Any] = []
-        if got[0] == Kind.RESPONSES:
-            rows = list(got[1])
-            got = self.next(self.network)
         assert got is not None and got[0] == Kind.VISIBLE, got
         assert got[1] == payload[:2], (got, payload)
         return rows, list(payload[:2])
@@ -309,7 +306,7 @@ def test_leases_granted_and_revoked_reach_the_network_with_applied(harness: Harn
     ]
     rows, applied = harness.apply(entries)
     assert applied == [9, 3]  # the put at 2, the revoke's delete at 3
-    _, _, changes, leases, received_ns, answered_ns = harness.network_applied
+    _, _, changes, leases, received_ns, answered_ns, _ = harness.network_applied
     assert 0 < received_ns <= answered_ns  # the batch's apply times (network/trace.py)
     # In apply order, whoever proposed them: [kind, id, value], granted with the TTL
     # granted (raised to the minimum, 2 s with etcd's default timing), revoked with 0,
@@ -330,7 +327,7 @@ def test_leases_granted_and_revoked_reach_the_network_with_applied(harness: Harn
 
     # A replay tells the network of nothing new; a restart, to reread the store.
     rows, applied = harness.apply(boot + entries)
-    assert (rows, applied) == ([], [9, 3]) and harness.network_applied[2:] == [[], []]
+    assert (rows, applied) == ([], [9, 3]) and harness.network_applied[2:4] == [[], []]
     assert harness.stop(signal.SIGTERM) == 0
     assert harness.start() == [9, 3]
 

@@ -3,7 +3,7 @@
 The actor runs as the supervisor would run it (spawned, its own ZeroMQ context, a temp
 data dir, free ports). The test binds the "raft" and "supervisor" inboxes itself and
 answers like the other actors: PROPOSE is applied to a real MvccStore (which the actor
-reads, read-only, for ranges) and answered with RESPONSES and APPLIED; READ_INDEX with
+reads, read-only, for ranges) and answered in APPLIED, then VISIBLE; READ_INDEX with
 READ_STATES; STATUS says who leads. A fake second member talks to the actor's peer
 ROUTER through the bus's PeerTransport. Every check is a real HTTP request and every
 wait is bounded.
@@ -97,9 +97,10 @@ class FakeRaft:
         self.send(Kind.STATUS, [int(Role.LEADER), TERM, leader, self.index, self.index,
                                 self.index, voters, list(learners)])
 
-    def applied(self) -> None:
+    def applied(self, replies: list[Any] | None = None) -> None:
         # No changes list: the watchers (not tested here) catch up from the store.
-        self.send(Kind.APPLIED, [self.index, self.store.current_revision(), None])
+        self.send(Kind.APPLIED, [self.index, self.store.current_revision(), None, None,
+                                 None, None, replies])
         self.send(Kind.VISIBLE, [self.index, self.store.current_revision()])
 
     def apply(self, request: Any, conf_state: bytes | None = None) -> Any:
@@ -107,7 +108,7 @@ class FakeRaft:
         return self.store.apply(self.index, TERM, request, conf_state)
 
     def answer_proposals(self, payload: Any) -> None:
-        """Apply every proposal to the store, answer RESPONSES, then APPLIED."""
+        """Apply every proposal to the store, answer them in APPLIED."""
         answers = []
         for request_id, data in payload:
             request = rpb.InternalRaftRequest.FromString(data)
@@ -118,8 +119,7 @@ class FakeRaft:
                 answers.append([request_id, True, body])
             except MvccError as err:
                 answers.append([request_id, False, [err.code, err.message]])
-        self.send(Kind.RESPONSES, answers)
-        self.applied()
+        self.applied(answers)
 
     def answer_read(self, payload: Any, index: int | None = None) -> None:
         [context] = payload
@@ -539,8 +539,7 @@ def test_member_publishes_its_name_and_client_urls_once_in_the_table(member: Mem
     published = unpublished.set_attributes(member.id, "n1", [member.client_url])
     assert published is not None
     member.raft.apply(None, members.encode(published))
-    member.raft.send(Kind.RESPONSES, [[request_id, True, b""]])
-    member.raft.applied()
+    member.raft.applied([[request_id, True, b""]])
     member.raft.quiet(1.5)  # published once, not again
 
 

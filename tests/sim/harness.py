@@ -142,6 +142,14 @@ class SimNode:
         self.core = RaftCore(self.cfg, random.Random(self.rng.random()), self.disk.state(),
                              applied=min(self.sm.applied, self.disk.last_index()))
         self.pipeline = WritePipeline(self.id, self.disk.hard_state, self.core.log.applied)
+        snap = self.disk.snapshot
+        if snap is not None and self.sm.applied < snap.meta.index:
+            # A received snapshot was saved and the node crashed before its state
+            # machine installed it: install it first, as the raft actor has the apply
+            # actor do at start (actors/raft/actor.py), or the entries after it follow
+            # a gap.
+            self.sm.restore(snap.data)
+            self.obs.on_snapshot_applied(self, snap)
 
     def crash(self, tear: bool) -> None:
         """Lose the saves not yet acknowledged, but for a prefix that happened to reach

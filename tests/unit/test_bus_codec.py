@@ -119,7 +119,7 @@ def test_wire_helpers_round_trip_through_msgpack(ps):
 def test_values_are_positional_arrays_not_maps():
     m = Message(MessageType.APP, 1, 2, term=3, entries=(Entry(3, 4, EntryType.NORMAL, b"x"),))
     raw = msgpack.unpackb(codec.encode_message(m))
-    assert raw == [1, 1, 2, 3, 0, 0, [[3, 4, 0, b"x"]], 0, False, 0, b"", None, 0]
+    assert raw == [1, 1, 2, 3, 0, 0, [[3, 4, 0, b"x"]], 0, False, 0, b"", None, 0, False]
     assert msgpack.unpackb(codec.encode_hard_state(HardState(5, 2, 9))) == [5, 2, 9]
     assert msgpack.unpackb(codec.encode_conf_state(ConfState(frozenset({3, 1}),
                                                               frozenset({2})))) == [[1, 3], [2]]

@@ -64,7 +64,7 @@ def test_network_traces_join_the_raft_and_apply_times_and_encode_them():
     traces.sent([41])
     traces.on_raft([[41, [["raft_received", start + 2000], ["committed", start + 5000]]],
                     [99, [["committed", start]]]])  # another member's: ignored
-    traces.on_applied([3, 2, [], [], start + 6000, start + 7000])
+    traces.on_applied([3, 2, [], [], start + 6000, start + 7000, None])
     traces.responded(41)
     stamps = trace.decode(traced.encode())
     assert list(stamps) == ["arrived", "proposed", "raft_received", "committed",
