@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, NoReturn
 from petcd.actors.protocol import ACTORS
 
 if TYPE_CHECKING:
-    from .member import MemberContext
+    from petcd.actors.member import MemberContext
 
 # Imported by the supervisor before it forks: what every actor imports, and every
 # actor but the network's (see above). Nothing here may create a ZeroMQ context, a
@@ -51,8 +51,8 @@ PRELOADED_MODULES = (
     "petcd.actors.bus.sockets",  # zmq, asyncio
     "petcd.actors.bus.codec",    # msgpack, the Raft types
     "petcd.actors.protocol",
-    "petcd.nodes.logs",          # structlog
-    "petcd.nodes.member",        # the settings types
+    "petcd.actors.logs",         # structlog
+    "petcd.actors.member",       # the settings types
     "petcd.actors.raft.actor",
     "petcd.actors.wal.actor",
     "petcd.actors.apply.actor",  # LMDB, protobuf, the MVCC store

@@ -55,12 +55,12 @@ from typing import Any
 from petcd.actors import failpoints, slow
 from petcd.actors.bus import codec
 from petcd.actors.bus.sockets import Inbox, Outbox, process_context
+from petcd.actors.logs import configure
+from petcd.actors.member import MemberContext
 from petcd.actors.protocol import SUPERVISOR, Kind
-from petcd.actors.raft.types import Entry, SnapshotMeta
-from petcd.nodes.logs import configure
-from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc import (Change, LeaseChange, MvccError, MvccStore, StoreCorruptError,
                                 history, lease_requests)
+from petcd.storage.raftstate import Entry, SnapshotMeta
 
 from . import batch, members, snapshot
 from .members import MemberTable

@@ -14,7 +14,8 @@ import time
 import timeit
 from collections.abc import Callable
 
-from petcd.actors.raft.types import Entry, EntryType, Message, MessageType
+from petcd.actors.raft.types import Message, MessageType
+from petcd.storage.raftstate import Entry, EntryType
 
 from . import codec
 from .sockets import Inbox, Outbox, term_process_context

@@ -1,4 +1,4 @@
-"""msgpack encoding of the Raft values in `actors/raft/types.py`.
+"""msgpack encoding of the Raft values (storage/raftstate.py, actors/raft/types.py).
 
 Every value is a positional msgpack array, never a map: field names would cost more
 bytes than most fields, and position is checked against the dataclass fields at import
@@ -42,9 +42,8 @@ from typing import Any
 
 import msgpack
 
-from petcd.actors.raft.types import (ConfState, Entry, EntryType, HardState, Message,
-                                     MessageType, PersistedState, ReadState, Snapshot,
-                                     SnapshotMeta)
+from petcd.actors.raft.types import Message, MessageType, PersistedState, ReadState, Snapshot
+from petcd.storage.raftstate import ConfState, Entry, EntryType, HardState, SnapshotMeta
 
 
 class CodecError(ValueError):
@@ -379,7 +378,7 @@ def _check_field_order() -> None:
         declared = _declared_fields(cls)
         if declared != wire:
             raise ImportError(f"actors/bus/codec.py encodes {cls.__name__} as {wire}, but "
-                              f"types.py declares {declared}: update the codec")
+                              f"the class declares {declared}: update the codec")
 
 
 _check_field_order()

@@ -40,10 +40,10 @@ from petcd.actors.bus.sockets import (
     process_context,
     term_process_context,
 )
+from petcd.actors.logs import configure
+from petcd.actors.member import MemberContext
 from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.config import Url
-from petcd.nodes.logs import configure
-from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc.quota import map_size_bytes
 
 from . import backup, compactor, rpc

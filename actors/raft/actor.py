@@ -27,9 +27,9 @@ from typing import Any
 
 from petcd.actors.bus import codec
 from petcd.actors.bus.sockets import Inbox, Outbox, process_context, wait_any
+from petcd.actors.logs import configure
+from petcd.actors.member import MemberContext
 from petcd.actors.protocol import SUPERVISOR, Kind
-from petcd.nodes.logs import configure
-from petcd.nodes.member import MemberContext
 
 from .core import RaftConfig, RaftCore
 from .heartbeats import LATE_HEARTBEAT, HeartbeatWatch

@@ -34,10 +34,10 @@ import structlog
 from petcd.actors import failpoints
 from petcd.actors.bus.codec import persisted_state_to_wire
 from petcd.actors.bus.sockets import Inbox, Outbox, process_context, term_process_context
+from petcd.actors.member import MemberContext
 from petcd.actors.protocol import SUPERVISOR, Kind
-from petcd.actors.raft.types import SnapshotMeta
-from petcd.nodes import logs
-from petcd.nodes.member import MemberContext
+from petcd.actors import logs
+from petcd.storage.raftstate import SnapshotMeta
 from petcd.storage.snap import SnapStore
 from petcd.storage.wal import DEFAULT_SEGMENT_SIZE_BYTES, WalCorruptError, WalError
 

@@ -24,10 +24,11 @@ from typing import Any
 
 import msgpack
 
+from petcd.actors.member import MemberContext
 from petcd.actors.raft.bootstrap import bootstrap
-from petcd.actors.raft.types import PersistedState, Snapshot, SnapshotMeta
-from petcd.nodes.ids import format_id
-from petcd.nodes.member import MemberContext
+from petcd.actors.raft.types import PersistedState, Snapshot
+from petcd.config.ids import format_id
+from petcd.storage.raftstate import SnapshotMeta
 from petcd.storage.snap import SnapStore
 from petcd.storage.wal import TailRepair, Wal, read_valid_snapshots, wal_exists
 from petcd.storage.wal.segment import fsync_dir

@@ -25,16 +25,16 @@ from petcd.actors.apply import batch, members, snapshot
 from petcd.actors.apply.members import MemberTable
 from petcd.actors.bus import codec
 from petcd.actors.bus.sockets import Inbox, Outbox
+from petcd.actors.member import MemberContext
 from petcd.actors.protocol import Kind, member_id_prefix
 from petcd.actors.raft.bootstrap import bootstrap
-from petcd.actors.raft.types import (ConfChange, ConfChangeType, ConfState, Entry,
-                                     EntryType, SnapshotMeta)
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.membershippb import membership_pb2 as mpb
 from petcd.config import load
-from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc import ApplyEntry, MvccStore, layout
+from petcd.storage.raftstate import (ConfChange, ConfChangeType, ConfState, Entry, EntryType,
+                                     SnapshotMeta)
 
 WAIT_S = 10.0
 pytestmark = pytest.mark.timeout(120)

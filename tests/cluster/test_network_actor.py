@@ -29,6 +29,7 @@ from petcd.actors.apply import members
 from petcd.actors.bus import codec
 from petcd.actors.bus.peer import PeerTransport
 from petcd.actors.bus.sockets import Inbox, Outbox
+from petcd.actors.member import MemberContext
 from petcd.actors.network import actor as network_actor
 from petcd.actors.protocol import Kind, member_id_prefix
 from petcd.actors.raft.types import Message, MessageType, Role
@@ -36,7 +37,6 @@ from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.membershippb import membership_pb2
 from petcd.config import load
-from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc import MvccError, MvccStore
 
 from tests.ports import free_ports

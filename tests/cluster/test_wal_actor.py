@@ -26,20 +26,13 @@ from petcd.actors.bus.codec import (
     snapshot_meta_to_wire,
 )
 from petcd.actors.bus.sockets import Inbox, Outbox
+from petcd.actors.member import MemberContext
 from petcd.actors.protocol import Kind
-from petcd.actors.raft.types import (
-    ConfChange,
-    ConfChangeType,
-    ConfState,
-    Entry,
-    EntryType,
-    HardState,
-    SnapshotMeta,
-)
 from petcd.actors.wal import actor as wal_actor
 from petcd.actors.wal.startup import encode_metadata, open_wal
 from petcd.actors.wal.writer import ProtocolError, WalWriter
-from petcd.nodes.member import MemberContext
+from petcd.storage.raftstate import (ConfChange, ConfChangeType, ConfState, Entry, EntryType,
+                                     HardState, SnapshotMeta)
 from petcd.storage.snap import SnapStore
 from petcd.storage.wal import Wal, wal_exists
 

@@ -10,9 +10,8 @@ from hypothesis import given, settings, strategies as st
 
 from petcd.actors.bus import codec
 from petcd.actors.bus.envelope import pack_envelope, unpack_envelope
-from petcd.actors.raft.types import (ConfState, Entry, EntryType, HardState, Message,
-                                     MessageType, PersistedState, ReadState, Snapshot,
-                                     SnapshotMeta)
+from petcd.actors.raft.types import Message, MessageType, PersistedState, ReadState, Snapshot
+from petcd.storage.raftstate import ConfState, Entry, EntryType, HardState, SnapshotMeta
 from petcd.storage.wal import format as wal_format
 
 U64 = st.integers(0, 2**64 - 1)

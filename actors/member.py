@@ -2,7 +2,8 @@
 
 The supervisor builds one `MemberContext` from the settings and each actor process it
 forks inherits it (nodes/actor_main.py), so every actor agrees on the ids, the paths
-and the peers without re-deriving them.
+and the peers without re-deriving them. It lives with the actors, whose input it is;
+the supervisor, above them, builds it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from petcd.config import Settings
-
-from . import ids
+from petcd.config import Settings, ids
 
 
 @dataclass(frozen=True, slots=True)

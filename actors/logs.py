@@ -11,7 +11,7 @@ import sys
 
 import structlog
 
-from . import ids
+from petcd.config import ids
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
            "error": logging.ERROR, "panic": logging.CRITICAL, "fatal": logging.CRITICAL}
