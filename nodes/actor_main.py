@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 # actor but the network's (see above). Nothing here may create a ZeroMQ context, a
 # thread or an LMDB environment on import, nor import gRPC or aiohttp.
 PRELOADED_MODULES = (
-    "petcd.actors.bus.sockets",  # zmq, asyncio
-    "petcd.actors.bus.codec",    # msgpack, the Raft types
+    "petcd.actors.bus.sockets",  # zmq, asyncio, msgpack
+    "petcd.actors.bus.codec",    # the Raft types
     "petcd.actors.protocol",
     "petcd.actors.logs",         # structlog
     "petcd.actors.member",       # the settings types
