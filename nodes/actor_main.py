@@ -53,6 +53,7 @@ PRELOADED_MODULES = (
     "petcd.actors.protocol",
     "petcd.actors.logs",         # structlog
     "petcd.actors.member",       # the settings types
+    "petcd.actors.skeleton",
     "petcd.actors.raft.actor",
     "petcd.actors.wal.actor",
     "petcd.actors.apply.actor",  # LMDB, protobuf, the MVCC store

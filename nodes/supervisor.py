@@ -21,6 +21,7 @@ from petcd.actors.bus.sockets import Inbox
 from petcd.actors.logs import configure
 from petcd.actors.member import MemberContext
 from petcd.actors.protocol import ACTORS, SUPERVISOR, Kind
+from petcd.actors.skeleton import EXIT_BAD_CONFIG
 from petcd.config import ids
 
 from . import actor_main
@@ -30,7 +31,6 @@ from .rundir import RunDir, RunDirBusy
 START_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 10.0
 WATCH_INTERVAL_S = 0.1
-EXIT_BAD_CONFIG = 2
 
 
 class Supervisor:
