@@ -20,6 +20,7 @@ import msgpack
 import pytest
 
 from petcd import config
+from petcd.actors import failpoints
 from petcd.actors.bus.codec import (
     hard_state_to_wire,
     persisted_state_from_wire,
@@ -56,7 +57,7 @@ def _child(ctx: MemberContext, log_path: str, env: dict[str, str], segment_bytes
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 2)  # the actor logs to stderr: keep its lines for the assertions
     os.environ.update(env)
-    wal_actor.main(ctx, segment_size_bytes=segment_bytes)
+    raise SystemExit(wal_actor.run(ctx, segment_size_bytes=segment_bytes))
 
 
 class Member:
@@ -196,7 +197,7 @@ def test_joining_member_starts_empty(member_factory):
 def test_saves_are_group_committed_acknowledged_in_order_and_durable(member_factory):
     member = member_factory()
     sleep_ms = 200
-    member.started(env={wal_actor.FAILPOINT_SLEEP_ENV: str(sleep_ms)})
+    member.started(env={failpoints.WAL_SLEEP: str(sleep_ms)})
     started = time.monotonic()
     member.save(1, HardState(2, member.ctx.member_id, 3), entries(4, 1))
     assert member.persisted(1) == [1]
