@@ -28,6 +28,7 @@ from petcd.actors.bus.sockets import Inbox, Outbox
 from petcd.actors.member import MemberContext
 from petcd.actors.protocol import Kind, member_id_prefix
 from petcd.actors.raft.bootstrap import bootstrap
+from petcd.actors.skeleton import Runtime, StopFlag
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.membershippb import membership_pb2 as mpb
@@ -605,8 +606,8 @@ def test_a_write_whose_apply_was_slow_is_logged_as_etcd_logs_it(harness: Harness
 
     log = _Log()
     with Inbox.for_actor(ctx.run_dir, "apply") as inbox:
-        actor = apply_actor.ApplyActor(ctx, inbox, harness.outbox, log,
-                                       apply_actor.open_store(ctx), clock=clock)
+        runtime = Runtime(ctx, "apply", log, StopFlag(), inbox, harness.outbox)
+        actor = apply_actor.ApplyActor(runtime, apply_actor.open_store(ctx), clock=clock)
         try:
             entries = bootstrap_entries(ctx)
             n = len(entries)
