@@ -15,6 +15,7 @@ import base64
 import json
 import multiprocessing
 import socket
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -191,9 +192,14 @@ def member_context(tmp: Path, client_port: int, peer_port: int, other_port: int
     return replace(MemberContext.from_settings(settings), run_dir=tmp / "run")
 
 
+def _main(ctx: MemberContext) -> None:
+    """Child process body, as the supervisor runs an actor."""
+    sys.exit(network_actor.run(ctx))
+
+
 def spawn(ctx: MemberContext) -> Any:
     proc = multiprocessing.get_context("spawn").Process(
-        target=network_actor.main, args=(ctx,), name="petcd-network")
+        target=_main, args=(ctx,), name="petcd-network")
     proc.start()
     return proc
 
