@@ -37,10 +37,6 @@ class MemberContext:
         return self.settings.name
 
     @property
-    def member_dir(self) -> Path:
-        return self.settings.data_dir / "member"
-
-    @property
     def wal_dir(self) -> Path:
         return self.settings.wal_dir
 
@@ -52,9 +48,6 @@ class MemberContext:
     def db_dir(self) -> Path:
         """The MVCC store (LMDB): member/snap/db, as etcd keeps its bbolt file."""
         return self.settings.snap_dir / "db"
-
-    def peer(self, member_id: int) -> Peer | None:
-        return next((p for p in self.initial_peers if p.member_id == member_id), None)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MemberContext:
