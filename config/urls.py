@@ -4,7 +4,7 @@ etcd (client/pkg/types.NewURLs) accepts `scheme://host:port` with no path; its e
 messages end with the offending URL, and petcd keeps that wording. petcd speaks only
 http and https for now (etcd also has unix and unixs sockets).
 
-A URL's string form matters beyond display: member IDs hash it (nodes/ids.py), so
+A URL's string form matters beyond display: member IDs hash it (config/ids.py), so
 `str(Url)` must be what etcd's url.String() gives for the same input. The scheme is
 lower-cased (as Go does) and the host keeps the case it was written in.
 """

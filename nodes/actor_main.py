@@ -42,17 +42,18 @@ from typing import TYPE_CHECKING, NoReturn
 from petcd.actors.protocol import ACTORS
 
 if TYPE_CHECKING:
-    from .member import MemberContext
+    from petcd.actors.member import MemberContext
 
 # Imported by the supervisor before it forks: what every actor imports, and every
 # actor but the network's (see above). Nothing here may create a ZeroMQ context, a
 # thread or an LMDB environment on import, nor import gRPC or aiohttp.
 PRELOADED_MODULES = (
-    "petcd.actors.bus.sockets",  # zmq, asyncio
-    "petcd.actors.bus.codec",    # msgpack, the Raft types
+    "petcd.actors.bus.sockets",  # zmq, asyncio, msgpack
+    "petcd.actors.bus.codec",    # the Raft types
     "petcd.actors.protocol",
-    "petcd.nodes.logs",          # structlog
-    "petcd.nodes.member",        # the settings types
+    "petcd.actors.logs",         # structlog
+    "petcd.actors.member",       # the settings types
+    "petcd.actors.skeleton",
     "petcd.actors.raft.actor",
     "petcd.actors.wal.actor",
     "petcd.actors.apply.actor",  # LMDB, protobuf, the MVCC store

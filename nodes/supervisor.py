@@ -18,18 +18,19 @@ import time
 from typing import Any
 
 from petcd.actors.bus.sockets import Inbox
+from petcd.actors.logs import configure
+from petcd.actors.member import MemberContext
 from petcd.actors.protocol import ACTORS, SUPERVISOR, Kind
+from petcd.actors.skeleton import EXIT_BAD_CONFIG
+from petcd.config import ids
 
-from . import actor_main, ids
+from . import actor_main
 from .actor_main import ActorProcess
-from .logs import configure
-from .member import MemberContext
 from .rundir import RunDir, RunDirBusy
 
 START_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 10.0
 WATCH_INTERVAL_S = 0.1
-EXIT_BAD_CONFIG = 2
 
 
 class Supervisor:

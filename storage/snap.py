@@ -31,7 +31,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Final
 
-from petcd.actors.raft.types import SnapshotMeta
+from petcd.storage.raftstate import SnapshotMeta
 from petcd.storage.wal.format import decode_snapshot, encode_snapshot
 from petcd.storage.wal.segment import fsync_dir, write_all
 

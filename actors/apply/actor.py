@@ -39,52 +39,53 @@ written in the same LMDB transaction as the data and the member table
 (actors/apply/members.py), so a crash at any point followed by a replay of the WAL
 applies every entry exactly once.
 
-SIGTERM or SIGINT: the batch in hand is finished, LMDB closed, exit 0. Anything that
-would leave the state machine wrong (a gap in the log, a snapshot file that does not
-fit, an actor that stopped reading its inbox) ends the process with 1: crash-only,
-the supervisor stops the member and a restart recovers.
+The loop, signals and exit statuses are the skeleton's (actors/skeleton.py). SIGTERM or
+SIGINT: the batch in hand is finished, LMDB closed, exit 0. Anything that would leave
+the state machine wrong (a gap in the log, a snapshot file that does not fit, an actor
+that stopped reading its inbox, a corrupt store) ends the process with 1: crash-only,
+the supervisor stops the member and a restart recovers. A bad failpoint variable: 2.
 """
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from petcd.actors import failpoints, slow
 from petcd.actors.bus import codec
-from petcd.actors.bus.sockets import Inbox, Outbox, process_context
+from petcd.actors.logs import Log
+from petcd.actors.member import MemberContext
 from petcd.actors.protocol import SUPERVISOR, Kind
-from petcd.actors.raft.types import Entry, SnapshotMeta
-from petcd.nodes.logs import configure
-from petcd.nodes.member import MemberContext
+from petcd.actors.skeleton import (EXIT_BAD_CONFIG, POLL_TIMEOUT_MS, Batch, Runtime, Stop,
+                                   run as run_actor, send_or_stop)
 from petcd.storage.mvcc import (Change, LeaseChange, MvccError, MvccStore, StoreCorruptError,
                                 history, lease_requests)
+from petcd.storage.raftstate import Entry, SnapshotMeta
 
 from . import batch, members, snapshot
 from .members import MemberTable
 
 NAME = "apply"
 MAX_BATCH_MSGS = 1024
-DRAIN_TIMEOUT_MS = 100
-SEND_TIMEOUT_MS = 1000
-EXIT_BAD_CONFIG = 2  # a failpoint variable is not a non-negative integer
 # Raft needs the durable index only to schedule snapshots: telling it after every batch
 # would cost a message per write when writes come one at a time.
 TELL_RAFT_EVERY_S = 0.1
 
 
-class Stop(Exception):
-    """The actor cannot go on safely: crash-only, the supervisor restarts the member."""
+def run(ctx: MemberContext) -> int:
+    """Process entry point (forked by the supervisor, nodes/actor_main.py): exit status."""
+    return run_actor(ctx, NAME, ApplyActor.open)
 
 
 class ApplyActor:
-    def __init__(self, ctx: MemberContext, inbox: Inbox, outbox: Outbox, log: Any,
-                 store: MvccStore, clock: Callable[[], float] = time.monotonic,
-                 commit_sleep_ms: int = 0) -> None:
-        self.ctx = ctx
-        self.inbox, self.outbox, self.log, self.store = inbox, outbox, log, store
+    max_batch_msgs = MAX_BATCH_MSGS
+    wake_on = ()
+
+    def __init__(self, runtime: Runtime, store: MvccStore,
+                 clock: Callable[[], float] = time.monotonic, commit_sleep_ms: int = 0) -> None:
+        self.ctx, self.outbox, self.log = runtime.ctx, runtime.outbox, runtime.log
+        self.store = store
         self.clock = clock
         self.applied_index = store.applied_index()
         # What an OS crash cannot undo: raft takes snapshots (and the WAL releases
@@ -95,12 +96,21 @@ class ApplyActor:
         self.told_raft: int | None = None  # the durable index raft last heard
         self.told_raft_at = 0.0
         self.table: MemberTable = members.read_member_table(store)
-        self.stopping = False
         self.commit_sleep_s = commit_sleep_ms / 1000  # failpoints.APPLY_COMMIT_SLEEP
         self.received_ns = 0  # when the batch in hand was taken from the inbox
         # The store's revision after the last batch applied (committed or not): what
         # APPLIED and VISIBLE say, known without opening a read transaction for it.
         self.revision = store.current_revision()
+
+    @classmethod
+    def open(cls, runtime: Runtime) -> ApplyActor:
+        commit_sleep_ms = _failpoint_sleep_ms(runtime.log)
+        try:
+            store = open_store(runtime.ctx)
+        except StoreCorruptError as err:
+            raise Stop("store corrupt, refusing to start", file=err.path,
+                       reason=err.reason) from err
+        return cls(runtime, store, commit_sleep_ms=commit_sleep_ms)
 
     # -- start-up ------------------------------------------------------------------
 
@@ -113,19 +123,19 @@ class ApplyActor:
                       members=[f"{m.member_id:x}" for m in self.table])
         self._send_applied(now=True)  # raft waits for it to start, whatever the clock says
         self._send_visible()
-        self._send(SUPERVISOR, Kind.READY, NAME)
+        send_or_stop(self.outbox, SUPERVISOR, Kind.READY, NAME)
 
     # -- the loop --------------------------------------------------------------------
 
-    def run(self) -> None:
-        while not self.stopping:
-            messages = self.inbox.drain(MAX_BATCH_MSGS, DRAIN_TIMEOUT_MS)
-            self.handle(messages)
-            if not messages:
-                self._tell_raft(now=True)
+    def wait_ms(self) -> int:
+        return POLL_TIMEOUT_MS
 
-    def handle(self, messages: Sequence[tuple[str, Any]]) -> None:
-        """One drained batch: consecutive APPLYs become one store batch."""
+    def handle(self, messages: Batch) -> None:
+        """One drained batch: consecutive APPLYs become one store batch. None came:
+        raft hears the durable index now."""
+        if not messages:
+            self._tell_raft(now=True)
+            return
         self.received_ns = time.monotonic_ns()  # a traced write's apply_received
         entries: list[Entry] = []
         defragments: list[int] = []
@@ -151,7 +161,7 @@ class ApplyActor:
             plan = batch.plan_batch(entries, self.applied_index, self.table,
                                     self.ctx.member_id)
         except batch.LogGapError as err:
-            raise Stop(str(err)) from err
+            raise Stop("cannot apply: a gap in the log", error=str(err)) from err
         if not plan.store_entries:
             # Every entry was already applied (a replay): nothing new for the network.
             self._send_applied(changes=[], lease_changes=[])
@@ -210,7 +220,7 @@ class ApplyActor:
         try:
             position = snapshot.install_db_file(root, generation, path, meta.index)
         except snapshot.SnapshotInstallError as err:
-            raise Stop(f"cannot apply snapshot at {meta.index}: {err}") from err
+            raise Stop("cannot apply snapshot", index=meta.index, error=str(err)) from err
         finally:
             self.store = MvccStore.open(root, quota_bytes=options.quota_bytes,
                                         max_txn_ops=options.max_txn_ops, sync=options.sync,
@@ -238,15 +248,16 @@ class ApplyActor:
             self.store.defragment()
         except Exception as err:  # e.g. no disk space for the copy: the old file stays
             self.log.exception("defragment failed")
-            self._send("network", Kind.RESPONSES,
-                       [[r, False, ["UNKNOWN", f"petcd: defragment failed: {err}"]]
-                        for r in request_ids])
+            send_or_stop(self.outbox, "network", Kind.RESPONSES,
+                         [[r, False, ["UNKNOWN", f"petcd: defragment failed: {err}"]]
+                          for r in request_ids])
             return
         self.durable_index = self.applied_index  # the copy was fsynced whole
         self.log.info("defragmented", db_size_bytes_before=before,
                       db_size_bytes_after=self.store.db_size_bytes(),
                       took_ms=round((time.monotonic() - started) * 1000))
-        self._send("network", Kind.RESPONSES, [[r, True, b""] for r in request_ids])
+        send_or_stop(self.outbox, "network", Kind.RESPONSES,
+                     [[r, True, b""] for r in request_ids])
 
     # -- sends -----------------------------------------------------------------------
 
@@ -263,13 +274,14 @@ class ApplyActor:
         wire = None if changes is None else history.changes_to_wire(changes)
         leases = None if lease_changes is None else lease_requests.lease_changes_to_wire(lease_changes)
         received_ns, answered_ns = stage_ns or (None, None)
-        self._send("network", Kind.APPLIED, [self.applied_index, self.revision, wire, leases,
-                                             received_ns, answered_ns, replies or None])
+        send_or_stop(self.outbox, "network", Kind.APPLIED, [
+            self.applied_index, self.revision, wire, leases, received_ns, answered_ns,
+            replies or None])
         self._tell_raft(now=now, revision=self.revision)
 
     def _send_visible(self) -> None:
         """VISIBLE: other processes' reads of the store now see every batch applied."""
-        self._send("network", Kind.VISIBLE, [self.applied_index, self.revision])
+        send_or_stop(self.outbox, "network", Kind.VISIBLE, [self.applied_index, self.revision])
 
     def _tell_raft(self, *, now: bool, revision: int | None = None) -> None:
         if self.durable_index == self.told_raft:
@@ -279,15 +291,26 @@ class ApplyActor:
             return
         if revision is None:
             revision = self.store.current_revision()
-        self._send("raft", Kind.APPLIED, [self.durable_index, revision])
+        send_or_stop(self.outbox, "raft", Kind.APPLIED, [self.durable_index, revision])
         self.told_raft, self.told_raft_at = self.durable_index, at
-
-    def _send(self, actor: str, kind: Kind, payload: Any) -> None:
-        if not self.outbox.send(actor, kind.value, payload, timeout_ms=SEND_TIMEOUT_MS):
-            raise Stop(f"the {actor} actor is not reading its inbox")
 
     def close(self) -> None:
         self.store.close()
+
+    def report(self) -> dict[str, object]:
+        return {"applied_index": self.applied_index}
+
+
+def _failpoint_sleep_ms(log: Log) -> int:
+    try:
+        sleep_ms = failpoints.sleep_ms(failpoints.APPLY_COMMIT_SLEEP)
+    except ValueError as err:
+        raise Stop("bad failpoint", EXIT_BAD_CONFIG, variable=failpoints.APPLY_COMMIT_SLEEP,
+                   error=str(err)) from err
+    if sleep_ms:
+        log.warning("failpoint active: sleeping between answering and committing",
+                    variable=failpoints.APPLY_COMMIT_SLEEP, sleep_ms=sleep_ms)
+    return sleep_ms
 
 
 def min_lease_ttl_s(heartbeat_interval_ms: int, election_ticks: int) -> int:
@@ -306,51 +329,3 @@ def open_store(ctx: MemberContext) -> MvccStore:
                           max_txn_ops=s.max_txn_ops,
                           min_lease_ttl_s=min_lease_ttl_s(s.heartbeat_interval_ms,
                                                           s.election_ticks))
-
-
-def run(ctx: MemberContext) -> int:
-    """Process entry point (forked by the supervisor, nodes/actor_main.py): exit status."""
-    s = ctx.settings
-    log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, NAME)
-    actor: ApplyActor | None = None
-
-    def stop(signum: int, frame: object) -> None:
-        if actor is not None:
-            actor.stopping = True
-        else:
-            raise KeyboardInterrupt  # still starting: nothing half-done to finish
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        commit_sleep_ms = failpoints.sleep_ms(failpoints.APPLY_COMMIT_SLEEP)
-    except ValueError as err:
-        log.error("bad failpoint", variable=failpoints.APPLY_COMMIT_SLEEP, error=str(err))
-        return EXIT_BAD_CONFIG
-    if commit_sleep_ms:
-        log.warning("failpoint active: sleeping between answering and committing",
-                    variable=failpoints.APPLY_COMMIT_SLEEP, sleep_ms=commit_sleep_ms)
-    process_context()
-    try:
-        with Inbox.for_actor(ctx.run_dir, NAME) as inbox, Outbox(ctx.run_dir) as outbox:
-            actor = ApplyActor(ctx, inbox, outbox, log, open_store(ctx),
-                               commit_sleep_ms=commit_sleep_ms)
-            try:
-                actor.start()
-                actor.run()
-            finally:
-                actor.close()
-    except KeyboardInterrupt:
-        log.info("apply actor stopped while starting")
-        return 0
-    except Stop as err:
-        log.error("apply actor stopping", reason=str(err))
-        return 1
-    except StoreCorruptError as err:
-        log.error("store corrupt, refusing to start", file=err.path, reason=err.reason)
-        return 1
-    except Exception:
-        log.exception("apply actor failed")
-        return 1
-    log.info("apply actor stopped", applied_index=actor.applied_index if actor else None)
-    return 0

@@ -30,9 +30,9 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from petcd.actors.protocol import member_id_prefix, request_id_owner
-from petcd.actors.raft.types import ConfChange, Entry, EntryType
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.storage.mvcc import ApplyEntry, MvccError
+from petcd.storage.raftstate import ConfChange, Entry, EntryType
 
 from . import members
 from .members import MemberTable, MemberTableError

@@ -40,8 +40,8 @@ from typing import Any, Protocol
 
 import msgpack
 
-from petcd.actors.raft.types import ConfChange, ConfChangeType, ConfState
 from petcd.api.etcdserverpb import rpc_pb2 as pb
+from petcd.storage.raftstate import ConfChange, ConfChangeType, ConfState
 
 FORMAT_VERSION = 1
 

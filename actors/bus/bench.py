@@ -1,8 +1,8 @@
 """Codec and bus figures: `python -m petcd.actors.bus.bench`.
 
 Prints the best of several runs (the figure least disturbed by other work on the
-machine) for the hot path, a Message carrying many Entries, and for a small message
-through an Inbox. A measurement, not a test: tests/unit/test_bus_codec.py checks
+machine) for the hot path, a Message carrying many Entries packed into an envelope and
+back, and for a small message through an Inbox. A measurement, not a test: tests/unit/test_bus_codec.py checks
 only what decoding returns, never how fast.
 """
 
@@ -14,9 +14,11 @@ import time
 import timeit
 from collections.abc import Callable
 
-from petcd.actors.raft.types import Entry, EntryType, Message, MessageType
+from petcd.actors.raft.types import Message, MessageType
+from petcd.storage.raftstate import Entry, EntryType
 
 from . import codec
+from .envelope import pack_envelope, unpack_envelope
 from .sockets import Inbox, Outbox, term_process_context
 
 
@@ -32,13 +34,16 @@ def best_seconds(fn: Callable[[], object], number: int = 50, repeat: int = 7) ->
 
 
 def codec_figures(n_entries: int = 1000, entry_bytes: int = 100) -> dict[str, float]:
-    message = app_message(n_entries, entry_bytes)
-    data = codec.encode_message(message)
-    assert codec.decode_message(data) == message
+    """A Message as the raft actor sends it to a peer: codec arrays in one envelope."""
+    batch = [app_message(n_entries, entry_bytes)]
+    frame = pack_envelope("peer", codec.messages_to_wire(batch))
+    assert codec.messages_from_wire(unpack_envelope(frame)[1]) == batch
     return {
-        "wire_bytes": float(len(data)),
-        "encode_ms": best_seconds(lambda: codec.encode_message(message)) * 1e3,
-        "decode_ms": best_seconds(lambda: codec.decode_message(data)) * 1e3,
+        "wire_bytes": float(len(frame)),
+        "encode_ms": best_seconds(
+            lambda: pack_envelope("peer", codec.messages_to_wire(batch))) * 1e3,
+        "decode_ms": best_seconds(
+            lambda: codec.messages_from_wire(unpack_envelope(frame)[1])) * 1e3,
     }
 
 

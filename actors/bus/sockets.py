@@ -1,26 +1,26 @@
 """Inboxes and outboxes between the actors of one member, and the process's context.
 
-Shape of an actor loop (see STYLE.md section 3):
+How an actor uses them (actors/skeleton.py runs this loop for it):
 
-    ctx = process_context()                      # created here, in this process
+    process_context()                            # created here, in this process
     inbox = Inbox.for_actor(run_dir, "wal")      # PULL, bound: everyone sends here
     outbox = Outbox(run_dir)                     # PUSH per destination, connected lazily
-    with stop_on_eterm(), inbox, outbox:
-        while True:
-            batch = inbox.drain(max_items=4096, timeout_ms=50)
+    with inbox, outbox:
+        while not stopping:
+            batch = inbox.drain(max_items=4096, timeout_ms=100)
             ...
-            outbox.send("raft", "persisted", [index, term])
+            outbox.send("raft", "persisted", seq, timeout_ms=1000)
+    term_process_context()
 
 Bounds and waits:
 - Every socket has a high-water mark in messages (`hwm_msgs`, default 10,000). ZeroMQ
   applies it per connection: one sender can have about its SNDHWM plus the inbox's
   RCVHWM (plus what the kernel buffers) in flight before `send` reports it full, so an
   inbox with four senders holds at most about four times that.
-- `Outbox.send` never blocks by default: on a full queue it returns False and counts a
-  drop (`dropped[actor]`); `timeout_ms` allows a bounded wait. Inside a member a lost
-  message is a bug, so callers treat False as "the other actor is stuck" (crash-only:
-  exit and let the supervisor restart the member) unless the message is one that is
-  resent anyway.
+- `Outbox.send` never blocks by default: on a full queue it returns False; `timeout_ms`
+  allows a bounded wait. Inside a member a lost message is a bug, so callers treat
+  False as "the other actor is stuck" (crash-only: exit and let the supervisor restart
+  the member: skeleton.send_or_stop) unless the message is one that is resent anyway.
 - Sends to an actor that has not bound yet are queued (ZMQ_IMMEDIATE=0), so actors
   may start in any order.
 - LINGER is bounded (`linger_ms`, default 100 ms) so closing or exiting never hangs on
@@ -43,9 +43,7 @@ import asyncio
 import errno
 import os
 import socket as stdsocket
-from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -88,22 +86,6 @@ def term_process_context(linger_ms: int = DEFAULT_LINGER_MS) -> None:
     if _context is not None and _context_pid == os.getpid():
         _context.destroy(linger=linger_ms)
     _context = None
-
-
-def is_eterm(err: BaseException) -> bool:
-    """True for the error a socket raises once its context is being terminated."""
-    return isinstance(err, zmq.ZMQError) and err.errno == zmq.ETERM
-
-
-@contextmanager
-def stop_on_eterm() -> Iterator[None]:
-    """Treat context termination as a clean end of the block: an actor loop inside it
-    returns instead of crashing when shutdown terminates the context under it."""
-    try:
-        yield
-    except zmq.ZMQError as err:
-        if not is_eterm(err):
-            raise
 
 
 def check_drain_args(max_items: int, timeout_ms: int) -> None:
@@ -182,37 +164,22 @@ class Inbox:
 
 
 class Outbox:
-    """PUSH sockets to other actors' inboxes, one per destination, made on first send.
+    """PUSH sockets to other actors' inboxes (addresses from the member's run dir), one
+    per destination, made on first send."""
 
-    Addresses come from the member's run dir (`Outbox(run_dir)`), or from an explicit
-    `addresses` map of name -> ZeroMQ address (tests, tools).
-    """
-
-    def __init__(self, run_dir: str | os.PathLike[str] | None = None, *,
-                 addresses: Mapping[str, str] | None = None,
-                 ctx: zmq.Context[Any] | None = None, hwm_msgs: int = DEFAULT_HWM_MSGS,
-                 linger_ms: int = DEFAULT_LINGER_MS) -> None:
-        if (run_dir is None) == (addresses is None):
-            raise ValueError("give either run_dir or addresses")
+    def __init__(self, run_dir: str | os.PathLike[str], *, ctx: zmq.Context[Any] | None = None,
+                 hwm_msgs: int = DEFAULT_HWM_MSGS, linger_ms: int = DEFAULT_LINGER_MS) -> None:
         assert hwm_msgs > 0, "every queue is bounded"
         self._run_dir = run_dir
-        self._addresses = dict(addresses or {})
         self._ctx = ctx or process_context()
         self._hwm_msgs = hwm_msgs
         self._linger_ms = linger_ms
         self._sockets: dict[str, zmq.Socket[bytes]] = {}
-        self.sent: Counter[str] = Counter()
-        self.dropped: Counter[str] = Counter()
-
-    def address_of(self, actor: str) -> str:
-        if self._run_dir is not None:
-            return actor_address(self._run_dir, actor)
-        return self._addresses[actor]
 
     def socket(self, actor: str) -> zmq.Socket[bytes]:
         sock = self._sockets.get(actor)
         if sock is None:
-            address = self.address_of(actor)
+            address = actor_address(self._run_dir, actor)
             sock = self._ctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.SNDHWM, self._hwm_msgs)
             sock.setsockopt(zmq.LINGER, self._linger_ms)
@@ -222,18 +189,9 @@ class Outbox:
 
     def send(self, actor: str, kind: str, payload: Any = None, *,
              timeout_ms: int = 0) -> bool:
-        """Queue `[kind, payload]` for `actor`. False (and a drop counted) if its queue
-        stays full for `timeout_ms`; never waits longer."""
-        return self.send_frame(actor, pack_envelope(kind, payload), timeout_ms=timeout_ms)
-
-    def send_frame(self, actor: str, frame: bytes, *, timeout_ms: int = 0) -> bool:
-        """Send an already packed envelope (`pack_envelope`), e.g. one to fan out."""
-        sock = self.socket(actor)
-        if _send_within(sock, frame, timeout_ms):
-            self.sent[actor] += 1
-            return True
-        self.dropped[actor] += 1
-        return False
+        """Queue `[kind, payload]` for `actor`. False if its queue stays full for
+        `timeout_ms`; never waits longer."""
+        return _send_within(self.socket(actor), pack_envelope(kind, payload), timeout_ms)
 
     def close(self) -> None:
         for sock in self._sockets.values():

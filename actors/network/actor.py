@@ -21,12 +21,19 @@ actor's (PEERS), follow the member table as conf changes are applied. SIGTERM or
 SIGINT: refuse new requests and end every wait ("etcdserver: server stopped"), stop
 listening, close sockets and the store, exit 0. A failure of one of the loops is a
 bug: log it and exit 1, and the supervisor stops the member (crash-only).
+
+What it shares with the other actors (actors/skeleton.py): the stop signals, Stop and
+the exit statuses (`exit_status`), and `send_or_stop` for READY. What differs, and
+why: its loop is asyncio's, not the skeleton's, because it serves many client
+streams at once; so a signal sets an asyncio.Event that wakes `serve` (a flag would
+only be seen at the next poll of one loop among several), and every other send is
+non-blocking: a full raft or apply inbox refuses (the request fails, or Raft resends)
+instead of holding every client for up to SEND_TIMEOUT_MS.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
 from typing import Any
 
 import grpc
@@ -40,10 +47,11 @@ from petcd.actors.bus.sockets import (
     process_context,
     term_process_context,
 )
+from petcd.actors.logs import Log, configure
+from petcd.actors.member import MemberContext
 from petcd.actors.protocol import SUPERVISOR, Kind
+from petcd.actors.skeleton import EXIT_OK, STOP_SIGNALS, Stop, exit_status, send_or_stop
 from petcd.config import Url
-from petcd.nodes.logs import configure
-from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc.quota import map_size_bytes
 
 from . import backup, compactor, rpc
@@ -56,6 +64,7 @@ from .requests import RaftClient, RequestIds, Tracker, request_timeout_s
 from .server import Server
 from .snapshots import SnapshotStreams, remove_parts
 
+NAME = "network"
 MAX_BATCH_MSGS = 4096  # inbox messages or peer frames handled per loop turn
 POLL_MS = 100
 MEMBER_SYNC_EVERY_S = 1.0
@@ -64,10 +73,6 @@ PUBLISH_POLL_S = 0.1  # how often a publish in flight looks for a new leader
 HTTP_SHUTDOWN_TIMEOUT_S = 2.0
 GRPC_SHUTDOWN_TIMEOUT_S = 2.0
 GRPC_SOCKET_NAME = "grpc.sock"
-
-
-class StartError(Exception):
-    """This member cannot serve as configured (e.g. https without TLS support)."""
 
 
 class NetworkActor:
@@ -104,11 +109,10 @@ class NetworkActor:
     # -- start and stop ----------------------------------------------------------------
 
     async def start(self) -> None:
-        self.inbox = AsyncInbox.for_actor(self.ctx.run_dir, "network")
+        self.inbox = AsyncInbox.for_actor(self.ctx.run_dir, NAME)
         self._start_peers()
         await self._start_clients()
-        if not self.outbox.send(SUPERVISOR, Kind.READY.value, "network"):
-            raise StartError("the supervisor's inbox is full")
+        send_or_stop(self.outbox, SUPERVISOR, Kind.READY, NAME)
         self.log.info("network ready",
                       client_urls=[str(u) for u in self.ctx.settings.listen_client_urls],
                       request_timeout_s=self.timeout_s)
@@ -132,7 +136,8 @@ class NetworkActor:
         s = self.ctx.settings
         for url in (*s.listen_client_urls, *s.listen_client_http_urls):
             if url.scheme != "http":
-                raise StartError(f"client URL {url}: TLS is not supported yet; use http://")
+                raise Stop("network cannot start", url=str(url),
+                           error="TLS is not supported yet; use http://")
         app = Gateway(self.server, self.log).app()
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
@@ -157,7 +162,7 @@ class NetworkActor:
                 try:
                     await self.door.listen(url.host, url.port)
                 except OSError as err:
-                    raise StartError(f"cannot listen for clients on {url}: {err}") from None
+                    raise _cannot_listen(str(url), err) from None
         await rpc.set_serving(self.health, True)
 
     def _grpc_listen(self, address: str, shown: str) -> None:
@@ -165,7 +170,7 @@ class NetworkActor:
         try:
             self.grpc.add_insecure_port(address)
         except RuntimeError as err:  # grpcio's "Failed to bind"
-            raise StartError(f"cannot listen for clients on {shown}: {err}") from None
+            raise _cannot_listen(shown, err) from None
 
     async def _http_listen(self, url: Url) -> None:
         assert self.runner is not None
@@ -174,7 +179,7 @@ class NetworkActor:
         try:
             await site.start()
         except OSError as err:
-            raise StartError(f"cannot listen for clients on {url}: {err}") from None
+            raise _cannot_listen(str(url), err) from None
 
     async def stop(self) -> None:
         self.tracker.stop()  # waiting requests answer "server stopped" now
@@ -333,31 +338,30 @@ class NetworkActor:
         return ok
 
 
-async def _main(ctx: MemberContext, log: Any) -> int:
+def _cannot_listen(url: str, err: Exception) -> Stop:
+    return Stop("network cannot start", url=url, error=f"cannot listen for clients: {err}")
+
+
+async def _main(ctx: MemberContext, log: Log) -> int:
     actor = NetworkActor(ctx, log)
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, actor.stopping.set)
-    status = 0
     try:
         await actor.start()
         await actor.serve()
-        log.info("network stopping")
-    except StartError as err:
-        log.error("network cannot start", error=str(err))
-        status = 1
-    except Exception:
-        log.exception("network actor failed")
-        status = 1
+    except Exception as err:
+        return exit_status(log, NAME, err)
     finally:
         await actor.stop()
-    return status
+    log.info(f"{NAME} actor stopped")
+    return EXIT_OK
 
 
 def run(ctx: MemberContext) -> int:
     """Process entry point (forked by the supervisor, nodes/actor_main.py)."""
     s = ctx.settings
-    log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, "network")
+    log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, NAME)
     process_context()
     try:
         # uvloop: the network actor is the member's busiest process (gRPC, HTTP,
@@ -367,9 +371,3 @@ def run(ctx: MemberContext) -> int:
             return runner.run(_main(ctx, log))
     finally:
         term_process_context()
-
-
-def main(ctx: MemberContext) -> None:
-    """`run` as a process target whose exit status is run's (multiprocessing ignores
-    a target's return value)."""
-    raise SystemExit(run(ctx))

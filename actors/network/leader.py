@@ -25,9 +25,9 @@ import grpc
 import msgpack
 
 from petcd.actors.apply import members as member_table
+from petcd.actors.member import MemberContext
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.etcdserverpb import rpc_pb2_grpc as rpc
-from petcd.nodes.member import MemberContext
 
 from . import errors
 from .local import LocalStore

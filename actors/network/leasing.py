@@ -28,10 +28,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from petcd.actors.member import MemberContext
 from petcd.actors.raft.types import Role
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
-from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc.lease_requests import LeaseChangeKind, lease_changes_from_wire
 
 from . import errors

@@ -41,12 +41,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from petcd.actors.apply import members as member_table
+from petcd.actors.member import MemberContext
 from petcd.actors.protocol import Kind
 from petcd.actors.slow import READ_ONLY_RANGE, warn_if_slow
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.membershippb import membership_pb2
-from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc import MvccError, MvccStore, checks, env, quota
 from petcd.storage.mvcc.errors import NO_SPACE
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from petcd.actors.raft.types import NONE, Role
+from petcd.actors.raft.types import Role
+from petcd.storage.raftstate import NONE
 
 
 @dataclass(frozen=True, slots=True)

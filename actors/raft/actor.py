@@ -15,6 +15,13 @@ actor only carries its actions out over the sockets:
 Every --snapshot-count entries the apply actor has made durable, the in-memory log is
 compacted (keeping --snapshot-catchup-entries) and the WAL told to write a snapshot
 marker and release segments below it.
+
+The loop is the skeleton's (actors/skeleton.py): it wakes for the inbox or the peer
+ROUTER, or when the next tick is due, and `handle` steps what came, ticks, and routes
+the Ready. SIGTERM stops it; SIGINT is ignored: a terminal's Ctrl-C reaches every
+process of the member, and the supervisor decides when this one stops. Exit status 0
+when stopped (even while starting), 1 when it cannot listen for peers, gets no state
+in START_TIMEOUT_S, or another actor stops reading its inbox.
 """
 
 from __future__ import annotations
@@ -26,10 +33,10 @@ from collections.abc import Callable
 from typing import Any
 
 from petcd.actors.bus import codec
-from petcd.actors.bus.sockets import Inbox, Outbox, process_context, wait_any
+from petcd.actors.member import MemberContext
 from petcd.actors.protocol import SUPERVISOR, Kind
-from petcd.nodes.logs import configure
-from petcd.nodes.member import MemberContext
+from petcd.actors.skeleton import (EXIT_OK, POLL_TIMEOUT_MS, Batch, Runtime, Stop,
+                                   run as run_actor, send_or_stop)
 
 from .core import RaftConfig, RaftCore
 from .heartbeats import LATE_HEARTBEAT, HeartbeatWatch
@@ -38,27 +45,31 @@ from .pipeline import Actions, WritePipeline
 from .tracing import RaftTraces
 from .types import Message, PersistedState, ProposalDropped, SoftState
 
-_DROPPABLE = frozenset({Kind.SEND_SNAPSHOT, Kind.PEER_FRAMES, Kind.STATUS, Kind.TRACE})
+NAME = "raft"
 START_TIMEOUT_S = 300.0  # replaying a large WAL or opening a large store takes a while
 STATUS_EVERY_S = 0.1
 MAX_BATCH_MSGS = 4096
 
 
-class Stop(Exception):
-    """A send inside the member failed: crash-only, the supervisor restarts us."""
+def run(ctx: MemberContext) -> int:
+    """Process entry point (forked by the supervisor, nodes/actor_main.py): exit status."""
+    return run_actor(ctx, NAME, RaftActor.open, stop_signals=(signal.SIGTERM,))
 
 
 class RaftActor:
-    def __init__(self, ctx: MemberContext, inbox: Inbox, outbox: Outbox, peers: RaftPeers,
-                 log: Any, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ctx = ctx
-        self.inbox, self.outbox, self.peers = inbox, outbox, peers
-        self.log, self.clock = log, clock
-        self._sockets = (inbox.socket, peers.transport.router)
-        s = ctx.settings
+    max_batch_msgs = MAX_BATCH_MSGS
+
+    def __init__(self, runtime: Runtime, peers: RaftPeers,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ctx, self.log, self.stop = runtime.ctx, runtime.log, runtime.stop
+        self.inbox, self.outbox, self.peers = runtime.inbox, runtime.outbox, peers
+        self.clock = clock
+        self.wake_on = (peers.transport.router,)
+        s = self.ctx.settings
         self.tick_s = s.heartbeat_interval_ms / 1000
+        self.next_tick = 0.0  # start() sets it
         self.heartbeats = HeartbeatWatch(max_gap_s=2 * self.tick_s)
-        self.config = RaftConfig(ctx.member_id,
+        self.config = RaftConfig(self.ctx.member_id,
                                  election_ticks=max(2, s.election_timeout_ms // s.heartbeat_interval_ms))
         self.core: RaftCore | None = None
         self.pipeline: WritePipeline | None = None
@@ -67,7 +78,6 @@ class RaftActor:
         self.snapshot_index = 0
         self.soft = SoftState()
         self.status_at = 0.0
-        self.stopping = False
         self._handlers: dict[str, Callable[[Any], None]] = {
             Kind.PEER: self._on_peer, Kind.PEERS: self._on_peers,
             Kind.PROPOSE: self._on_propose,
@@ -75,6 +85,17 @@ class RaftActor:
             Kind.APPLIED: self._on_applied, Kind.TRANSFER: self._on_transfer,
             Kind.SNAPSHOT_STATUS: self._on_snapshot_status,
         }
+
+    @classmethod
+    def open(cls, runtime: Runtime) -> RaftActor:
+        ctx = runtime.ctx
+        try:
+            transport = listen(ctx.member_id, [str(u) for u in ctx.settings.listen_peer_urls])
+        except ListenError as err:
+            raise Stop("raft actor cannot start", error=str(err)) from err
+        transport.connect_urls((p.member_id, p.peer_urls) for p in ctx.initial_peers)
+        runtime.log.info("listening for peers", address=transport.listen_address)
+        return cls(runtime, RaftPeers(ctx.member_id, transport))
 
     @property
     def started_core(self) -> RaftCore:
@@ -90,9 +111,11 @@ class RaftActor:
         applied: int | None = None
         deadline = self.clock() + START_TIMEOUT_S
         while state is None or applied is None:
-            if self.stopping or self.clock() > deadline:
-                raise Stop("no state from the wal and apply actors")
-            for kind, payload in self.inbox.drain(MAX_BATCH_MSGS, 100):
+            if self.stop.requested:
+                raise Stop("raft actor stopped while starting", EXIT_OK)
+            if self.clock() > deadline:
+                raise Stop("no state from the wal and apply actors", timeout_s=START_TIMEOUT_S)
+            for kind, payload in self.inbox.drain(MAX_BATCH_MSGS, POLL_TIMEOUT_MS):
                 if kind == Kind.STATE:
                     state = codec.persisted_state_from_wire(payload[0])
                 elif kind == Kind.APPLIED:
@@ -114,31 +137,23 @@ class RaftActor:
             # there): install it before the entries after it (as etcd's
             # recoverSnapshotBackend does at start), or they would follow a gap.
             self.log.info("installing the saved snapshot", index=state.snapshot.meta.index)
-            self._send("apply", Kind.APPLY_SNAPSHOT,
-                       codec.snapshot_meta_to_wire(state.snapshot.meta))
-        self._send(SUPERVISOR, Kind.READY, "raft")
+            send_or_stop(self.outbox, "apply", Kind.APPLY_SNAPSHOT,
+                         codec.snapshot_meta_to_wire(state.snapshot.meta))
+        send_or_stop(self.outbox, SUPERVISOR, Kind.READY, NAME)
+        self.next_tick = self.clock() + self.tick_s
 
     # -- the loop --------------------------------------------------------------------
 
-    def run(self) -> None:
-        core = self.started_core
-        next_tick = self.clock() + self.tick_s
-        while not self.stopping:
-            wait_ms = max(0, min(100, int((next_tick - self.clock()) * 1000)))
-            if wait_any(self._sockets, wait_ms):
-                self._receive()
-            now = self.clock()
-            if now >= next_tick:
-                core.tick()
-                # One tick per interval; after a stall, do not replay missed ticks in a burst.
-                next_tick = max(next_tick + self.tick_s, now)
-            self._flush()
-            if now - self.status_at >= STATUS_EVERY_S:
-                self._send_status()
+    def wait_ms(self) -> int:
+        """Until the next tick is due."""
+        return max(0, min(POLL_TIMEOUT_MS, int((self.next_tick - self.clock()) * 1000)))
 
-    def _receive(self) -> None:
-        for kind, payload in self.inbox.take(MAX_BATCH_MSGS):
-            handler = self._handlers.get(kind)
+    def handle(self, batch: Batch) -> None:
+        """What came (the inbox's batch, the peers' frames), then the tick if it is
+        due, then the Ready."""
+        handlers = self._handlers
+        for kind, payload in batch:
+            handler = handlers.get(kind)
             if handler is not None:
                 handler(payload)
         messages, others = self.peers.receive(self.peers.transport.take(MAX_BATCH_MSGS))
@@ -146,7 +161,24 @@ class RaftActor:
         for m in messages:
             core.step(m)
         if others:
-            self._send("network", Kind.PEER_FRAMES, others)
+            self._offer(Kind.PEER_FRAMES, others)
+        now = self.clock()
+        if now >= self.next_tick:
+            core.tick()
+            # One tick per interval; after a stall, do not replay missed ticks in a burst.
+            self.next_tick = max(self.next_tick + self.tick_s, now)
+        self._flush()
+        if now - self.status_at >= STATUS_EVERY_S:
+            self._send_status()
+
+    def close(self) -> None:
+        self.peers.close()
+
+    def report(self) -> dict[str, object]:
+        core = self.core
+        if core is None:
+            return {}
+        return {"term": core.term, "committed": core.log.committed, "applied": core.log.applied}
 
     def _flush(self) -> None:
         core, pipeline = self.started_core, self.pipeline
@@ -173,8 +205,7 @@ class RaftActor:
                              heartbeat_interval_ms=round(self.tick_s * 1000),
                              expected_duration_ms=round(self.heartbeats.max_gap_s * 1000),
                              exceeded_duration_ms=round(late.exceeded_s * 1000, 1))
-        if snaps and not self._send("network", Kind.SEND_SNAPSHOT,
-                                    codec.messages_to_wire(snaps)):
+        if snaps and not self._offer(Kind.SEND_SNAPSHOT, codec.messages_to_wire(snaps)):
             core = self.started_core
             for m in snaps:  # as a failed stream would: Raft tries again later
                 core.report_snapshot(m.dst, False)
@@ -182,26 +213,26 @@ class RaftActor:
     def _carry_out(self, actions: Actions) -> None:
         save = actions.save
         if save is not None:
-            self._send("wal", Kind.SAVE, [
+            send_or_stop(self.outbox, "wal", Kind.SAVE, [
                 save.seq,
                 codec.hard_state_to_wire(save.hard_state) if save.hard_state else None,
                 codec.entries_to_wire(save.entries),
                 codec.snapshot_meta_to_wire(save.snapshot.meta) if save.snapshot else None])
         if actions.snapshot_to_apply:
-            self._send("apply", Kind.APPLY_SNAPSHOT,
-                       codec.snapshot_meta_to_wire(actions.snapshot_to_apply.meta))
+            send_or_stop(self.outbox, "apply", Kind.APPLY_SNAPSHOT,
+                         codec.snapshot_meta_to_wire(actions.snapshot_to_apply.meta))
         if actions.apply:
-            self._send("apply", Kind.APPLY, codec.entries_to_wire(actions.apply))
+            send_or_stop(self.outbox, "apply", Kind.APPLY, codec.entries_to_wire(actions.apply))
         if actions.read_states:
-            self._send("network", Kind.READ_STATES,
-                       [codec.read_state_to_wire(r) for r in actions.read_states])
+            send_or_stop(self.outbox, "network", Kind.READ_STATES,
+                         [codec.read_state_to_wire(r) for r in actions.read_states])
 
     def _trace(self, actions: Actions) -> None:
         if actions.save is not None:
             self.traces.saved(actions.save)
         done = self.traces.committed(actions.apply)
         if done:  # before the APPLY, so before the batch's RESPONSES
-            self._send("network", Kind.TRACE, done)
+            self._offer(Kind.TRACE, done)
 
     def _observe(self, soft: SoftState) -> None:
         if soft == self.soft:
@@ -241,7 +272,7 @@ class RaftActor:
             except ProposalDropped as err:
                 dropped.append([request_id, str(err)])
         if dropped:
-            self._send("network", Kind.DROPPED, dropped)
+            send_or_stop(self.outbox, "network", Kind.DROPPED, dropped)
 
     def _on_read_index(self, payload: Any) -> None:
         core = self.started_core
@@ -252,7 +283,7 @@ class RaftActor:
             except ProposalDropped as err:
                 dropped.append([context, str(err)])
         if dropped:
-            self._send("network", Kind.DROPPED, dropped)
+            send_or_stop(self.outbox, "network", Kind.DROPPED, dropped)
 
     def _on_persisted(self, seq: int) -> None:
         core, pipeline = self.started_core, self.pipeline
@@ -290,63 +321,22 @@ class RaftActor:
         if snap is None:  # a received snapshot is newer: nothing to do
             return
         self.snapshot_index = index
-        self._send("wal", Kind.SAVE_SNAPSHOT, codec.snapshot_meta_to_wire(snap.meta))
+        send_or_stop(self.outbox, "wal", Kind.SAVE_SNAPSHOT, codec.snapshot_meta_to_wire(snap.meta))
         self.log.info("snapshot", index=index, term=snap.meta.term,
                       kept_from=core.log.first_index)
 
     def _send_status(self) -> None:
         core = self.started_core
         self.status_at = self.clock()
-        self._send("network", Kind.STATUS, [
+        self._offer(Kind.STATUS, [
             int(core.role), core.term, core.lead, core.log.committed, core.log.last_index,
             self.sm_applied, sorted(core.conf.voters), sorted(core.conf.learners)])
 
-    def _send(self, actor: str, kind: Kind, payload: Any) -> bool:
-        # Snapshot traffic, status and traces may be lost (streams resend, Raft retries,
-        # status repeats, a trace is a diagnosis): never wait for them, so a network
-        # actor that falls behind cannot delay a tick. Everything else must arrive: wait (bounded) and crash-only if
-        # the other actor is stuck.
-        if kind in _DROPPABLE:
-            if self.outbox.send(actor, kind.value, payload):
-                return True
-            self.log.warning("network actor queue full; message dropped", kind=kind.value)
-            return False
-        if not self.outbox.send(actor, kind.value, payload, timeout_ms=1000):
-            raise Stop(f"the {actor} actor is not reading its inbox")
-        return True
-
-
-def run(ctx: MemberContext) -> int:
-    """Process entry point (forked by the supervisor, nodes/actor_main.py)."""
-    s = ctx.settings
-    log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, "raft")
-    process_context()
-    try:
-        transport = listen(ctx.member_id, [str(u) for u in s.listen_peer_urls])
-    except ListenError as err:
-        log.error("raft actor cannot start", error=str(err))
-        return 1
-    transport.connect_urls((p.member_id, p.peer_urls) for p in ctx.initial_peers)
-    peers = RaftPeers(ctx.member_id, transport)
-    inbox = Inbox.for_actor(ctx.run_dir, "raft")
-    outbox = Outbox(ctx.run_dir)
-    actor = RaftActor(ctx, inbox, outbox, peers, log)
-    log.info("listening for peers", address=transport.listen_address)
-
-    def stop(signum: int, frame: object) -> None:
-        actor.stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
-    try:
-        actor.start()
-        actor.run()
-    except Stop as err:
-        log.error("raft actor stopping", reason=str(err))
-        return 1
-    finally:
-        inbox.close()
-        outbox.close()
-        peers.close()
-    log.info("raft actor stopped")
-    return 0
+    def _offer(self, kind: Kind, payload: Any) -> bool:
+        """Send to the network actor without waiting, for what may be lost: snapshot
+        traffic (streams resend, Raft retries), status (it repeats) and traces (a
+        diagnosis), so a network actor that falls behind cannot delay a tick."""
+        if self.outbox.send("network", kind.value, payload):
+            return True
+        self.log.warning("network actor queue full; message dropped", kind=kind.value)
+        return False

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .types import ConfChange, ConfChangeType, Entry, EntryType, HardState, PersistedState
+from petcd.storage.raftstate import ConfChange, ConfChangeType, Entry, EntryType, HardState
+
+from .types import PersistedState
 
 
 def bootstrap(voters: Iterable[int], contexts: Mapping[int, bytes] | None = None) -> PersistedState:

@@ -17,13 +17,15 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from petcd.storage.raftstate import (NONE, ConfChange, ConfState, Entry, EntryType, HardState,
+                                     SnapshotMeta)
+
 from . import quorum
 from .log import RaftLog
 from .progress import Progress, ProgressState
 from .readonly import ReadOnly
-from .types import (NONE, ConfChange, ConfState, Entry, EntryType, HardState, Message,
-                    MessageType as T, PersistedState, ProposalDropped, ReadState, Ready, Role,
-                    Snapshot, SnapshotMeta, SoftState)
+from .types import (Message, MessageType as T, PersistedState, ProposalDropped, ReadState, Ready,
+                    Role, Snapshot, SoftState)
 
 CAMPAIGN_TRANSFER = b"transfer"  # context of a vote forced by a leader transfer
 

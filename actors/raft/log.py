@@ -19,7 +19,9 @@ An incoming snapshot replaces the whole log; it goes through the same two steps
 
 from __future__ import annotations
 
-from .types import Entry, PersistedState, Snapshot, SnapshotMeta
+from petcd.storage.raftstate import Entry, SnapshotMeta
+
+from .types import PersistedState, Snapshot
 
 
 class RaftLog:

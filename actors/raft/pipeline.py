@@ -29,7 +29,7 @@ Raft thesis (§10.2.1):
    survives a crash. Those addressed to this member (STORAGE_ACK, a candidate's own
    vote) are how the core learns what is durable: they are stepped back, not sent.
 4. A Ready is saved when it carries entries, a snapshot, or a new term or vote
-   (types.must_sync). A term or vote is never announced ahead of the disk: a member
+   (raftstate.must_sync). A term or vote is never announced ahead of the disk: a member
    restarted with an older term or no vote could vote twice in one term.
 5. A Ready whose only durable change is the commit index is not saved on its own: a
    commit index may be lost (a restarted member learns it again from the leader, and
@@ -47,7 +47,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from .types import NONE, Entry, HardState, Message, ReadState, Ready, Snapshot, must_sync
+from petcd.storage.raftstate import NONE, Entry, HardState, must_sync
+
+from .types import Message, ReadState, Ready, Snapshot
 
 # A backstop, not the working limit: the WAL actor's inbox fills first (actors/bus/
 # sockets.py: about 2 x 10,000 messages in flight before a send fails, and then the raft

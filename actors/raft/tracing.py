@@ -19,9 +19,9 @@ from typing import TypeVar
 from google.protobuf.message import DecodeError
 
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
+from petcd.storage.raftstate import Entry, EntryType
 
 from .pipeline import SaveRequest
-from .types import Entry, EntryType
 
 MAX_TRACED = 10_000
 Stamps = list[list[object]]  # [[stage, monotonic ns], ...]

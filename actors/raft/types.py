@@ -1,112 +1,16 @@
-"""The vocabulary of the Raft core: log entries, persistent state, messages, Ready.
+"""The vocabulary of the running Raft core: messages, Ready, roles, read states.
 
-Everything here is an immutable value. Entries and messages are the hot path (one
-entry per proposal, one message per peer per batch), so `Entry` is a NamedTuple
-(about 3x cheaper to build than a frozen dataclass); the rest are frozen, slotted
-dataclasses.
+The values the disk holds (entries, hard state, membership, snapshot metadata) are in
+storage/raftstate.py, below both the core and the WAL. Everything here is an
+immutable value: frozen, slotted dataclasses.
 """
 
 from __future__ import annotations
 
 import enum
-import struct
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
-NONE = 0  # "no node": node ids are positive integers
-
-
-class EntryType(enum.IntEnum):
-    NORMAL = 0
-    CONF_CHANGE = 1
-
-
-class Entry(NamedTuple):
-    term: int
-    # Shadows tuple.index(), which mypy reports as an incompatible override; the name is
-    # Raft's and every caller's, so it stays.
-    index: int  # type: ignore[assignment]
-    type: int = EntryType.NORMAL
-    data: bytes = b""
-
-
-class ConfChangeType(enum.IntEnum):
-    ADD_VOTER = 0  # on a learner: promote it
-    REMOVE = 1
-    ADD_LEARNER = 2
-
-
-@dataclass(frozen=True, slots=True)
-class ConfChange:
-    type: ConfChangeType
-    node_id: int  # > 0
-    context: bytes = b""  # opaque to the core (the server puts member info here)
-
-    _HEADER = struct.Struct(">BQ")
-
-    def encode(self) -> bytes:
-        return self._HEADER.pack(self.type, self.node_id) + self.context
-
-    @classmethod
-    def decode(cls, data: bytes) -> ConfChange:
-        kind, node_id = cls._HEADER.unpack_from(data)
-        return cls(ConfChangeType(kind), node_id, bytes(data[cls._HEADER.size:]))
-
-
-@dataclass(frozen=True, slots=True)
-class ConfState:
-    voters: frozenset[int] = frozenset()
-    learners: frozenset[int] = frozenset()  # invariant: disjoint from voters
-
-    def __post_init__(self) -> None:
-        assert not (self.voters & self.learners), "a node is a voter or a learner"
-
-    def members(self) -> frozenset[int]:
-        return self.voters | self.learners
-
-    def apply(self, cc: ConfChange) -> ConfState:
-        voters, learners = set(self.voters), set(self.learners)
-        if cc.type == ConfChangeType.ADD_VOTER:
-            learners.discard(cc.node_id)
-            voters.add(cc.node_id)
-        elif cc.type == ConfChangeType.ADD_LEARNER:
-            if cc.node_id not in voters:  # demotion is not supported, as in etcd
-                learners.add(cc.node_id)
-        else:
-            voters.discard(cc.node_id)
-            learners.discard(cc.node_id)
-        return ConfState(frozenset(voters), frozenset(learners))
-
-
-@dataclass(frozen=True, slots=True)
-class HardState:
-    """Term and vote must be durable before any message that depends on them is sent;
-    the commit index need not be (see `must_sync`)."""
-
-    term: int = 0
-    vote: int = NONE
-    commit: int = 0
-
-
-def must_sync(prev: HardState, hard_state: HardState | None, entries: int) -> bool:
-    """Whether a write must be fsynced before what waits on it, as etcd's raft.MustSync.
-
-    New entries, a new term or a new vote must survive a crash. A commit index alone
-    may be lost: a restarted member learns it again from the leader, and entries its
-    state machine applied count as committed (RaftCore's start). So a commit-only hard
-    state rides along with the next fsync instead of costing one per write.
-    """
-    if entries:
-        return True
-    return hard_state is not None and (hard_state.term, hard_state.vote) != (prev.term,
-                                                                             prev.vote)
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotMeta:
-    index: int = 0
-    term: int = 0
-    conf: ConfState = field(default_factory=ConfState)
+from petcd.storage.raftstate import NONE, Entry, HardState, SnapshotMeta
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,9 +105,9 @@ class Ready:
     - `hard_state`, `entries` (which may overwrite a conflicting tail from
       `entries[0].index` on) and `snapshot` must be durable, in Ready order, before any
       message of `after_persist` is sent (a hard state that changes only the commit
-      index may wait for the next write: `must_sync`); messages there addressed to this
-      node itself (`dst == id`) are stepped back into the core, after `advance`: that
-      is how the core learns what is durable.
+      index may wait for the next write: `must_sync`, storage/raftstate.py); messages
+      there addressed to this node itself (`dst == id`) are stepped back into the
+      core, after `advance`: that is how the core learns what is durable.
     - `snapshot_to_apply` (already durable here) replaces the state machine, then
       `committed` is applied in order: entries durable on a quorum, perhaps not yet
       here (so a restarted member clamps its state machine's index to its log).

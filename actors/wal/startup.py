@@ -24,26 +24,17 @@ from typing import Any
 
 import msgpack
 
+from petcd.actors.member import MemberContext
 from petcd.actors.raft.bootstrap import bootstrap
-from petcd.actors.raft.types import PersistedState, Snapshot, SnapshotMeta
-from petcd.nodes.ids import format_id
-from petcd.nodes.member import MemberContext
+from petcd.actors.raft.types import PersistedState, Snapshot
+from petcd.actors.skeleton import EXIT_BAD_CONFIG, EXIT_FAILED, Stop
+from petcd.config.ids import format_id
+from petcd.storage.raftstate import SnapshotMeta
 from petcd.storage.snap import SnapStore
 from petcd.storage.wal import TailRepair, Wal, read_valid_snapshots, wal_exists
 from petcd.storage.wal.segment import fsync_dir
 
-EXIT_STORAGE = 1  # the WAL cannot be read or written: corrupt, locked, failed fsync
-EXIT_WRONG_MEMBER = 2  # the data dir belongs to another member or cluster
-
 TEMP_SUFFIX = ".tmp"
-
-
-class StartupError(Exception):
-    """The actor must not start; `status` is the process exit status to use."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +71,9 @@ def bootstrap_state(ctx: MemberContext) -> PersistedState:
 
 
 def open_wal(ctx: MemberContext, segment_size_bytes: int) -> Opened:
-    """Create the WAL if there is none, then open it. Raises StartupError or
-    storage errors (WalError, WalCorruptError, OSError) for the caller to report."""
+    """Create the WAL if there is none, then open it. Raises Stop (the actor must not
+    start) or storage errors (WalError, WalCorruptError, OSError) for the caller to
+    report."""
     created = False
     if not wal_exists(ctx.wal_dir):
         _create(ctx, segment_size_bytes)
@@ -102,13 +94,16 @@ def check_identity(ctx: MemberContext, metadata: bytes) -> None:
     try:
         member_id, cluster_id = decode_metadata(metadata)
     except ValueError as err:
-        raise StartupError(EXIT_WRONG_MEMBER,
-                           f"data dir {ctx.wal_dir} does not hold a petcd WAL of this "
-                           f"member ({err}); expected {expected}") from None
+        raise _refusal(EXIT_BAD_CONFIG, f"data dir {ctx.wal_dir} does not hold a petcd WAL of "
+                                        f"this member ({err}); expected {expected}") from None
     if (member_id, cluster_id) != (ctx.member_id, ctx.cluster_id):
-        raise StartupError(EXIT_WRONG_MEMBER,
-                           f"data dir {ctx.wal_dir} belongs to member {format_id(member_id)} "
-                           f"of cluster {format_id(cluster_id)}; expected {expected}")
+        raise _refusal(EXIT_BAD_CONFIG,
+                       f"data dir {ctx.wal_dir} belongs to member {format_id(member_id)} "
+                       f"of cluster {format_id(cluster_id)}; expected {expected}")
+
+
+def _refusal(status: int, error: str) -> Stop:
+    return Stop("refusing to start", status, error=error)
 
 
 def _snapshot_of(meta: SnapshotMeta | None) -> Snapshot | None:
@@ -121,8 +116,8 @@ def _create(ctx: MemberContext, segment_size_bytes: int) -> None:
     # An empty directory (made by the supervisor or an operator for --wal-dir) is
     # replaced by the new WAL; one with anything in it is not ours to remove.
     if wal_dir.exists() and any(wal_dir.iterdir()):
-        raise StartupError(EXIT_STORAGE, f"{wal_dir} holds files but no WAL segment; "
-                                         "move them away or choose another --wal-dir")
+        raise _refusal(EXIT_FAILED, f"{wal_dir} holds files but no WAL segment; move them "
+                                    "away or choose another --wal-dir")
     temp_dir = wal_dir.with_name(wal_dir.name + TEMP_SUFFIX)
     if temp_dir.exists():
         shutil.rmtree(temp_dir)  # a bootstrap that crashed before its rename
@@ -138,8 +133,7 @@ def _create(ctx: MemberContext, segment_size_bytes: int) -> None:
             wal_dir.rmdir()
         os.rename(temp_dir, wal_dir)
     except OSError as err:  # e.g. --wal-dir is a mount point: it cannot be replaced
-        raise StartupError(EXIT_STORAGE, f"cannot move the new WAL from {temp_dir} to "
-                                         f"{wal_dir} ({err}); use a --wal-dir that can "
-                                         "be replaced, e.g. a subdirectory of a mount "
-                                         "point") from err
+        raise _refusal(EXIT_FAILED, f"cannot move the new WAL from {temp_dir} to {wal_dir} "
+                                    f"({err}); use a --wal-dir that can be replaced, e.g. a "
+                                    "subdirectory of a mount point") from err
     fsync_dir(wal_dir.parent)

@@ -32,7 +32,7 @@ from petcd.actors.bus.codec import (
     snapshot_meta_from_wire,
 )
 from petcd.actors.protocol import Kind
-from petcd.actors.raft.types import HardState, SnapshotMeta, must_sync
+from petcd.storage.raftstate import HardState, SnapshotMeta, must_sync
 from petcd.storage.snap import SnapStore
 from petcd.storage.wal import Wal
 

@@ -92,7 +92,7 @@ from typing import Final
 
 import msgpack
 
-from petcd.actors.raft.types import ConfState, Entry, HardState, SnapshotMeta
+from petcd.storage.raftstate import ConfState, Entry, HardState, SnapshotMeta
 
 
 class RecordType(enum.IntEnum):

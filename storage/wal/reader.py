@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from petcd.actors.raft.types import Entry, HardState, SnapshotMeta
+from petcd.storage.raftstate import Entry, HardState, SnapshotMeta
 from petcd.storage.wal import format as fmt
 from petcd.storage.wal.errors import WalCorruptError, WalError
 from petcd.storage.wal.format import RecordType

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from petcd.actors.raft.types import Entry, HardState, SnapshotMeta
+from petcd.storage.raftstate import Entry, HardState, SnapshotMeta
 from petcd.storage.wal import format as fmt
 from petcd.storage.wal.errors import WalError
 from petcd.storage.wal.format import RecordType

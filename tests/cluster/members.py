@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from petcd.actors.bus.addresses import socket_dir
-from petcd.nodes.member import default_run_dir
+from petcd.actors.member import default_run_dir
 
 from tests.ports import free_ports
 

@@ -25,16 +25,17 @@ from petcd.actors.apply import batch, members, snapshot
 from petcd.actors.apply.members import MemberTable
 from petcd.actors.bus import codec
 from petcd.actors.bus.sockets import Inbox, Outbox
+from petcd.actors.member import MemberContext
 from petcd.actors.protocol import Kind, member_id_prefix
 from petcd.actors.raft.bootstrap import bootstrap
-from petcd.actors.raft.types import (ConfChange, ConfChangeType, ConfState, Entry,
-                                     EntryType, SnapshotMeta)
+from petcd.actors.skeleton import Runtime, StopFlag
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.membershippb import membership_pb2 as mpb
 from petcd.config import load
-from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc import ApplyEntry, MvccStore, layout
+from petcd.storage.raftstate import (ConfChange, ConfChangeType, ConfState, Entry, EntryType,
+                                     SnapshotMeta)
 
 WAIT_S = 10.0
 pytestmark = pytest.mark.timeout(120)
@@ -602,8 +603,8 @@ def test_a_write_whose_apply_was_slow_is_logged_as_etcd_logs_it(harness: Harness
 
     log = _Log()
     with Inbox.for_actor(ctx.run_dir, "apply") as inbox:
-        actor = apply_actor.ApplyActor(ctx, inbox, harness.outbox, log,
-                                       apply_actor.open_store(ctx), clock=clock)
+        runtime = Runtime(ctx, "apply", log, StopFlag(), inbox, harness.outbox)
+        actor = apply_actor.ApplyActor(runtime, apply_actor.open_store(ctx), clock=clock)
         try:
             entries = bootstrap_entries(ctx)
             n = len(entries)

@@ -15,6 +15,7 @@ import base64
 import json
 import multiprocessing
 import socket
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +30,7 @@ from petcd.actors.apply import members
 from petcd.actors.bus import codec
 from petcd.actors.bus.peer import PeerTransport
 from petcd.actors.bus.sockets import Inbox, Outbox
+from petcd.actors.member import MemberContext
 from petcd.actors.network import actor as network_actor
 from petcd.actors.protocol import Kind, member_id_prefix
 from petcd.actors.raft.types import Message, MessageType, Role
@@ -36,7 +38,6 @@ from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.membershippb import membership_pb2
 from petcd.config import load
-from petcd.nodes.member import MemberContext
 from petcd.storage.mvcc import MvccError, MvccStore
 
 from tests.ports import free_ports
@@ -191,9 +192,14 @@ def member_context(tmp: Path, client_port: int, peer_port: int, other_port: int
     return replace(MemberContext.from_settings(settings), run_dir=tmp / "run")
 
 
+def _main(ctx: MemberContext) -> None:
+    """Child process body, as the supervisor runs an actor."""
+    sys.exit(network_actor.run(ctx))
+
+
 def spawn(ctx: MemberContext) -> Any:
     proc = multiprocessing.get_context("spawn").Process(
-        target=network_actor.main, args=(ctx,), name="petcd-network")
+        target=_main, args=(ctx,), name="petcd-network")
     proc.start()
     return proc
 

@@ -20,26 +20,20 @@ import msgpack
 import pytest
 
 from petcd import config
+from petcd.actors import failpoints
 from petcd.actors.bus.codec import (
     hard_state_to_wire,
     persisted_state_from_wire,
     snapshot_meta_to_wire,
 )
 from petcd.actors.bus.sockets import Inbox, Outbox
+from petcd.actors.member import MemberContext
 from petcd.actors.protocol import Kind
-from petcd.actors.raft.types import (
-    ConfChange,
-    ConfChangeType,
-    ConfState,
-    Entry,
-    EntryType,
-    HardState,
-    SnapshotMeta,
-)
 from petcd.actors.wal import actor as wal_actor
 from petcd.actors.wal.startup import encode_metadata, open_wal
 from petcd.actors.wal.writer import ProtocolError, WalWriter
-from petcd.nodes.member import MemberContext
+from petcd.storage.raftstate import (ConfChange, ConfChangeType, ConfState, Entry, EntryType,
+                                     HardState, SnapshotMeta)
 from petcd.storage.snap import SnapStore
 from petcd.storage.wal import Wal, wal_exists
 
@@ -63,7 +57,7 @@ def _child(ctx: MemberContext, log_path: str, env: dict[str, str], segment_bytes
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 2)  # the actor logs to stderr: keep its lines for the assertions
     os.environ.update(env)
-    wal_actor.main(ctx, segment_size_bytes=segment_bytes)
+    raise SystemExit(wal_actor.run(ctx, segment_size_bytes=segment_bytes))
 
 
 class Member:
@@ -203,7 +197,7 @@ def test_joining_member_starts_empty(member_factory):
 def test_saves_are_group_committed_acknowledged_in_order_and_durable(member_factory):
     member = member_factory()
     sleep_ms = 200
-    member.started(env={wal_actor.FAILPOINT_SLEEP_ENV: str(sleep_ms)})
+    member.started(env={failpoints.WAL_SLEEP: str(sleep_ms)})
     started = time.monotonic()
     member.save(1, HardState(2, member.ctx.member_id, 3), entries(4, 1))
     assert member.persisted(1) == [1]

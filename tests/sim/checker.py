@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from petcd.actors.raft.types import Entry, Message, MessageType, Ready, Role, Snapshot
+from petcd.actors.raft.types import Message, MessageType, Ready, Role, Snapshot
+from petcd.storage.raftstate import Entry
 
 from .harness import Cluster, Observer, SimNode
 

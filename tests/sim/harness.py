@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from petcd.actors.raft.bootstrap import bootstrap
 from petcd.actors.raft.core import RaftConfig, RaftCore
 from petcd.actors.raft.pipeline import Actions, SaveRequest, WritePipeline
-from petcd.actors.raft.types import (ConfChange, Entry, EntryType, HardState, Message,
-                                     MessageType, PersistedState, ProposalDropped, Ready,
+from petcd.actors.raft.types import (Message, MessageType, PersistedState, ProposalDropped, Ready,
                                      Role, Snapshot)
+from petcd.storage.raftstate import ConfChange, Entry, EntryType, HardState
 
 UNITS_PER_TICK = 4
 

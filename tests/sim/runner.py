@@ -13,7 +13,8 @@ import random
 import traceback
 from dataclasses import dataclass
 
-from petcd.actors.raft.types import ConfChange, ConfChangeType, ProposalDropped, Role
+from petcd.actors.raft.types import ProposalDropped, Role
+from petcd.storage.raftstate import ConfChange, ConfChangeType
 
 from .checker import LIVENESS_MARKER, Checker
 from .harness import UNITS_PER_TICK, Cluster, SimNode

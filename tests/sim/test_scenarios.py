@@ -14,9 +14,10 @@ import pytest
 
 from petcd.actors.raft.bootstrap import bootstrap
 from petcd.actors.raft.core import CAMPAIGN_TRANSFER, RaftConfig, RaftCore
-from petcd.actors.raft.types import (ConfChange, ConfChangeType, ConfState, Entry, HardState,
-                                     Message, MessageType as T, PersistedState,
-                                     ProposalDropped, Role, Snapshot, SnapshotMeta)
+from petcd.actors.raft.types import (Message, MessageType as T, PersistedState, ProposalDropped,
+                                     Role, Snapshot)
+from petcd.storage.raftstate import (ConfChange, ConfChangeType, ConfState, Entry, HardState,
+                                     SnapshotMeta)
 
 from .checker import Checker, InvariantViolation
 from .harness import Cluster, Network, SimNode

@@ -1,18 +1,19 @@
-"""The bus codec: every Raft value survives msgpack exactly, as a positional array,
-enums come back as enums, and garbage is a CodecError rather than anything else."""
+"""The bus codec: every Raft value the actors send survives an envelope exactly, as a
+positional array, enums come back as enums, and garbage is a CodecError rather than
+anything else."""
 
 from __future__ import annotations
 
+from typing import Any
 
 import msgpack
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from petcd.actors.bus import codec
-from petcd.actors.bus.envelope import pack_envelope, unpack_envelope
-from petcd.actors.raft.types import (ConfState, Entry, EntryType, HardState, Message,
-                                     MessageType, PersistedState, ReadState, Snapshot,
-                                     SnapshotMeta)
+from petcd.actors.bus.envelope import EnvelopeError, pack_envelope, unpack_envelope
+from petcd.actors.raft.types import Message, MessageType, PersistedState, ReadState, Snapshot
+from petcd.storage.raftstate import ConfState, Entry, EntryType, HardState, SnapshotMeta
 from petcd.storage.wal import format as wal_format
 
 U64 = st.integers(0, 2**64 - 1)
@@ -32,7 +33,6 @@ def conf_states(draw: st.DrawFn) -> ConfState:
 
 snapshot_metas = st.builds(SnapshotMeta, U64, U64, conf_states())
 snapshots = st.builds(Snapshot, snapshot_metas, BLOBS)
-read_states = st.builds(ReadState, U64, BLOBS)
 
 
 @st.composite
@@ -55,80 +55,73 @@ messages = st.builds(
     reject=st.booleans(), reject_hint=U64, context=BLOBS,
     snapshot=st.none() | snapshots, target=U64)
 
+# What the actors send, each as it travels: (values, to_wire, from_wire).
 PAIRS = [
-    (entries_st, codec.encode_entry, codec.decode_entry),
-    (hard_states, codec.encode_hard_state, codec.decode_hard_state),
-    (conf_states(), codec.encode_conf_state, codec.decode_conf_state),
-    (snapshot_metas, codec.encode_snapshot_meta, codec.decode_snapshot_meta),
-    (snapshots, codec.encode_snapshot, codec.decode_snapshot),
-    (persisted_states(), codec.encode_persisted_state, codec.decode_persisted_state),
-    (messages, codec.encode_message, codec.decode_message),
-    (read_states, codec.encode_read_state, codec.decode_read_state),
+    (st.lists(entries_st, max_size=6).map(tuple), codec.entries_to_wire,
+     codec.entries_from_wire),
+    (hard_states, codec.hard_state_to_wire, codec.hard_state_from_wire),
+    (snapshot_metas, codec.snapshot_meta_to_wire, codec.snapshot_meta_from_wire),
+    (persisted_states(), codec.persisted_state_to_wire, codec.persisted_state_from_wire),
+    (messages, codec.message_to_wire, codec.message_from_wire),
+    (st.lists(messages, max_size=4), codec.messages_to_wire, codec.messages_from_wire),
 ]
+
+
+def through_an_envelope(wire: Any) -> Any:
+    """The payload as the receiving actor gets it: msgpack hands back lists, not tuples."""
+    kind, payload = unpack_envelope(pack_envelope("send", wire))
+    assert kind == "send"
+    return payload
 
 
 def assert_enums(value: object) -> None:
     """Enum fields decode to their enum types, not to the ints that compare equal."""
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            assert_enums(item)
     if isinstance(value, Entry):
         assert type(value) is Entry and type(value.type) is EntryType
     if isinstance(value, Message):
         assert type(value.type) is MessageType
         assert type(value.entries) is tuple
-        for entry in value.entries:
-            assert_enums(entry)
+        assert_enums(value.entries)
     if isinstance(value, PersistedState):
         assert type(value.entries) is tuple
-        for entry in value.entries:
-            assert_enums(entry)
+        assert_enums(value.entries)
 
 
-@pytest.mark.parametrize("strategy,encode,decode", PAIRS,
-                         ids=[p[1].__name__[len("encode_"):] for p in PAIRS])
+@pytest.mark.parametrize("strategy,to_wire,from_wire", PAIRS,
+                         ids=[p[1].__name__[:-len("_to_wire")] for p in PAIRS])
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
-def test_round_trip_is_exact(strategy, encode, decode, data):
+def test_round_trip_through_an_envelope_is_exact(strategy, to_wire, from_wire, data):
     value = data.draw(strategy)
-    decoded = decode(encode(value))
+    decoded = from_wire(through_an_envelope(to_wire(value)))
     assert decoded == value
     assert type(decoded) is type(value)
     assert_enums(decoded)
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(messages, max_size=4))
-def test_message_batches_round_trip_inside_an_envelope(batch):
-    # The way Raft messages actually travel: wire arrays inside [kind, payload], where
-    # msgpack hands back lists rather than tuples.
-    kind, payload = unpack_envelope(pack_envelope("send", codec.messages_to_wire(batch)))
-    decoded = codec.messages_from_wire(payload)
-    assert kind == "send" and decoded == batch
-    for m in decoded:
-        assert_enums(m)
-    assert codec.decode_messages(codec.encode_messages(batch)) == batch
-
-
-@given(persisted_states())
-@settings(max_examples=50, deadline=None)
-def test_wire_helpers_round_trip_through_msgpack(ps):
-    wire = msgpack.unpackb(msgpack.packb(codec.persisted_state_to_wire(ps)))
-    assert codec.persisted_state_from_wire(wire) == ps
-    assert codec.entries_from_wire(msgpack.unpackb(msgpack.packb(
-        codec.entries_to_wire(ps.entries)))) == ps.entries
+@given(st.builds(ReadState, U64, BLOBS))
+def test_a_read_state_is_the_pair_the_network_actor_reads(read_state):
+    index, context = through_an_envelope(codec.read_state_to_wire(read_state))
+    assert (index, context) == (read_state.index, read_state.context)
 
 
 def test_values_are_positional_arrays_not_maps():
     m = Message(MessageType.APP, 1, 2, term=3, entries=(Entry(3, 4, EntryType.NORMAL, b"x"),))
-    raw = msgpack.unpackb(codec.encode_message(m))
-    assert raw == [1, 1, 2, 3, 0, 0, [[3, 4, 0, b"x"]], 0, False, 0, b"", None, 0, False]
-    assert msgpack.unpackb(codec.encode_hard_state(HardState(5, 2, 9))) == [5, 2, 9]
-    assert msgpack.unpackb(codec.encode_conf_state(ConfState(frozenset({3, 1}),
-                                                              frozenset({2})))) == [[1, 3], [2]]
+    assert through_an_envelope(codec.message_to_wire(m)) == [
+        1, 1, 2, 3, 0, 0, [[3, 4, 0, b"x"]], 0, False, 0, b"", None, 0, False]
+    assert through_an_envelope(codec.hard_state_to_wire(HardState(5, 2, 9))) == [5, 2, 9]
+    meta = SnapshotMeta(7, 2, ConfState(frozenset({3, 1}), frozenset({2})))
+    assert through_an_envelope(codec.snapshot_meta_to_wire(meta)) == [7, 2, [[1, 3], [2]]]
 
 
 def test_entry_layout_matches_the_docstring_and_the_wal_record():
     entry = Entry(1, 2, EntryType.NORMAL, b"hi")
-    assert codec.encode_entry(entry) == bytes.fromhex("94010200c4026869")
-    assert codec.encode_entry(entry) == wal_format.encode_entry(entry)
+    packed = msgpack.packb(codec.entries_to_wire([entry]))
+    assert packed == b"\x91" + bytes.fromhex("94010200c4026869")  # a list of one
+    assert packed[1:] == wal_format.encode_entry(entry)
 
 
 def test_wire_layout_follows_the_raft_types():
@@ -144,42 +137,71 @@ def test_a_new_field_in_a_raft_type_fails_the_import(monkeypatch):
 
 
 MALFORMED = [
-    b"",                                                   # nothing
-    b"\xc1",                                               # never-used msgpack byte
-    msgpack.packb([1, 2, 3]),                              # too short
-    msgpack.packb([99, 1, 2, 0, 0, 0, [], 0, False, 0, b"", None, 0]),  # unknown type
-    msgpack.packb([1, 1, 2, 0, 0, 0, None, 0, False, 0, b"", None, 0]),  # nil entries
-    msgpack.packb([1, 1, 2, 0, 0, 0, [[1, 2, 7, b""]], 0, False, 0, b"", None, 0]),
-    msgpack.packb([1, 1, 2, 0, 0, 0, [[1, 2]], 0, False, 0, b"", None, 0]),
-    msgpack.packb([1, 1, 2, 0, 0, 0, [], 0, False, 0, b"", [1, b""], 0]),  # bad snapshot
-    msgpack.packb([1, 1, 2, 0, 0, 0, [], 0, False, 0, b"", None, 0]) + b"\x00",  # extra
-    msgpack.packb({"type": 1}),                            # a map
-    b"\x91" * 5000,                                        # nested too deep for anyone
+    None,
+    5,
+    "a message",
+    [1, 2, 3],  # too short
+    [99, 1, 2, 0, 0, 0, [], 0, False, 0, b"", None, 0, False],  # unknown type
+    [1, 1, 2, 0, 0, 0, None, 0, False, 0, b"", None, 0, False],  # nil entries
+    [1, 1, 2, 0, 0, 0, [[1, 2, 7, b""]], 0, False, 0, b"", None, 0, False],  # unknown entry type
+    [1, 1, 2, 0, 0, 0, [[1, 2]], 0, False, 0, b"", None, 0, False],  # short entry
+    [1, 1, 2, 0, 0, 0, [], 0, False, 0, b"", [1, b""], 0, False],  # bad snapshot
+    [1, 1, 2, 0, 0, 0, [], 0, False, 0, b"", None, 0, False, 0],  # one field too many
+    {"type": 1},                                                 # a map
+    [[[[]]]],  # nested, all wrong
 ]
 
 
-@pytest.mark.parametrize("data", MALFORMED)
-def test_malformed_messages_raise_codec_error(data):
+@pytest.mark.parametrize("obj", MALFORMED)
+def test_malformed_messages_raise_codec_error(obj):
     with pytest.raises(codec.CodecError):
-        codec.decode_message(data)
+        codec.message_from_wire(obj)
+    with pytest.raises(codec.CodecError):
+        codec.messages_from_wire([obj])
 
 
 def test_invariants_of_the_raft_types_are_codec_errors():
-    overlapping = msgpack.packb([[1, 2], [2]])  # a node both voter and learner
+    overlapping = [1, 1, [[1, 2], [2]]]  # a node both voter and learner
     with pytest.raises(codec.CodecError):
-        codec.decode_conf_state(overlapping)
+        codec.snapshot_meta_from_wire(overlapping)
     gap = codec.persisted_state_to_wire(PersistedState())
     gap[2] = [[1, 5, 0, b""]]  # entries must start right after the snapshot (index 1)
     with pytest.raises(codec.CodecError):
-        codec.decode_persisted_state(msgpack.packb(gap))
+        codec.persisted_state_from_wire(gap)
+
+
+DECODERS = (codec.message_from_wire, codec.messages_from_wire, codec.entries_from_wire,
+            codec.hard_state_from_wire, codec.snapshot_meta_from_wire,
+            codec.persisted_state_from_wire)
 
 
 @given(st.binary(max_size=200))
 @settings(max_examples=300, deadline=None)
-def test_random_bytes_decode_or_raise_codec_error(data):
-    for decode in (codec.decode_message, codec.decode_messages, codec.decode_entries,
-                   codec.decode_persisted_state, codec.decode_snapshot):
+def test_random_frames_from_a_peer_are_envelope_or_codec_errors(frame):
+    # What a frame from the network goes through (actors/raft/peers.py).
+    try:
+        _, payload = unpack_envelope(frame, strict_map_key=True)
+    except EnvelopeError:
+        return
+    for from_wire in DECODERS:
         try:
-            decode(data)
+            from_wire(payload)
+        except codec.CodecError:
+            pass
+
+
+msgpack_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | BLOBS | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=14)
+    | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    max_leaves=40)
+
+
+@given(msgpack_values)
+@settings(max_examples=300, deadline=None)
+def test_any_decoded_payload_decodes_or_raises_codec_error(obj):
+    for from_wire in DECODERS:
+        try:
+            from_wire(obj)
         except codec.CodecError:
             pass

@@ -16,8 +16,8 @@ from petcd.actors.bus import codec
 from petcd.actors.bus.envelope import pack_envelope
 from petcd.actors.bus.peer import Channel, PeerDealers, PeerTransport, identity, member_of
 from petcd.actors.bus.sockets import process_context
-from petcd.actors.raft.types import (ConfState, Entry, EntryType, Message, MessageType,
-                                     Snapshot, SnapshotMeta)
+from petcd.actors.raft.types import Message, MessageType, Snapshot
+from petcd.storage.raftstate import ConfState, Entry, EntryType, SnapshotMeta
 
 from tests.ports import free_port
 

@@ -16,8 +16,7 @@ import zmq
 
 from petcd.actors.bus import sockets
 from petcd.actors.bus.envelope import EnvelopeError
-from petcd.actors.bus.sockets import (AsyncInbox, Inbox, Outbox, is_eterm, process_context,
-                                      stop_on_eterm)
+from petcd.actors.bus.sockets import AsyncInbox, Inbox, Outbox, process_context
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -45,7 +44,6 @@ def test_drain_takes_what_is_queued_in_batches_of_max_items(run_dir):
         batches = [inbox.drain(max_items=4, timeout_ms=1000) for _ in range(3)]
         assert [len(b) for b in batches] == [4, 4, 2]
         assert [p for b in batches for _, p in b] == list(range(10))  # FIFO
-        assert outbox.sent["raft"] == 10 and not outbox.dropped
 
 
 def test_drain_waits_at_most_timeout_ms_when_idle(run_dir):
@@ -98,7 +96,6 @@ def test_sending_to_an_absent_inbox_queues_up_to_the_hwm_then_drops(run_dir):
         assert time.monotonic() - start < 1.0  # never blocked
         kept = results.count(True)
         assert 20 <= kept <= 40 and results[:20] == [True] * 20
-        assert outbox.dropped["apply"] == 2000 - kept
         start = time.monotonic()
         assert not outbox.send("apply", "x", -1, timeout_ms=100)  # a bounded wait
         assert 0.09 <= time.monotonic() - start < 1.0
@@ -117,7 +114,7 @@ def test_a_full_inbox_never_blocks_the_sender_and_loses_nothing_it_accepted(run_
         start = time.monotonic()
         accepted = [i for i in range(5000) if outbox.send("wal", "save", [i, payload])]
         assert time.monotonic() - start < 2.0
-        assert len(accepted) < 5000 and outbox.dropped["wal"] == 5000 - len(accepted)
+        assert len(accepted) < 5000
         got: list[int] = []
         deadline = time.monotonic() + 5
         while len(got) < len(accepted) and time.monotonic() < deadline:
@@ -135,33 +132,6 @@ def test_closing_with_undelivered_messages_never_hangs(run_dir):
     outbox.close()
     ctx.term()
     assert time.monotonic() - start < 2.0
-
-
-def test_eterm_ends_a_blocked_actor_loop_cleanly(run_dir):
-    ctx = zmq.Context()
-    inbox = Inbox.for_actor(run_dir, "raft", ctx=ctx)
-    finished = threading.Event()
-
-    def actor_loop() -> None:
-        with stop_on_eterm():
-            while True:
-                inbox.drain(100, timeout_ms=5000)
-        inbox.close()
-        finished.set()
-
-    thread = threading.Thread(target=actor_loop)
-    thread.start()
-    time.sleep(0.05)
-    start = time.monotonic()
-    ctx.term()  # what shutdown does: the blocked drain raises ETERM
-    thread.join(5)
-    assert finished.is_set() and time.monotonic() - start < 2.0
-
-
-def test_stop_on_eterm_lets_other_errors_through():
-    assert is_eterm(zmq.ZMQError(zmq.ETERM)) and not is_eterm(zmq.ZMQError(zmq.EAGAIN))
-    with pytest.raises(zmq.ZMQError), stop_on_eterm():
-        raise zmq.ZMQError(zmq.EINVAL)
 
 
 def test_the_process_context_is_never_inherited(monkeypatch):
@@ -240,8 +210,7 @@ N_MESSAGES = 3000
 def wal_actor(run_dir: str) -> None:
     """A child standing in for the WAL actor: answers every `save` with `persisted`."""
     assert sockets._context is None  # spawn: nothing inherited
-    with stop_on_eterm(), Inbox.for_actor(run_dir, "wal") as inbox, \
-            Outbox(run_dir) as outbox:
+    with Inbox.for_actor(run_dir, "wal") as inbox, Outbox(run_dir) as outbox:
         outbox.send("raft", "ready", "wal")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -6,11 +6,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import pytest
 from hypothesis import given, strategies as st
 
 from petcd.config import load
-from petcd.nodes.ids import cluster_id, format_id, initial_member_ids, member_id, parse_id
+from petcd.config.ids import cluster_id, format_id, member_id
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +26,7 @@ def test_etcds_procfile_cluster_from_its_docs():
     # etcd's documentation, and its cluster ID as `etcdctl member add` reports it.
     peers = {"infra1": "http://127.0.0.1:12380", "infra2": "http://127.0.0.1:22380",
              "infra3": "http://127.0.0.1:32380"}
-    ids = initial_member_ids({n: [u] for n, u in peers.items()}, "etcd-cluster-1")
+    ids = {name: member_id([url], "etcd-cluster-1") for name, url in peers.items()}
     assert {n: format_id(i) for n, i in ids.items()} == {
         "infra1": "8211f1d0f64f3269", "infra2": "91bc3c398fb3c146", "infra3": "fd422379fda50e48"}
     assert format_id(cluster_id(ids.values())) == "ef37ad9dc622a7c4"
@@ -41,8 +40,8 @@ def test_example_config_cluster_by_hand():
     # cluster: sha1 of the IDs sorted, 8 bytes each, big-endian:
     #   230d603326be2183 44703276ff352389 a93ecca623d40501 -> 134305eeffa78fb3...
     s = load(["--config-file", str(REPO_ROOT / "config" / "examples" / "petcd.conf.yml")], {})
-    ids = initial_member_ids({m.name: [str(u) for u in m.peer_urls] for m in s.initial_cluster},
-                             s.initial_cluster_token)
+    ids = {m.name: member_id([str(u) for u in m.peer_urls], s.initial_cluster_token)
+           for m in s.initial_cluster}
     assert {n: format_id(i) for n, i in ids.items()} == {
         "infra0": "44703276ff352389", "infra1": "a93ecca623d40501", "infra2": "230d603326be2183"}
     assert format_id(cluster_id(ids.values())) == "134305eeffa78fb3"
@@ -76,19 +75,3 @@ def test_cluster_id_does_not_depend_on_member_order(ids, rng):
     shuffled = list(ids)
     rng.shuffle(shuffled)
     assert cluster_id(shuffled) == cluster_id(ids)
-
-
-@given(st.integers(0, 2**64 - 1))
-def test_format_and_parse_round_trip(id_):
-    assert parse_id(format_id(id_)) == id_
-
-
-@pytest.mark.parametrize("text", ["", "0x8e9e05c52164694d", "-1", "8e9e05c5_2164694d", " 1", "1" * 17, "xyz"])
-def test_parse_id_rejects_what_is_not_an_etcd_id(text):
-    with pytest.raises(ValueError):
-        parse_id(text)
-
-
-def test_initial_member_ids_refuses_identical_ids():
-    with pytest.raises(ValueError, match="identical ID"):
-        initial_member_ids({"a": ["http://h:1"], "b": ["http://h:1"]}, "t")

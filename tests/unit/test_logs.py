@@ -12,7 +12,7 @@ LINES_PER_PROCESS = 400
 
 _CHILD = """
 import sys
-from petcd.nodes import logs
+from petcd.actors import logs
 log = logs.configure("info", "json", "m1", 0x65cda26ed6dbee2b, sys.argv[1])
 for i in range(int(sys.argv[2])):
     log.info("a line long enough to be written in pieces", i=i, pad="x" * 300)

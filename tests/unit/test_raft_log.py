@@ -12,15 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from petcd.actors.raft.log import RaftLog
-from petcd.actors.raft.types import (
-    ConfState,
-    Entry,
-    EntryType,
-    HardState,
-    PersistedState,
-    Snapshot,
-    SnapshotMeta,
-)
+from petcd.actors.raft.types import PersistedState, Snapshot
+from petcd.storage.raftstate import ConfState, Entry, EntryType, HardState, SnapshotMeta
 
 
 def ent(index: int, term: int, size: int = 0) -> Entry:

@@ -12,8 +12,8 @@ import pytest
 from petcd.actors.bus import codec
 from petcd.actors.bus.peer import Channel, PeerDealers, PeerTransport
 from petcd.actors.raft.peers import ListenError, RaftPeers, listen
-from petcd.actors.raft.types import (ConfState, Entry, Message, MessageType, Snapshot,
-                                     SnapshotMeta)
+from petcd.actors.raft.types import Message, MessageType, Snapshot
+from petcd.storage.raftstate import ConfState, Entry, SnapshotMeta
 
 ME, OTHER, THIRD = 0x11, 0x22, 0x33
 WAIT_S = 5.0

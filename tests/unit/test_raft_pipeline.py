@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from petcd.actors.raft.pipeline import NOTHING, SaveRequest, WritePipeline
-from petcd.actors.raft.types import (ConfState, Entry, HardState, Message, MessageType as T,
-                                     ReadState, Ready, Snapshot, SnapshotMeta, SoftState)
+from petcd.actors.raft.types import Message, MessageType as T, ReadState, Ready, Snapshot, SoftState
+from petcd.storage.raftstate import ConfState, Entry, HardState, SnapshotMeta
 
 ME, PEER = 1, 2
 

@@ -9,17 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from petcd.actors.raft.types import (
-    ConfChange,
-    ConfChangeType,
-    ConfState,
-    Entry,
-    EntryType,
-    HardState,
-    PersistedState,
-    Snapshot,
-    SnapshotMeta,
-)
+from petcd.actors.raft.types import PersistedState, Snapshot
+from petcd.storage.raftstate import (ConfChange, ConfChangeType, ConfState, Entry, EntryType,
+                                     HardState, SnapshotMeta)
 
 ADD_VOTER, REMOVE, ADD_LEARNER = ConfChangeType.ADD_VOTER, ConfChangeType.REMOVE, \
     ConfChangeType.ADD_LEARNER

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from petcd.actors.raft.types import ConfState, SnapshotMeta
+from petcd.storage.raftstate import ConfState, SnapshotMeta
 from petcd.storage.snap import SnapStore
 
 

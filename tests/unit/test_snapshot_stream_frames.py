@@ -10,13 +10,8 @@ import msgpack
 import pytest
 from petcd.actors.bus.codec import message_to_wire
 from petcd.actors.network import snapframes as sf
-from petcd.actors.raft.types import (
-    ConfState,
-    Message,
-    MessageType,
-    Snapshot,
-    SnapshotMeta,
-)
+from petcd.actors.raft.types import Message, MessageType, Snapshot
+from petcd.storage.raftstate import ConfState, SnapshotMeta
 
 LEADER, FOLLOWER = 0xA1, 0xB2
 MAX = 10 * sf.MAX_CHUNK_BYTES

@@ -19,16 +19,11 @@ from petcd.actors.network import snapshots
 from petcd.actors.network.peers import PeerLink
 from petcd.actors.network.snapshots import SnapshotStreams, remove_parts
 from petcd.actors.protocol import Kind
-from petcd.actors.raft.types import (
-    ConfState,
-    Message,
-    MessageType,
-    Snapshot,
-    SnapshotMeta,
-)
+from petcd.actors.raft.types import Message, MessageType, Snapshot
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.storage.mvcc import ApplyEntry, MvccStore
+from petcd.storage.raftstate import ConfState, SnapshotMeta
 
 pytestmark = pytest.mark.timeout(60)
 

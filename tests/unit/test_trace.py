@@ -8,7 +8,7 @@ import itertools
 from petcd.actors.network import trace
 from petcd.actors.raft.pipeline import SaveRequest
 from petcd.actors.raft.tracing import MAX_TRACED, RaftTraces
-from petcd.actors.raft.types import Entry, EntryType, HardState
+from petcd.storage.raftstate import Entry, EntryType, HardState
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 
 

@@ -5,7 +5,7 @@ import zlib
 
 import pytest
 
-from petcd.actors.raft.types import Entry
+from petcd.storage.raftstate import Entry
 from petcd.storage.wal import format as fmt
 
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from petcd.actors.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
+from petcd.storage.raftstate import ConfState, Entry, EntryType, HardState, SnapshotMeta
 from petcd.storage.wal import Wal, WalCorruptError, WalError, read_valid_snapshots, wal_exists
 
 SEGMENT_BYTES = 64 * 1024

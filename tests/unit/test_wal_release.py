@@ -2,7 +2,7 @@
 
 import pytest
 
-from petcd.actors.raft.types import Entry, HardState, SnapshotMeta
+from petcd.storage.raftstate import Entry, HardState, SnapshotMeta
 from petcd.storage.wal import Wal, WalError
 
 SEGMENT_BYTES = 64 * 1024

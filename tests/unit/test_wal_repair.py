@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from petcd.actors.raft.types import Entry, HardState
+from petcd.storage.raftstate import Entry, HardState
 from petcd.storage.wal import Wal, WalCorruptError, WalError
 
 SEGMENT_BYTES = 64 * 1024

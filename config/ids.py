@@ -13,17 +13,18 @@ etcd (server/etcdserver/api/membership):
 
 Example: one member with peer URL http://localhost:2380 and token etcd-cluster (etcd's
 defaults) has member ID 8e9e05c52164694d in cluster cdf818194e3a8c32.
+
+They are a function of the configuration (--initial-cluster, --initial-cluster-token),
+so they live with it, at the bottom: the actors, the supervisor and the client may all
+name a member the way etcd does.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 
 ID_BYTES = 8
-NO_ID = 0  # raft.None: never a valid member ID
-_HEX_ID = re.compile(r"[0-9a-fA-F]{1,16}")
 
 
 def member_id(peer_urls: Iterable[str], cluster_token: str, now_unix_s: int | None = None) -> int:
@@ -43,29 +44,10 @@ def cluster_id(member_ids: Iterable[int]) -> int:
     return _first_8_bytes(hashlib.sha1(b"".join(i.to_bytes(ID_BYTES, "big") for i in ids)).digest())
 
 
-def initial_member_ids(members: Mapping[str, Sequence[str]], cluster_token: str) -> dict[str, int]:
-    """Member IDs by name for a bootstrapping cluster (--initial-cluster), refusing
-    what etcd refuses: an ID of 0 and two members with one ID."""
-    ids = {name: member_id(urls, cluster_token) for name, urls in members.items()}
-    if NO_ID in ids.values():
-        raise ValueError(f"cannot use {NO_ID:x} as member id")
-    if len(set(ids.values())) != len(ids):
-        raise ValueError("member exists with identical ID")
-    return ids
-
-
 def format_id(id_: int) -> str:
     """Hex as etcd prints IDs: 8e9e05c52164694d, no 0x, no leading zeros."""
     assert 0 <= id_ < 2**64, id_
     return f"{id_:x}"
-
-
-def parse_id(text: str) -> int:
-    """The inverse of format_id, for IDs a user types (`member remove 8e9e05c52164694d`)."""
-    # int(text, 16) alone would also take "0x", "_", signs and spaces.
-    if not _HEX_ID.fullmatch(text):
-        raise ValueError(f"invalid member ID {text!r}: expected up to 16 hex digits")
-    return int(text, 16)
 
 
 def _first_8_bytes(digest: bytes) -> int:

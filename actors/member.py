@@ -2,7 +2,8 @@
 
 The supervisor builds one `MemberContext` from the settings and each actor process it
 forks inherits it (nodes/actor_main.py), so every actor agrees on the ids, the paths
-and the peers without re-deriving them.
+and the peers without re-deriving them. It lives with the actors, whose input it is;
+the supervisor, above them, builds it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from petcd.config import Settings
-
-from . import ids
+from petcd.config import Settings, ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +37,6 @@ class MemberContext:
         return self.settings.name
 
     @property
-    def member_dir(self) -> Path:
-        return self.settings.data_dir / "member"
-
-    @property
     def wal_dir(self) -> Path:
         return self.settings.wal_dir
 
@@ -53,9 +48,6 @@ class MemberContext:
     def db_dir(self) -> Path:
         """The MVCC store (LMDB): member/snap/db, as etcd keeps its bbolt file."""
         return self.settings.snap_dir / "db"
-
-    def peer(self, member_id: int) -> Peer | None:
-        return next((p for p in self.initial_peers if p.member_id == member_id), None)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MemberContext:

@@ -11,14 +11,15 @@ import sys
 
 import structlog
 
-from . import ids
+from petcd.config import ids
+
+Log = structlog.typing.FilteringBoundLogger  # what `configure` returns
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
            "error": logging.ERROR, "panic": logging.CRITICAL, "fatal": logging.CRITICAL}
 
 
-def configure(level: str, fmt: str, member: str, member_id: int, actor: str
-              ) -> structlog.typing.FilteringBoundLogger:
+def configure(level: str, fmt: str, member: str, member_id: int, actor: str) -> Log:
     renderer = (structlog.processors.JSONRenderer() if fmt == "json"
                 else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
@@ -35,5 +36,5 @@ def configure(level: str, fmt: str, member: str, member_id: int, actor: str
         cache_logger_on_first_use=True,
     )
     # get_logger() is typed Any; with the wrapper_class above it makes a FilteringBoundLogger.
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger()
+    logger: Log = structlog.get_logger()
     return logger.bind(member=member, member_id=ids.format_id(member_id), actor=actor)
