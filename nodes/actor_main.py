@@ -72,6 +72,7 @@ def preload() -> None:
     """Import PRELOADED_MODULES in the supervisor, before it forks the first actor."""
     for name in PRELOADED_MODULES:
         importlib.import_module(name)
+    _glibc()
     _release_free_heap()
 
 
@@ -185,17 +186,34 @@ def _release_free_heap() -> None:
     work where there is none) between objects that live on, and glibc keeps those
     pages for later; an idle actor never fills them. Called before the forks and in
     each child after its import: 0.8 MiB of PSS per member each (idle 3-member cluster)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def _prctl(option: int, arg: object) -> bool:
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl(option, arg) == 0
-    except OSError:  # not Linux with glibc
-        return False
+    libc = _glibc()
+    return libc is not None and libc.prctl(option, arg) == 0
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """glibc with prctl and malloc_trim looked up; None elsewhere. Opened once, by
+    preload() in the supervisor: an actor that opened it itself (three times: two
+    prctl calls and malloc_trim) made a ctypes class per handle and a function object
+    per call, and copied 0.2-0.3 MiB of the supervisor's pages doing so."""
+    global _libc
+    if _libc is None:
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            for function in ("prctl", "malloc_trim"):  # ctypes caches each on first lookup
+                getattr(libc, function)
+        except (OSError, AttributeError):  # not Linux with glibc
+            return None
+        _libc = libc
+    return _libc
 
 
 def _exit_status(code: object) -> int:
