@@ -10,17 +10,27 @@ from __future__ import annotations
 
 import os
 
+from petcd.actors.logs import Log
+from petcd.actors.skeleton import EXIT_BAD_CONFIG, Stop
+
 WAL_SLEEP = "PETCD_FAILPOINT_WAL_SLEEP_MS"
 APPLY_COMMIT_SLEEP = "PETCD_FAILPOINT_APPLY_COMMIT_SLEEP_MS"
 
 
-def sleep_ms(variable: str) -> int:
-    """The variable's milliseconds, 0 when unset; ValueError (naming the text) unless
-    it is a non-negative integer."""
+def sleep_ms(variable: str, log: Log, where: str) -> int:
+    """The variable's milliseconds, 0 when unset, with a warning naming `where` the
+    actor will sleep when set; the actor refuses to start (Stop, EXIT_BAD_CONFIG)
+    unless it is a non-negative integer."""
     text = os.environ.get(variable, "").strip()
     if not text:
         return 0
-    value = int(text)  # ValueError names the text
-    if value < 0:
-        raise ValueError(f"{variable}={text}: must be >= 0")
+    try:
+        value = int(text)
+        if value < 0:
+            raise ValueError("must be >= 0")
+    except ValueError as err:
+        raise Stop("bad failpoint", EXIT_BAD_CONFIG, variable=variable,
+                   error=f"{variable}={text}: {err}") from err
+    if value:
+        log.warning(f"failpoint active: sleeping {where}", variable=variable, sleep_ms=value)
     return value

@@ -54,10 +54,9 @@ from typing import Any
 
 from petcd.actors import failpoints, slow
 from petcd.actors.bus import codec
-from petcd.actors.logs import Log
 from petcd.actors.member import MemberContext
 from petcd.actors.protocol import SUPERVISOR, Kind
-from petcd.actors.skeleton import (EXIT_BAD_CONFIG, POLL_TIMEOUT_MS, Batch, Runtime, Stop,
+from petcd.actors.skeleton import (POLL_TIMEOUT_MS, Batch, Runtime, Stop,
                                    run as run_actor, send_or_stop)
 from petcd.storage.mvcc import (Change, LeaseChange, MvccError, MvccStore, StoreCorruptError,
                                 history, lease_requests)
@@ -104,7 +103,8 @@ class ApplyActor:
 
     @classmethod
     def open(cls, runtime: Runtime) -> ApplyActor:
-        commit_sleep_ms = _failpoint_sleep_ms(runtime.log)
+        commit_sleep_ms = failpoints.sleep_ms(failpoints.APPLY_COMMIT_SLEEP, runtime.log,
+                                              "between answering and committing")
         try:
             store = open_store(runtime.ctx)
         except StoreCorruptError as err:
@@ -299,18 +299,6 @@ class ApplyActor:
 
     def report(self) -> dict[str, object]:
         return {"applied_index": self.applied_index}
-
-
-def _failpoint_sleep_ms(log: Log) -> int:
-    try:
-        sleep_ms = failpoints.sleep_ms(failpoints.APPLY_COMMIT_SLEEP)
-    except ValueError as err:
-        raise Stop("bad failpoint", EXIT_BAD_CONFIG, variable=failpoints.APPLY_COMMIT_SLEEP,
-                   error=str(err)) from err
-    if sleep_ms:
-        log.warning("failpoint active: sleeping between answering and committing",
-                    variable=failpoints.APPLY_COMMIT_SLEEP, sleep_ms=sleep_ms)
-    return sleep_ms
 
 
 def min_lease_ttl_s(heartbeat_interval_ms: int, election_ticks: int) -> int:

@@ -26,7 +26,7 @@ from petcd.actors.bus.codec import persisted_state_to_wire
 from petcd.actors.logs import Log
 from petcd.actors.member import MemberContext
 from petcd.actors.protocol import SUPERVISOR, Kind
-from petcd.actors.skeleton import (EXIT_BAD_CONFIG, POLL_TIMEOUT_MS, Batch, Runtime, Stop,
+from petcd.actors.skeleton import (POLL_TIMEOUT_MS, Batch, Runtime, Stop,
                                    run as run_actor, send_or_stop)
 from petcd.storage.raftstate import SnapshotMeta
 from petcd.storage.snap import SnapStore
@@ -62,7 +62,8 @@ class WalActor:
 
     @classmethod
     def open(cls, runtime: Runtime, *, segment_size_bytes: int) -> WalActor:
-        fsync_delay_ms = _failpoint_sleep_ms(runtime.log)
+        fsync_delay_ms = failpoints.sleep_ms(failpoints.WAL_SLEEP, runtime.log,
+                                             "before every fsync")
         return cls(runtime, _open(runtime.ctx, runtime.log, segment_size_bytes), fsync_delay_ms)
 
     def start(self) -> None:
@@ -107,18 +108,6 @@ class WalActor:
         self.log.info("snapshot saved", index=meta.index, term=meta.term,
                       released_segments=released, purged_snapshots=purged,
                       segments=len(self.opened.wal.segment_paths))
-
-
-def _failpoint_sleep_ms(log: Log) -> int:
-    try:
-        sleep_ms = failpoints.sleep_ms(failpoints.WAL_SLEEP)
-    except ValueError as err:
-        raise Stop("bad failpoint", EXIT_BAD_CONFIG, variable=failpoints.WAL_SLEEP,
-                   error=str(err)) from err
-    if sleep_ms:
-        log.warning("failpoint active: sleeping before every fsync",
-                    variable=failpoints.WAL_SLEEP, sleep_ms=sleep_ms)
-    return sleep_ms
 
 
 def _open(ctx: MemberContext, log: Log, segment_size_bytes: int) -> Opened:
