@@ -112,8 +112,12 @@ class Supervisor:
         return self._stop_all(None)
 
     def _dead_actor(self) -> str | None:
+        """An actor that exited unasked: at all before a stop was asked for, or with a
+        failure after. (Ctrl-C reaches the actors too, and they may exit 0 before this
+        process has looked at its own flag, e.g. while waiting for READY.)"""
         for name, proc in self.procs.items():
-            if proc.poll() is not None:
+            status = proc.poll()
+            if status is not None and (status != 0 or not self.stopping):
                 return name
         return None
 
