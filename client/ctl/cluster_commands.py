@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from petcd.client.ctl import printers
+from petcd.client.ctl import gofmt, printers
 from petcd.client.ctl.command import Command, Context
 from petcd.client.ctl.flags import (EXIT_BAD_ARGS, EXIT_ERROR, EXIT_INTERRUPTED,
                                     CtlError, Flag)
@@ -134,10 +134,9 @@ def run_move_leader(ctx: Context) -> None:
     if len(ctx.args) != 1:
         raise CtlError(EXIT_BAD_ARGS, "move-leader command needs 1 argument")
     try:
-        target = int(ctx.args[0], 16)
-    except ValueError:
-        raise CtlError(EXIT_BAD_ARGS, f'strconv.ParseUint: parsing "{ctx.args[0]}": '
-                                      "invalid syntax") from None
+        target = gofmt.parse_uint(ctx.args[0], 16)
+    except ValueError as exc:
+        raise CtlError(EXIT_BAD_ARGS, str(exc)) from None
     client = ctx.client()
     for endpoint in ctx.endpoints:
         status = client.status(endpoint)  # etcdctl stops at the first failure

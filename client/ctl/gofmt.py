@@ -3,6 +3,8 @@
 - `quote`: strconv.Quote (fmt's %q) of a byte string;
 - `duration`: time.Duration.String (e.g. "1.735498ms", "1m30s");
 - `parse_duration`: time.ParseDuration, for flags such as --dial-timeout=2s;
+- `parse_int`, `parse_uint`: strconv.ParseInt and ParseUint of 64 bits, with their
+  error messages;
 - `human_bytes`: go-humanize's Bytes (SI units, "20 kB");
 - `to_json`: encoding/json of etcd's gogoproto structs: fields named as in the .proto,
   zero values omitted, 64-bit integers as numbers, bytes in base64, enums as
@@ -18,6 +20,32 @@ import re
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+
+_SIGNED_DIGITS = {10: re.compile(r"[+-]?[0-9]+"), 16: re.compile(r"[+-]?[0-9a-fA-F]+")}
+_UNSIGNED_DIGITS = {10: re.compile(r"[0-9]+"), 16: re.compile(r"[0-9a-fA-F]+")}
+INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
+
+
+def parse_int(text: str, base: int) -> int:
+    """strconv.ParseInt(text, base, 64); ValueError with Go's message."""
+    return _parse(text, base, "ParseInt", _SIGNED_DIGITS, INT64_MIN, INT64_MAX)
+
+
+def parse_uint(text: str, base: int) -> int:
+    """strconv.ParseUint(text, base, 64) (no sign); ValueError with Go's message."""
+    return _parse(text, base, "ParseUint", _UNSIGNED_DIGITS, 0, UINT64_MAX)
+
+
+def _parse(text: str, base: int, func: str, digits: dict[int, re.Pattern[str]],
+           low: int, high: int) -> int:
+    # Python's int() also takes "0x", "_" and spaces, which Go refuses.
+    if not digits[base].fullmatch(text):
+        raise ValueError(f"strconv.{func}: parsing {quote(text.encode())}: invalid syntax")
+    value = int(text, base)
+    if not low <= value <= high:
+        raise ValueError(f"strconv.{func}: parsing {quote(text.encode())}: value out of range")
+    return value
+
 
 _SHORT_ESCAPES = {7: r"\a", 8: r"\b", 12: r"\f", 10: r"\n", 13: r"\r", 9: r"\t",
                   11: r"\v", 0x22: r"\"", 0x5C: r"\\"}

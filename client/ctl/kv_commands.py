@@ -7,7 +7,7 @@ import sys
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.client import requests
 from petcd.client.ctl import flags as fl
-from petcd.client.ctl import printers, txn_grammar
+from petcd.client.ctl import gofmt, printers, txn_grammar
 from petcd.client.ctl.command import Command, Context
 from petcd.client.ctl.flags import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, CtlError, Flag
 
@@ -44,10 +44,9 @@ def put_request(parsed: fl.Parsed) -> pb.PutRequest:
         if len(args) == 1 and not value:
             raise _bad_args("put command needs 1 argument and input from stdin or 2 arguments")
     try:
-        lease = int(values["lease"], 16)
-    except ValueError:
-        raise _bad_args(f'bad lease ID (strconv.ParseInt: parsing "{values["lease"]}": '
-                        "invalid syntax), expecting ID in Hex") from None
+        lease = gofmt.parse_int(values["lease"], 16)
+    except ValueError as exc:
+        raise _bad_args(f"bad lease ID ({exc}), expecting ID in Hex") from None
     return requests.put_request(args[0], value, lease=lease, prev_kv=values["prev-kv"],
                                 ignore_value=values["ignore-value"],
                                 ignore_lease=values["ignore-lease"])

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
 
@@ -25,21 +24,7 @@ from petcd.client.ctl.flags import EXIT_BAD_ARGS, EXIT_ERROR, CtlError, Flag
 from petcd.client.errors import EtcdError
 
 EXIT_BAD_CONNECTION = 2  # etcdctl's ExitBadConnection
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_DIGITS = {10: re.compile(r"[+-]?[0-9]+"), 16: re.compile(r"[+-]?[0-9a-fA-F]+")}
 POLL_S = 1.0  # a bound on each wait for the keep-alive's news (it also notifies)
-
-
-def parse_go_int(text: str, base: int) -> int:
-    """strconv.ParseInt(text, base, 64); ValueError with Go's message."""
-    if not _DIGITS[base].fullmatch(text):
-        raise ValueError(f"strconv.ParseInt: parsing {gofmt.quote(text.encode())}: "
-                         "invalid syntax")
-    value = int(text, base)
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise ValueError(f"strconv.ParseInt: parsing {gofmt.quote(text.encode())}: "
-                         "value out of range")
-    return value
 
 
 def _one_arg(ctx: Context, message: str) -> str:
@@ -50,7 +35,7 @@ def _one_arg(ctx: Context, message: str) -> str:
 
 def lease_from_arg(text: str) -> int:
     try:
-        return parse_go_int(text, 16)
+        return gofmt.parse_int(text, 16)
     except ValueError as exc:
         raise CtlError(EXIT_BAD_ARGS, f"bad lease ID arg ({exc}), expecting ID in Hex") from None
 
@@ -62,7 +47,7 @@ def _bad_connection(exc: EtcdError) -> CtlError:
 def run_grant(ctx: Context) -> None:
     text = _one_arg(ctx, "lease grant command needs TTL argument")
     try:
-        ttl = parse_go_int(text, 10)
+        ttl = gofmt.parse_int(text, 10)
     except ValueError as exc:
         raise CtlError(EXIT_BAD_ARGS, f"bad TTL ({exc})") from None
     try:

@@ -92,6 +92,8 @@ def test_put_get_del(cluster):
         ["put", "nl", "line1\nline2"],
         ["put", "binary", "\x01\x7f\u00e9"],
         ["put", "k"], ["put", "k", "v", "--lease", "zz"],
+        ["put", "k", "v", "--lease", "0x1f"], ["put", "k", "v", "--lease", "1_f"],
+        ["put", "k", "v", "--lease", "8000000000000000"],
         ["put", "k", "v", "w", "--ignore-value"],
     )
     steps.append(Step(["put", "from-stdin"], stdin=b"piped value\n"))
@@ -205,7 +207,9 @@ def test_maintenance_one_member(cluster, tmp_path):
         ["defrag"], ["defrag", "--cluster"], ["defrag", "-w", "json"],
         ["snapshot", "save", str(tmp_path / "snap.db")], ["snapshot", "save"],
         ["snapshot", "save", str(tmp_path / "missing-dir" / "snap.db")],
-        ["move-leader", "zz"], ["move-leader"], ["move-leader", "12"])
+        ["move-leader", "zz"], ["move-leader"], ["move-leader", "12"],
+        ["move-leader", "0x12"], ["move-leader", "1_2"], ["move-leader", "+12"],
+        ["move-leader", "1ffffffffffffffff"])  # Go's ParseUint: no prefix, sign or _
     steps.append(Step(["endpoint", "status", "--cluster", "-w", "table"], masks=STATUS_MASKS))
     steps += _steps(["endpoint", "hashkv", "--cluster", "-w", "fields"])
     with_dead = [*live, DEAD_ENDPOINT]
