@@ -1,6 +1,8 @@
 """petcdutl: etcdutl's commands that work on files, without a running member.
 
     petcdutl snapshot status FILE [-w simple|table|json|fields]
+    petcdutl snapshot restore FILE [--data-dir --wal-dir --name --initial-cluster
+        --initial-cluster-token --initial-advertise-peer-urls --skip-hash-check]
 
 Messages and exit codes are etcdctl 3.4's (`etcdctl snapshot status`, which etcd
 3.5 moved into etcdutl): `Error: <message>` on stderr, 128 for bad arguments, 1 for
@@ -14,14 +16,15 @@ import sys
 
 from petcd.client.ctl import flags
 from petcd.client.ctl.flags import EXIT_BAD_ARGS, EXIT_ERROR, CtlError, Flag
-from petcd.client.utl import status_output
+from petcd.client.utl import restore, status_output
 from petcd.storage.mvcc import snapfile
 
 GLOBAL_FLAGS = [Flag("write-out", "string", "simple", short="w")]
+ALL_FLAGS = GLOBAL_FLAGS + restore.FLAGS  # pflag parses every flag anywhere on the line
 
 USAGE = ("NAME:\n\tpetcdutl - etcdutl's offline commands for petcd's files\n\n"
          "USAGE:\n\tpetcdutl [flags] <command> [args]\n\nCOMMANDS:\n"
-         "\tsnapshot status\n\nGLOBAL OPTIONS:\n"
+         "\tsnapshot status\n\tsnapshot restore\n\nGLOBAL OPTIONS:\n"
          + "".join(f"      {f.label()}\n" for f in GLOBAL_FLAGS))
 
 
@@ -40,14 +43,15 @@ def snapshot_status(parsed: flags.Parsed) -> int:
     return 0
 
 
-COMMANDS = {("snapshot", "status"): snapshot_status}
+COMMANDS = {("snapshot", "status"): snapshot_status,
+            ("snapshot", "restore"): restore.snapshot_restore}
 
 
 def run(argv: list[str]) -> int:
     if {"-h", "--help", "help"} & set(argv[:1]):
         sys.stdout.write(USAGE)
         return 0
-    parsed = flags.parse(GLOBAL_FLAGS, argv)
+    parsed = flags.parse(ALL_FLAGS, argv)
     words = tuple(parsed.args[:2])
     if words not in COMMANDS:
         if parsed.args and parsed.args[0] != "snapshot":

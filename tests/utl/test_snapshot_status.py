@@ -5,49 +5,11 @@ it (status reads the store; only restore checks the SHA-256 trailer)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from petcd.client import Client
 from petcd.storage.mvcc import snapfile
-from tests.client.petcd_server import PetcdCluster
-
-COMMAND_TIMEOUT_S = 60
-
-
-def _run(module: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """The console script `module:main` as a process (the installed script may be
-    another checkout's)."""
-    return subprocess.run([sys.executable, "-c", f"from {module} import main; main()",
-                           *args], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
-
-
-def petcdutl(*args: str) -> subprocess.CompletedProcess[str]:
-    return _run("petcd.client.utl.main", *args)
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory) -> tuple[Path, int, int]:
-    """(snapshot file, revision, live keys) of a member after a few writes."""
-    base = tmp_path_factory.mktemp("utl")
-    cluster = PetcdCluster(base, 1)
-    cluster.start()
-    try:
-        with Client(cluster.endpoints) as client:
-            for i in range(10):
-                client.put(f"key-{i}", f"value-{i}")
-            client.put("key-3", "again")
-            revision = client.delete("key-5").header.revision
-        path = base / "snap.db"
-        done = _run("petcd.client.ctl.main", "--endpoints", cluster.endpoints[0],
-                    "snapshot", "save", str(path))
-        assert done.returncode == 0, done.stderr
-    finally:
-        cluster.stop()
-    return path, revision, 9
+from tests.utl.tools import petcdutl
 
 
 def test_simple_json_fields_and_table_give_the_member_s_numbers(saved):
