@@ -20,7 +20,6 @@ from petcd.client.utl import restore, status_output
 from petcd.storage.mvcc import snapfile
 
 GLOBAL_FLAGS = [Flag("write-out", "string", "simple", short="w")]
-ALL_FLAGS = GLOBAL_FLAGS + restore.FLAGS  # pflag parses every flag anywhere on the line
 
 USAGE = ("NAME:\n\tpetcdutl - etcdutl's offline commands for petcd's files\n\n"
          "USAGE:\n\tpetcdutl [flags] <command> [args]\n\nCOMMANDS:\n"
@@ -43,23 +42,26 @@ def snapshot_status(parsed: flags.Parsed) -> int:
     return 0
 
 
-COMMANDS = {("snapshot", "status"): snapshot_status,
-            ("snapshot", "restore"): restore.snapshot_restore}
+# words -> (the command's own flags, its function)
+COMMANDS = {("snapshot", "status"): ([], snapshot_status),
+            ("snapshot", "restore"): (restore.FLAGS, restore.snapshot_restore)}
 
 
 def run(argv: list[str]) -> int:
     if {"-h", "--help", "help"} & set(argv[:1]):
         sys.stdout.write(USAGE)
         return 0
-    parsed = flags.parse(ALL_FLAGS, argv)
-    words = tuple(parsed.args[:2])
-    if words not in COMMANDS:
-        if parsed.args and parsed.args[0] != "snapshot":
-            raise CtlError(EXIT_ERROR, f'unknown command "{parsed.args[0]}" for "petcdutl"')
+    # Global flags only before the words: a command's own (--name takes a value) are
+    # known once the command is.
+    words = flags.positionals(GLOBAL_FLAGS, argv)
+    if tuple(words[:2]) not in COMMANDS:
+        if words and words[0] != "snapshot":
+            raise CtlError(EXIT_ERROR, f'unknown command "{words[0]}" for "petcdutl"')
         sys.stdout.write(USAGE)
         return 0
-    rest = flags.Parsed(parsed.values, parsed.given, parsed.args[2:])
-    return COMMANDS[words](rest)
+    command_flags, command = COMMANDS[tuple(words[:2])]
+    parsed = flags.parse(GLOBAL_FLAGS + command_flags, argv)
+    return command(flags.Parsed(parsed.values, parsed.given, parsed.args[2:]))
 
 
 def main() -> None:

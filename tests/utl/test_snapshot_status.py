@@ -69,6 +69,8 @@ def test_etcd_s_argument_errors_and_exit_codes(tmp_path):
     none = petcdutl("snapshot", "status")
     assert (none.returncode, none.stderr) == (
         128, "Error: snapshot status requires exactly one argument\n")
+    restore_flag = petcdutl("snapshot", "status", "snap.db", "--name", "m1")
+    assert (restore_flag.returncode, restore_flag.stderr) == (1, "Error: unknown flag: --name\n")
     missing = petcdutl("snapshot", "status", str(tmp_path / "nofile"))
     assert (missing.returncode, missing.stderr) == (
         1, f"Error: stat {tmp_path / 'nofile'}: no such file or directory\n")
