@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from petcd.client.ctl import flags
 from petcd.client.ctl.flags import EXIT_BAD_ARGS, EXIT_ERROR, CtlError, Flag
@@ -33,7 +34,7 @@ def snapshot_status(parsed: flags.Parsed) -> int:
     path = parsed.args[0]
     if not os.path.exists(path):
         raise CtlError(EXIT_ERROR, f"stat {path}: no such file or directory")
-    render = status_output.formatter(parsed.values["write-out"])  # etcdutl's order
+    render = status_output.formatter(str(parsed.values["write-out"]))  # etcdutl's order
     try:
         status = snapfile.status(path)
     except snapfile.SnapshotFileError as exc:
@@ -43,8 +44,9 @@ def snapshot_status(parsed: flags.Parsed) -> int:
 
 
 # words -> (the command's own flags, its function)
-COMMANDS = {("snapshot", "status"): ([], snapshot_status),
-            ("snapshot", "restore"): (restore.FLAGS, restore.snapshot_restore)}
+COMMANDS: dict[tuple[str, ...], tuple[list[Flag], Callable[[flags.Parsed], int]]] = {
+    ("snapshot", "status"): ([], snapshot_status),
+    ("snapshot", "restore"): (restore.FLAGS, restore.snapshot_restore)}
 
 
 def run(argv: list[str]) -> int:

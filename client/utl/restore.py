@@ -7,9 +7,10 @@ store is the snapshot's (etcdutl/snapshot/v3_snapshot.go Restore).
                                 --initial-cluster would create on its first start:
                                 its founding ADD_VOTER entries (actors/wal/startup)
 
-Started with the same --name, the member applies those entries to the restored
-store (applied index 0), which builds the new member table, and serves the
-snapshot's keys at the snapshot's revision. Restoring one file for each member of
+Started with the same --name, --initial-cluster and --initial-cluster-token (the
+WAL names the member and cluster IDs they make), the member applies those entries to
+the restored store (applied index 0), which builds the new member table, and serves
+the snapshot's keys at the snapshot's revision. Restoring one file for each member of
 --initial-cluster gives a working cluster with the original data, as with etcd.
 
 The flags are the member's own (config/load, with --initial-cluster-state new), so
