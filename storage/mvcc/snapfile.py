@@ -92,7 +92,7 @@ def verify_trailer(path: str) -> None:
                                 f"got {_go_bytes(digest.digest())}")
 
 
-def open_readonly(path: str, size_bytes: int) -> tuple[lmdb.Environment, env.Databases]:
+def open_readonly(path: str) -> tuple[lmdb.Environment, env.Databases]:
     """The file's LMDB environment, read-only and without a lock file (nothing else
     writes it); refused before any page is mapped if the file is shorter than the
     pages LMDB's meta page says it holds (a truncated copy would fault on read)."""
@@ -102,11 +102,11 @@ def open_readonly(path: str, size_bytes: int) -> tuple[lmdb.Environment, env.Dat
     except lmdb.Error as exc:
         raise SnapshotFileError(f"{path}: not an LMDB store ({exc})") from None
     try:
-        needed_bytes = (lmdb_env.info()["last_pgno"] + 1) * lmdb_env.stat()["psize"]
-        if needed_bytes > size_bytes:
-            raise SnapshotFileError(f"{path}: file size too small: the store needs "
-                                    f"{needed_bytes} bytes, the file has {size_bytes}")
+        env.check_size(lmdb_env, path)
         return lmdb_env, env.open_dbs(lmdb_env, readonly=True)
+    except env.StoreCorruptError as exc:
+        lmdb_env.close()
+        raise SnapshotFileError(f"file size too small: {exc}") from None
     except lmdb.Error as exc:
         lmdb_env.close()
         raise SnapshotFileError(f"{path}: not a petcd store ({exc})") from None
@@ -118,7 +118,7 @@ def open_readonly(path: str, size_bytes: int) -> tuple[lmdb.Environment, env.Dat
 def status(path: str) -> SnapshotStatus:
     """Hash, revision, live keys and size of the store in a snapshot file."""
     size_bytes = store_size_bytes(path)
-    lmdb_env, dbs = open_readonly(path, size_bytes)
+    lmdb_env, dbs = open_readonly(path)
     try:
         with lmdb_env.begin() as txn:
             if not meta.readable_schema(txn.get(layout.META_SCHEMA, db=dbs.meta)):
