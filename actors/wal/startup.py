@@ -76,7 +76,7 @@ def open_wal(ctx: MemberContext, segment_size_bytes: int) -> Opened:
     report."""
     created = False
     if not wal_exists(ctx.wal_dir):
-        _create(ctx, segment_size_bytes)
+        create_wal(ctx, segment_size_bytes)
         created = True
     snapshot = SnapStore(ctx.snap_dir).load_latest(among=read_valid_snapshots(ctx.wal_dir))
     wal, contents = Wal.open(ctx.wal_dir, snapshot, segment_size_bytes=segment_size_bytes)
@@ -111,7 +111,9 @@ def _snapshot_of(meta: SnapshotMeta | None) -> Snapshot | None:
     return None if meta is None else Snapshot(meta, b"")
 
 
-def _create(ctx: MemberContext, segment_size_bytes: int) -> None:
+def create_wal(ctx: MemberContext, segment_size_bytes: int) -> None:
+    """The WAL of a member that has none: a new cluster's founding log, or nothing for
+    a member joining an existing one (also what `petcdutl snapshot restore` writes)."""
     wal_dir = Path(ctx.wal_dir)
     # An empty directory (made by the supervisor or an operator for --wal-dir) is
     # replaced by the new WAL; one with anything in it is not ours to remove.

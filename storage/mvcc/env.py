@@ -172,7 +172,7 @@ def _open_env(path: str, readonly: bool, map_size_bytes: int, sync: bool) -> lmd
     )
 
 
-def _open_dbs(env: lmdb.Environment, readonly: bool) -> Databases:
+def open_dbs(env: lmdb.Environment, readonly: bool) -> Databases:
     create = not readonly
     return Databases(
         history=env.open_db(layout.DB_HISTORY, create=create),
@@ -215,7 +215,7 @@ def open_generation(root: str, generation: int, readonly: bool, map_size_bytes: 
         raise StoreCorruptError(path, str(err)) from err
     try:
         check_size(env, path)
-        return env, _open_dbs(env, readonly)
+        return env, open_dbs(env, readonly)
     except _CORRUPT as err:
         env.close()
         raise StoreCorruptError(path, str(err)) from err

@@ -74,7 +74,7 @@ def set_conf_state(txn: lmdb.Transaction[bytes], dbs: Databases, blob: bytes) ->
 def init_schema(env: lmdb.Environment, txn: lmdb.Transaction[bytes], dbs: Databases) -> None:
     """Stamp a new environment, bring a schema-1 or -2 one up to date, refuse any other.
 
-    The writer's open has already created `leases` and `lease_keys` (env._open_dbs):
+    The writer's open has already created `leases` and `lease_keys` (env.open_dbs):
     empty is right for an older store, where no lease could be granted."""
     found = txn.get(layout.META_SCHEMA, db=dbs.meta)
     if found == layout.SCHEMA_V1:

@@ -1,0 +1,1 @@
+"""petcdutl: etcdutl's offline commands on petcd's files (snapshot status, restore)."""
