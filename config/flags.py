@@ -29,10 +29,12 @@ class Flag:
     default: str | None  # as a user would type it; None = derived from other flags
     help: str
     shown_default: str = ""  # for --help when the default is derived
+    boolean: bool = False  # as Go's bool flags: `--flag` alone means true
 
     def __post_init__(self) -> None:
         assert self.name == self.name.lower() and not self.name.startswith("-"), self.name
         assert self.default is not None or self.shown_default, f"{self.name}: say the derived default"
+        assert not self.boolean or self.default in ("true", "false"), self.name
 
     @property
     def env_var(self) -> str:
@@ -78,6 +80,23 @@ FLAGS: tuple[Flag, ...] = (
     Flag("initial-cluster-token", CLUSTERING, "etcd-cluster",
          "Initial cluster token for the cluster during bootstrap. Specifying this can protect you from "
          "unintended cross-cluster interaction when running multiple clusters."),
+    Flag("strict-reconfig-check", CLUSTERING, "true", boolean=True, help=
+         "Reject reconfiguration requests that would cause quorum loss."),
+    Flag("max-learners", CLUSTERING, "1",
+         "Sets the maximum number of learners that can be available in the cluster membership."),
+    Flag("force-new-cluster", CLUSTERING, "false", boolean=True, help=
+         "Force to create a new one member cluster (keeping the data: the recovery path after a lost quorum)."),
+    Flag("discovery-endpoints", CLUSTERING, "",
+         "V3 discovery: List of gRPC endpoints of the discovery service."),
+    Flag("discovery-token", CLUSTERING, "",
+         "V3 discovery: discovery token for the etcd cluster to be bootstrapped."),
+    Flag("discovery-dial-timeout", CLUSTERING, "2s", "V3 discovery: dial timeout for client connections."),
+    Flag("discovery-request-timeout", CLUSTERING, "5s",
+         "V3 discovery: timeout for discovery requests (excluding dial timeout)."),
+    Flag("experimental-initial-corrupt-check", CLUSTERING, "false", boolean=True, help=
+         "Enable to check data corruption before serving any client/peer traffic."),
+    Flag("experimental-corrupt-check-time", CLUSTERING, "0s",
+         "Duration of time between cluster corruption check passes (0: off)."),
     Flag("advertise-client-urls", CLUSTERING, "http://localhost:2379",
          "List of this member's client URLs to advertise to the public. "
          "Required when --listen-client-urls is set."),
@@ -144,8 +163,9 @@ def build_parser(prog: str = "petcd") -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_VersionAction)
     groups = {g: parser.add_argument_group(f"{g} flags") for g in GROUPS}
     for flag in FLAGS:
+        extra = {"nargs": "?", "const": "true"} if flag.boolean else {}
         groups[flag.group].add_argument(
-            f"--{flag.name}", dest=flag.name, metavar=_metavar(flag), help=_help(flag),
+            f"--{flag.name}", dest=flag.name, metavar=_metavar(flag), help=_help(flag), **extra,
         )
     return parser
 

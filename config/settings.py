@@ -19,6 +19,7 @@ from .flags import FLAGS_BY_NAME
 from .sources import Layer, RawValue
 from .urls import InitialMember, Url, parse_initial_cluster, parse_url_list
 from .values import (
+    parse_bool,
     parse_choice,
     parse_duration_seconds,
     parse_int,
@@ -51,6 +52,15 @@ class Settings:
     initial_cluster: tuple[InitialMember, ...]  # given, or derived as etcd derives it
     initial_cluster_token: str
     initial_cluster_state: str                  # "new" | "existing"
+    strict_reconfig_check: bool                 # refuse member changes that risk the quorum
+    max_learners: int                           # >= 0
+    force_new_cluster: bool                     # restart as a one-member cluster, data kept
+    discovery_endpoints: tuple[str, ...]        # v3 discovery service; () = no discovery
+    discovery_token: str
+    discovery_dial_timeout_s: float             # > 0
+    discovery_request_timeout_s: float          # > 0
+    initial_corrupt_check: bool                 # compare HashKV with peers before serving
+    corrupt_check_time_s: float                 # periodic check between passes; 0 = off
     snapshot_count: int                         # applied entries between snapshots, > 0
     snapshot_catchup_entries: int               # entries kept after a snapshot, > 0
     heartbeat_interval_ms: int                  # > 0
@@ -79,6 +89,8 @@ class Settings:
         assert self.auto_compaction_mode in COMPACTION_MODES, self.auto_compaction_mode
         assert self.watch_progress_notify_interval_s >= MIN_WATCH_PROGRESS_NOTIFY_INTERVAL_S
         assert self.lease_checkpoint_interval_s > 0
+        assert self.max_learners >= 0 and self.corrupt_check_time_s >= 0
+        assert self.discovery_dial_timeout_s > 0 and self.discovery_request_timeout_s > 0
         assert self.auto_compaction_retention_seconds >= 0 and self.auto_compaction_retention_revisions >= 0
         # Only the retention of the chosen mode may be set.
         if self.auto_compaction_mode == "periodic":
@@ -161,6 +173,16 @@ def build_settings(layer: Layer, config_file: Path | None = None) -> Settings:
         initial_cluster=_initial_cluster(read, name, advertise_peer_urls),
         initial_cluster_token=read.text("initial-cluster-token"),
         initial_cluster_state=read.choice("initial-cluster-state", CLUSTER_STATES),
+        strict_reconfig_check=read.parsed("strict-reconfig-check", parse_bool),
+        max_learners=read.integer("max-learners", minimum=0),
+        force_new_cluster=read.parsed("force-new-cluster", parse_bool),
+        discovery_endpoints=tuple(e.strip() for e in read.text("discovery-endpoints").split(",")
+                                  if e.strip()),
+        discovery_token=read.text("discovery-token"),
+        discovery_dial_timeout_s=read.parsed("discovery-dial-timeout", _positive_duration_s),
+        discovery_request_timeout_s=read.parsed("discovery-request-timeout", _positive_duration_s),
+        initial_corrupt_check=read.parsed("experimental-initial-corrupt-check", parse_bool),
+        corrupt_check_time_s=read.parsed("experimental-corrupt-check-time", parse_duration_seconds),
         snapshot_count=read.integer("snapshot-count", minimum=1),
         snapshot_catchup_entries=read.integer("snapshot-catchup-entries", minimum=1),
         heartbeat_interval_ms=heartbeat_ms,
@@ -193,6 +215,13 @@ def _progress_notify_interval_s(read: _Reader) -> float:
     if seconds == 0:
         return DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL_S
     return max(seconds, MIN_WATCH_PROGRESS_NOTIFY_INTERVAL_S)
+
+
+def _positive_duration_s(text: str) -> float:
+    seconds = parse_duration_seconds(text)
+    if seconds <= 0:
+        raise BadValue("must be a positive duration")
+    return seconds
 
 
 def _non_empty(text: str) -> str:

@@ -39,6 +39,17 @@ def _below_minimum(minimum: int) -> str:
     return f"must be at least {minimum}"
 
 
+_GO_BOOLS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+             **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False)}
+
+
+def parse_bool(text: str) -> bool:
+    """Go's strconv.ParseBool, which etcd's bool flags use."""
+    if text not in _GO_BOOLS:
+        raise BadValue("must be true or false")
+    return _GO_BOOLS[text]
+
+
 def parse_choice(text: str, choices: tuple[str, ...]) -> str:
     # Case-sensitive, as etcd's flags are.
     if text not in choices:
