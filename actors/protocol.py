@@ -10,7 +10,7 @@ state are durable (WAL actor) before any message that depends on them leaves; on
 committed, durable entries are applied, in log order; apply is idempotent (the applied
 index lives in the same LMDB transaction as the data).
 
-    network --PROPOSE/READ_INDEX/PEER/PEERS/TRANSFER/SNAPSHOT_STATUS--> raft
+    network --PROPOSE/PROPOSE_CONF_CHANGE/READ_INDEX/PEER/PEERS/TRANSFER/SNAPSHOT_STATUS--> raft
     network --DEFRAGMENT-->                                       apply
     raft    --SAVE/SAVE_SNAPSHOT-->                               wal
     wal     --STATE (at start), PERSISTED-->                      raft
@@ -21,6 +21,7 @@ index lives in the same LMDB transaction as the data).
     apply   --RESPONSES (defragment's answers)-->                 network
     raft    --SEND_SNAPSHOT/PEER_FRAMES/READ_STATES/DROPPED/STATUS--> network
     every actor --READY (once, at start), to-->                   supervisor
+    apply   --REMOVED (this member left the member table)-->      supervisor
 
 Raft messages between members do not pass through here: the raft actor sends and
 receives them on the peer transport itself (actors/raft/peers.py). Only snapshot
@@ -43,6 +44,12 @@ class Kind(str, enum.Enum):
     #   with a third element (True) is traced: the raft actor reports its stage times
     #   (TRACE).
     PROPOSE = "propose"
+    # network -> raft: a membership change a client asked for (MemberAdd...).
+    #   payload: [request_id: int, ConfChange.encode()]; its context carries the
+    #   request id (actors/apply/members.py), so the apply actor answers it in APPLIED
+    #   as it answers PROPOSE items. Refused (one change at a time, no leader...):
+    #   DROPPED.
+    PROPOSE_CONF_CHANGE = "propose_conf_change"
     # network -> raft: linearizable read requests (one awaited at a time per member:
     #   actors/network/requests.py). payload: [context: bytes, ...]
     READ_INDEX = "read_index"
@@ -123,7 +130,10 @@ class Kind(str, enum.Enum):
     DROPPED = "dropped"
     # raft -> network: the member's Raft status, on every change and every 100 ms.
     #   payload: [role: int, term: int, leader: int, commit: int, last_index: int,
-    #             applied: int, voters: [int], learners: [int]]
+    #             applied: int, voters: [int], learners: [int], progress]
+    #   progress, on the leader only ([] elsewhere): [[member_id, match, active: bool],
+    #   ...] for every member (etcd's raft Status.Progress: MemberPromote's readiness
+    #   and the strict reconfiguration checks read it).
     STATUS = "status"
     # apply -> network: the store's commit made every batch applied so far visible
     #   to other processes' reads. payload: [applied_index: int, revision: int]
@@ -145,6 +155,10 @@ class Kind(str, enum.Enum):
     # any actor -> supervisor, once its sockets are bound and its state loaded.
     #   payload: actor name
     READY = "ready"
+    # apply -> supervisor, once: the member table it applied says this member was
+    #   removed from the cluster (at start, or as it applies the change). The member
+    #   stops, exit status 0, as etcd's does. payload: actor name
+    REMOVED = "removed"
 
 
 def request_id_owner(request_id: int) -> int:

@@ -163,10 +163,13 @@ def build_parser(prog: str = "petcd") -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_VersionAction)
     groups = {g: parser.add_argument_group(f"{g} flags") for g in GROUPS}
     for flag in FLAGS:
-        extra = {"nargs": "?", "const": "true"} if flag.boolean else {}
-        groups[flag.group].add_argument(
-            f"--{flag.name}", dest=flag.name, metavar=_metavar(flag), help=_help(flag), **extra,
-        )
+        group = groups[flag.group]
+        if flag.boolean:
+            group.add_argument(f"--{flag.name}", dest=flag.name, metavar=_metavar(flag),
+                               help=_help(flag), nargs="?", const="true")
+        else:
+            group.add_argument(f"--{flag.name}", dest=flag.name, metavar=_metavar(flag),
+                               help=_help(flag))
     return parser
 
 

@@ -24,13 +24,14 @@ from petcd.actors.protocol import ACTORS, SUPERVISOR, Kind
 from petcd.actors.skeleton import EXIT_BAD_CONFIG
 from petcd.config import ids
 
-from . import actor_main
+from . import actor_main, bootstrap
 from .actor_main import ActorProcess
 from .rundir import RunDir, RunDirBusy
 
 START_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 10.0
-WATCH_INTERVAL_S = 0.1
+WATCH_INTERVAL_MS = 100
+REMOVED_GRACE_S = 1.0
 
 
 class Supervisor:
@@ -59,7 +60,22 @@ class Supervisor:
                            run_dir=str(self.ctx.run_dir))
             return 1
         with run_dir:
+            try:
+                self._identify()
+            except bootstrap.BootstrapError as err:
+                self.log.error("cannot start", error=str(err))
+                return err.status
+            except bootstrap.RemovedMember:
+                self.log.warning("the member has been permanently removed from the cluster")
+                return 0
             return self._run()
+
+    def _identify(self) -> None:
+        """The member and cluster IDs (restart, join or new cluster: bootstrap.py);
+        the log names the member by its final ID."""
+        ctx = self.ctx = bootstrap.member_context(self.ctx.settings, self.log)
+        s = ctx.settings
+        self.log = configure(s.log_level, s.log_format, ctx.name, ctx.member_id, SUPERVISOR)
 
     def _run(self) -> int:
         try:
@@ -72,7 +88,7 @@ class Supervisor:
             with Inbox.for_actor(self.ctx.run_dir, SUPERVISOR) as inbox:
                 status = self._await_ready(inbox)
                 if status is None:
-                    status = self._watch()
+                    status = self._watch(inbox)
         except BaseException:
             self._stop_all(None, status=1)  # no actor outlives a supervisor that failed
             raise
@@ -90,6 +106,8 @@ class Supervisor:
             for kind, payload in inbox.drain(16, 100):
                 if kind == Kind.READY:
                     pending.discard(payload)
+                elif kind == Kind.REMOVED:
+                    return self._removed()
             died = self._dead_actor()
             if died is not None or self.stopping:
                 return self._stop_all(died)
@@ -103,12 +121,22 @@ class Supervisor:
                       pids={n: p.pid for n, p in self.procs.items()})
         return None
 
-    def _watch(self) -> int:
+    def _watch(self, inbox: Inbox) -> int:
         while not self.stopping:
             died = self._dead_actor()
             if died is not None:
                 return self._stop_all(died)
-            time.sleep(WATCH_INTERVAL_S)
+            if any(kind == Kind.REMOVED for kind, _ in inbox.drain(16, WATCH_INTERVAL_MS)):
+                return self._removed()
+        return self._stop_all(None)
+
+    def _removed(self) -> int:
+        """etcd's words and exit status (0: systemd's Restart=on-failure leaves it
+        stopped). The answers in flight, e.g. to the MemberRemove itself, get
+        REMOVED_GRACE_S to leave first."""
+        self.log.warning("the member has been permanently removed from the cluster")
+        time.sleep(REMOVED_GRACE_S)
+        self.stopping = True  # an actor that stops first is not a failure now
         return self._stop_all(None)
 
     def _dead_actor(self) -> str | None:

@@ -41,6 +41,7 @@ class ConfChangeType(enum.IntEnum):
     ADD_VOTER = 0  # on a learner: promote it
     REMOVE = 1
     ADD_LEARNER = 2
+    UPDATE = 3  # new peer URLs for a member (in the context): the configuration stays
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ class ConfState:
         elif cc.type == ConfChangeType.ADD_LEARNER:
             if cc.node_id not in voters:  # demotion is not supported, as in etcd
                 learners.add(cc.node_id)
-        else:
+        elif cc.type == ConfChangeType.REMOVE:
             voters.discard(cc.node_id)
             learners.discard(cc.node_id)
         return ConfState(frozenset(voters), frozenset(learners))

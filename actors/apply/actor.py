@@ -56,7 +56,7 @@ from petcd.actors import failpoints, slow
 from petcd.actors.bus import codec
 from petcd.actors.member import MemberContext
 from petcd.actors.protocol import SUPERVISOR, Kind
-from petcd.actors.skeleton import (POLL_TIMEOUT_MS, Batch, Runtime, Stop,
+from petcd.actors.skeleton import (EXIT_BAD_CONFIG, POLL_TIMEOUT_MS, Batch, Runtime, Stop,
                                    run as run_actor, send_or_stop)
 from petcd.storage.mvcc import (Change, LeaseChange, MvccError, MvccStore, StoreCorruptError,
                                 history, lease_requests)
@@ -95,6 +95,7 @@ class ApplyActor:
         self.told_raft: int | None = None  # the durable index raft last heard
         self.told_raft_at = 0.0
         self.table: MemberTable = members.read_member_table(store)
+        self.told_removed = False  # REMOVED went to the supervisor
         self.commit_sleep_s = commit_sleep_ms / 1000  # failpoints.APPLY_COMMIT_SLEEP
         self.received_ns = 0  # when the batch in hand was taken from the inbox
         # The store's revision after the last batch applied (committed or not): what
@@ -121,9 +122,22 @@ class ApplyActor:
         self.log.info("store opened", applied_index=self.applied_index,
                       revision=self.revision,
                       members=[f"{m.member_id:x}" for m in self.table])
+        if len(self.table) and self.table.get(self.ctx.member_id) is None \
+                and not self.table.is_removed(self.ctx.member_id):
+            raise Stop("refusing to start: this member is not in the cluster's member table",
+                       EXIT_BAD_CONFIG, member=f"{self.ctx.member_id:x}",
+                       members=[f"{m.member_id:x}" for m in self.table])
         self._send_applied(now=True)  # raft waits for it to start, whatever the clock says
         self._send_visible()
         send_or_stop(self.outbox, SUPERVISOR, Kind.READY, NAME)
+        self._tell_if_removed()
+
+    def _tell_if_removed(self) -> None:
+        """The member table says this member was removed: the supervisor stops the
+        member (etcd exits once it applies its own removal, and at a restart)."""
+        if self.table.is_removed(self.ctx.member_id) and not self.told_removed:
+            self.told_removed = True
+            send_or_stop(self.outbox, SUPERVISOR, Kind.REMOVED, NAME)
 
     # -- the loop --------------------------------------------------------------------
 
@@ -194,6 +208,7 @@ class ApplyActor:
         self._warn_of_slow_applies(plan, results, took_s)
         for level, event, fields in plan.notes:
             getattr(self.log, level)(event, **fields)
+        self._tell_if_removed()
 
     def _warn_of_slow_applies(self, plan: batch.Plan, results: Sequence[Any],
                               took_s: Sequence[float]) -> None:
@@ -238,6 +253,7 @@ class ApplyActor:
                              conf=sorted(f"{m:x}" for m in meta.conf.members()))
         self.log.info("snapshot applied", index=meta.index, term=meta.term,
                       applied_index=self.applied_index, revision=self.revision)
+        self._tell_if_removed()
         self._send_applied(now=True)
         self._send_visible()
 

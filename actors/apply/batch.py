@@ -17,7 +17,9 @@ dropped here: replay after a crash applies nothing twice):
                                    anything else (auth, ...): not implemented
                                    yet; index only, the proposer gets UNIMPLEMENTED
     NORMAL, undecodable data       index only, logged (every member skips it alike)
-    CONF_CHANGE                    the member table changes, stored with the entry
+    CONF_CHANGE                    the member table changes, stored with the entry;
+                                   a client's change (request id in the context) is
+                                   answered with the table after it (members.encode)
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class LogGapError(Exception):
 class Handling(enum.Enum):
     STORE = "store"  # the response is the store's result
     MEMBER_ATTR = "member_attr"  # an empty success once applied
+    CONF_CHANGE = "conf_change"  # the member table after the change (members.encode)
     UNSUPPORTED = "unsupported"  # refused with UNIMPLEMENTED
 
 
@@ -102,7 +105,7 @@ def plan_batch(entries: Sequence[Entry], applied_index: int, table: MemberTable,
                               "entries in between are missing")
         expected += 1
         if entry.type == EntryType.CONF_CHANGE:
-            _plan_conf_change(plan, entry)
+            _plan_conf_change(plan, entry, prefix)
         elif not entry.data:
             plan.store_entries.append(ApplyEntry(entry.index, entry.term, None))
         else:
@@ -110,10 +113,14 @@ def plan_batch(entries: Sequence[Entry], applied_index: int, table: MemberTable,
     return plan
 
 
-def _plan_conf_change(plan: Plan, entry: Entry) -> None:
+def _plan_conf_change(plan: Plan, entry: Entry, prefix: int) -> None:
     cc = ConfChange.decode(entry.data)
     try:
         table = plan.table.apply_conf_change(cc)
+        request_id = members.decode_context(cc.context).request_id
+        if request_id and request_id_owner(request_id) == prefix:
+            plan.pending.append(Pending(len(plan.store_entries), request_id, entry.term,
+                                        Handling.CONF_CHANGE, cc.type.name))
     except MemberTableError as err:
         # Raft applied the change regardless; keep the member, without name or URLs.
         plan.notes.append(("warning", "conf change context unreadable",
@@ -179,6 +186,8 @@ def responses(plan: Plan, results: Sequence[Any], cluster_id: int,
         elif p.handling is Handling.UNSUPPORTED:
             out.append([p.request_id, False,
                         [UNIMPLEMENTED, f"petcd: {p.what} is not supported yet"]])
+        elif p.handling is Handling.CONF_CHANGE:
+            out.append([p.request_id, True, plan.store_entries[p.position].conf_state])
         elif p.handling is Handling.MEMBER_ATTR or result is None:
             out.append([p.request_id, True, b""])
         else:

@@ -10,12 +10,15 @@ is identical on every member:
     CONF_CHANGE ADD_LEARNER   new id: add a learner        existing id: no change
                               (no demotion, as in ConfState.apply and etcd)
     CONF_CHANGE REMOVE        drop the member, remember its id as removed
+    CONF_CHANGE UPDATE        a member's new peer URLs (MemberUpdate); unknown id: no change
     InternalRaftRequest.cluster_member_attr_set
                               a started member publishes its name and client URLs
 
-A conf change's context is msgpack `[name, [peer_url, ...]]` (actors/raft/bootstrap
-and the network actor's MemberAdd); an empty context adds a member with no name and
-no URLs, as a member added before it has published anything.
+A conf change's context is msgpack `[name, [peer_url, ...]]` (actors/raft/bootstrap),
+or `[name, [peer_url, ...], request_id]` when a client asked for the change (the
+network actor's MemberAdd/Remove/Update/Promote): the member that proposed it answers
+the client once it is applied. An empty context adds a member with no name and no
+URLs, as a member added before it has published anything.
 
 The apply actor stores the encoded table in the store's `conf_state` blob in the same
 LMDB transaction as the entry that changed it, so it survives restarts and travels
@@ -111,13 +114,18 @@ class MemberTable:
             if current is None:
                 return self
             return self._with(self._others(cc.node_id), self.removed | {cc.node_id})
+        if cc.type == ConfChangeType.UPDATE:
+            if current is None:
+                return self
+            moved = replace(current, peer_urls=decode_context(cc.context).peer_urls)
+            return self._with([*self._others(cc.node_id), moved], self.removed)
         if current is not None:
             if cc.type == ConfChangeType.ADD_VOTER and current.is_learner:
                 promoted = replace(current, is_learner=False)
                 return self._with([*self._others(cc.node_id), promoted], self.removed)
             return self  # re-adding a member, or demoting a voter: no change
-        name, peer_urls = decode_context(cc.context)
-        added = Member(cc.node_id, name, peer_urls, (),
+        context = decode_context(cc.context)
+        added = Member(cc.node_id, context.name, context.peer_urls, (),
                        is_learner=cc.type == ConfChangeType.ADD_LEARNER)
         # Raft applied the change whatever the table said, so the table follows it even
         # for an id once removed (the network actor refuses such a MemberAdd upfront).
@@ -135,21 +143,33 @@ class MemberTable:
 
 # -- conf change context --------------------------------------------------------------
 
-def encode_context(name: str, peer_urls: Sequence[str]) -> bytes:
-    """What a conf change adding a member carries: msgpack [name, [peer_url...]]."""
-    data: bytes = msgpack.packb([name, list(peer_urls)], use_bin_type=True)
+@dataclass(frozen=True, slots=True)
+class ChangeContext:
+    name: str = ""
+    peer_urls: tuple[str, ...] = ()
+    request_id: int = 0  # the client request to answer once applied; 0: none
+
+
+def encode_context(name: str, peer_urls: Sequence[str], request_id: int = 0) -> bytes:
+    """What a conf change carries: msgpack [name, [peer_url...]] (+ request_id)."""
+    fields: list[Any] = [name, list(peer_urls)]
+    if request_id:
+        fields.append(request_id)
+    data: bytes = msgpack.packb(fields, use_bin_type=True)
     return data
 
 
-def decode_context(context: bytes) -> tuple[str, tuple[str, ...]]:
-    """(name, peer URLs) of a conf change context; ("", ()) for an empty one."""
+def decode_context(context: bytes) -> ChangeContext:
+    """The context of a conf change; the empty one for empty bytes."""
     if not context:
-        return "", ()
+        return ChangeContext()
     try:
-        name, peer_urls = msgpack.unpackb(context, raw=False)
-        if not isinstance(name, str) or not all(isinstance(u, str) for u in peer_urls):
-            raise TypeError("name and peer URLs must be strings")
-        return name, tuple(peer_urls)
+        name, peer_urls, *rest = msgpack.unpackb(context, raw=False)
+        request_id = rest[0] if rest else 0
+        if (not isinstance(name, str) or not all(isinstance(u, str) for u in peer_urls)
+                or type(request_id) is not int or len(rest) > 1):
+            raise TypeError("name and peer URLs must be strings, the request id an int")
+        return ChangeContext(name, tuple(peer_urls), request_id)
     except (ValueError, TypeError, msgpack.exceptions.UnpackException) as err:
         raise MemberTableError(f"malformed conf change context: {err!r}") from err
 

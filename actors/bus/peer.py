@@ -11,7 +11,8 @@ the raft actor's for Raft messages, the network actor's for snapshot streams. A
 DEALER's identity is its member id (8 bytes, big-endian) and its channel (1 byte), so
 the receiving ROUTER knows who sent each frame without trusting the payload, and the
 two channels of one member are two connections, neither taking over the other's.
-Traffic in each direction has its own connections; the ROUTER never sends.
+Traffic in each direction has its own connections; the ROUTER sends only one kind of
+frame, the answer to a starting member's JOIN_QUERY.
 
 A frame is one envelope, `[kind, payload]` (see envelope.py); for Raft traffic the
 payload is every message for that destination from one Ready, as codec arrays
@@ -73,6 +74,12 @@ class Channel(enum.IntEnum):
     """Which process of a member a DEALER belongs to."""
     RAFT = 0
     SNAPSHOT = 1
+    # A member starting up (nodes/join.py), under a random id, asks who is in the
+    # cluster: the only traffic a ROUTER answers (`PeerTransport.reply`).
+    JOIN = 2
+
+
+JOIN_QUERY, JOIN_ANSWER = "members?", "members"
 
 
 _CHANNELS = frozenset(Channel)
@@ -279,6 +286,16 @@ class PeerTransport(PeerDealers):
         except EnvelopeError:
             return None
         return src, kind, payload
+
+    def reply(self, member_id: int, channel: Channel, kind: str, payload: Any) -> bool:
+        """Answer the DEALER (member_id, channel) on its own connection, without
+        waiting; False if it is gone or its queue is full."""
+        try:
+            self.router.send_multipart([identity(member_id, channel),
+                                        pack_envelope(kind, payload)], zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
 
     def close(self) -> None:
         super().close()

@@ -100,6 +100,18 @@ NOT_CAPABLE = _e(Code.FAILED_PRECONDITION, "etcdserver: not capable")
 NOT_LEADER = _e(Code.FAILED_PRECONDITION, "etcdserver: not leader")
 BAD_LEADER_TRANSFEREE = _e(Code.FAILED_PRECONDITION, "etcdserver: bad leader transferee")
 LEASE_NOT_FOUND = _e(Code.NOT_FOUND, "etcdserver: requested lease not found")
+UNHEALTHY = _e(Code.UNAVAILABLE, "etcdserver: unhealthy cluster")
+# Membership (etcd's rpctypes; membership.ErrIDRemoved answers MEMBER_NOT_FOUND too).
+MEMBER_EXIST = _e(Code.FAILED_PRECONDITION, "etcdserver: member ID already exist")
+PEER_URL_EXIST = _e(Code.FAILED_PRECONDITION, "etcdserver: Peer URLs already exists")
+MEMBER_NOT_ENOUGH_STARTED = _e(Code.FAILED_PRECONDITION, "etcdserver: re-configuration "
+                               "failed due to not enough started members")
+MEMBER_BAD_URLS = _e(Code.INVALID_ARGUMENT, "etcdserver: given member URLs are invalid")
+MEMBER_NOT_FOUND = _e(Code.NOT_FOUND, "etcdserver: member not found")
+MEMBER_NOT_LEARNER = _e(Code.FAILED_PRECONDITION, "etcdserver: can only promote a learner member")
+LEARNER_NOT_READY = _e(Code.FAILED_PRECONDITION, "etcdserver: can only promote a learner "
+                       "member which is in sync with leader")
+TOO_MANY_LEARNERS = _e(Code.FAILED_PRECONDITION, "etcdserver: too many learner members in cluster")
 # etcdserver.ErrTimeoutLeaderTransfer has no gRPC mapping in v3rpc (togRPCError), so
 # clients see it with code Unknown.
 TIMEOUT_LEADER_TRANSFER = _e(Code.UNKNOWN,
@@ -113,6 +125,8 @@ _DROPPED: dict[str, EtcdError] = {
     "leader transfer in progress": LEADER_CHANGED,
     "too many pending reads": TOO_MANY_REQUESTS,
     "this member was removed from the cluster": STOPPED,
+    # etcd's raft turns such a change into an empty entry, and its proposer times out.
+    "a configuration change is already pending": TIMEOUT,
 }
 
 

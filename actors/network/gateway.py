@@ -1,7 +1,7 @@
 """The HTTP face of the client API: etcd v3.5's JSON gateway, /health and /version.
 
     POST /v3/kv/range | put | deleterange | txn | compaction
-    POST /v3/maintenance/status        POST /v3/cluster/member/list
+    POST /v3/maintenance/status        POST /v3/cluster/member/list|add|remove|update|promote
     POST /v3/maintenance/transfer-leadership
     POST /v3/maintenance/hash | hashkv | alarm | defragment | snapshot (a stream)
     POST /v3/watch, /v3/lease/keepalive (both ways a stream)
@@ -73,6 +73,10 @@ ROUTES: dict[str, tuple[type[Message], Handler]] = {
     "/v3/maintenance/alarm": (pb.AlarmRequest, Server.alarm),
     "/v3/maintenance/defragment": (pb.DefragmentRequest, Server.defragment),
     "/v3/cluster/member/list": (pb.MemberListRequest, Server.member_list),
+    "/v3/cluster/member/add": (pb.MemberAddRequest, Server.member_add),
+    "/v3/cluster/member/remove": (pb.MemberRemoveRequest, Server.member_remove),
+    "/v3/cluster/member/update": (pb.MemberUpdateRequest, Server.member_update),
+    "/v3/cluster/member/promote": (pb.MemberPromoteRequest, Server.member_promote),
     "/v3/lease/grant": (pb.LeaseGrantRequest, Server.lease_grant),
     "/v3/lease/revoke": (pb.LeaseRevokeRequest, Server.lease_revoke),
     "/v3/kv/lease/revoke": (pb.LeaseRevokeRequest, Server.lease_revoke),
@@ -97,9 +101,6 @@ STREAMS: dict[str, tuple[type[Message], Callable[[Server, Any], AsyncIterator[Me
 
 # etcd v3.5's other gateway paths, by the gRPC method behind each.
 NOT_YET: dict[str, str] = {
-    "/v3/cluster/member/add": "MemberAdd", "/v3/cluster/member/remove": "MemberRemove",
-    "/v3/cluster/member/update": "MemberUpdate",
-    "/v3/cluster/member/promote": "MemberPromote",
     "/v3/maintenance/downgrade": "Downgrade",
     "/v3/auth/enable": "AuthEnable", "/v3/auth/disable": "AuthDisable",
     "/v3/auth/status": "AuthStatus", "/v3/auth/authenticate": "Authenticate",

@@ -1,6 +1,7 @@
 """Requests only the leader can answer, forwarded to it by any other member: lease
-keep-alives and time-to-live (etcd forwards them over the leader's peer URL; petcd
-calls the leader's gRPC server, on its published client URL).
+keep-alives and time-to-live, membership changes (etcd forwards the ones it forwards
+over the leader's peer URL; petcd calls the leader's gRPC server, on its published
+client URL).
 
 Keep-alives share one stream to the leader (`_Forward`) on petcd's own method
 FORWARD_METHOD: each message is a batch, the lease ids (msgpack) of every keep-alive
@@ -23,6 +24,7 @@ from typing import Any
 
 import grpc
 import msgpack
+from google.protobuf.message import Message
 
 from petcd.actors.apply import members as member_table
 from petcd.actors.member import MemberContext
@@ -37,9 +39,9 @@ MAX_BATCH = 1000  # keep-alives in one forwarded message
 RETRY_S = 0.1  # how often the leader is looked at, and the pause before asking again
 FORWARD_SERVICE, FORWARD_NAME = "petcd.internal.Leader", "KeepAlives"
 FORWARD_METHOD = f"/{FORWARD_SERVICE}/{FORWARD_NAME}"
-# Called on the channel, not through rpc_pb2_grpc's LeaseStub: that generated module
-# (every service's stubs, servicers and experimental helpers) was imported for this
-# call alone; 0.6 MiB in an interpreter that has the network actor's other modules.
+# Called on the channel, not through rpc_pb2_grpc's stubs: that generated module
+# (every service's stubs, servicers and experimental helpers) was imported for these
+# calls alone; 0.6 MiB in an interpreter that has the network actor's other modules.
 TIME_TO_LIVE_METHOD = "/etcdserverpb.Lease/LeaseTimeToLive"
 _INT64 = range(-(1 << 63), 1 << 63)
 
@@ -59,12 +61,6 @@ def unpack_ids(data: bytes) -> list[int]:
             or not all(type(v) is int and v in _INT64 for v in values)):
         raise ValueError(f"not a batch of 1-{MAX_BATCH} int64s")
     return values
-
-
-def _time_to_live(channel: grpc.aio.Channel) -> grpc.aio.UnaryUnaryMultiCallable:
-    return channel.unary_unary(
-        TIME_TO_LIVE_METHOD, request_serializer=pb.LeaseTimeToLiveRequest.SerializeToString,
-        response_deserializer=pb.LeaseTimeToLiveResponse.FromString)
 
 
 class _LeaderMoved(Exception):
@@ -189,17 +185,34 @@ class LeaderLink:
 
     async def time_to_live(self, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
         """The leader's answer, asked again of a new leader as keep-alives are."""
+        resp: pb.LeaseTimeToLiveResponse = await self.call(
+            TIME_TO_LIVE_METHOD, r, pb.LeaseTimeToLiveResponse)
+        return resp
+
+    async def call(self, method: str, request: Message, response_class: type[Message]) -> Any:
+        """The leader's answer to a unary call ("/etcdserverpb.Cluster/MemberAdd"...),
+        its header cleared for the caller to fill. Asked again of the next leader when
+        the leader changes or is unavailable; the leader's other errors are the
+        caller's (as EtcdError)."""
         try:
             async with asyncio.timeout(self.timeout_s):
                 while True:
                     leader = self.tracker.status.leader
                     channel = await self._leader_channel()
-                    call = asyncio.ensure_future(_time_to_live(channel)(r))
+                    call = asyncio.ensure_future(channel.unary_unary(
+                        method, request_serializer=type(request).SerializeToString,
+                        response_deserializer=response_class.FromString)(request))
                     while not call.done() and self.tracker.status.leader == leader:
                         await asyncio.wait([call], timeout=RETRY_S)
-                    if call.done() and call.exception() is None:
-                        resp: pb.LeaseTimeToLiveResponse = call.result()
-                        break
+                    if call.done():
+                        err = call.exception()
+                        if err is None:
+                            resp = call.result()
+                            break
+                        if isinstance(err, grpc.aio.AioRpcError) and \
+                                err.code() != grpc.StatusCode.UNAVAILABLE:
+                            raise errors.EtcdError(errors.Code(err.code().value[0]),
+                                                   err.details() or "")
                     call.cancel()
                     await asyncio.sleep(RETRY_S)
         except TimeoutError:

@@ -277,6 +277,20 @@ class RaftClient:
             if traced is not None:
                 self.tracker.traces.forget(request_id)
 
+    async def propose_conf_change(self, request_id: int, data: bytes) -> Answer:
+        """Propose one membership change (ConfChange bytes whose context carries
+        `request_id`) and wait, as `propose` does, for the member table after it."""
+        fut = self.tracker.add_proposal(request_id)
+        try:
+            if not self._send(Kind.PROPOSE_CONF_CHANGE.value, [request_id, data]):
+                raise errors.copy(errors.TOO_MANY_REQUESTS)
+            async with asyncio.timeout(self.timeout_s):
+                return await fut
+        except TimeoutError:
+            raise errors.copy(errors.TIMEOUT) from None
+        finally:
+            self.tracker.forget_proposal(request_id)
+
     async def read_barrier(self) -> int:
         """etcd's linearizableReadNotify: returns once this member has applied
         everything committed when the call began; the index read at."""

@@ -56,6 +56,7 @@ from .local import LocalStore
 from .requests import RaftClient, Tracker
 from .coordination import Coordination
 from .leasing import Leasing
+from .membership import Membership
 from .watch import WatchHub
 
 SERVER_VERSION = "3.5.0"  # the etcd API petcd speaks
@@ -67,6 +68,8 @@ R = TypeVar("R", pb.PutResponse, pb.DeleteRangeResponse, pb.TxnResponse,
             pb.CompactionResponse, pb.AlarmResponse, pb.LeaseGrantResponse,
             pb.LeaseRevokeResponse)
 T = TypeVar("T")
+M = TypeVar("M", pb.MemberAddResponse, pb.MemberRemoveResponse, pb.MemberUpdateResponse,
+            pb.MemberPromoteResponse)
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 DB_SIZE_TTL_S = 0.1  # etcd's backend batch interval: how stale its Size() may be
 _NO_SPACE = errors.from_mvcc(MvccError(NO_SPACE))  # a template: raise copies
@@ -115,6 +118,7 @@ class Server:
             has_leader=lambda: tracker.status.has_leader, log=log)
         self.leasing = Leasing(ctx, tracker, raft, store, self._propose_raw, log)
         self.coordination = Coordination(self)  # v3lock and v3election
+        self.membership = Membership(ctx, tracker, raft, store, self.leasing.leader, log)
 
     # -- KV -------------------------------------------------------------------------
 
@@ -377,6 +381,22 @@ class Server:
         else:
             resp.members.extend(self._initial_members())
         self._fill(resp.header, with_revision=False)
+        return resp
+
+    async def member_add(self, r: pb.MemberAddRequest) -> pb.MemberAddResponse:
+        return self._member_header(await self.membership.add(r))
+
+    async def member_remove(self, r: pb.MemberRemoveRequest) -> pb.MemberRemoveResponse:
+        return self._member_header(await self.membership.remove(r))
+
+    async def member_update(self, r: pb.MemberUpdateRequest) -> pb.MemberUpdateResponse:
+        return self._member_header(await self.membership.update(r))
+
+    async def member_promote(self, r: pb.MemberPromoteRequest) -> pb.MemberPromoteResponse:
+        return self._member_header(await self.membership.promote(r))
+
+    def _member_header(self, resp: M) -> M:
+        self._fill(resp.header, with_revision=False)  # etcd's ClusterServer.header()
         return resp
 
     def _initial_members(self) -> list[pb.Member]:

@@ -43,12 +43,15 @@ from .heartbeats import LATE_HEARTBEAT, HeartbeatWatch
 from .peers import ListenError, RaftPeers, listen
 from .pipeline import Actions, WritePipeline
 from .tracing import RaftTraces
-from .types import Message, PersistedState, ProposalDropped, SoftState
+from petcd.storage.raftstate import ConfChange
+
+from .types import Message, PersistedState, ProposalDropped, Role, SoftState
 
 NAME = "raft"
 START_TIMEOUT_S = 300.0  # replaying a large WAL or opening a large store takes a while
 STATUS_EVERY_S = 0.1
 MAX_BATCH_MSGS = 4096
+ACTIVE_WITHIN_S = 5.0  # etcd's HealthInterval: a peer heard from this recently is active
 
 
 def run(ctx: MemberContext) -> int:
@@ -78,9 +81,11 @@ class RaftActor:
         self.snapshot_index = 0
         self.soft = SoftState()
         self.status_at = 0.0
+        self.heard_at: dict[int, float] = {}  # member id -> when a message last came
         self._handlers: dict[str, Callable[[Any], None]] = {
             Kind.PEER: self._on_peer, Kind.PEERS: self._on_peers,
             Kind.PROPOSE: self._on_propose,
+            Kind.PROPOSE_CONF_CHANGE: self._on_propose_conf_change,
             Kind.READ_INDEX: self._on_read_index, Kind.PERSISTED: self._on_persisted,
             Kind.APPLIED: self._on_applied, Kind.TRANSFER: self._on_transfer,
             Kind.SNAPSHOT_STATUS: self._on_snapshot_status,
@@ -95,7 +100,11 @@ class RaftActor:
             raise Stop("raft actor cannot start", error=str(err)) from err
         transport.connect_urls((p.member_id, p.peer_urls) for p in ctx.initial_peers)
         runtime.log.info("listening for peers", address=transport.listen_address)
-        return cls(runtime, RaftPeers(ctx.member_id, transport))
+        peers = RaftPeers(ctx.member_id, transport)
+        if ctx.initial_peers:
+            peers.cluster_answer = [ctx.cluster_id, [[p.member_id, list(p.peer_urls)]
+                                                     for p in ctx.initial_peers], []]
+        return cls(runtime, peers)
 
     @property
     def started_core(self) -> RaftCore:
@@ -158,11 +167,12 @@ class RaftActor:
                 handler(payload)
         messages, others = self.peers.receive(self.peers.transport.take(MAX_BATCH_MSGS))
         core = self.started_core
+        now = self.clock()
         for m in messages:
+            self.heard_at[m.src] = now
             core.step(m)
         if others:
             self._offer(Kind.PEER_FRAMES, others)
-        now = self.clock()
         if now >= self.next_tick:
             core.tick()
             # One tick per interval; after a stall, do not replay missed ticks in a burst.
@@ -254,6 +264,7 @@ class RaftActor:
 
     def _on_peers(self, payload: Any) -> None:
         table, removed = payload
+        self.peers.cluster_answer = [self.ctx.cluster_id, table, removed]
         transport = self.peers.transport
         for member_id, error in transport.connect_urls(table).items():
             self.log.error("cannot reach member", peer=f"{member_id:x}", error=error)
@@ -273,6 +284,13 @@ class RaftActor:
                 dropped.append([request_id, str(err)])
         if dropped:
             send_or_stop(self.outbox, "network", Kind.DROPPED, dropped)
+
+    def _on_propose_conf_change(self, payload: Any) -> None:
+        request_id, data = payload
+        try:
+            self.started_core.propose_conf_change(ConfChange.decode(data))
+        except ProposalDropped as err:
+            send_or_stop(self.outbox, "network", Kind.DROPPED, [[request_id, str(err)]])
 
     def _on_read_index(self, payload: Any) -> None:
         core = self.started_core
@@ -330,7 +348,19 @@ class RaftActor:
         self.status_at = self.clock()
         self._offer(Kind.STATUS, [
             int(core.role), core.term, core.lead, core.log.committed, core.log.last_index,
-            self.sm_applied, sorted(core.conf.voters), sorted(core.conf.learners)])
+            self.sm_applied, sorted(core.conf.voters), sorted(core.conf.learners),
+            self._progress(core)])
+
+    def _progress(self, core: RaftCore) -> list[list[Any]]:
+        """STATUS's progress: on the leader, each member's match and whether it was
+        heard from within ACTIVE_WITHIN_S (etcd's transport.ActiveSince, which its
+        strict reconfiguration check reads)."""
+        if core.role != Role.LEADER:
+            return []
+        now = self.clock()
+        return [[node, pr.match,
+                 node == self.ctx.member_id or now - self.heard_at.get(node, -1e9) < ACTIVE_WITHIN_S]
+                for node, pr in sorted(core.prs.items())]
 
     def _offer(self, kind: Kind, payload: Any) -> bool:
         """Send to the network actor without waiting, for what may be lost: snapshot

@@ -6,7 +6,8 @@ a peer that is down, slow or unknown costs a counted drop, and Raft resends. A S
 message does not travel here: its snapshot is the LMDB store, which the network actor
 streams (actors/network/snapshots.py), so `send` hands SNAPs back to the caller.
 
-In: frames drained from this member's ROUTER. A "raft" frame is checked (decodable
+In: frames drained from this member's ROUTER. A JOIN_QUERY from a starting member is
+answered at once with the cluster's members (nodes/join.py). A "raft" frame is checked (decodable
 messages, addressed to this member, sent by the member the connection belongs to) and
 its messages come back to be stepped; any other frame belongs to a snapshot stream
 (sent by a peer's network actor) and comes back to be handed to ours, which checks
@@ -30,7 +31,7 @@ import zmq
 
 from petcd.actors.bus.addresses import peer_address
 from petcd.actors.bus.codec import CodecError, messages_from_wire
-from petcd.actors.bus.peer import PeerTransport
+from petcd.actors.bus.peer import JOIN_ANSWER, JOIN_QUERY, Channel, PeerTransport
 from petcd.actors.raft.types import Message, MessageType
 
 FRAME_KIND = "raft"  # the envelope kind of Raft traffic between members
@@ -61,6 +62,9 @@ class RaftPeers:
         self.member_id = member_id
         self.transport = transport
         self.dropped: Counter[str] = Counter()  # incoming messages refused, by reason
+        # What a starting member asking JOIN_QUERY is told (nodes/join.py):
+        # [cluster_id, [[member_id, [peer_url...]], ...], [removed_id...]]
+        self.cluster_answer: list[Any] = []
 
     def send(self, messages: Iterable[Message]) -> list[Message]:
         """Send every message but SNAPs, one frame per destination; the SNAPs."""
@@ -79,6 +83,10 @@ class RaftPeers:
         accepted: list[Message] = []
         others: list[list[Any]] = []
         for src, kind, payload in frames:
+            if kind == JOIN_QUERY:
+                if self.cluster_answer:
+                    self.transport.reply(src, Channel.JOIN, JOIN_ANSWER, self.cluster_answer)
+                continue
             if kind != FRAME_KIND:
                 others.append([src, kind, payload])
                 continue

@@ -16,6 +16,7 @@ from petcd.storage.wal.reader import TailRepair, WalContents
 from petcd.storage.wal.wal import (
     DEFAULT_SEGMENT_SIZE_BYTES,
     Wal,
+    read_metadata,
     read_valid_snapshots,
     wal_exists,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "WalContents",
     "WalCorruptError",
     "WalError",
+    "read_metadata",
     "read_valid_snapshots",
     "wal_exists",
 ]

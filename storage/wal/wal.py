@@ -16,7 +16,7 @@ from types import TracebackType
 
 from petcd.storage.raftstate import Entry, HardState, SnapshotMeta
 from petcd.storage.wal import format as fmt
-from petcd.storage.wal.errors import WalError
+from petcd.storage.wal.errors import WalCorruptError, WalError
 from petcd.storage.wal.format import RecordType
 from petcd.storage.wal.reader import (
     ReadResult,
@@ -25,7 +25,7 @@ from petcd.storage.wal.reader import (
     segments_to_read,
     valid_snapshots,
 )
-from petcd.storage.wal.scan import HEADER_TYPES
+from petcd.storage.wal.scan import HEADER_TYPES, parse_frame
 from petcd.storage.wal.segment import (
     SegmentName,
     create_segment,
@@ -37,6 +37,7 @@ from petcd.storage.wal.segment import (
 
 DEFAULT_SEGMENT_SIZE_BYTES = 64 * 1024 * 1024  # etcd's SegmentSizeBytes
 MIN_SEGMENT_SIZE_BYTES = 4096
+HEADER_READ_BYTES = 4096  # a segment header (crc, metadata, hard state) fits in it
 
 
 def wal_exists(wal_dir: Path | str) -> bool:
@@ -49,6 +50,22 @@ def read_valid_snapshots(wal_dir: Path | str) -> tuple[SnapshotMeta, ...]:
     """The snapshot markers a member may restart from (see reader.valid_snapshots)."""
     wal_dir = Path(wal_dir)
     return valid_snapshots(wal_dir, list_segments(wal_dir))
+
+
+def read_metadata(wal_dir: Path | str) -> bytes:
+    """The metadata in the header of the WAL's newest segment (what the member and
+    cluster are), without reading the log. WalCorruptError if the header is damaged."""
+    wal_dir = Path(wal_dir)
+    path = wal_dir / list_segments(wal_dir)[-1].file_name
+    with open(path, "rb") as f:
+        buf = f.read(HEADER_READ_BYTES)
+    offset, payload = 0, memoryview(b"")
+    for expected in (RecordType.CRC, RecordType.METADATA):
+        frame = parse_frame(buf, offset)
+        if isinstance(frame, str) or frame.record_type != expected:
+            raise WalCorruptError(path, offset, f"segment header has no {expected.name} record")
+        offset, payload = frame.next_offset_bytes, frame.payload
+    return fmt.decode_metadata(payload)
 
 
 def encode_header(crc: int, metadata: bytes, hard_state: HardState) -> tuple[bytes, int]:

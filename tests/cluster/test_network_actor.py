@@ -109,7 +109,7 @@ class FakeRaft:
 
     def status(self, leader: int, voters: list[int], learners: tuple[int, ...] = ()) -> None:
         self.send(Kind.STATUS, [int(Role.LEADER), TERM, leader, self.index, self.index,
-                                self.index, voters, list(learners)])
+                                self.index, voters, list(learners), []])
 
     def applied(self, replies: list[Any] | None = None) -> None:
         # No changes list: the watchers (not tested here) catch up from the store.

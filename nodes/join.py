@@ -1,0 +1,97 @@
+"""Asking a running cluster who is in it, over the peer URLs (etcd's GET /members on
+a peer URL, which a member joining with --initial-cluster-state existing makes).
+
+The supervisor asks before it forks any actor: it opens a ZeroMQ DEALER under a random
+id on the JOIN channel to each peer URL it was given, sends JOIN_QUERY, and takes the
+first answer (a member's raft actor answers from the member table it follows,
+actors/raft/peers.py). Its own ZeroMQ context is terminated before it returns: the
+actors are forked after this, and must not inherit a context's threads.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from petcd.actors.bus.addresses import peer_address
+from petcd.actors.bus.envelope import EnvelopeError, pack_envelope, unpack_envelope
+from petcd.actors.bus.peer import JOIN_ANSWER, JOIN_QUERY, Channel, identity
+
+ASK_AGAIN_S = 0.5  # a member may be starting: ask every peer again this often
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """What a running member says the cluster is."""
+
+    cluster_id: int
+    members: tuple[tuple[int, tuple[str, ...]], ...]  # (member id, peer URLs)
+    removed: frozenset[int]
+
+    def member_with_urls(self, urls: Sequence[str]) -> int | None:
+        """The id of the member whose peer URLs are exactly these."""
+        wanted = sorted(urls)
+        return next((m for m, us in self.members if sorted(us) == wanted), None)
+
+
+def ask_members(peer_urls: Sequence[str], timeout_s: float) -> ClusterView | None:
+    """The first answer of any member at these peer URLs within `timeout_s`; None if
+    none answered (all down, or not petcd members)."""
+    if not peer_urls:
+        return None
+    context: zmq.Context[Any] = zmq.Context()
+    try:
+        sockets = [_dealer(context, url) for url in peer_urls]
+        poller = zmq.Poller()
+        for sock in sockets:
+            poller.register(sock, zmq.POLLIN)
+        deadline = time.monotonic() + timeout_s
+        asked_at = -ASK_AGAIN_S
+        while (now := time.monotonic()) < deadline:
+            if now - asked_at >= ASK_AGAIN_S:
+                asked_at = now
+                for sock in sockets:
+                    _send(sock)
+            wait_ms = max(1, int(1000 * min(deadline - now, ASK_AGAIN_S)))
+            for sock, _ in poller.poll(wait_ms):
+                view = _read(sock)
+                if view is not None:
+                    return view
+        return None
+    finally:
+        context.destroy(linger=0)
+
+
+def _dealer(context: zmq.Context[Any], url: str) -> zmq.Socket[bytes]:
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, identity(random.randrange(1, 2**63), Channel.JOIN))
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.IMMEDIATE, 1)  # nothing queues for a peer that is not there
+    sock.setsockopt(zmq.IPV6, 1)
+    sock.connect(peer_address(url))
+    return sock
+
+
+def _send(sock: zmq.Socket[bytes]) -> None:
+    try:
+        sock.send(pack_envelope(JOIN_QUERY, None), zmq.NOBLOCK)
+    except zmq.Again:
+        pass  # not connected yet: asked again later
+
+
+def _read(sock: zmq.Socket[bytes]) -> ClusterView | None:
+    try:
+        kind, payload = unpack_envelope(sock.recv(zmq.NOBLOCK), strict_map_key=True)
+        if kind != JOIN_ANSWER:
+            return None
+        cluster_id, members, removed = payload
+        return ClusterView(int(cluster_id),
+                           tuple((int(m), tuple(str(u) for u in urls)) for m, urls in members),
+                           frozenset(int(r) for r in removed))
+    except (zmq.Again, EnvelopeError, ValueError, TypeError):
+        return None  # not an answer we can use: wait for another
