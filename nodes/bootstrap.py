@@ -85,12 +85,13 @@ def _restarting(ctx: MemberContext, log: Any) -> MemberContext:
 def _joining(ctx: MemberContext, log: Any) -> MemberContext:
     s = ctx.settings
     others = _other_peer_urls(s)
-    view = ask_members(others, JOIN_TIMEOUT_S) if others else None
+    mine = [str(u) for u in s.initial_advertise_peer_urls]
+    view = ask_members(others, JOIN_TIMEOUT_S,
+                       accept=lambda v: v.member_with_urls(mine) is not None)
     if view is None:
         raise BootstrapError("cannot fetch cluster info from peer urls: could not retrieve "
                              "cluster information from the given URLs")
     _check_matches(s, view)
-    mine = [str(u) for u in s.initial_advertise_peer_urls]
     member_id = view.member_with_urls(mine)
     assert member_id is not None, "checked by _check_matches"
     names = {tuple(sorted(str(u) for u in m.peer_urls)): m.name for m in s.initial_cluster}

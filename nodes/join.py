@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +39,12 @@ class ClusterView:
         return next((m for m, us in self.members if sorted(us) == wanted), None)
 
 
-def ask_members(peer_urls: Sequence[str], timeout_s: float) -> ClusterView | None:
-    """The first answer of any member at these peer URLs within `timeout_s`; None if
-    none answered (all down, or not petcd members)."""
+def ask_members(peer_urls: Sequence[str], timeout_s: float,
+                accept: Callable[[ClusterView], bool] = lambda view: True) -> ClusterView | None:
+    """The first answer of any member at these peer URLs within `timeout_s` that
+    `accept`s (a member that has not applied the latest MemberAdd yet answers without
+    it: ask again); at the deadline the last answer, None if none answered (all down,
+    or not petcd members)."""
     if not peer_urls:
         return None
     context: zmq.Context[Any] = zmq.Context()
@@ -52,6 +55,7 @@ def ask_members(peer_urls: Sequence[str], timeout_s: float) -> ClusterView | Non
             poller.register(sock, zmq.POLLIN)
         deadline = time.monotonic() + timeout_s
         asked_at = -ASK_AGAIN_S
+        last: ClusterView | None = None
         while (now := time.monotonic()) < deadline:
             if now - asked_at >= ASK_AGAIN_S:
                 asked_at = now
@@ -61,8 +65,10 @@ def ask_members(peer_urls: Sequence[str], timeout_s: float) -> ClusterView | Non
             for sock, _ in poller.poll(wait_ms):
                 view = _read(sock)
                 if view is not None:
-                    return view
-        return None
+                    if accept(view):
+                        return view
+                    last = view
+        return last
     finally:
         context.destroy(linger=0)
 

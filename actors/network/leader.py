@@ -63,6 +63,18 @@ def unpack_ids(data: bytes) -> list[int]:
     return values
 
 
+_ASK_ANOTHER = frozenset(e.message for e in (errors.NO_LEADER, errors.LEADER_CHANGED,
+                                             errors.NOT_LEADER, errors.STOPPED))
+
+
+def _moved(err: grpc.aio.AioRpcError) -> bool:
+    """The call did not reach a leader (no connection, or it no longer leads): ask
+    the next one. Any other error is the leader's answer."""
+    details = err.details() or ""
+    return details in _ASK_ANOTHER or (err.code() == grpc.StatusCode.UNAVAILABLE
+                                       and not details.startswith("etcdserver: "))
+
+
 class _LeaderMoved(Exception):
     """The stream to the leader ended (it broke, or another member leads): ask again."""
 
@@ -192,8 +204,8 @@ class LeaderLink:
     async def call(self, method: str, request: Message, response_class: type[Message]) -> Any:
         """The leader's answer to a unary call ("/etcdserverpb.Cluster/MemberAdd"...),
         its header cleared for the caller to fill. Asked again of the next leader when
-        the leader changes or is unavailable; the leader's other errors are the
-        caller's (as EtcdError)."""
+        the leader changes or cannot be reached (`_moved`); the leader's other errors
+        are the caller's (as EtcdError)."""
         try:
             async with asyncio.timeout(self.timeout_s):
                 while True:
@@ -209,8 +221,7 @@ class LeaderLink:
                         if err is None:
                             resp = call.result()
                             break
-                        if isinstance(err, grpc.aio.AioRpcError) and \
-                                err.code() != grpc.StatusCode.UNAVAILABLE:
+                        if isinstance(err, grpc.aio.AioRpcError) and not _moved(err):
                             raise errors.EtcdError(errors.Code(err.code().value[0]),
                                                    err.details() or "")
                     call.cancel()

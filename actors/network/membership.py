@@ -151,15 +151,16 @@ class Membership:
             raise errors.copy(errors.UNHEALTHY)
 
     def _check_promote(self, table: MemberTable, member_id: int) -> None:
-        member = _known(table, member_id)
+        # etcd looks at readiness first; a voter is refused for what it is here, not
+        # for a match that a STATUS 100 ms old may show a few entries behind.
+        if not _known(table, member_id).is_learner:
+            raise errors.copy(errors.MEMBER_NOT_LEARNER)
         status = self.tracker.status
         leader_match = status.match_of(self.ctx.member_id)
         if not leader_match:  # STATUS not yet from a leader's raft
             raise errors.copy(errors.NOT_LEADER)
         if (status.match_of(member_id) or 0) / leader_match < LEARNER_READY_FRACTION:
             raise errors.copy(errors.LEARNER_NOT_READY)
-        if not member.is_learner:
-            raise errors.copy(errors.MEMBER_NOT_LEARNER)
         if self.strict:
             voters = _voters(table)  # the learner counts, as started (IsReadyToPromote...)
             if _started(voters) + 1 < (len(voters) + 1) // 2 + 1:

@@ -58,6 +58,7 @@ class Member:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    initial_cluster: str = ""  # how a member added at runtime was told to start
 
     @property
     def client_url(self) -> str:
@@ -67,8 +68,9 @@ class Member:
     def peer_url(self) -> str:
         return f"http://127.0.0.1:{self.peer_port}"
 
-    def start(self, initial_cluster: str, token: str) -> None:
+    def start(self, initial_cluster: str, token: str, state: str = "new") -> None:
         args = [PETCD, "--name", self.name, "--data-dir", str(self.data_dir),
+                "--initial-cluster-state", state,
                 "--listen-client-urls", self.client_url,
                 "--advertise-client-urls", self.client_url,
                 "--listen-peer-urls", self.peer_url,
@@ -170,6 +172,25 @@ class Cluster:
     def start(self, member: Member | None = None) -> None:
         for m in [member] if member else self.members:
             m.start(self.initial_cluster, self.token)
+
+    def add_member(self, via: Member, learner: bool = False, start: bool = True) -> Member:
+        """MemberAdd through `via` (a new name and ports), then start the new member
+        as the runbook says: --initial-cluster-state existing, and the
+        --initial-cluster the response lists."""
+        client_port, peer_port = free_ports(2)
+        root = self.members[0].data_dir.parent
+        name = f"m{len(self.members) + 1}"
+        new = Member(name, client_port, peer_port, root / f"{name}.petcd", root / f"{name}.log",
+                     list(self.members[0].extra_args), dict(self.members[0].env))
+        resp = via.call("/v3/cluster/member/add", {"peerURLs": [new.peer_url],
+                                                    "isLearner": learner})
+        self.members.append(new)
+        names = {m.peer_url: m.name for m in self.members}
+        new.initial_cluster = ",".join(
+            f"{names[u]}={u}" for m in resp["members"] for u in m["peerURLs"])
+        if start:
+            new.start(new.initial_cluster, self.token, state="existing")
+        return new
 
     def stop(self) -> None:
         for m in self.members:

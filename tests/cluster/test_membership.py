@@ -1,0 +1,252 @@
+"""Membership changes on real members: MemberAdd/Remove/Update/Promote over the JSON
+gateway, members joining with --initial-cluster-state existing, learners, removal of
+the leader, a removed member stopping, a lost member replaced, a member moved to a new
+peer URL, and etcd's refusals."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import threading
+import time
+
+import pytest
+
+from tests.ports import free_ports
+
+from .members import Cluster, HttpError, Member, running, wait_until
+
+WAIT_S = 30.0
+
+
+def member_ids(m: Member) -> dict[str, bool]:
+    """Member id -> is learner, as `m` lists them."""
+    resp = m.call("/v3/cluster/member/list", {"linearizable": True})
+    return {x["ID"]: bool(x.get("isLearner")) for x in resp["members"]}
+
+
+def member_id(m: Member, via: Member) -> str:
+    resp = via.call("/v3/cluster/member/list", {"linearizable": True})
+    return next(x["ID"] for x in resp["members"] if m.peer_url in x["peerURLs"])
+
+
+def retry_call(m: Member, path: str, body: dict, timeout_s: float = WAIT_S) -> dict:
+    """Call until it succeeds: a learner catching up, a member just started."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return m.call(path, body)
+        except (HttpError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def error_of(m: Member, path: str, body: dict) -> str:
+    with pytest.raises(HttpError) as err:
+        m.call(path, body)
+    return err.value.body["message"]
+
+
+class Writer:
+    """Puts keys w0, w1, ... to whichever live member answers; remembers what was
+    acknowledged."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.acked: list[str] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Writer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(30)
+
+    def _run(self) -> None:
+        n = 0
+        while not self.done.is_set():
+            for m in [m for m in self.cluster.members if m.alive]:
+                try:
+                    m.put(f"w{n}", str(n))
+                except (HttpError, OSError):
+                    continue
+                self.acked.append(f"w{n}")
+                break
+            n += 1
+            time.sleep(0.01)
+
+
+class LeaderLog:
+    """Polls every live member's status: (term -> leaders seen) must stay one each."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.by_term: dict[str, set[str]] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LeaderLog:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(30)
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            for m in [m for m in self.cluster.members if m.alive]:
+                try:
+                    s = m.status()
+                except (HttpError, OSError):
+                    continue
+                if s.get("leader"):
+                    self.by_term.setdefault(s["raftTerm"], set()).add(s["leader"])
+            time.sleep(0.05)
+
+
+def test_three_to_five_to_three_under_writes(tmp_path):
+    with running(tmp_path, 3) as c:
+        with Writer(c) as writer, LeaderLog(c) as leaders:
+            c.wait_leader()
+            m1 = c.members[0]
+            learner = c.add_member(m1, learner=True)
+            assert member_ids(m1)[member_id(learner, m1)] is True
+            retry_call(m1, "/v3/cluster/member/promote", {"ID": member_id(learner, m1)})
+            assert member_ids(m1)[member_id(learner, m1)] is False
+            fifth = c.add_member(m1)
+            first = writer.acked[0]
+            assert wait_until(lambda: fifth.get(first, serializable=True) is not None, WAIT_S)
+            assert len(member_ids(fifth)) == 5
+            # Back to three: the leader first (it hands over), then another old member.
+            old_leader = c.wait_leader()
+            survivor = fifth if old_leader is not fifth else learner
+            retry_call(survivor, "/v3/cluster/member/remove",
+                       {"ID": member_id(old_leader, survivor)})
+            assert wait_until(lambda: not old_leader.alive, WAIT_S), "a removed member stops"
+            assert old_leader.proc is not None and old_leader.proc.returncode == 0
+            other = next(m for m in c.members[:3] if m.alive)
+            retry_call(survivor, "/v3/cluster/member/remove", {"ID": member_id(other, survivor)})
+            assert wait_until(lambda: not other.alive, WAIT_S)
+            time.sleep(1.0)  # a few more writes on the final membership
+        remaining = [m for m in c.members if m.alive]
+        assert len(remaining) == 3 and len(writer.acked) > 10
+        assert all(len(ls) == 1 for ls in leaders.by_term.values()), leaders.by_term
+        last = writer.acked[-1]
+        for m in remaining:  # every acknowledged write, on every remaining member
+            assert wait_until(lambda m=m: m.get(last, serializable=True) is not None, WAIT_S)
+            got = m.call("/v3/kv/range", {"key": "dw==", "range_end": "eA==", "keys_only": True,
+                                          "serializable": True}).get("kvs", [])
+            keys = {base64.b64decode(kv["key"]).decode() for kv in got}
+            assert set(writer.acked) <= keys
+            assert len(member_ids(m)) == 3
+
+
+def test_etcds_refusals_change_nothing(tmp_path):
+    with running(tmp_path, 3) as c:
+        c.wait_leader()
+        m1, m3 = c.members[0], c.members[2]
+        before = member_ids(m1)
+        add = "/v3/cluster/member/add"
+        assert error_of(m1, add, {"peerURLs": ["not a url"]}) == \
+            "etcdserver: given member URLs are invalid"
+        assert error_of(m1, add, {"peerURLs": []}) == "etcdserver: given member URLs are invalid"
+        assert error_of(m1, add, {"peerURLs": [m3.peer_url]}) == \
+            "etcdserver: Peer URLs already exists"
+        assert error_of(m1, "/v3/cluster/member/remove", {"ID": "12345"}) == \
+            "etcdserver: member not found"
+        assert error_of(m1, "/v3/cluster/member/update",
+                        {"ID": "12345", "peerURLs": ["http://127.0.0.1:1"]}) == \
+            "etcdserver: member not found"
+        assert error_of(m1, "/v3/cluster/member/update",
+                        {"ID": member_id(m1, m1), "peerURLs": [m3.peer_url]}) == \
+            "etcdserver: Peer URLs already exists"
+        assert error_of(m1, "/v3/cluster/member/promote", {"ID": member_id(m3, m1)}) == \
+            "etcdserver: can only promote a learner member"
+        assert member_ids(m1) == before
+        # A learner that never started has nothing of the log: not promotable. And only
+        # one learner at a time (--max-learners 1).
+        learner = c.add_member(m1, learner=True, start=False)
+        assert error_of(m1, "/v3/cluster/member/promote", {"ID": member_id(learner, m1)}) == \
+            "etcdserver: can only promote a learner member which is in sync with leader"
+        assert error_of(m1, add, {"peerURLs": ["http://127.0.0.1:9"], "isLearner": True}) == \
+            "etcdserver: too many learner members in cluster"
+        retry_call(m1, "/v3/cluster/member/remove", {"ID": member_id(learner, m1)})
+        # With a voter down, a change that needs it is refused (strict reconfig check).
+        m3.stop()
+        time.sleep(6)  # the leader stops counting it as connected after 5 s
+        assert error_of(m1, add, {"peerURLs": ["http://127.0.0.1:9"]}) == \
+            "etcdserver: unhealthy cluster"
+        leader = c.wait_leader()
+        live = next(m for m in c.members[:2] if m is not leader)
+        assert error_of(m1, "/v3/cluster/member/remove", {"ID": member_id(live, m1)}) == \
+            "etcdserver: unhealthy cluster"
+        assert member_ids(m1) == before
+        # The member that is down may go.
+        retry_call(m1, "/v3/cluster/member/remove", {"ID": member_id(m3, m1)})
+        assert len(member_ids(m1)) == 2
+
+
+def test_a_removed_member_stops_and_never_comes_back(tmp_path):
+    with running(tmp_path, 3) as c:
+        leader = c.wait_leader()
+        gone = next(m for m in c.members if m is not leader)
+        leader.put("k", "v")
+        leader.call("/v3/cluster/member/remove", {"ID": member_id(gone, leader)})
+        assert wait_until(lambda: not gone.alive, WAIT_S)
+        assert gone.proc is not None and gone.proc.returncode == 0
+        assert "the member has been permanently removed from the cluster" in gone.log_text()
+        c.start(gone)  # with its old data: refuses, with etcd's words
+        assert gone.proc is not None and gone.proc.wait(WAIT_S) == 0
+        assert gone.log_text().count("permanently removed") >= 2
+        leader.put("k2", "v2")
+        assert len(member_ids(leader)) == 2
+
+
+def test_a_lost_member_is_replaced_by_a_fresh_one_that_catches_up_by_snapshot(tmp_path):
+    args = ["--snapshot-count", "20", "--snapshot-catchup-entries", "5"]
+    with running(tmp_path, 3, extra_args=args) as c:
+        leader = c.wait_leader()
+        lost = next(m for m in c.members if m is not leader)
+        lost.kill()
+        shutil.rmtree(lost.data_dir)  # the machine is gone
+        for i in range(60):
+            leader.put(f"k{i}", str(i))
+        leader.call("/v3/cluster/member/remove", {"ID": member_id(lost, leader)})
+        fresh = c.add_member(leader)
+        assert wait_until(lambda: fresh.get("k59", serializable=True) == "59", WAIT_S)
+        assert fresh.count("k", serializable=True) == 60
+        assert fresh.log_events("snapshot applied"), "it caught up from a snapshot"
+        fresh.put("after", "1")
+        assert leader.get("after") == "1"
+
+
+def test_a_member_moves_to_a_new_peer_url_keeping_its_id_and_data(tmp_path):
+    with running(tmp_path, 3) as c:
+        with Writer(c) as writer:
+            leader = c.wait_leader()
+            moving = next(m for m in c.members if m is not leader)
+            old_id = member_id(moving, leader)
+            assert moving.stop() == 0
+            client_port, peer_port = free_ports(2)
+            moved = Member(moving.name, client_port, peer_port,
+                           moving.data_dir.parent / "moved", moving.log_path,
+                           list(moving.extra_args))
+            shutil.copytree(moving.data_dir, moved.data_dir)
+            leader.call("/v3/cluster/member/update",
+                        {"ID": old_id, "peerURLs": [moved.peer_url]})
+            c.members[c.members.index(moving)] = moved
+            moved.start(f"{moved.name}={moved.peer_url}", c.token)
+            first = writer.acked[0]
+            assert wait_until(lambda: moved.get(first, serializable=True) is not None, WAIT_S)
+            assert member_id(moved, leader) == old_id
+            time.sleep(0.5)
+        assert writer.acked
+        last = writer.acked[-1]
+        assert wait_until(lambda: moved.get(last, serializable=True) is not None, WAIT_S)
+        listed = leader.call("/v3/cluster/member/list", {})["members"]
+        assert [x["peerURLs"] for x in listed if x["ID"] == old_id] == [[moved.peer_url]]
