@@ -4,11 +4,15 @@ client's URL check and the server's answer (exit 1)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from petcd.client.ctl import gofmt, member_output
 from petcd.client.ctl.command import Command, Context
 from petcd.client.ctl.flags import EXIT_BAD_ARGS, EXIT_ERROR, CtlError, Flag
 
 PEER_URLS_FLAG = Flag("peer-urls", "string", "")
+Response = TypeVar("Response")
 
 
 def _member_id(ctx: Context) -> int:
@@ -39,7 +43,7 @@ def _name(ctx: Context) -> str:
     return ctx.args[0]
 
 
-def _client_checked(call):
+def _client_checked(call: Callable[[], Response]) -> Response:
     """The call, with the client's own refusal of a peer URL as etcdctl's exit 1."""
     try:
         return call()

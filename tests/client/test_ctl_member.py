@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import re
+
+import pytest
 from dataclasses import dataclass
 
 from google.protobuf import text_format
@@ -28,6 +30,8 @@ from google.protobuf.message import Message
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.client import Client
+from petcd.client.ctl import member_output
+from petcd.client.peer_urls import check_peer_urls
 from tests.client.tools import TABLE_PADDING, Outcome, masked, run
 
 FORMATS = ["simple", "json", "fields", "table", "protobuf"]
@@ -194,3 +198,31 @@ def test_member_add_update_promote_remove(cluster):
         ["member", "add", "voter", f"--peer-urls={_PEER.format(2414)},{_PEER.format(2415)}"],
     )
     assert_same_output(cluster, steps)
+
+
+@pytest.mark.parametrize("urls, message", [
+    ([], "no valid URLs given"),
+    (["http://a:1", "b:2"], "URL scheme must be http, https, unix, or unixs: b:2"),
+    (["unixs://a"], 'URL address does not have the form "host:port": unixs://a'),
+    (["http://[::1]"], 'URL address does not have the form "host:port": http://[::1]'),
+    (["https://a:1/x"], "URL must not contain a path: https://a:1/x"),
+    (["http://a:x1"], 'parse "http://a:x1": invalid port ":x1" after host'),
+])
+def test_peer_urls_refused_as_etcds_client_does(urls, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_peer_urls(urls)
+
+
+@pytest.mark.parametrize("urls", [["http://a:1"], ["HTTP://u@a:1?q#f"], ["http://[::1]:2380"],
+                                  ["unix://a:1", " https://a:1 "], ["http://:1"]])
+def test_peer_urls_accepted(urls):
+    check_peer_urls(urls)
+
+
+def test_initial_cluster_names_the_new_member_and_every_peer_url():
+    new = pb.Member(ID=2, peerURLs=["http://c:1"], isLearner=True)
+    resp = pb.MemberAddResponse(member=new, members=[
+        pb.Member(ID=1, name="m1", peerURLs=["http://a:1", "http://b:1"]),
+        pb.Member(ID=3, peerURLs=["http://d:1"]), new])  # 3 has not started: no name
+    assert member_output.initial_cluster(resp, "m2") == (
+        "m1=http://a:1,m1=http://b:1,=http://d:1,m2=http://c:1")
