@@ -7,9 +7,10 @@ member_command.go; the binary was the judge):
 - json, protobuf: the response message.
 - fields, table: not supported (exit 4, after the call).
 
-etcdctl 3.4 has no json or protobuf printer for promote (its call through a nil
-printer crashes the process after the promotion); petcd prints the message as etcdctl
-3.5 does.
+etcdctl 3.4 has no printer but simple's for promote: with any other -w it calls
+through a nil printer after the promotion and crashes (a Go panic, exit 2, seen with
+3.4.23 on a learner that had caught up). petcd prints json and protobuf as etcdctl 3.5
+does, and refuses fields and table as for the other member commands.
 """
 
 from __future__ import annotations
