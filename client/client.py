@@ -1,4 +1,4 @@
-"""A small etcd v3 client on grpcio: KV, compaction, watch, maintenance, member list.
+"""A small etcd v3 client on grpcio: KV, compaction, watch, maintenance, membership.
 
     from petcd.client import Client
     with Client(["127.0.0.1:2379", "127.0.0.1:22379"]) as c:
@@ -33,6 +33,7 @@ from petcd.client import concurrency, recipes, requests
 from petcd.client.connection import Connection, Connections, normalize_endpoint
 from petcd.client.errors import DEADLINE_MESSAGE, EtcdError, from_rpc_error, is_server_error
 from petcd.client.lease import KeepAlive, keep_alive_once
+from petcd.client.peer_urls import check_peer_urls
 from petcd.client.watch import Watch
 
 Bytes = requests.Bytes
@@ -209,6 +210,29 @@ class Client:
     def member_list(self) -> pb.MemberListResponse:
         return self._call(lambda c: c.cluster.MemberList, pb.MemberListRequest(),
                           repeatable=True)
+
+    def member_add(self, peer_urls: list[str], is_learner: bool = False) -> pb.MemberAddResponse:
+        """Add a member (a non-voting learner if `is_learner`) that will listen on
+        `peer_urls`; the answer holds its new ID and every member."""
+        check_peer_urls(peer_urls)
+        request = pb.MemberAddRequest(peerURLs=peer_urls, isLearner=is_learner)
+        return self._call(lambda c: c.cluster.MemberAdd, request)
+
+    def member_remove(self, member_id: int) -> pb.MemberRemoveResponse:
+        return self._call(lambda c: c.cluster.MemberRemove,
+                          pb.MemberRemoveRequest(ID=member_id))
+
+    def member_update(self, member_id: int, peer_urls: list[str]) -> pb.MemberUpdateResponse:
+        check_peer_urls(peer_urls)
+        # Setting the same URLs twice leaves the same state (clientv3 retries it too).
+        return self._call(lambda c: c.cluster.MemberUpdate,
+                          pb.MemberUpdateRequest(ID=member_id, peerURLs=peer_urls),
+                          repeatable=True)
+
+    def member_promote(self, member_id: int) -> pb.MemberPromoteResponse:
+        """Make learner `member_id` a voter; etcd refuses until it has caught up."""
+        return self._call(lambda c: c.cluster.MemberPromote,
+                          pb.MemberPromoteRequest(ID=member_id))
 
     def status(self, endpoint: str | None = None) -> pb.StatusResponse:
         return self._call(lambda c: c.maintenance.Status, pb.StatusRequest(),

@@ -11,14 +11,16 @@ import os
 import sys
 
 from petcd.client.ctl import (check_perf, cluster_commands, concurrency_commands, flags,
-                              kv_commands, lease_commands, printers, watch_commands)
+                              kv_commands, lease_commands, member_commands, printers,
+                              watch_commands)
 from petcd.client.ctl.command import GLOBAL_FLAGS, Command, Context
 from petcd.client.ctl.flags import EXIT_ERROR, CtlError
 from petcd.client.errors import EtcdError
 
 COMMANDS: list[Command] = (kv_commands.COMMANDS + watch_commands.COMMANDS
                            + lease_commands.COMMANDS + concurrency_commands.COMMANDS
-                           + cluster_commands.COMMANDS + check_perf.COMMANDS)
+                           + cluster_commands.COMMANDS + member_commands.COMMANDS
+                           + check_perf.COMMANDS)
 
 
 def usage() -> str:
