@@ -181,6 +181,8 @@ def _child(settings: Settings, join: bool, write_fd: int, parent_pid: int) -> No
             with os.fdopen(write_fd, "wb") as pipe:
                 pipe.write(text.encode("utf-8"))
             status = EXIT_OK
+    except SystemExit as exit_:  # the supervisor is gone: nothing to report to
+        print(f"petcd: {exit_}", file=sys.stderr)
     except BaseException:  # noqa: BLE001 - a child must never return into the supervisor
         traceback.print_exc()
     finally:

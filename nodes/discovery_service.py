@@ -63,7 +63,8 @@ def run(settings: Settings, join: bool, parent_pid: int) -> str | None:
                       error=f"failed to {op} discovery cluster ({err})")
             log.warning("do not reuse discovery token; generate a new one to bootstrap a cluster")
             return None
-    log.info(f"discovery {op} cluster successfully", cluster=text)
+    log.info("discovery joined cluster successfully" if join else "discovery got cluster successfully",
+             cluster=text)
     return text
 
 
