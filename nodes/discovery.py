@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from typing import NoReturn
 
 from petcd.actors.skeleton import EXIT_FAILED, EXIT_OK
-from petcd.config import InitialMember, Settings, Url
+from petcd.config import ConfigError, InitialMember, Settings, Url, verify_bootstrap
 from petcd.config.errors import BadValue
 from petcd.config.urls import parse_initial_cluster
 from petcd.storage.wal import wal_exists
@@ -144,11 +144,13 @@ def discovered_or_exit(settings: Settings) -> Settings:
         return settings
     text = _answer_from_child(settings, join=not wal_exists(settings.wal_dir))
     try:
-        cluster = parse_discovered(text)
-    except DiscoveryError as err:
+        discovered = replace(settings, initial_cluster=parse_discovered(text),
+                             initial_cluster_token=settings.discovery_token)
+        verify_bootstrap(discovered)  # a registry edited by hand may have lost this member
+    except (DiscoveryError, ConfigError) as err:
         print(f"petcd: error: {err}", file=sys.stderr)
         raise SystemExit(EXIT_FAILED) from None
-    return replace(settings, initial_cluster=cluster, initial_cluster_token=settings.discovery_token)
+    return discovered
 
 
 def _answer_from_child(settings: Settings, join: bool) -> str:

@@ -32,7 +32,7 @@ ACTOR = "discovery"
 
 
 @dataclass(frozen=True, slots=True)
-class Snapshot:
+class Reading:
     """One reading of the registry."""
     size: int
     found: tuple[Registration, ...]  # in create revision order
@@ -93,23 +93,23 @@ class Registry:
         try:
             return self._complete(self._checked())
         except _Full as full:
-            return discovery.initial_cluster_text(full.snapshot.found, full.snapshot.size)
+            return discovery.initial_cluster_text(full.reading.found, full.reading.size)
 
-    def _complete(self, snapshot: Snapshot) -> str:
-        while len(snapshot.found) < snapshot.size:
-            snapshot = self._wait_peers(snapshot)
+    def _complete(self, reading: Reading) -> str:
+        while len(reading.found) < reading.size:
+            reading = self._wait_peers(reading)
         self._log.info("found all needed peers from discovery service",
-                       cluster_size=snapshot.size, found_peers=len(snapshot.found))
-        return discovery.initial_cluster_text(snapshot.found, snapshot.size)
+                       cluster_size=reading.size, found_peers=len(reading.found))
+        return discovery.initial_cluster_text(reading.found, reading.size)
 
-    def _checked(self) -> Snapshot:
+    def _checked(self) -> Reading:
         """The registry, if it has room for this member (etcd's checkCluster)."""
-        snapshot = self._read()
-        if discovery.is_full(snapshot.found, snapshot.size, self._own_key):
-            raise _Full(snapshot)
-        return snapshot
+        reading = self._read()
+        if discovery.is_full(reading.found, reading.size, self._own_key):
+            raise _Full(reading)
+        return reading
 
-    def _read(self) -> Snapshot:
+    def _read(self) -> Reading:
         while True:
             try:
                 size = discovery.parse_size([kv.value for kv in self._client.get(
@@ -122,7 +122,7 @@ class Registry:
             found: tuple[Registration, ...] = ()
             for kv in response.kvs:
                 found = self._with(found, kv)
-            return Snapshot(size, found, response.header.revision)
+            return Reading(size, found, response.header.revision)
 
     def _register(self, value: str) -> None:
         while True:
@@ -136,24 +136,24 @@ class Registry:
                            member_info=value)
             return
 
-    def _wait_peers(self, snapshot: Snapshot) -> Snapshot:
-        """Watch the members prefix from after `snapshot` until enough registered; a
+    def _wait_peers(self, reading: Reading) -> Reading:
+        """Watch the members prefix from after `reading` until enough registered; a
         watch that fails or ends is followed by a fresh reading."""
-        self._log.info("waiting for peers from discovery service", cluster_size=snapshot.size,
-                       found_peers=len(snapshot.found))
-        found = snapshot.found
+        self._log.info("waiting for peers from discovery service", cluster_size=reading.size,
+                       found_peers=len(reading.found))
+        found = reading.found
         try:
             with self._client.watch(discovery.members_prefix(self._token), prefix=True,
-                                    start_revision=snapshot.revision + 1) as watch:
-                while len(found) < snapshot.size and not watch.ended:
+                                    start_revision=reading.revision + 1) as watch:
+                while len(found) < reading.size and not watch.ended:
                     self._ensure_parent()
                     response = watch.get(timeout_s=WAIT_SLICE_S)
                     for event in response.events if response is not None else ():
                         found = self._with(found, event.kv)
         except EtcdError as err:
             self._back_off("watch peers", err)
-        if len(found) >= snapshot.size:
-            return Snapshot(snapshot.size, found, snapshot.revision)
+        if len(found) >= reading.size:
+            return Reading(reading.size, found, reading.revision)
         return self._read()
 
     def _with(self, found: tuple[Registration, ...], kv: KeyValue) -> tuple[Registration, ...]:
@@ -186,6 +186,6 @@ class Registry:
 class _Full(DiscoveryError):
     """The registry holds `size` members and this one is not among them."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, reading: Reading) -> None:
         super().__init__(discovery.ERR_FULL_CLUSTER)
-        self.snapshot = snapshot
+        self.reading = reading
