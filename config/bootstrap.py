@@ -21,6 +21,8 @@ from .urls import InitialMember, Url
 def verify_bootstrap(settings: Settings) -> None:
     """Raise ConfigError unless the initial cluster fits this member."""
     local_urls = _local_urls(settings)
+    if settings.initial_cluster_state == "existing" and settings.discovery_endpoints:
+        raise ConfigError("discovery URL should not be set when joining existing initial cluster")
     if settings.initial_cluster_state == "new":
         _verify_advertise_matches_cluster(settings.name, local_urls, settings.initial_advertise_peer_urls)
 

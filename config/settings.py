@@ -176,8 +176,7 @@ def build_settings(layer: Layer, config_file: Path | None = None) -> Settings:
         strict_reconfig_check=read.parsed("strict-reconfig-check", parse_bool),
         max_learners=read.integer("max-learners", minimum=0),
         force_new_cluster=read.parsed("force-new-cluster", parse_bool),
-        discovery_endpoints=tuple(e.strip() for e in read.text("discovery-endpoints").split(",")
-                                  if e.strip()),
+        discovery_endpoints=_discovery_endpoints(read),
         discovery_token=read.text("discovery-token"),
         discovery_dial_timeout_s=read.parsed("discovery-dial-timeout", _positive_duration_s),
         discovery_request_timeout_s=read.parsed("discovery-request-timeout", _positive_duration_s),
@@ -255,9 +254,25 @@ def _advertise_client_urls(read: _Reader) -> tuple[Url, ...]:
     return read.urls("advertise-client-urls")
 
 
+def _discovery_endpoints(read: _Reader) -> tuple[str, ...]:
+    """--discovery-endpoints, checked with the flags it excludes or needs as etcd checks
+    them (embed.Config.Validate): one way to bootstrap, and a token to find the others."""
+    text = read.text("discovery-endpoints")
+    endpoints = tuple(dict.fromkeys(e.strip() for e in text.split(","))) if text else ()  # etcd's UniqueStrings
+    if endpoints and read.is_set("initial-cluster"):
+        raise ConfigError('multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", '
+                          '"discovery-endpoints" or "discovery-srv"')
+    if bool(read.text("discovery-token")) != bool(endpoints):
+        raise ConfigError("both --discovery-token and --discovery-endpoints must be set")
+    if not all(endpoints):
+        raise ConfigError("--discovery-endpoints must not contain empty endpoints")
+    return endpoints
+
+
 def _initial_cluster(read: _Reader, name: str, advertise_peer_urls: tuple[Url, ...]) -> tuple[InitialMember, ...]:
     # Not given: etcd derives "<name>=<each advertised peer URL>", which makes
-    # `petcd --name x` a valid one-member cluster.
+    # `petcd --name x` a valid one-member cluster. With discovery this is etcd's
+    # temporary cluster of one, until nodes/discovery.py replaces it.
     if not read.is_set("initial-cluster"):
         return (InitialMember(name, advertise_peer_urls),)
     return read.parsed("initial-cluster", parse_initial_cluster)

@@ -71,6 +71,9 @@ def _restarting(ctx: MemberContext, log: Any) -> MemberContext:
         # The WAL actor reads the whole WAL and says precisely what is wrong.
         log.warning("cannot read the WAL's member and cluster IDs", error=str(err))
         return ctx
+    if ctx.settings.discovery_endpoints:
+        log.warning("discovery token is ignored since cluster already initialized; valid logs "
+                    "are found", wal_dir=str(ctx.wal_dir))
     if (member_id, cluster_id) != (ctx.member_id, ctx.cluster_id):
         log.info("restarting with the data dir's identity; --initial-cluster flags ignored",
                  member=ids.format_id(member_id), cluster=ids.format_id(cluster_id),

@@ -24,7 +24,7 @@ from petcd.actors.protocol import ACTORS, SUPERVISOR, Kind
 from petcd.actors.skeleton import EXIT_BAD_CONFIG
 from petcd.config import ids
 
-from . import actor_main, bootstrap
+from . import actor_main, bootstrap, discovery
 from .actor_main import ActorProcess
 from .rundir import RunDir, RunDirBusy
 
@@ -181,7 +181,7 @@ def run_member(ctx: MemberContext) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     from petcd.config import load_or_exit
-    settings = load_or_exit(argv)
+    settings = discovery.discovered_or_exit(load_or_exit(argv))
     sys.exit(run_member(MemberContext.from_settings(settings)))
 
 
