@@ -61,7 +61,7 @@ def version(parsed: flags.Parsed) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    flags: list[Flag]  # its own, after the global ones
+    own_flags: list[Flag]  # after the global ones
     run: Callable[[flags.Parsed], int]
     help: str  # what `<command> --help` prints
 
@@ -100,7 +100,7 @@ def run(argv: list[str]) -> int:
     if {"-h", "--help"} & set(argv):
         sys.stdout.write(command.help)
         return 0
-    parsed = flags.parse(GLOBAL_FLAGS + command.flags, argv)
+    parsed = flags.parse(GLOBAL_FLAGS + command.own_flags, argv)
     return command.run(flags.Parsed(parsed.values, parsed.given, parsed.args[len(name):]))
 
 

@@ -92,25 +92,30 @@ Flags:
 """
 
 
-def _revision_bump(values: dict) -> int:
+def _revision_bump(values: dict[str, object]) -> int:
     """etcd's check, and its message, which names the flag --revision-bump."""
-    bump, marked = values["bump-revision"], values["mark-compacted"]
-    if bool(bump) != marked:
+    bump = _uint(values, "bump-revision")
+    if bool(bump) != values["mark-compacted"]:
         raise CtlError(EXIT_BAD_ARGS, "--mark-compacted required if --revision-bump > 0")
-    assert isinstance(bump, int) and bump >= 0, bump
     return bump
 
 
-def _member_argv(values: dict) -> list[str]:
+def _uint(values: dict[str, object], name: str) -> int:
+    value = values[name]
+    assert isinstance(value, int) and value >= 0, (name, value)  # flags.py's uint kind
+    return value
+
+
+def _member_argv(values: dict[str, object]) -> list[str]:
     argv = ["--initial-cluster-state", "new"]
     for name in ("data-dir", "wal-dir", "name", "initial-cluster", "initial-cluster-token",
                  "initial-advertise-peer-urls"):
         if values[name]:
-            argv += [f"--{name}", values[name]]
+            argv += [f"--{name}", str(values[name])]
     return argv
 
 
-def _context(values: dict) -> MemberContext:
+def _context(values: dict[str, object]) -> MemberContext:
     try:
         return MemberContext.from_settings(load(_member_argv(values), {}))
     except ConfigError as exc:
@@ -158,12 +163,12 @@ def _staging_dir(data_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restoring-", dir=parent))
 
 
-def _build(path: str, staged: MemberContext, values: dict) -> None:
+def _build(path: str, staged: MemberContext, values: dict[str, object]) -> None:
     """The data dir at `staged`'s paths (the WAL at the real --wal-dir, if given)."""
     Path(staged.snap_dir).mkdir(mode=0o700, parents=True)
     try:
         snaprestore.install(path, str(staged.db_dir), revision_bump=_revision_bump(values),
-                            map_size_bytes=int(values["initial-memory-map-size"]))
+                            map_size_bytes=_uint(values, "initial-memory-map-size"))
     except snaprestore.RevisionBumpError as exc:
         raise CtlError(EXIT_ERROR, str(exc)) from None
     create_wal(staged, DEFAULT_SEGMENT_SIZE_BYTES)
