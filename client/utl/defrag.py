@@ -4,7 +4,7 @@ server runs online (MvccStore.defragment: a compact copy written as the next
 generation, made live by renaming CURRENT over the old one; storage/mvcc/env.py).
 
 A running member is refused. Its supervisor holds an flock on the lock file of its
-run dir (nodes/rundir.py) for as long as any of its processes lives; LMDB itself
+run dir (actors/bus/rundir.py) for as long as any of its processes lives; LMDB itself
 lets a second writer in (it only serialises write transactions), so that flock is
 the one sign that the member runs. This command takes the same lock for the length
 of the defragment, so a member started meanwhile stops at once ("held by another
@@ -27,7 +27,7 @@ from pathlib import Path
 from petcd.actors.member import default_run_dir
 from petcd.client.ctl import flags
 from petcd.client.ctl.flags import EXIT_ERROR, CtlError, Flag
-from petcd.nodes.rundir import RunDir, RunDirBusy
+from petcd.actors.bus.rundir import RunDir, RunDirBusy
 from petcd.storage.mvcc import MvccStore, StoreCorruptError, env
 
 FLAGS = [Flag("data-dir", "string", "")]
