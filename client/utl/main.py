@@ -5,10 +5,11 @@
         --initial-cluster-token --initial-advertise-peer-urls --skip-hash-check
         --bump-revision N --mark-compacted --initial-memory-map-size BYTES]
     petcdutl defrag --data-dir DIR
+    petcdutl hashkv FILE|STORE-DIR [--rev N] [-w simple|table|json|fields]
     petcdutl version
 
-Not here (etcdutl 3.6 has them): `hashkv FILE`, `migrate` and `completion`; see
-README's petcdutl section for why.
+Not here (etcdutl 3.6 has them): `migrate` (petcd's store has its own schema
+versions, upgraded by a member's open) and `completion`.
 
 Messages and exit codes are etcdctl 3.4's (`etcdctl snapshot status`, which etcd
 3.5 moved into etcdutl): `Error: <message>` on stderr, 128 for bad arguments, 1 for
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from petcd.client.ctl import flags
 from petcd.client.ctl.flags import EXIT_BAD_ARGS, EXIT_ERROR, CtlError, Flag
 from petcd import __version__
-from petcd.client.utl import defrag, restore, status_output
+from petcd.client.utl import defrag, hashkv, restore, status_output
 from petcd.config.flags import API_VERSION
 from petcd.storage.mvcc import snapfile
 
@@ -33,7 +34,7 @@ GLOBAL_FLAGS = [Flag("write-out", "string", "simple", short="w")]
 
 USAGE = ("NAME:\n\tpetcdutl - etcdutl's offline commands for petcd's files\n\n"
          "USAGE:\n\tpetcdutl [flags] <command> [args]\n\nCOMMANDS:\n"
-         "\tdefrag\n\tsnapshot status\n\tsnapshot restore\n\tversion\n\n"
+         "\tdefrag\n\thashkv\n\tsnapshot status\n\tsnapshot restore\n\tversion\n\n"
          "GLOBAL OPTIONS:\n"
          + "".join(f"      {f.label()}\n" for f in GLOBAL_FLAGS))
 
@@ -70,6 +71,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
     ("snapshot", "status"): Command([], snapshot_status, "petcdutl snapshot status <filename>\n"),
     ("snapshot", "restore"): Command(restore.FLAGS, restore.snapshot_restore, restore.HELP),
     ("defrag",): Command(defrag.FLAGS, defrag.defrag, defrag.HELP),
+    ("hashkv",): Command(hashkv.FLAGS, hashkv.hashkv, hashkv.HELP),
     ("version",): Command([], version, "petcdutl version\n"),
 }
 

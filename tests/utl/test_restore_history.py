@@ -45,6 +45,8 @@ def test_leases_and_compaction_survive_a_restore_with_the_wal_elsewhere(historie
     try:
         cluster.wait_leader()
         with Client([f"127.0.0.1:{cluster.members[0].client_port}"]) as client:
+            offline = json.loads(petcdutl("hashkv", str(histories.path), "-w", "json").stdout)
+            assert client.hash_kv().hash == offline["hash"]  # the same history, served
             _check_history(client, histories)
             _check_leases(client, histories)
     finally:
