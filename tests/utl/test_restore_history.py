@@ -102,7 +102,7 @@ def _check_old_watch_is_compacted(client: Client, old_revision: int) -> None:
         assert (last.canceled, last.compact_revision) == (True, old_revision + BUMP)
 
 
-def test_etcd_s_errors_for_the_bump_flags_and_no_half_made_data_dir(histories, tmp_path):
+def test_etcd_s_errors_for_the_bump_flags_and_no_half_made_data_dir_left(histories, tmp_path):
     cluster = Cluster(tmp_path, 1)
     message = "Error: --mark-compacted required if --revision-bump > 0\n"
     for extra in (["--mark-compacted"], ["--bump-revision", "5"]):
@@ -113,3 +113,9 @@ def test_etcd_s_errors_for_the_bump_flags_and_no_half_made_data_dir(histories, t
                        "--mark-compacted")
     assert too_far.returncode == 1 and "exceeds the largest revision" in too_far.stderr
     assert os.listdir(tmp_path) == []
+    # An empty data dir is taken, as etcd takes it: the staged one replaces it.
+    data_dir = cluster.members[0].data_dir
+    data_dir.mkdir()
+    assert _restore(cluster, histories.path).returncode == 0
+    assert sorted(os.listdir(data_dir / "member")) == ["snap", "wal"]
+    assert os.listdir(tmp_path) == [data_dir.name]
