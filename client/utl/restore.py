@@ -146,15 +146,28 @@ def snapshot_restore(parsed: flags.Parsed) -> int:
     except snapfile.SnapshotFileError as exc:
         raise CtlError(EXIT_ERROR, str(exc)) from None
     staging = _staging_dir(target.settings.data_dir)
+    staged = _context(_staged_values(parsed.values, target, staging))
     try:
-        _build(path, _context({**parsed.values, "data-dir": str(staging)}), parsed.values)
+        _build(path, staged, parsed.values)
         _publish(staging, target.settings.data_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if parsed.values["wal-dir"]:  # refused above if it existed: this run made it
-            shutil.rmtree(target.wal_dir, ignore_errors=True)
+        if not staged.wal_dir.is_relative_to(staging):  # refused above if it existed
+            shutil.rmtree(staged.wal_dir, ignore_errors=True)
         raise
     return 0
+
+
+def _staged_values(values: dict[str, object], target: MemberContext,
+                   staging: Path) -> dict[str, object]:
+    """The flags with the data dir at `staging`; a --wal-dir inside the data dir
+    moves with it (made at its real place, it would make the data dir non-empty
+    before the rename), one elsewhere stays where it is."""
+    staged = {**values, "data-dir": str(staging)}
+    data_dir, wal_dir = target.settings.data_dir.absolute(), target.wal_dir.absolute()
+    if values["wal-dir"] and wal_dir.is_relative_to(data_dir):
+        staged["wal-dir"] = str(staging / wal_dir.relative_to(data_dir))
+    return staged
 
 
 def _staging_dir(data_dir: Path) -> Path:
@@ -164,7 +177,7 @@ def _staging_dir(data_dir: Path) -> Path:
 
 
 def _build(path: str, staged: MemberContext, values: dict[str, object]) -> None:
-    """The data dir at `staged`'s paths (the WAL at the real --wal-dir, if given)."""
+    """The store and the WAL at `staged`'s paths."""
     Path(staged.snap_dir).mkdir(mode=0o700, parents=True)
     try:
         snaprestore.install(path, str(staged.db_dir), revision_bump=_revision_bump(values),

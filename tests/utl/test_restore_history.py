@@ -119,3 +119,12 @@ def test_etcd_s_errors_for_the_bump_flags_and_no_half_made_data_dir_left(histori
     assert _restore(cluster, histories.path).returncode == 0
     assert sorted(os.listdir(data_dir / "member")) == ["snap", "wal"]
     assert os.listdir(tmp_path) == [data_dir.name]
+
+
+def test_a_wal_dir_inside_the_data_dir_is_staged_with_it(histories, tmp_path):
+    data_dir = tmp_path / "m1.petcd"
+    done = petcdutl("snapshot", "restore", str(histories.path), "--data-dir", str(data_dir),
+                    "--wal-dir", str(data_dir / "wal-inside"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(data_dir)) == ["member", "wal-inside"]
+    assert os.listdir(tmp_path) == [data_dir.name]
