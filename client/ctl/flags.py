@@ -29,7 +29,7 @@ class CtlError(Exception):
 @dataclass(frozen=True, slots=True)
 class Flag:
     name: str
-    kind: str  # bool, string, int, duration or strings (comma-separated list)
+    kind: str  # bool, string, int, uint, duration or strings (comma-separated list)
     default: object
     short: str = ""
 
@@ -44,6 +44,19 @@ def _go_int(text: str) -> int:
         raise ValueError(f'strconv.ParseInt: parsing "{text}": invalid syntax') from None
 
 
+def _go_uint(text: str) -> int:
+    """pflag's Uint64: strconv.ParseUint(text, 0, 64), no sign allowed."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        value = -1
+    if value < 0 or text.startswith(("+", "-")):
+        raise ValueError(f'strconv.ParseUint: parsing "{text}": invalid syntax')
+    if value >= 1 << 64:
+        raise ValueError(f'strconv.ParseUint: parsing "{text}": value out of range')
+    return value
+
+
 def _go_bool(text: str) -> bool:
     if text in ("1", "t", "T", "TRUE", "true", "True"):
         return True
@@ -52,7 +65,7 @@ def _go_bool(text: str) -> bool:
     raise ValueError(f'strconv.ParseBool: parsing "{text}": invalid syntax')
 
 
-_CONVERT = {"bool": _go_bool, "string": str, "int": _go_int,
+_CONVERT = {"bool": _go_bool, "string": str, "int": _go_int, "uint": _go_uint,
             "duration": gofmt.parse_duration,
             "strings": lambda text: [part for part in text.split(",")]}
 

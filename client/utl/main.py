@@ -2,7 +2,14 @@
 
     petcdutl snapshot status FILE [-w simple|table|json|fields]
     petcdutl snapshot restore FILE [--data-dir --wal-dir --name --initial-cluster
-        --initial-cluster-token --initial-advertise-peer-urls --skip-hash-check]
+        --initial-cluster-token --initial-advertise-peer-urls --skip-hash-check
+        --bump-revision N --mark-compacted --initial-memory-map-size BYTES]
+    petcdutl defrag --data-dir DIR
+    petcdutl hashkv FILE|STORE-DIR [--rev N] [-w simple|table|json|fields]
+    petcdutl version
+
+Not here (etcdutl 3.6 has them): `migrate` (petcd's store has its own schema
+versions, upgraded by a member's open) and `completion`.
 
 Messages and exit codes are etcdctl 3.4's (`etcdctl snapshot status`, which etcd
 3.5 moved into etcdutl): `Error: <message>` on stderr, 128 for bad arguments, 1 for
@@ -14,17 +21,21 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from petcd.client.ctl import flags
 from petcd.client.ctl.flags import EXIT_BAD_ARGS, EXIT_ERROR, CtlError, Flag
-from petcd.client.utl import restore, status_output
+from petcd import __version__
+from petcd.client.utl import defrag, hashkv, restore, status_output
+from petcd.config.flags import API_VERSION
 from petcd.storage.mvcc import snapfile
 
 GLOBAL_FLAGS = [Flag("write-out", "string", "simple", short="w")]
 
 USAGE = ("NAME:\n\tpetcdutl - etcdutl's offline commands for petcd's files\n\n"
          "USAGE:\n\tpetcdutl [flags] <command> [args]\n\nCOMMANDS:\n"
-         "\tsnapshot status\n\tsnapshot restore\n\nGLOBAL OPTIONS:\n"
+         "\tdefrag\n\thashkv\n\tsnapshot status\n\tsnapshot restore\n\tversion\n\n"
+         "GLOBAL OPTIONS:\n"
          + "".join(f"      {f.label()}\n" for f in GLOBAL_FLAGS))
 
 
@@ -43,10 +54,35 @@ def snapshot_status(parsed: flags.Parsed) -> int:
     return 0
 
 
-# words -> (the command's own flags, its function)
-COMMANDS: dict[tuple[str, ...], tuple[list[Flag], Callable[[flags.Parsed], int]]] = {
-    ("snapshot", "status"): ([], snapshot_status),
-    ("snapshot", "restore"): (restore.FLAGS, restore.snapshot_restore)}
+def version(parsed: flags.Parsed) -> int:
+    """etcdutl's two lines, with petcd's version and the etcd API it speaks."""
+    sys.stdout.write(f"petcdutl version: {__version__}\nAPI version: {API_VERSION}\n")
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    own_flags: list[Flag]  # after the global ones
+    run: Callable[[flags.Parsed], int]
+    help: str  # what `<command> --help` prints
+
+
+COMMANDS: dict[tuple[str, ...], Command] = {
+    ("snapshot", "status"): Command([], snapshot_status, "petcdutl snapshot status <filename>\n"),
+    ("snapshot", "restore"): Command(restore.FLAGS, restore.snapshot_restore, restore.HELP),
+    ("defrag",): Command(defrag.FLAGS, defrag.defrag, defrag.HELP),
+    ("hashkv",): Command(hashkv.FLAGS, hashkv.hashkv, hashkv.HELP),
+    ("version",): Command([], version, "petcdutl version\n"),
+}
+
+
+def _command_words(words: list[str]) -> tuple[str, ...] | None:
+    """The command the leading words name; a command's own flags are not known yet,
+    so a flag's value may follow its words (defrag --data-dir DIR)."""
+    for length in (2, 1):
+        if tuple(words[:length]) in COMMANDS:
+            return tuple(words[:length])
+    return None
 
 
 def run(argv: list[str]) -> int:
@@ -56,14 +92,18 @@ def run(argv: list[str]) -> int:
     # Global flags only before the words: a command's own (--name takes a value) are
     # known once the command is.
     words = flags.positionals(GLOBAL_FLAGS, argv)
-    if tuple(words[:2]) not in COMMANDS:
+    name = _command_words(words)
+    if name is None:
         if words and words[0] != "snapshot":
             raise CtlError(EXIT_ERROR, f'unknown command "{words[0]}" for "petcdutl"')
         sys.stdout.write(USAGE)
         return 0
-    command_flags, command = COMMANDS[tuple(words[:2])]
-    parsed = flags.parse(GLOBAL_FLAGS + command_flags, argv)
-    return command(flags.Parsed(parsed.values, parsed.given, parsed.args[2:]))
+    command = COMMANDS[name]
+    if {"-h", "--help"} & set(argv):
+        sys.stdout.write(command.help)
+        return 0
+    parsed = flags.parse(GLOBAL_FLAGS + command.own_flags, argv)
+    return command.run(flags.Parsed(parsed.values, parsed.given, parsed.args[len(name):]))
 
 
 def main() -> None:

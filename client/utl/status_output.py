@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import TypeVar
 
 from petcd.client.ctl import gofmt, table
 from petcd.client.ctl.flags import EXIT_BAD_FEATURE, CtlError
 from petcd.storage.mvcc.snapfile import SnapshotStatus
 
 HEADERS = ["hash", "revision", "total keys", "total size"]
+Render = TypeVar("Render")
 
 
 def _row(status: SnapshotStatus) -> list[str]:
@@ -43,8 +45,13 @@ _FORMATS = {"simple": _simple, "table": _table, "json": _json, "fields": _fields
 
 def formatter(write_out: str) -> Callable[[SnapshotStatus], str]:
     """The format -w names; checked before the file is read, as etcdctl does."""
+    return choose(write_out, _FORMATS)
+
+
+def choose(write_out: str, formats: dict[str, Render]) -> Render:
+    """The one of `formats` -w names, or etcdutl's refusal (none prints protobuf)."""
     if write_out == "protobuf":
         raise CtlError(EXIT_BAD_FEATURE, "protobuf not supported as output format")
-    if write_out not in _FORMATS:
+    if write_out not in formats:
         raise CtlError(EXIT_BAD_FEATURE, "unsupported output format")
-    return _FORMATS[write_out]
+    return formats[write_out]

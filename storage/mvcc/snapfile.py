@@ -19,6 +19,9 @@ Status, petcd's counterpart of etcd's (etcdutl/snapshot/v3_snapshot.go Status):
                 counted every record of every bolt bucket, history included).
     total size  the LMDB file's size, the trailer not counted (etcd: the bolt size).
 
+HashKV (`petcdutl hashkv FILE`) is storage/mvcc/hashing.hash_kv over the file's
+store: the member's Maintenance.HashKV at the snapshot's moment.
+
 Whether a file has a trailer is etcd's rule too (has_trailer): its size is 32 bytes
 past a multiple of 512, which a store made of whole pages never is.
 """
@@ -31,8 +34,8 @@ from dataclasses import dataclass
 
 import lmdb
 
-from . import env, layout, meta
-from .hashing import hash_all
+from . import env, hashing, layout, meta
+from .hashing import HashKV, hash_all
 from .keyindex import KeyRange, count_current
 from .view import ReadView
 
@@ -121,12 +124,27 @@ def status(path: str) -> SnapshotStatus:
     lmdb_env, dbs = open_readonly(path)
     try:
         with lmdb_env.begin() as txn:
-            if not meta.readable_schema(txn.get(layout.META_SCHEMA, db=dbs.meta)):
-                raise SnapshotFileError(f"{path}: not a petcd store of a schema this "
-                                        "build reads")
-            view = ReadView(txn, dbs)
+            view = _view(path, txn, dbs)
             return SnapshotStatus(hash=hash_all(view), revision=view.rev,
                                   total_keys=count_current(txn, dbs, KeyRange(b"", b"")),
                                   total_size_bytes=size_bytes)
     finally:
         lmdb_env.close()
+
+
+def hash_kv(path: str, revision: int) -> HashKV:
+    """`petcdutl hashkv` of a snapshot file (or of a data.mdb copied out of a data
+    dir): what Maintenance.HashKV answered on the member at the snapshot's moment.
+    Raises MvccError for a revision compacted or not yet reached."""
+    lmdb_env, dbs = open_readonly(path)
+    try:
+        with lmdb_env.begin() as txn:
+            return hashing.hash_kv(_view(path, txn, dbs), revision)
+    finally:
+        lmdb_env.close()
+
+
+def _view(path: str, txn: lmdb.Transaction[bytes], dbs: env.Databases) -> ReadView:
+    if not meta.readable_schema(txn.get(layout.META_SCHEMA, db=dbs.meta)):
+        raise SnapshotFileError(f"{path}: not a petcd store of a schema this build reads")
+    return ReadView(txn, dbs)
