@@ -26,7 +26,7 @@ from petcd.config import ids
 
 from . import actor_main, bootstrap, discovery
 from .actor_main import ActorProcess
-from .rundir import RunDir, RunDirBusy
+from petcd.actors.bus.rundir import RunDir, RunDirBusy
 
 START_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 10.0

@@ -1,6 +1,7 @@
 """The packages import only downward, so no import cycle can form between them:
 
-    nodes, client   the member's supervisor; the client library and tools
+    nodes           the member's supervisor (discovery talks to its service as a client)
+        client      the client library and tools
         actors      the processes of a member
         storage     on-disk formats
     config, api     settings, ids; the generated protobuf modules
@@ -24,7 +25,7 @@ ALLOWED = {
     "config": {"api"},
     "storage": {"api", "config"},
     "actors": {"api", "config", "storage"},
-    "nodes": {"api", "config", "storage", "actors"},
+    "nodes": {"api", "config", "storage", "actors", "client"},
     "client": {"api", "config", "storage", "actors"},
 }
 
