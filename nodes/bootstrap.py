@@ -5,7 +5,8 @@ member joining a running cluster, or a member restarting on its data.
                                etcd, the --initial-cluster flags are then ignored); if
                                the other members say it was removed, it stops (etcd's
                                "the member has been permanently removed from the
-                               cluster", exit 0)
+                               cluster", exit 0); --force-new-cluster rewrites its log
+                               to a one-member cluster first (force_new_cluster.py)
     --initial-cluster-state    join: the running members (asked over their peer URLs,
       existing                 join.py) name the member whose peer URLs are this one's
                                --initial-advertise-peer-urls: MemberAdd made it. Its
@@ -28,6 +29,7 @@ from petcd.actors.wal.startup import decode_metadata
 from petcd.config import Settings, ids
 from petcd.storage.wal import WalError, read_metadata, wal_exists
 
+from .force_new_cluster import force_new_cluster
 from .join import ClusterView, ask_members
 
 JOIN_TIMEOUT_S = 10.0  # a member is usually started right after its MemberAdd
@@ -79,6 +81,12 @@ def _restarting(ctx: MemberContext, log: Any) -> MemberContext:
                  member=ids.format_id(member_id), cluster=ids.format_id(cluster_id),
                  flags_member=ids.format_id(ctx.member_id))
         ctx = replace(ctx, member_id=member_id, cluster_id=cluster_id, initial_peers=())
+    if ctx.settings.force_new_cluster:
+        try:
+            force_new_cluster(ctx, log)
+        except (WalError, OSError) as err:
+            raise BootstrapError(f"cannot force a new cluster: {err}") from err
+        return ctx
     view = ask_members(_other_peer_urls(ctx.settings), RESTART_CHECK_TIMEOUT_S)
     if view is not None and view.cluster_id == cluster_id and member_id in view.removed:
         raise RemovedMember()

@@ -250,3 +250,34 @@ def test_a_member_moves_to_a_new_peer_url_keeping_its_id_and_data(tmp_path):
         assert wait_until(lambda: moved.get(last, serializable=True) is not None, WAIT_S)
         listed = leader.call("/v3/cluster/member/list", {})["members"]
         assert [x["peerURLs"] for x in listed if x["ID"] == old_id] == [[moved.peer_url]]
+
+
+def test_force_new_cluster_on_the_survivor_of_a_lost_quorum_keeps_the_data(tmp_path):
+    with running(tmp_path, 3) as c:
+        leader = c.wait_leader()
+        for i in range(20):
+            leader.put(f"k{i}", str(i))
+        survivor = next(m for m in c.members if m is not leader)
+        assert wait_until(lambda: survivor.get("k19", serializable=True) == "19", WAIT_S)
+        for m in c.members:
+            if m is not survivor:
+                m.kill()  # two machines lost: no quorum
+        with pytest.raises(HttpError):
+            survivor.put("lost", "quorum")
+        assert survivor.stop() == 0
+        survivor.extra_args.append("--force-new-cluster")
+        c.start(survivor)
+        assert c.wait_leader() is survivor
+        assert survivor.count("k") == 20 and survivor.get("k7") == "7"
+        survivor.put("after", "1")
+        assert list(member_ids(survivor)) == [member_id(survivor, survivor)]
+        assert survivor.log_events("forcing a new one-member cluster from this member's data")
+        # Started again (flag or not), it stays what it became.
+        assert survivor.stop() == 0
+        c.start(survivor)
+        assert c.wait_leader() is survivor and survivor.get("after") == "1"
+        # A lost member that comes back learns it was removed and stops.
+        back = next(m for m in c.members if m is not survivor)
+        c.start(back)
+        assert back.proc is not None and back.proc.wait(WAIT_S) == 0
+        assert "permanently removed" in back.log_text()
