@@ -51,10 +51,12 @@ from petcd.actors.logs import Log, configure
 from petcd.actors.member import MemberContext
 from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.actors.skeleton import EXIT_OK, STOP_SIGNALS, Stop, exit_status, send_or_stop
+from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.config import Url
 from petcd.storage.mvcc.quota import map_size_bytes
 
 from . import backup, compactor, rpc
+from .corruption import CorruptionCheck
 from .errors import EtcdError
 from .frontdoor import FrontDoor
 from .gateway import Gateway
@@ -96,6 +98,8 @@ class NetworkActor:
         self.grpc: grpc.aio.Server | None = None
         self.health: Any = None  # the grpc.health.v1 servicer
         self.door: FrontDoor | None = None
+        self.corruption = CorruptionCheck(ctx, self.tracker, self.store, self._raise_corrupt,
+                                          self.timeout_s, log)
         self._handlers = {
             Kind.SEND_SNAPSHOT.value: self._on_send_snapshot,
             Kind.PEER_FRAMES.value: self._on_peer_frames,
@@ -111,6 +115,8 @@ class NetworkActor:
     async def start(self) -> None:
         self.inbox = AsyncInbox.for_actor(self.ctx.run_dir, NAME)
         self._start_peers()
+        if self.ctx.settings.initial_corrupt_check:
+            await self.corruption.initial()
         await self._start_clients()
         send_or_stop(self.outbox, SUPERVISOR, Kind.READY, NAME)
         self.log.info("network ready",
@@ -208,6 +214,8 @@ class NetworkActor:
                  asyncio.create_task(self._member_sync_loop(), name="members"),
                  *compactor.start(self.ctx.settings, self.server, self.log),
                  *self.server.watches.start(), *self.server.leasing.start()]
+        if self.ctx.settings.corrupt_check_time_s:
+            loops.append(asyncio.create_task(self.corruption.periodic(), name="corruption"))
         publish = asyncio.create_task(self._publish(), name="publish")
         stopped = asyncio.create_task(self.stopping.wait(), name="stop")
         try:
@@ -301,6 +309,10 @@ class NetworkActor:
             proposing.cancel()  # the member stops
             raise
         return False
+
+    async def _raise_corrupt(self, member_id: int) -> None:
+        await self.server.alarm(pb.AlarmRequest(action=pb.AlarmRequest.ACTIVATE,
+                                                memberID=member_id, alarm=pb.CORRUPT))
 
     def _on_applied(self, payload: Any) -> None:
         # Watchers and leases first: a read woken by this APPLIED may lead its client
