@@ -209,8 +209,8 @@ class LeaderLink:
         try:
             async with asyncio.timeout(self.timeout_s):
                 while True:
-                    leader = self.tracker.status.leader
                     channel = await self._leader_channel()
+                    leader = self._leader  # the one the channel goes to, not who led before
                     call = asyncio.ensure_future(channel.unary_unary(
                         method, request_serializer=type(request).SerializeToString,
                         response_deserializer=response_class.FromString)(request))
