@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .members import (PETCD, Cluster, HttpError, Member, b64, free_ports, member_socket_dir,
-                      wait_until)
+from .members import (PETCD, HttpError, Member, b64, free_ports, member_socket_dir,
+                      running, wait_until)
 
 
 def test_single_member_put_get_delete_and_restart(one):
@@ -147,20 +147,19 @@ def test_a_restart_keeps_the_data_dirs_identity_whatever_the_flags_say(tmp_path)
     # etcd: after the first start, --initial-cluster* flags are ignored; the member and
     # cluster IDs are the WAL's (a member added at runtime or moved to a new peer URL
     # hashes to another ID than its flags would give).
-    c = Cluster(tmp_path, 1)
-    c.start()
-    m = c.wait_leader()
-    m.put("k", "v")
-    before = m.call("/v3/cluster/member/list", {})
-    assert m.stop() == 0
-    c.token = "another-cluster"
-    c.start(m)
-    c.wait_leader()
-    assert m.get("k") == "v"
-    after = m.call("/v3/cluster/member/list", {})
-    assert after["header"]["cluster_id"] == before["header"]["cluster_id"]
-    assert after["members"][0]["ID"] == before["members"][0]["ID"]
-    assert "--initial-cluster flags ignored" in m.log_text()
+    with running(tmp_path, 1) as c:
+        m = c.wait_leader()
+        m.put("k", "v")
+        before = m.call("/v3/cluster/member/list", {})
+        assert m.stop() == 0
+        c.token = "another-cluster"
+        c.start(m)
+        c.wait_leader()
+        assert m.get("k") == "v"
+        after = m.call("/v3/cluster/member/list", {})
+        assert after["header"]["cluster_id"] == before["header"]["cluster_id"]
+        assert after["members"][0]["ID"] == before["members"][0]["ID"]
+        assert "--initial-cluster flags ignored" in m.log_text()
 
 
 def test_version_flag():
