@@ -13,6 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from petcd.config import Settings, ids
 
@@ -59,6 +60,15 @@ class MemberContext:
         me = next(p for p in peers if p.name == settings.name)
         cluster = ids.cluster_id(p.member_id for p in peers)
         return cls(settings, me.member_id, cluster, peers, default_run_dir(settings.data_dir))
+
+
+def advise_size(voters: int, log: Any) -> None:
+    """The project's guidance, at bootstrap and when the voters change: odd sizes up to
+    7 (warned, never refused)."""
+    if voters % 2 == 0 or voters > 7:
+        log.warning("cluster size not recommended", voting_members=voters,
+                    advice="run 3, 5 or 7 voting members: an even count tolerates no more "
+                           "failures than one fewer, and more than 7 write slower")
 
 
 def default_run_dir(data_dir: Path) -> Path:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from petcd.actors.member import MemberContext, Peer
+from petcd.actors.member import MemberContext, Peer, advise_size
 from petcd.actors.wal.startup import decode_metadata
 from petcd.config import Settings, ids
 from petcd.storage.wal import WalError, read_metadata, wal_exists
@@ -56,14 +56,6 @@ def member_context(settings: Settings, log: Any) -> MemberContext:
         return _joining(ctx, log)
     advise_size(len(ctx.initial_peers), log)
     return ctx
-
-
-def advise_size(voters: int, log: Any) -> None:
-    """The project's guidance: odd sizes up to 7 (warned, never refused)."""
-    if voters % 2 == 0 or voters > 7:
-        log.warning("cluster size not recommended", voting_members=voters,
-                    advice="run 3, 5 or 7 voting members: an even count tolerates no more "
-                           "failures than one fewer, and more than 7 write slower")
 
 
 def _restarting(ctx: MemberContext, log: Any) -> MemberContext:

@@ -42,7 +42,7 @@ from typing import Any
 
 from petcd.actors.apply import members as member_table
 from petcd.actors.apply.members import MemberTable
-from petcd.actors.member import MemberContext
+from petcd.actors.member import MemberContext, advise_size
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.config import ids
 from petcd.config.errors import BadValue
@@ -85,7 +85,7 @@ class Membership:
                 raise errors.copy(errors.MEMBER_EXIST)
             kind = ConfChangeType.ADD_LEARNER if r.isLearner else ConfChangeType.ADD_VOTER
             after = await self._change(kind, member_id, urls)
-        self._advise_size(after)
+        advise_size(len(_voters(after)), self.log)
         return pb.MemberAddResponse(
             member=pb.Member(ID=member_id, peerURLs=list(urls), isLearner=r.isLearner),
             members=_members(after))
@@ -119,6 +119,7 @@ class Membership:
             table = await self._applied_table()
             self._check_promote(table, r.ID)
             after = await self._change(ConfChangeType.ADD_VOTER, r.ID, ())
+        advise_size(len(_voters(after)), self.log)
         return pb.MemberPromoteResponse(members=_members(after))
 
     # -- etcd's checks ----------------------------------------------------------------
@@ -211,14 +212,6 @@ class Membership:
         except TimeoutError:
             raise errors.copy(errors.TIMEOUT_LEADER_TRANSFER) from None
         return True
-
-    def _advise_size(self, table: MemberTable) -> None:
-        """The project's guidance: odd sizes up to 7 (warned, never refused)."""
-        voters = len(_voters(table))
-        if voters % 2 == 0 or voters > 7:
-            self.log.warning("cluster size not recommended", voting_members=voters,
-                             advice="run 3, 5 or 7 voting members: an even count tolerates no "
-                                    "more failures than one fewer, and more than 7 write slower")
 
 
 # -- pure helpers ------------------------------------------------------------------------

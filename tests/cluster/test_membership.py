@@ -118,6 +118,8 @@ def test_three_to_five_to_three_under_writes(tmp_path):
             assert member_ids(m1)[member_id(learner, m1)] is True
             retry_call(m1, "/v3/cluster/member/promote", {"ID": member_id(learner, m1)})
             assert member_ids(m1)[member_id(learner, m1)] is False
+            # Four voters: advised against, not refused.
+            assert any(m.log_events("cluster size not recommended") for m in c.members)
             fifth = c.add_member(m1)
             first = writer.acked[0]
             assert wait_until(lambda: fifth.get(first, serializable=True) is not None, WAIT_S)
