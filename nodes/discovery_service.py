@@ -93,7 +93,7 @@ class Registry:
         """The registry, if it has room for this member (etcd's checkCluster)."""
         reading = self._read()
         if discovery.is_full(reading.found, reading.size, self._own_key):
-            raise _Full(reading)
+            raise DiscoveryError(discovery.ERR_FULL_CLUSTER)
         return reading
 
     def _read(self) -> Reading:
@@ -169,10 +169,3 @@ class Registry:
         if not self._parent_alive():
             raise SystemExit("discovery: the member's supervisor is gone")
 
-
-class _Full(DiscoveryError):
-    """The registry holds `size` members and this one is not among them."""
-
-    def __init__(self, reading: Reading) -> None:
-        super().__init__(discovery.ERR_FULL_CLUSTER)
-        self.reading = reading

@@ -268,12 +268,8 @@ class RaftClient:
             self.tracker.traces.proposed(request_id, traced)
         self._schedule_flush()
         try:
-            async with asyncio.timeout(self.timeout_s):
-                return await fut
-        except TimeoutError:
-            raise errors.copy(errors.TIMEOUT) from None
+            return await self._answer(request_id, fut)
         finally:
-            self.tracker.forget_proposal(request_id)
             if traced is not None:
                 self.tracker.traces.forget(request_id)
 
@@ -281,9 +277,13 @@ class RaftClient:
         """Propose one membership change (ConfChange bytes whose context carries
         `request_id`) and wait, as `propose` does, for the member table after it."""
         fut = self.tracker.add_proposal(request_id)
+        if not self._send(Kind.PROPOSE_CONF_CHANGE.value, [request_id, data]):
+            self.tracker.forget_proposal(request_id)
+            raise errors.copy(errors.TOO_MANY_REQUESTS)
+        return await self._answer(request_id, fut)
+
+    async def _answer(self, request_id: int, fut: asyncio.Future[Answer]) -> Answer:
         try:
-            if not self._send(Kind.PROPOSE_CONF_CHANGE.value, [request_id, data]):
-                raise errors.copy(errors.TOO_MANY_REQUESTS)
             async with asyncio.timeout(self.timeout_s):
                 return await fut
         except TimeoutError:

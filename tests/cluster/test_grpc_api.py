@@ -115,10 +115,10 @@ def test_unserved_methods_are_unimplemented(cluster):
         assert (err.value.code(), err.value.details()) == (
             grpc.StatusCode.UNIMPLEMENTED, "method AuthEnable not implemented")
         with pytest.raises(grpc.RpcError) as err:
-            rpc.ClusterStub(ch).MemberAdd(pb.MemberAddRequest(peerURLs=["http://a:1"]),
-                                          timeout=RPC_TIMEOUT_S)
+            rpc.AuthStub(ch).UserAdd(pb.AuthUserAddRequest(name="u", password="p"),
+                                     timeout=RPC_TIMEOUT_S)
         assert (err.value.code(), err.value.details()) == (
-            grpc.StatusCode.UNIMPLEMENTED, "method MemberAdd not implemented")
+            grpc.StatusCode.UNIMPLEMENTED, "method UserAdd not implemented")
 
 
 def test_leader_killed_mid_write_gives_retryable_errors_never_silent_success(cluster):

@@ -9,6 +9,7 @@ import base64
 import shutil
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -48,71 +49,72 @@ def error_of(m: Member, path: str, body: dict) -> str:
     return err.value.body["message"]
 
 
-class Writer:
+class Background:
+    """`step(live members)` in a thread, over and over, from `with` until its end."""
+
+    def __init__(self, cluster: Cluster, step: Callable[[list[Member]], None]) -> None:
+        self.cluster = cluster
+        self.step = step
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):  # noqa: ANN204 (the subclass)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(30)
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            self.step([m for m in self.cluster.members if m.alive])
+
+
+class Writer(Background):
     """Puts keys w0, w1, ... to whichever live member answers; remembers what was
     acknowledged."""
 
     def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
+        super().__init__(cluster, self._put_next)
         self.acked: list[str] = []
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.n = 0
 
-    def __enter__(self) -> Writer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join(30)
-
-    def _run(self) -> None:
-        n = 0
-        while not self.done.is_set():
-            for m in [m for m in self.cluster.members if m.alive]:
-                try:
-                    m.put(f"w{n}", str(n))
-                except (HttpError, OSError):
-                    continue
-                self.acked.append(f"w{n}")
-                break
-            n += 1
-            time.sleep(0.01)
+    def _put_next(self, live: list[Member]) -> None:
+        for m in live:
+            try:
+                m.put(f"w{self.n}", str(self.n))
+            except (HttpError, OSError):
+                continue
+            self.acked.append(f"w{self.n}")
+            break
+        self.n += 1
+        time.sleep(0.01)
 
 
-class LeaderLog:
+class LeaderLog(Background):
     """Polls every live member's status: (term -> leaders seen) must stay one each."""
 
     def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
+        super().__init__(cluster, self._poll)
         self.by_term: dict[str, set[str]] = {}
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> LeaderLog:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join(30)
-
-    def _run(self) -> None:
-        while not self.done.is_set():
-            for m in [m for m in self.cluster.members if m.alive]:
-                try:
-                    s = m.status()
-                except (HttpError, OSError):
-                    continue
-                if s.get("leader"):
-                    self.by_term.setdefault(s["raftTerm"], set()).add(s["leader"])
-            time.sleep(0.05)
+    def _poll(self, live: list[Member]) -> None:
+        for m in live:
+            try:
+                s = m.status()
+            except (HttpError, OSError):
+                continue
+            if s.get("leader"):
+                self.by_term.setdefault(s["raftTerm"], set()).add(s["leader"])
+        time.sleep(0.05)
 
 
 def test_three_to_five_to_three_under_writes(tmp_path):
     with running(tmp_path, 3) as c:
         with Writer(c) as writer, LeaderLog(c) as leaders:
             c.wait_leader()
+            assert wait_until(lambda: writer.acked, WAIT_S), "writes go through first"
             m1 = c.members[0]
             learner = c.add_member(m1, learner=True)
             assert member_ids(m1)[member_id(learner, m1)] is True
@@ -231,6 +233,7 @@ def test_a_member_moves_to_a_new_peer_url_keeping_its_id_and_data(tmp_path):
     with running(tmp_path, 3) as c:
         with Writer(c) as writer:
             leader = c.wait_leader()
+            assert wait_until(lambda: writer.acked, WAIT_S), "writes go through first"
             moving = next(m for m in c.members if m is not leader)
             old_id = member_id(moving, leader)
             assert moving.stop() == 0

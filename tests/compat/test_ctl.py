@@ -228,9 +228,9 @@ def test_snapshot_save_writes_the_store_with_a_sha256_trailer(ctl, cluster, tmp_
 
 
 def test_services_petcd_does_not_serve_yet_are_unimplemented(cluster):
-    r = Ctl(ETCDCTL)(cluster, "member", "add", "newbie", "--peer-urls=http://127.0.0.1:1")
+    r = Ctl(ETCDCTL)(cluster, "user", "add", "newbie:secret")
     assert r.code == 1
-    assert "code = Unimplemented desc = method MemberAdd not implemented" in r.error_line
+    assert "code = Unimplemented desc = method UserAdd not implemented" in r.error_line
 
 
 @pytest.mark.slow
