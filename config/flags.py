@@ -46,7 +46,8 @@ def env_var_for(flag_name: str) -> str:
     return f"{ENV_PREFIX}_{flag_name.upper().replace('-', '_')}"
 
 
-MEMBER, CLUSTERING, LOGGING, CONFIGURATION = "Member", "Clustering", "Logging", "Configuration"
+MEMBER, CLUSTERING, SECURITY, AUTH, LOGGING, CONFIGURATION = (
+    "Member", "Clustering", "Security", "Auth", "Logging", "Configuration")
 
 FLAGS: tuple[Flag, ...] = (
     Flag("name", MEMBER, "default", "Human-readable name for this member."),
@@ -111,6 +112,46 @@ FLAGS: tuple[Flag, ...] = (
     Flag("experimental-lease-checkpoint-interval", CLUSTERING, "5m0s",
          "Duration of periodic checkpoints of the leases' remaining TTLs (0: the default). "
          "Unlike etcd, checkpoints are always on."),
+    Flag("cert-file", SECURITY, "", "Path to the client server TLS cert file."),
+    Flag("key-file", SECURITY, "", "Path to the client server TLS key file."),
+    Flag("client-cert-auth", SECURITY, "false", boolean=True,
+         help="Enable client cert authentication."),
+    Flag("trusted-ca-file", SECURITY, "", "Path to the client server TLS trusted CA cert file."),
+    Flag("auto-tls", SECURITY, "false", boolean=True,
+         help="Client TLS using generated certificates."),
+    Flag("self-signed-cert-validity", SECURITY, "1",
+         "The validity period of the client and peer certificates, unit is year."),
+    Flag("peer-cert-file", SECURITY, "", "Path to the peer server TLS cert file."),
+    Flag("peer-key-file", SECURITY, "", "Path to the peer server TLS key file."),
+    Flag("peer-client-cert-auth", SECURITY, "false", boolean=True,
+         help="Enable peer client cert authentication."),
+    Flag("peer-trusted-ca-file", SECURITY, "", "Path to the peer server TLS trusted CA file."),
+    Flag("peer-auto-tls", SECURITY, "false", boolean=True,
+         help="Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file "
+              "are not provided."),
+    Flag("peer-cert-allowed-cn", SECURITY, "", "Required CN for client certs connecting to the peer endpoint."),
+    Flag("peer-cert-allowed-hostname", SECURITY, "",
+         "Allowed TLS hostname for client certs connecting to the peer endpoint."),
+    Flag("cipher-suites", SECURITY, "",
+         "Comma-separated list of supported TLS cipher suites between client/server and peers "
+         "(empty will be auto-populated by Go)."),
+    Flag("tls-min-version", SECURITY, "TLS1.2",
+         "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3."),
+    Flag("tls-max-version", SECURITY, "",
+         "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty defers "
+         "to Go)."),
+    Flag("auth-token", AUTH, "simple",
+         "Specify a v3 authentication token type and token specific options, especially for "
+         "JWT. Its format is \"type,var1=val1,var2=val2,...\". Possible type is 'simple' or "
+         "'jwt'. Possible variables are 'sign-method' for specifying a sign method of jwt (its "
+         "possible values are 'ES256', 'ES384', 'ES512', 'HS256', 'HS384', 'HS512', 'RS256', "
+         "'RS384', 'RS512', 'PS256', 'PS384', or 'PS512'), 'pub-key' for specifying a path to a "
+         "public key for verifying jwt, 'priv-key' for specifying a path to a private key for "
+         "signing jwt, and 'ttl' for specifying TTL of jwt tokens."),
+    Flag("bcrypt-cost", AUTH, "10",
+         "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords. Valid "
+         "values are between 4 and 31."),
+    Flag("auth-token-ttl", AUTH, "300", "The lifetime in seconds of the auth token."),
     Flag("log-level", LOGGING, "info",
          "Configures log level. Only supports debug, info, warn, error, panic, or fatal."),
     Flag("log-format", LOGGING, "json", "Configures log format. Only supports json, console."),
@@ -120,7 +161,7 @@ FLAGS: tuple[Flag, ...] = (
 )
 
 FLAGS_BY_NAME: dict[str, Flag] = {f.name: f for f in FLAGS}
-GROUPS = (MEMBER, CLUSTERING, LOGGING, CONFIGURATION)
+GROUPS = (MEMBER, CLUSTERING, SECURITY, AUTH, LOGGING, CONFIGURATION)
 
 _DESCRIPTION = "Start a petcd member: a key-value store wire-compatible with etcd v3."
 _EPILOG = (

@@ -31,6 +31,8 @@ DEFAULT_QUOTA_BACKEND_BYTES = 2 * 1024**3  # etcd's quota when --quota-backend-b
 MAX_ELECTION_TIMEOUT_MS = 50_000           # etcd's maxElectionMs
 CLUSTER_STATES = ("new", "existing")
 COMPACTION_MODES = ("periodic", "revision")
+TLS_VERSIONS = ("TLS1.2", "TLS1.3")
+MIN_BCRYPT_COST, MAX_BCRYPT_COST = 4, 31  # golang.org/x/crypto/bcrypt's
 LOG_LEVELS = ("debug", "info", "warn", "error", "panic", "fatal")
 LOG_FORMATS = ("json", "console")
 DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL_S = 600.0  # etcd's progressReportInterval
@@ -75,6 +77,27 @@ class Settings:
     auto_compaction_retention_revisions: int    # revision mode only; 0 = off
     watch_progress_notify_interval_s: float     # >= MIN_WATCH_PROGRESS_NOTIFY_INTERVAL_S
     lease_checkpoint_interval_s: float          # > 0
+    # Transport security (etcd's names; checked and used by the network actor):
+    cert_file: Path | None                      # client URLs' certificate; None: none
+    key_file: Path | None
+    client_cert_auth: bool
+    trusted_ca_file: Path | None
+    auto_tls: bool
+    self_signed_cert_validity_years: int        # >= 1
+    peer_cert_file: Path | None
+    peer_key_file: Path | None
+    peer_client_cert_auth: bool
+    peer_trusted_ca_file: Path | None
+    peer_auto_tls: bool
+    peer_cert_allowed_cn: str
+    peer_cert_allowed_hostname: str
+    cipher_suites: tuple[str, ...]              # Go's names; () = the library's defaults
+    tls_min_version: str                        # "TLS1.2" | "TLS1.3"
+    tls_max_version: str                        # "" (no maximum) | "TLS1.2" | "TLS1.3"
+    # Auth:
+    auth_token: str                             # "simple" or "jwt,<options>", as given
+    bcrypt_cost: int                            # 4..31
+    auth_token_ttl_s: int                       # > 0
     log_level: str
     log_format: str
     config_file: Path | None
@@ -202,6 +225,25 @@ def build_settings(layer: Layer, config_file: Path | None = None) -> Settings:
         lease_checkpoint_interval_s=(
             read.parsed("experimental-lease-checkpoint-interval", parse_duration_seconds)
             or DEFAULT_LEASE_CHECKPOINT_INTERVAL_S),
+        cert_file=_optional_path(read, "cert-file"),
+        key_file=_optional_path(read, "key-file"),
+        client_cert_auth=read.parsed("client-cert-auth", parse_bool),
+        trusted_ca_file=_optional_path(read, "trusted-ca-file"),
+        auto_tls=read.parsed("auto-tls", parse_bool),
+        self_signed_cert_validity_years=read.integer("self-signed-cert-validity", minimum=1),
+        peer_cert_file=_optional_path(read, "peer-cert-file"),
+        peer_key_file=_optional_path(read, "peer-key-file"),
+        peer_client_cert_auth=read.parsed("peer-client-cert-auth", parse_bool),
+        peer_trusted_ca_file=_optional_path(read, "peer-trusted-ca-file"),
+        peer_auto_tls=read.parsed("peer-auto-tls", parse_bool),
+        peer_cert_allowed_cn=read.text("peer-cert-allowed-cn"),
+        peer_cert_allowed_hostname=read.text("peer-cert-allowed-hostname"),
+        cipher_suites=tuple(c.strip() for c in read.text("cipher-suites").split(",") if c.strip()),
+        tls_min_version=read.choice("tls-min-version", TLS_VERSIONS),
+        tls_max_version=read.choice("tls-max-version", ("", *TLS_VERSIONS)),
+        auth_token=read.text("auth-token"),
+        bcrypt_cost=_bcrypt_cost(read),
+        auth_token_ttl_s=read.integer("auth-token-ttl", minimum=1),
         log_level=read.choice("log-level", LOG_LEVELS),
         log_format=read.choice("log-format", LOG_FORMATS),
         config_file=config_file,
@@ -214,6 +256,18 @@ def _progress_notify_interval_s(read: _Reader) -> float:
     if seconds == 0:
         return DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL_S
     return max(seconds, MIN_WATCH_PROGRESS_NOTIFY_INTERVAL_S)
+
+
+def _optional_path(read: _Reader, name: str) -> Path | None:
+    text = read.text(name)
+    return Path(text) if text else None
+
+
+def _bcrypt_cost(read: _Reader) -> int:
+    cost = read.integer("bcrypt-cost", minimum=0)
+    if not MIN_BCRYPT_COST <= cost <= MAX_BCRYPT_COST:  # etcd's words
+        raise ConfigError(f"invalid bcrypt-cost: {cost} (want {MIN_BCRYPT_COST}..{MAX_BCRYPT_COST})")
+    return cost
 
 
 def _positive_duration_s(text: str) -> float:
