@@ -182,6 +182,7 @@ def build_settings(layer: Layer, config_file: Path | None = None) -> Settings:
     advertise_peer_urls = read.urls("initial-advertise-peer-urls")
     heartbeat_ms, election_ms = _raft_timing(read)
     mode = read.choice("auto-compaction-mode", COMPACTION_MODES)
+    _check_peer_tls(read)
     return Settings(
         name=name,
         data_dir=data_dir,
@@ -256,6 +257,18 @@ def _progress_notify_interval_s(read: _Reader) -> float:
     if seconds == 0:
         return DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL_S
     return max(seconds, MIN_WATCH_PROGRESS_NOTIFY_INTERVAL_S)
+
+
+def _check_peer_tls(read: _Reader) -> None:
+    """etcd's listener rule: an https peer URL needs a certificate and key (or
+    --peer-auto-tls to make them)."""
+    if read.parsed("peer-auto-tls", parse_bool):
+        return
+    has_files = bool(read.text("peer-cert-file")) and bool(read.text("peer-key-file"))
+    for url in read.urls("listen-peer-urls", bind=True):
+        if url.scheme == "https" and not has_files:
+            raise ConfigError(f"cannot listen on TLS for {url.netloc}: KeyFile and CertFile "
+                              "are not presented")
 
 
 def _optional_path(read: _Reader, name: str) -> Path | None:

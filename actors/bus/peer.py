@@ -41,7 +41,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -111,9 +111,12 @@ class PeerDealers:
                  hwm_msgs: int = DEFAULT_HWM_MSGS,
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
                  linger_ms: int = 0, reconnect_ivl_ms: int = 100,
-                 heartbeat_ivl_ms: int = 1000, heartbeat_timeout_ms: int = 3000) -> None:
+                 heartbeat_ivl_ms: int = 1000, heartbeat_timeout_ms: int = 3000,
+                 route: Callable[[int, str], str] = lambda peer_id, url: peer_address(url)
+                 ) -> None:
         assert hwm_msgs > 0 and max_frame_bytes > 0, "every queue and frame is bounded"
         self.member_id = member_id
+        self.route = route  # (member id, peer URL) -> where to connect (peertls.dealer_route)
         self._identity = identity(member_id, channel)
         self._ctx = ctx or process_context()
         self._options = {
@@ -175,7 +178,7 @@ class PeerDealers:
             if peer_id == self.member_id or not urls:
                 continue
             try:
-                self.add_peer(peer_id, peer_address(urls[0]))
+                self.add_peer(peer_id, self.route(peer_id, urls[0]))
             except ValueError as err:
                 errors[peer_id] = str(err)
         return errors

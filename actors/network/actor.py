@@ -40,6 +40,7 @@ import grpc
 import uvloop
 from aiohttp import web
 from petcd.actors.apply import members as member_table
+from petcd.actors.bus import peertls
 from petcd.actors.bus.peer import Channel, PeerDealers
 from petcd.actors.bus.sockets import (
     AsyncInbox,
@@ -124,7 +125,9 @@ class NetworkActor:
                       request_timeout_s=self.timeout_s)
 
     def _start_peers(self) -> None:
-        dealers = PeerDealers(self.ctx.member_id, channel=Channel.SNAPSHOT)
+        dealers = PeerDealers(self.ctx.member_id, channel=Channel.SNAPSHOT,
+                              route=peertls.dealer_route(self.ctx.run_dir,
+                                                         peertls.enabled(self.ctx.settings)))
         self.peers = PeerLink(self.ctx.member_id, dealers, self._to_raft, self.log)
         removed = remove_parts(self.ctx.snap_dir) + backup.remove_parts(self.ctx.snap_dir)
         if removed:

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import random
 import signal
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
 
-from petcd.actors.bus import codec
+from petcd.actors.bus import codec, peertls
+from petcd.actors.bus.tlsrelay import TlsRelay, inbound_path
 from petcd.actors.member import MemberContext
 from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.actors.skeleton import (EXIT_OK, POLL_TIMEOUT_MS, Batch, Runtime, Stop,
@@ -52,6 +54,22 @@ START_TIMEOUT_S = 300.0  # replaying a large WAL or opening a large store takes 
 STATUS_EVERY_S = 0.1
 MAX_BATCH_MSGS = 4096
 ACTIVE_WITHIN_S = 5.0  # etcd's HealthInterval: a peer heard from this recently is active
+
+
+def _start_relay(runtime: Runtime, listen_urls: list[str]) -> TlsRelay | None:
+    """With peer TLS on (https peer URLs), the relay that carries every peer socket
+    (actors/bus/tlsrelay.py), accepting on the peer URLs; else None."""
+    try:
+        tls = peertls.peer_tls(runtime.ctx.settings)
+        if tls is None:
+            return None
+        server, client = peertls.contexts(tls, runtime.log)
+        relay = TlsRelay(runtime.ctx.run_dir, client, runtime.log, server_tls=server,
+                         check_peer=peertls.check_peer(tls))
+        relay.start([peertls.host_port(url) for url in listen_urls])
+    except (OSError, ssl.SSLError, ValueError) as err:
+        raise Stop("raft actor cannot start", error=f"peer TLS: {err}") from err
+    return relay
 
 
 def run(ctx: MemberContext) -> int:
@@ -94,13 +112,20 @@ class RaftActor:
     @classmethod
     def open(cls, runtime: Runtime) -> RaftActor:
         ctx = runtime.ctx
+        urls = [str(u) for u in ctx.settings.listen_peer_urls]
+        relay = _start_relay(runtime, urls)
         try:
-            transport = listen(ctx.member_id, [str(u) for u in ctx.settings.listen_peer_urls])
+            transport = listen(ctx.member_id, urls,
+                               relayed_at=f"ipc://{inbound_path(ctx.run_dir)}" if relay else None,
+                               route=peertls.dealer_route(ctx.run_dir, relay is not None))
         except ListenError as err:
+            if relay is not None:
+                relay.close()
             raise Stop("raft actor cannot start", error=str(err)) from err
-        transport.connect_urls((p.member_id, p.peer_urls) for p in ctx.initial_peers)
-        runtime.log.info("listening for peers", address=transport.listen_address)
-        peers = RaftPeers(ctx.member_id, transport)
+        runtime.log.info("listening for peers", address=transport.listen_address,
+                         tls=relay is not None)
+        peers = RaftPeers(ctx.member_id, transport, relay)
+        peers.connect((p.member_id, p.peer_urls) for p in ctx.initial_peers)
         if ctx.initial_peers:
             peers.cluster_answer = [ctx.cluster_id, [[p.member_id, list(p.peer_urls)]
                                                      for p in ctx.initial_peers], []]
@@ -265,11 +290,10 @@ class RaftActor:
     def _on_peers(self, payload: Any) -> None:
         table, removed = payload
         self.peers.cluster_answer = [self.ctx.cluster_id, table, removed]
-        transport = self.peers.transport
-        for member_id, error in transport.connect_urls(table).items():
+        for member_id, error in self.peers.connect(table).items():
             self.log.error("cannot reach member", peer=f"{member_id:x}", error=error)
         for member_id in removed:
-            transport.remove_peer(member_id)
+            self.peers.transport.remove_peer(member_id)
 
     def _on_propose(self, payload: Any) -> None:
         core = self.started_core

@@ -32,6 +32,8 @@ import zmq
 from petcd.actors.bus.addresses import peer_address
 from petcd.actors.bus.codec import CodecError, messages_from_wire
 from petcd.actors.bus.peer import JOIN_ANSWER, JOIN_QUERY, Channel, PeerTransport
+from petcd.actors.bus.peertls import host_port
+from petcd.actors.bus.tlsrelay import TlsRelay
 from petcd.actors.raft.types import Message, MessageType
 
 FRAME_KIND = "raft"  # the envelope kind of Raft traffic between members
@@ -41,10 +43,12 @@ class ListenError(Exception):
     """The peer URLs cannot be bound (in use, not an address of this host...)."""
 
 
-def listen(member_id: int, peer_urls: Sequence[str], **options: Any) -> PeerTransport:
-    """This member's ROUTER, bound on every --listen-peer-urls."""
+def listen(member_id: int, peer_urls: Sequence[str], relayed_at: str | None = None,
+           **options: Any) -> PeerTransport:
+    """This member's ROUTER, bound on every --listen-peer-urls, or only at `relayed_at`
+    when peer TLS is on (the relay listens on the URLs: actors/bus/peertls.py)."""
     try:
-        addresses = [peer_address(url) for url in peer_urls]
+        addresses = [relayed_at] if relayed_at else [peer_address(url) for url in peer_urls]
         transport = PeerTransport(member_id, addresses[0], **options)
     except (ValueError, zmq.ZMQError) as err:
         raise ListenError(f"cannot listen for peers: {err}") from None
@@ -58,9 +62,11 @@ def listen(member_id: int, peer_urls: Sequence[str], **options: Any) -> PeerTran
 
 
 class RaftPeers:
-    def __init__(self, member_id: int, transport: PeerTransport) -> None:
+    def __init__(self, member_id: int, transport: PeerTransport,
+                 relay: TlsRelay | None = None) -> None:
         self.member_id = member_id
         self.transport = transport
+        self.relay = relay  # peer TLS: every peer socket goes through it
         self.dropped: Counter[str] = Counter()  # incoming messages refused, by reason
         # What a starting member asking JOIN_QUERY is told (nodes/join.py):
         # [cluster_id, [[member_id, [peer_url...]], ...], [removed_id...]]
@@ -104,5 +110,17 @@ class RaftPeers:
                     accepted.append(message)
         return accepted, others
 
+    def connect(self, peers: Iterable[tuple[int, Sequence[str]]]) -> dict[int, str]:
+        """Be connected to these members (id, peer URLs); what cannot be reached, with
+        the reason (PeerDealers.connect_urls). The relay, if any, follows them."""
+        peers = [(m, urls) for m, urls in peers if urls]
+        errors = self.transport.connect_urls(peers)
+        if self.relay is not None:
+            self.relay.set_peers({m: host_port(urls[0]) for m, urls in peers
+                                  if m != self.member_id and m not in errors})
+        return errors
+
     def close(self) -> None:
         self.transport.close()
+        if self.relay is not None:
+            self.relay.close()
