@@ -90,7 +90,8 @@ class ActorProcess:
         """Start the actor `name`. Only from a process with one thread and no ZeroMQ
         context yet (the supervisor, before its inbox)."""
         assert name in ACTORS, name
-        assert threading.active_count() == 1, "forking a process with threads is unsafe"
+        assert threading.active_count() == 1, \
+            f"forking a process with threads is unsafe: {threading.enumerate()}"
         parent_pid = os.getpid()
         # Else the child would write again what the parent had buffered.
         _flush_std_streams()

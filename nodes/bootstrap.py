@@ -21,16 +21,18 @@ cluster here and for MemberAdd by the leader (actors/network/membership.py).
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import replace
 from typing import Any
 
+from petcd.actors.bus import peertls
 from petcd.actors.member import MemberContext, Peer, advise_size
 from petcd.actors.wal.startup import decode_metadata
 from petcd.config import Settings, ids
 from petcd.storage.wal import WalError, read_metadata, wal_exists
 
 from .force_new_cluster import force_new_cluster
-from .join import ClusterView, ask_members
+from .join import ClusterView, Relayed, ask_members
 
 JOIN_TIMEOUT_S = 10.0  # a member is usually started right after its MemberAdd
 RESTART_CHECK_TIMEOUT_S = 1.0  # peers may all be restarting too: don't wait long
@@ -70,8 +72,9 @@ def _restarting(ctx: MemberContext, log: Any) -> MemberContext:
                     "are found", wal_dir=str(ctx.wal_dir))
     if (member_id, cluster_id) != (ctx.member_id, ctx.cluster_id):
         log.info("restarting with the data dir's identity; --initial-cluster flags ignored",
-                 member=ids.format_id(member_id), cluster=ids.format_id(cluster_id),
-                 flags_member=ids.format_id(ctx.member_id))
+                 data_dir_member_id=ids.format_id(member_id),
+                 data_dir_cluster_id=ids.format_id(cluster_id),
+                 flags_member_id=ids.format_id(ctx.member_id))
         ctx = replace(ctx, member_id=member_id, cluster_id=cluster_id, initial_peers=())
     if ctx.settings.force_new_cluster:
         try:
@@ -79,7 +82,8 @@ def _restarting(ctx: MemberContext, log: Any) -> MemberContext:
         except (WalError, OSError) as err:
             raise BootstrapError(f"cannot force a new cluster: {err}") from err
         return ctx
-    view = ask_members(_other_peer_urls(ctx.settings), RESTART_CHECK_TIMEOUT_S)
+    view = ask_members(_other_peer_urls(ctx.settings), RESTART_CHECK_TIMEOUT_S,
+                       relay=_relay(ctx, log))
     if view is not None and view.cluster_id == cluster_id and member_id in view.removed:
         raise RemovedMember()
     return ctx
@@ -90,7 +94,8 @@ def _joining(ctx: MemberContext, log: Any) -> MemberContext:
     others = _other_peer_urls(s)
     mine = [str(u) for u in s.initial_advertise_peer_urls]
     view = ask_members(others, JOIN_TIMEOUT_S,
-                       accept=lambda v: v.member_with_urls(mine) is not None)
+                       accept=lambda v: v.member_with_urls(mine) is not None,
+                       relay=_relay(ctx, log))
     if view is None:
         raise BootstrapError("cannot fetch cluster info from peer urls: could not retrieve "
                              "cluster information from the given URLs")
@@ -99,9 +104,21 @@ def _joining(ctx: MemberContext, log: Any) -> MemberContext:
     assert member_id is not None, "checked by _check_matches"
     names = {tuple(sorted(str(u) for u in m.peer_urls)): m.name for m in s.initial_cluster}
     peers = tuple(Peer(m, names.get(tuple(sorted(urls)), ""), urls) for m, urls in view.members)
-    log.info("joining an existing cluster", member=ids.format_id(member_id),
-             cluster=ids.format_id(view.cluster_id), members=len(peers))
+    log.info("joining an existing cluster", joining_member_id=ids.format_id(member_id),
+             cluster_id=ids.format_id(view.cluster_id), members=len(peers))
     return replace(ctx, member_id=member_id, cluster_id=view.cluster_id, initial_peers=peers)
+
+
+def _relay(ctx: MemberContext, log: Any) -> Relayed | None:
+    """With peer TLS on, the query goes through a relay too (join.Relayed)."""
+    try:
+        tls = peertls.peer_tls(ctx.settings)
+        if tls is None:
+            return None
+        _, client = peertls.contexts(tls, log)
+    except (OSError, ssl.SSLError, ValueError) as err:
+        raise BootstrapError(f"peer TLS: {err}") from err
+    return Relayed(ctx.run_dir, client, log)
 
 
 def _check_matches(s: Settings, view: ClusterView) -> None:

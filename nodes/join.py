@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -21,6 +22,8 @@ import zmq
 from petcd.actors.bus.addresses import peer_address
 from petcd.actors.bus.envelope import EnvelopeError, pack_envelope, unpack_envelope
 from petcd.actors.bus.peer import JOIN_ANSWER, JOIN_QUERY, Channel, identity
+from petcd.actors.bus.addresses import peer_host_port
+from petcd.actors.bus.tlsrelay import ContextSource, TlsRelay, outbound_path
 
 ASK_AGAIN_S = 0.5  # a member may be starting: ask every peer again this often
 
@@ -40,16 +43,23 @@ class ClusterView:
 
 
 def ask_members(peer_urls: Sequence[str], timeout_s: float,
-                accept: Callable[[ClusterView], bool] = lambda view: True) -> ClusterView | None:
+                accept: Callable[[ClusterView], bool] = lambda view: True,
+                relay: Relayed | None = None) -> ClusterView | None:
     """The first answer of any member at these peer URLs within `timeout_s` that
     `accept`s (a member that has not applied the latest MemberAdd yet answers without
     it: ask again); at the deadline the last answer, None if none answered (all down,
-    or not petcd members)."""
+    or not petcd members). With peer TLS, through a relay (`Relayed`) stopped before
+    this returns."""
     if not peer_urls:
         return None
+    if relay is None:
+        addresses = [peer_address(u) for u in peer_urls]
+    else:  # stand-in member ids 1, 2, ... for the relay's sockets
+        addresses = list(relay.start({n: peer_host_port(u)
+                                      for n, u in enumerate(peer_urls, 1)}).values())
     context: zmq.Context[Any] = zmq.Context()
     try:
-        sockets = [_dealer(context, url) for url in peer_urls]
+        sockets = [_dealer(context, address) for address in addresses]
         poller = zmq.Poller()
         for sock in sockets:
             poller.register(sock, zmq.POLLIN)
@@ -71,15 +81,40 @@ def ask_members(peer_urls: Sequence[str], timeout_s: float,
         return last
     finally:
         context.destroy(linger=0)
+        if relay is not None:
+            relay.stop()
 
 
-def _dealer(context: zmq.Context[Any], url: str) -> zmq.Socket[bytes]:
+@dataclass
+class Relayed:
+    """The join query through a TLS relay (actors/bus/tlsrelay.py), for a member whose
+    peer URLs are https: its own run dir for the relay's sockets, its client TLS."""
+
+    run_dir: Path
+    client_tls: ContextSource
+    log: Any
+    _relay: TlsRelay | None = None
+
+    def start(self, peers: dict[int, tuple[str, int]]) -> dict[int, str]:
+        """Relay to these (stand-in id -> host, port); where to connect for each."""
+        self._relay = TlsRelay(self.run_dir, self.client_tls, self.log)
+        self._relay.start()
+        self._relay.set_peers(peers)
+        return {n: f"ipc://{outbound_path(self.run_dir, n)}" for n in peers}
+
+    def stop(self) -> None:
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
+
+
+def _dealer(context: zmq.Context[Any], address: str) -> zmq.Socket[bytes]:
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, identity(random.randrange(1, 2**63), Channel.JOIN))
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IMMEDIATE, 1)  # nothing queues for a peer that is not there
     sock.setsockopt(zmq.IPV6, 1)
-    sock.connect(peer_address(url))
+    sock.connect(address)
     return sock
 
 

@@ -128,13 +128,22 @@ def peer_address(peer_url: str) -> str:
 
     `http://127.0.0.1:2380` -> `tcp://127.0.0.1:2380`; `http://[::1]:2380` ->
     `tcp://[::1]:2380`; a host name stays a host name (ZeroMQ resolves it).
-    The port must be given. `https://` is refused: the ZeroMQ peer transport does not
-    speak TLS, and silently downgrading a URL that asks for it would be worse.
+    The port must be given. `https://` is refused: ZeroMQ itself does not speak TLS
+    (TLS peers go through the relay, peertls.py), and silently downgrading a URL that
+    asks for it would be worse.
     """
-    parts = urlsplit(peer_url.strip())
-    if parts.scheme != "http":
+    if urlsplit(peer_url.strip()).scheme != "http":
         raise ValueError(f"peer URL {peer_url!r}: only http:// is supported by the "
-                         "peer transport (no TLS)")
+                         "peer transport without TLS")
+    host, port = peer_host_port(peer_url)
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+
+
+def peer_host_port(peer_url: str) -> tuple[str, int]:
+    """(host, port) of an http:// or https:// peer URL (an IPv6 host without brackets)."""
+    parts = urlsplit(peer_url.strip())
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"peer URL {peer_url!r}: the scheme must be http or https")
     try:
         port = parts.port
     except ValueError as err:  # urlsplit raises on a non-numeric or out-of-range port
@@ -144,5 +153,4 @@ def peer_address(peer_url: str) -> str:
                          "e.g. http://127.0.0.1:2380")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise ValueError(f"peer URL {peer_url!r}: only scheme://host:port is allowed")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"tcp://{host}:{port}"
+    return parts.hostname, port

@@ -84,10 +84,6 @@ def dealer_route(run_dir: Path, relayed: bool) -> Callable[[int, str], str]:
     return lambda peer_id, url: f"ipc://{outbound_path(run_dir, peer_id)}"
 
 
-def host_port(url: str) -> tuple[str, int]:
-    address = peer_address(url).removeprefix("tcp://")
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 # -- contexts ---------------------------------------------------------------------------

@@ -168,6 +168,13 @@ class TlsRelay:
 
     async def _outgoing(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
                         address: tuple[str, int]) -> None:
+        # Ends quietly when the relay closes: asyncio's stream server logs a handler
+        # that ends cancelled as an error.
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._relay_out(reader, writer, address)
+
+    async def _relay_out(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         address: tuple[str, int]) -> None:
         host, port = address
         try:
             outer_r, outer_w = await asyncio.wait_for(asyncio.open_connection(
@@ -197,6 +204,9 @@ class TlsRelay:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # Host names were resolved in the loop's executor: its threads end here (the
+        # supervisor forks after a join query through a relay).
+        await asyncio.get_running_loop().shutdown_default_executor()
 
 
 def _family(host: str) -> socket.AddressFamily:

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from petcd.actors.bus import codec, peertls
+from petcd.actors.bus.addresses import peer_host_port
 from petcd.actors.bus.tlsrelay import TlsRelay, inbound_path
 from petcd.actors.member import MemberContext
 from petcd.actors.protocol import SUPERVISOR, Kind
@@ -66,7 +67,7 @@ def _start_relay(runtime: Runtime, listen_urls: list[str]) -> TlsRelay | None:
         server, client = peertls.contexts(tls, runtime.log)
         relay = TlsRelay(runtime.ctx.run_dir, client, runtime.log, server_tls=server,
                          check_peer=peertls.check_peer(tls))
-        relay.start([peertls.host_port(url) for url in listen_urls])
+        relay.start([peer_host_port(url) for url in listen_urls])
     except (OSError, ssl.SSLError, ValueError) as err:
         raise Stop("raft actor cannot start", error=f"peer TLS: {err}") from err
     return relay

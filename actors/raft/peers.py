@@ -32,7 +32,7 @@ import zmq
 from petcd.actors.bus.addresses import peer_address
 from petcd.actors.bus.codec import CodecError, messages_from_wire
 from petcd.actors.bus.peer import JOIN_ANSWER, JOIN_QUERY, Channel, PeerTransport
-from petcd.actors.bus.peertls import host_port
+from petcd.actors.bus.addresses import peer_host_port
 from petcd.actors.bus.tlsrelay import TlsRelay
 from petcd.actors.raft.types import Message, MessageType
 
@@ -116,7 +116,7 @@ class RaftPeers:
         peers = [(m, urls) for m, urls in peers if urls]
         errors = self.transport.connect_urls(peers)
         if self.relay is not None:
-            self.relay.set_peers({m: host_port(urls[0]) for m, urls in peers
+            self.relay.set_peers({m: peer_host_port(urls[0]) for m, urls in peers
                                   if m != self.member_id and m not in errors})
         return errors
 

@@ -59,6 +59,7 @@ class Member:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     initial_cluster: str = ""  # how a member added at runtime was told to start
+    peer_scheme: str = "http"  # https: peer TLS (its flags in extra_args)
 
     @property
     def client_url(self) -> str:
@@ -66,7 +67,7 @@ class Member:
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"{self.peer_scheme}://127.0.0.1:{self.peer_port}"
 
     def start(self, initial_cluster: str, token: str, state: str = "new") -> None:
         args = [PETCD, "--name", self.name, "--data-dir", str(self.data_dir),
@@ -160,12 +161,13 @@ class Member:
 
 class Cluster:
     def __init__(self, root: Path, size: int, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, peer_scheme: str = "http") -> None:
         ports = free_ports(2 * size)
         self.token = f"test-{os.getpid()}-{root.name}"
         self.members = [
             Member(f"m{i + 1}", ports[2 * i], ports[2 * i + 1], root / f"m{i + 1}.petcd",
-                   root / f"m{i + 1}.log", list(extra_args or []), dict(env or {}))
+                   root / f"m{i + 1}.log", list(extra_args or []), dict(env or {}),
+                   peer_scheme=peer_scheme)
             for i in range(size)]
         self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
@@ -180,8 +182,9 @@ class Cluster:
         client_port, peer_port = free_ports(2)
         root = self.members[0].data_dir.parent
         name = f"m{len(self.members) + 1}"
+        first = self.members[0]
         new = Member(name, client_port, peer_port, root / f"{name}.petcd", root / f"{name}.log",
-                     list(self.members[0].extra_args), dict(self.members[0].env))
+                     list(first.extra_args), dict(first.env), peer_scheme=first.peer_scheme)
         resp = via.call("/v3/cluster/member/add", {"peerURLs": [new.peer_url],
                                                     "isLearner": learner})
         self.members.append(new)
@@ -230,9 +233,9 @@ class Cluster:
 
 @contextlib.contextmanager
 def running(root: Path, size: int, extra_args: list[str] | None = None,
-            env: dict[str, str] | None = None) -> Iterator[Cluster]:
+            env: dict[str, str] | None = None, peer_scheme: str = "http") -> Iterator[Cluster]:
     """A started cluster (the one way tests start one), stopped at the end."""
-    c = Cluster(root, size, extra_args, env)
+    c = Cluster(root, size, extra_args, env, peer_scheme)
     c.start()
     try:
         yield c
