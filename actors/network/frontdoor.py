@@ -110,13 +110,14 @@ class _Sniffer(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         try:
             upstream, _ = await loop.create_unix_connection(
-                lambda: _Pipe(client), self.door.grpc_socket_path)
+                lambda: _Pipe(client, half_close=True), self.door.grpc_socket_path)
         except OSError as err:
             self.door.log.warning("gRPC server unreachable; connection closed", error=str(err))
             client.close()
             return
         upstream.write(head)
-        client.set_protocol(_Pipe(upstream))
+        # A TLS connection cannot stay half-open (asyncio closes it at the peer's EOF).
+        client.set_protocol(_Pipe(upstream, half_close=client.can_write_eof()))
         client.resume_reading()
 
 
@@ -166,8 +167,9 @@ def _remote(transport: asyncio.BaseTransport) -> str:
 class _Pipe(asyncio.Protocol):
     """Whatever arrives on this connection is written to `peer`."""
 
-    def __init__(self, peer: asyncio.Transport) -> None:
+    def __init__(self, peer: asyncio.Transport, half_close: bool) -> None:
         self.peer = peer
+        self.half_close = half_close  # this side's transport can still write after EOF
 
     def data_received(self, data: bytes) -> None:
         self.peer.write(data)
@@ -175,7 +177,7 @@ class _Pipe(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.peer.can_write_eof():
             self.peer.write_eof()
-            return True  # keep our write side open for the answer
+            return self.half_close  # keep our write side open for the answer
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:

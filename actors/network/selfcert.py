@@ -3,8 +3,10 @@
 Layout (etcd's): <data-dir>/fixtures/client/cert.pem and key.pem. Files already there
 are used as they are, so a restarted member keeps its certificate and clients that
 pinned it keep working. The certificate is its own CA (etcd's template: IsCA, server
-auth, ECDSA P-521) and names every host the member listens on, so a client told to
-trust it verifies the hostname too.
+auth) and names every host the member listens on, so a client told to trust it
+verifies the hostname too. Its key is ECDSA P-256, not etcd's P-521: grpc's TLS
+library (BoringSSL, in petcdctl and every grpcio client) does not offer P-521
+signatures, and the handshake fails with "no suitable signature algorithm".
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def self_cert(directory: Path, hosts: list[str], validity_years: int) -> tuple[P
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path, False
     directory.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP521R1())
+    key = ec.generate_private_key(ec.SECP256R1())
     cert = _certificate(key, hosts, validity_years)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     # The key is written readable by the owner alone, as etcd's 0600.
