@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -59,10 +60,12 @@ class Member:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     initial_cluster: str = ""  # how a member added at runtime was told to start
+    scheme: str = "http"  # of the client URL; "https" needs TLS flags in extra_args
+    tls: ssl.SSLContext | None = None  # what the helpers below connect with over https
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -128,14 +131,14 @@ class Member:
         req = urllib.request.Request(self.client_url + path, data=data,
                                      headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            with urllib.request.urlopen(req, timeout=timeout_s, context=self.tls) as resp:
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as err:
             raise HttpError(err.code, json.loads(err.read() or b"{}")) from None
 
     def get_json(self, path: str) -> tuple[int, dict]:
         try:
-            with urllib.request.urlopen(self.client_url + path, timeout=5) as resp:
+            with urllib.request.urlopen(self.client_url + path, timeout=5, context=self.tls) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"{}")
@@ -160,12 +163,14 @@ class Member:
 
 class Cluster:
     def __init__(self, root: Path, size: int, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, scheme: str = "http",
+                 tls: ssl.SSLContext | None = None) -> None:
         ports = free_ports(2 * size)
         self.token = f"test-{os.getpid()}-{root.name}"
         self.members = [
             Member(f"m{i + 1}", ports[2 * i], ports[2 * i + 1], root / f"m{i + 1}.petcd",
-                   root / f"m{i + 1}.log", list(extra_args or []), dict(env or {}))
+                   root / f"m{i + 1}.log", list(extra_args or []), dict(env or {}),
+                   scheme=scheme, tls=tls)
             for i in range(size)]
         self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
@@ -181,7 +186,8 @@ class Cluster:
         root = self.members[0].data_dir.parent
         name = f"m{len(self.members) + 1}"
         new = Member(name, client_port, peer_port, root / f"{name}.petcd", root / f"{name}.log",
-                     list(self.members[0].extra_args), dict(self.members[0].env))
+                     list(self.members[0].extra_args), dict(self.members[0].env),
+                     scheme=self.members[0].scheme, tls=self.members[0].tls)
         resp = via.call("/v3/cluster/member/add", {"peerURLs": [new.peer_url],
                                                     "isLearner": learner})
         self.members.append(new)
@@ -230,9 +236,10 @@ class Cluster:
 
 @contextlib.contextmanager
 def running(root: Path, size: int, extra_args: list[str] | None = None,
-            env: dict[str, str] | None = None) -> Iterator[Cluster]:
+            env: dict[str, str] | None = None, scheme: str = "http",
+            tls: ssl.SSLContext | None = None) -> Iterator[Cluster]:
     """A started cluster (the one way tests start one), stopped at the end."""
-    c = Cluster(root, size, extra_args, env)
+    c = Cluster(root, size, extra_args, env, scheme, tls)
     c.start()
     try:
         yield c
