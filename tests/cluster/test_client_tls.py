@@ -74,9 +74,9 @@ def secured(tmp_path_factory, files: Files):
         yield cluster.members[0]
 
 
-def _run(tool: str, member: Member, *args: str, dial_timeout_s: int = 3) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([tool, f"--endpoints={member.client_url}", f"--dial-timeout={dial_timeout_s}s",
-                           "--command-timeout=10s", *args],
+def _run(tool: str, member: Member, *args: str, command_timeout_s: int = 10) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool, f"--endpoints={member.client_url}", "--dial-timeout=3s",
+                           f"--command-timeout={command_timeout_s}s", *args],
                           capture_output=True, text=True, timeout=TOOL_TIMEOUT_S,
                           env={**os.environ, "ETCDCTL_API": "3"}, check=False)
 
@@ -117,7 +117,8 @@ def test_no_client_certificate_or_one_from_another_ca_is_refused(secured: Member
         assert refused_curl.returncode in CURL_REFUSED and refused_curl.stdout == "", refused_curl
     for tool in (ETCDCTL, PETCDCTL):
         refused = _run(tool, secured, f"--cacert={files.ca}", f"--cert={files.foreign_cert}",
-                       f"--key={files.foreign_key}", "get", "from-etcdctl", dial_timeout_s=1)
+                       f"--key={files.foreign_key}", "get", "from-etcdctl",
+                       command_timeout_s=2)  # etcdctl retries a refused handshake until then
         assert refused.returncode != 0 and refused.stdout == "", (tool, refused.stdout)
     events = [e["error"] for e in secured.log_events("client TLS handshake failed; connection refused")]
     assert any("PEER_DID_NOT_RETURN_A_CERTIFICATE" in e for e in events), events
