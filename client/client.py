@@ -31,7 +31,7 @@ import grpc
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.client import concurrency, recipes, requests
 from petcd.client.connection import Connection, Connections, normalize_endpoint
-from petcd.client.tls import TlsOptions
+from petcd.client.tls import PLAIN, TlsOptions
 from petcd.client.errors import DEADLINE_MESSAGE, EtcdError, from_rpc_error, is_server_error
 from petcd.client.lease import KeepAlive, keep_alive_once
 from petcd.client.peer_urls import check_peer_urls
@@ -58,7 +58,7 @@ class Client:
         if not self.endpoints:
             raise ValueError("at least one endpoint is needed")
         self.command_timeout_s = command_timeout_s
-        tls = tls or TlsOptions()
+        tls = tls or PLAIN
         secure = frozenset(normalize_endpoint(e) for e in given if tls.secure(e))
         self._connections = Connections(dial_timeout_s, tls, secure)
         self._current = 0  # index of the endpoint that answered last

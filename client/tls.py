@@ -89,3 +89,6 @@ def _name_in(pem: bytes) -> str:
         return str(ipaddress.ip_address(ip))
     common = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(common[0].value) if common else ""
+
+
+PLAIN = TlsOptions()  # etcdctl's defaults: TLS only for https:// endpoints
