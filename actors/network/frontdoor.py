@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from asyncio import sslproto
+import uvloop.loop
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -121,15 +121,16 @@ class _Sniffer(asyncio.Protocol):
         client.resume_reading()
 
 
-class _TlsLayer(sslproto.SSLProtocol):
+class _TlsLayer(uvloop.loop.SSLProtocol):
     """TLS for one connection, with the context of the moment it was accepted; the
     sniffer sees the decrypted stream once the handshake is done.
 
-    asyncio's SSL protocol, given to create_server's factory instead of its `ssl=`:
-    that way each connection gets the current context, and a failed handshake is
-    seen and logged (asyncio and uvloop drop it silently). loop.start_tls is not
-    used: uvloop reads a new connection's first bytes even when connection_made
-    paused it, so they would reach the sniffer before the TLS layer.
+    uvloop's SSL protocol (Cython: the one its create_server(ssl=...) uses; the
+    network actor always runs on uvloop), made by create_server's factory instead of
+    passing `ssl=`: that way each connection gets the current context, and a failed
+    handshake is seen and logged (given `ssl=`, uvloop drops it silently). Not
+    loop.start_tls: uvloop reads a new connection's first bytes even when
+    connection_made paused it, so they would reach the sniffer before the TLS layer.
     """
 
     def __init__(self, sniffer: _Sniffer, context: ssl.SSLContext, log: Any) -> None:
