@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import uvloop.loop
 from collections.abc import Callable
 from typing import Any, cast
+
+import uvloop.loop
 
 from .servertls import ServerTls
 
