@@ -34,6 +34,7 @@ from . import (bench_cpu, bench_floors, bench_lease, bench_lease_expiry, bench_l
                bench_trace, bench_watch)
 from .bench_plan import OPS, Plan
 from .bench_worker import Job, Tally, worker
+from .tls import TlsOptions
 
 PROGRESS_EVERY_S = 0.2
 # Scenarios with flags of their own: the first argument picks one.
@@ -53,7 +54,8 @@ def jobs(args: argparse.Namespace) -> list[Job]:
     out, conn, request = [], 0, 0
     for conns in _split(args.conns, max(1, min(args.workers, args.conns))):
         requests = tuple(per_conn[conn:conn + conns])
-        out.append(Job(plan(args), args.protocol, endpoints, conn, request, requests))
+        out.append(Job(plan(args), args.protocol, endpoints, conn, request, requests,
+                       TlsOptions(ca_file=args.cacert, cert_file=args.cert, key_file=args.key)))
         conn, request = conn + conns, request + sum(requests)
     return out
 
@@ -155,6 +157,9 @@ def parser() -> argparse.ArgumentParser:
                    "flags of their own: petcd-bench watch --help")
     p.add_argument("--endpoints", default="http://127.0.0.1:2379",
                    help="comma-separated client URLs (or host:port)")
+    p.add_argument("--cacert", default="", help="CA of an https member (as etcdctl's)")
+    p.add_argument("--cert", default="", help="client certificate, for --client-cert-auth")
+    p.add_argument("--key", default="", help="its key")
     p.add_argument("--protocol", choices=("grpc", "http"), default="grpc",
                    help="etcd's gRPC API, or its JSON gateway (default grpc)")
     p.add_argument("--conns", type=int, default=1, help="concurrent connections")

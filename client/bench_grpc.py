@@ -12,6 +12,7 @@ import grpc
 from ..api.etcdserverpb import rpc_pb2 as pb
 from ..api.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from .bench_conn import BenchError
+from .tls import PLAIN, TlsOptions, credentials
 
 CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
 TRACE_KEY = "petcd-trace"  # petcd's stage times of a write (actors/network/trace.py)
@@ -23,8 +24,13 @@ def target(endpoint: str) -> str:
 
 
 class GrpcConn:
-    def __init__(self, endpoint: str, timeout_s: float) -> None:
-        self._channel = grpc.aio.insecure_channel(target(endpoint), options=CHANNEL_OPTIONS)
+    def __init__(self, endpoint: str, timeout_s: float, tls: TlsOptions = PLAIN) -> None:
+        if tls.secure(endpoint):
+            creds, options = credentials(tls, target(endpoint))
+            self._channel = grpc.aio.secure_channel(target(endpoint), creds,
+                                                    options=CHANNEL_OPTIONS + options)
+        else:
+            self._channel = grpc.aio.insecure_channel(target(endpoint), options=CHANNEL_OPTIONS)
         self._kv = pb_grpc.KVStub(self._channel)
         self._timeout_s = timeout_s
 

@@ -7,18 +7,27 @@ Each connection is its own aiohttp session limited to one TCP connection, so
 from __future__ import annotations
 
 import base64
+import ssl
 
 import aiohttp
 import orjson
 
 from .bench_conn import BenchError
+from .tls import PLAIN, TlsOptions
 
 TRACE_HEADER = "Petcd-Trace"  # petcd's stage times of a write (actors/network/trace.py)
 
 
-def base_url(endpoint: str) -> str:
-    """http://host:port for an endpoint given as a URL or as host:port."""
-    return endpoint if "://" in endpoint else "http://" + endpoint
+def base_url(endpoint: str, scheme: str = "http") -> str:
+    """scheme://host:port for an endpoint given as a URL or as host:port."""
+    return endpoint if "://" in endpoint else f"{scheme}://{endpoint}"
+
+
+def _ssl_context(tls: TlsOptions) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=tls.ca_file or None)
+    if tls.cert_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file or None)
+    return context
 
 
 def _b64(raw: bytes) -> str:
@@ -30,11 +39,13 @@ def _put_op(key: bytes, value: str) -> dict:
 
 
 class HttpConn:
-    def __init__(self, endpoint: str, timeout_s: float) -> None:
-        self._url = base_url(endpoint).rstrip("/") + "/v3/kv/"
+    def __init__(self, endpoint: str, timeout_s: float, tls: TlsOptions = PLAIN) -> None:
+        secure = tls.secure(endpoint)
+        url = base_url(endpoint.split("://", 1)[-1], "https") if secure else base_url(endpoint)
+        self._url = url.rstrip("/") + "/v3/kv/"
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=timeout_s),
-            connector=aiohttp.TCPConnector(limit=1))
+            connector=aiohttp.TCPConnector(limit=1, ssl=_ssl_context(tls) if secure else False))
 
     async def close(self) -> None:
         await self._session.close()

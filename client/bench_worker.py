@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .bench_conn import BenchError, Conn
 from .bench_plan import Plan
+from .tls import PLAIN, TlsOptions
 
 REQUEST_TIMEOUT_S = 30.0
 ERRORS_KEPT = 5
@@ -28,6 +29,7 @@ class Job:
     first_conn: int  # global number of this worker's first connection
     first_request: int  # global number of its first request
     requests: tuple[int, ...]  # requests of each of its connections
+    tls: TlsOptions = PLAIN  # --cacert/--cert/--key: client/tls.py's rules
 
 
 @dataclass(slots=True)
@@ -46,12 +48,12 @@ class Tally:
             self.errors.append(str(err))
 
 
-def open_conn(protocol: str, endpoint: str) -> Conn:
+def open_conn(protocol: str, endpoint: str, tls: TlsOptions = PLAIN) -> Conn:
     if protocol == "grpc":
         from .bench_grpc import GrpcConn
-        return GrpcConn(endpoint, REQUEST_TIMEOUT_S)
+        return GrpcConn(endpoint, REQUEST_TIMEOUT_S, tls)
     from .bench_http import HttpConn
-    return HttpConn(endpoint, REQUEST_TIMEOUT_S)
+    return HttpConn(endpoint, REQUEST_TIMEOUT_S, tls)
 
 
 async def _timed(tally: Tally, done, call) -> object | None:
@@ -104,7 +106,7 @@ OPS = {"put": _put, "range": _range, "txn": _txn}
 
 async def _connection(job: Job, conn_no: int, first: int, count: int, tally: Tally,
                       done) -> None:
-    conn = open_conn(job.protocol, job.endpoints[conn_no % len(job.endpoints)])
+    conn = open_conn(job.protocol, job.endpoints[conn_no % len(job.endpoints)], job.tls)
     try:
         await OPS[job.plan.op](job.plan, conn, first, count, tally, done)
     finally:

@@ -31,6 +31,7 @@ import grpc
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.client import concurrency, recipes, requests
 from petcd.client.connection import Connection, Connections, normalize_endpoint
+from petcd.client.tls import PLAIN, TlsOptions
 from petcd.client.errors import DEADLINE_MESSAGE, EtcdError, from_rpc_error, is_server_error
 from petcd.client.lease import KeepAlive, keep_alive_once
 from petcd.client.peer_urls import check_peer_urls
@@ -48,14 +49,18 @@ LEASE_NOT_FOUND = "etcdserver: requested lease not found"  # etcd's rpctypes tex
 
 class Client:
     def __init__(self, endpoints: Iterable[str] | str = ("127.0.0.1:2379",), *,
-                 dial_timeout_s: float = 2.0, command_timeout_s: float = 5.0) -> None:
+                 dial_timeout_s: float = 2.0, command_timeout_s: float = 5.0,
+                 tls: TlsOptions | None = None) -> None:
         if isinstance(endpoints, str):  # "host:port" or etcdctl's "a:1,b:2"
             endpoints = endpoints.split(",")
-        self.endpoints = tuple(normalize_endpoint(e) for e in endpoints)
+        given = tuple(endpoints)
+        self.endpoints = tuple(normalize_endpoint(e) for e in given)
         if not self.endpoints:
             raise ValueError("at least one endpoint is needed")
         self.command_timeout_s = command_timeout_s
-        self._connections = Connections(dial_timeout_s)
+        tls = tls or PLAIN
+        secure = frozenset(normalize_endpoint(e) for e in given if tls.secure(e))
+        self._connections = Connections(dial_timeout_s, tls, secure)
         self._current = 0  # index of the endpoint that answered last
         self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
         self._keep_alives: weakref.WeakSet[KeepAlive] = weakref.WeakSet()

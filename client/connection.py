@@ -6,6 +6,7 @@ instead of waiting out grpc's reconnect backoff on a member that has come back.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import weakref
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import grpc
 from petcd.api.etcdserverpb import rpc_pb2_grpc
 from petcd.api.v3electionpb import v3election_pb2_grpc
 from petcd.api.v3lockpb import v3lock_pb2_grpc
+from petcd.client.tls import TlsOptions, credentials
 
 # etcd's Go client accepts responses of any size (math.MaxInt32); range results and
 # snapshots chunks can exceed grpc's 4 MiB default.
@@ -22,10 +24,9 @@ CHANNEL_OPTIONS = (("grpc.max_receive_message_length", -1),)
 
 
 def normalize_endpoint(endpoint: str) -> str:
-    """etcdctl accepts host:port or http://host:port; grpc wants host:port."""
-    if endpoint.startswith("https://"):
-        raise ValueError(f"TLS endpoints are not supported: {endpoint}")
-    return endpoint.removeprefix("http://").rstrip("/")
+    """etcdctl accepts host:port, http:// or https://host:port; grpc wants host:port
+    (whether to use TLS is decided from the endpoint as written: tls.TlsOptions)."""
+    return endpoint.removeprefix("http://").removeprefix("https://").rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +63,13 @@ def _wait_ready(channel: grpc.Channel, timeout_s: float) -> bool:
 class Connections:
     """The open connections of one client, by endpoint (thread-safe)."""
 
-    def __init__(self, dial_timeout_s: float) -> None:
+    def __init__(self, dial_timeout_s: float, tls: TlsOptions | None = None,
+                 secure: frozenset[str] = frozenset()) -> None:
+        """`secure`: the (normalized) endpoints dialled with `tls`."""
+        assert tls is not None or not secure, "TLS endpoints need TLS options"
         self._dial_timeout_s = dial_timeout_s
+        self._tls = tls
+        self._secure = secure
         self._open: dict[str, Connection] = {}
         self._lock = threading.Lock()
         # Close channels before interpreter exit even if the owner forgot: grpc can
@@ -76,7 +82,9 @@ class Connections:
             conn = self._open.get(endpoint)
         if conn is not None:
             return conn
-        channel = grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+        channel = self._channel(endpoint)
+        if channel is None:
+            return None
         if not _wait_ready(channel, self._dial_timeout_s):
             channel.close()
             return None
@@ -90,6 +98,16 @@ class Connections:
         if kept is not conn:
             channel.close()
         return kept
+
+    def _channel(self, endpoint: str) -> grpc.Channel | None:
+        if endpoint not in self._secure:
+            return grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+        assert self._tls is not None
+        try:
+            creds, options = credentials(self._tls, endpoint)
+        except (ConnectionError, TimeoutError, ssl.SSLError):  # the skip-verify probe
+            return None
+        return grpc.secure_channel(endpoint, creds, options=CHANNEL_OPTIONS + options)
 
     def drop(self, endpoint: str) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from .ciphers import check_cipher_suites
 from .errors import BadValue, ConfigError
 from .flags import FLAGS_BY_NAME
 from .sources import Layer, RawValue
@@ -122,6 +123,7 @@ class Settings:
             assert self.auto_compaction_retention_seconds == 0
         assert self.initial_cluster and all(m.peer_urls for m in self.initial_cluster)
         assert self.listen_peer_urls and self.initial_advertise_peer_urls and self.listen_client_urls
+        assert self.tls_min_version in TLS_VERSIONS and self.tls_max_version in ("", *TLS_VERSIONS)
 
     @property
     def election_ticks(self) -> int:
@@ -183,7 +185,7 @@ def build_settings(layer: Layer, config_file: Path | None = None) -> Settings:
     heartbeat_ms, election_ms = _raft_timing(read)
     mode = read.choice("auto-compaction-mode", COMPACTION_MODES)
     _check_peer_tls(read)
-    return Settings(
+    settings = Settings(
         name=name,
         data_dir=data_dir,
         wal_dir=Path(read.text("wal-dir") or data_dir / "member" / "wal"),
@@ -249,6 +251,31 @@ def build_settings(layer: Layer, config_file: Path | None = None) -> Settings:
         log_format=read.choice("log-format", LOG_FORMATS),
         config_file=config_file,
     )
+    _check_client_tls(settings)
+    return settings
+
+
+def _check_client_tls(settings: Settings) -> None:
+    """etcd's checks of the TLS flags (embed.Config.Validate, configureClientListeners),
+    in its order and words: a member that would serve https without a certificate,
+    or with one it cannot build a TLS configuration from, does not start."""
+    versions = {"TLS1.2": 12, "TLS1.3": 13}
+    if settings.tls_max_version and versions[settings.tls_min_version] > versions[settings.tls_max_version]:
+        raise ConfigError(f"min version ({settings.tls_min_version}) is greater than max version "
+                          f"({settings.tls_max_version})")
+    if settings.tls_min_version == "TLS1.3" and settings.cipher_suites:
+        raise ConfigError("cipher suites cannot be configured when only TLS1.3 is enabled")
+    check_cipher_suites(settings.cipher_suites)
+    has_files = settings.cert_file is not None or settings.key_file is not None
+    for url in (*settings.listen_client_urls, *settings.listen_client_http_urls):
+        if url.scheme != "https":
+            continue
+        if not has_files and not settings.auto_tls:
+            raise ConfigError(f"TLS key/cert (--cert-file, --key-file) must be provided for client url "
+                              f"{url} with HTTPS scheme")
+        if has_files and (settings.cert_file is None or settings.key_file is None):
+            raise ConfigError(f"KeyFile and CertFile must both be present[key: {settings.key_file or ''}, "
+                              f"cert: {settings.cert_file or ''}]")
 
 
 def _progress_notify_interval_s(read: _Reader) -> float:

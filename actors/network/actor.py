@@ -34,6 +34,7 @@ instead of holding every client for up to SEND_TIMEOUT_MS.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 import grpc
@@ -42,6 +43,7 @@ from aiohttp import web
 from petcd.actors.apply import members as member_table
 from petcd.actors.bus import peertls
 from petcd.actors.bus.peer import Channel, PeerDealers
+from petcd.actors.bus.tlsfiles import ReloadingTls
 from petcd.actors.bus.sockets import (
     AsyncInbox,
     Outbox,
@@ -65,6 +67,7 @@ from .local import LocalStore
 from .peers import PeerLink
 from .requests import RaftClient, RequestIds, Tracker, request_timeout_s
 from .server import Server
+from .servertls import client_tls_config, server_tls
 from .snapshots import SnapshotStreams, remove_parts
 
 NAME = "network"
@@ -143,10 +146,10 @@ class NetworkActor:
         """gRPC and the JSON gateway on every --listen-client-urls (frontdoor.py), or,
         with --listen-client-http-urls, gRPC alone there and HTTP on those, as etcd."""
         s = self.ctx.settings
-        for url in (*s.listen_client_urls, *s.listen_client_http_urls):
-            if url.scheme != "http":
-                raise Stop("network cannot start", url=str(url),
-                           error="TLS is not supported yet; use http://")
+        tls = self._client_tls()
+        if tls is not None and s.listen_client_http_urls:
+            raise Stop("network cannot start", error="https:// client URLs are served only "
+                       "without --listen-client-http-urls for now")
         app = Gateway(self.server, self.log).app()
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
@@ -168,11 +171,22 @@ class NetworkActor:
             assert self.runner.server is not None
             self.door = FrontDoor(self.runner.server, str(grpc_path), self.log)
             for url in s.listen_client_urls:
+                if url.scheme == "http" and tls is not None:
+                    self.log.warning("scheme is http while key and cert files are present; "
+                                     "ignoring key and cert files", client_url=str(url))
                 try:
-                    await self.door.listen(url.host, url.port)
+                    await self.door.listen(url.host, url.port,
+                                           tls if url.scheme == "https" else None)
                 except OSError as err:
                     raise _cannot_listen(str(url), err) from None
         await rpc.set_serving(self.health, True)
+
+    def _client_tls(self) -> ReloadingTls | None:
+        try:
+            config = client_tls_config(self.ctx.settings, self.log)
+            return None if config is None else server_tls(config, self.log)
+        except (OSError, ssl.SSLError, ValueError) as err:  # cryptography raises ValueError
+            raise Stop("network cannot start", error=f"client TLS: {err}") from None
 
     def _grpc_listen(self, address: str, shown: str) -> None:
         assert self.grpc is not None

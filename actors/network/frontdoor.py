@@ -10,15 +10,30 @@ is handed to aiohttp's protocol object, which then reads it as if it had accepte
 
 The pipe respects flow control both ways (a slow reader pauses the other side's
 reads), so a snapshot stream to a slow client holds no more than a socket buffer.
+
+An https:// client URL is the same door behind a TLS handshake (etcd's listener wraps
+cmux the same way): the connection is wrapped before its first byte is read, with
+the context of that moment (actors/bus/tlsfiles.py reloads renewed certificates), and the
+decrypted bytes are sniffed as above. ALPN does not decide the route; it only makes
+clients that can speak HTTP/1.1 speak it (servertls.ALPN_PROTOCOLS). A handshake
+that fails (plain HTTP on a TLS URL, no or a wrong client certificate) closes that
+connection and is logged; a TLS handshake on a plain URL is refused the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from typing import Any, cast
 
+import uvloop.loop
+
+from petcd.actors.bus.tlsfiles import ReloadingTls
+
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+TLS_HANDSHAKE_RECORD = 0x16          # the first byte a TLS client sends
+TLS_HANDSHAKE_TIMEOUT_S = 10.0       # Go's http.Server has none; a silent client is dropped
 
 
 class FrontDoor:
@@ -31,9 +46,16 @@ class FrontDoor:
         self.log = log
         self.servers: list[asyncio.Server] = []
 
-    async def listen(self, host: str, port: int) -> None:
+    async def listen(self, host: str, port: int, tls: ReloadingTls | None = None) -> None:
+        def plain() -> asyncio.BaseProtocol:
+            return _Sniffer(self, tls=False)
+
+        def wrapped() -> asyncio.BaseProtocol:
+            assert tls is not None
+            return _TlsLayer(_Sniffer(self, tls=True), tls.context(), self.log)
+
         server = await asyncio.get_running_loop().create_server(
-            lambda: _Sniffer(self), host, port, reuse_address=True)
+            plain if tls is None else wrapped, host, port, reuse_address=True)
         self.servers.append(server)
 
     def close(self) -> None:
@@ -45,8 +67,9 @@ class FrontDoor:
 class _Sniffer(asyncio.Protocol):
     """A fresh connection until its first bytes say which server it is for."""
 
-    def __init__(self, door: FrontDoor) -> None:
+    def __init__(self, door: FrontDoor, tls: bool) -> None:
         self.door = door
+        self.tls = tls  # behind a TLS layer: what arrives is already decrypted
         self.transport: asyncio.Transport | None = None
         self.head = b""
 
@@ -55,6 +78,12 @@ class _Sniffer(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if not self.tls and not self.head and data[0] == TLS_HANDSHAKE_RECORD:
+            assert self.transport is not None
+            self.door.log.warning("TLS handshake on a plain HTTP client URL; connection refused",
+                                  remote=_remote(self.transport))
+            self.transport.abort()
+            return
         self.head += data
         if len(self.head) < len(H2_PREFACE) and H2_PREFACE.startswith(self.head):
             return  # could still be gRPC
@@ -82,21 +111,67 @@ class _Sniffer(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         try:
             upstream, _ = await loop.create_unix_connection(
-                lambda: _Pipe(client), self.door.grpc_socket_path)
+                lambda: _Pipe(client, half_close=True), self.door.grpc_socket_path)
         except OSError as err:
             self.door.log.warning("gRPC server unreachable; connection closed", error=str(err))
             client.close()
             return
         upstream.write(head)
-        client.set_protocol(_Pipe(upstream))
+        # A TLS connection cannot stay half-open (asyncio closes it at the peer's EOF).
+        client.set_protocol(_Pipe(upstream, half_close=client.can_write_eof()))
         client.resume_reading()
+
+
+class _TlsLayer(uvloop.loop.SSLProtocol):
+    """TLS for one connection, with the context of the moment it was accepted; the
+    sniffer sees the decrypted stream once the handshake is done.
+
+    uvloop's SSL protocol (Cython: the one its create_server(ssl=...) uses; the
+    network actor always runs on uvloop), made by create_server's factory instead of
+    passing `ssl=`: that way each connection gets the current context, and a failed
+    handshake is seen and logged (given `ssl=`, uvloop drops it silently). Not
+    loop.start_tls: uvloop reads a new connection's first bytes even when
+    connection_made paused it, so they would reach the sniffer before the TLS layer.
+    """
+
+    def __init__(self, sniffer: _Sniffer, context: ssl.SSLContext, log: Any) -> None:
+        loop = asyncio.get_running_loop()
+        self.handshake: asyncio.Future[None] = loop.create_future()
+        super().__init__(loop, sniffer, context, self.handshake, server_side=True,
+                         ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S)
+        self.log = log
+        self.remote = "?"
+        self.handshake.add_done_callback(self._handshake_done)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.remote = _remote(transport)
+        super().connection_made(transport)
+
+    def _handshake_done(self, handshake: asyncio.Future[None]) -> None:
+        if handshake.cancelled() or handshake.exception() is None:
+            return
+        err = handshake.exception()
+        assert err is not None
+        self.log.warning(_refusal(err), remote=self.remote, error=str(err) or type(err).__name__)
+
+
+def _refusal(err: BaseException) -> str:
+    if isinstance(err, ssl.SSLError) and err.reason == "HTTP_REQUEST":
+        return "plain HTTP on a TLS client URL; connection refused"
+    return "client TLS handshake failed; connection refused"
+
+
+def _remote(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if peer else "?"
 
 
 class _Pipe(asyncio.Protocol):
     """Whatever arrives on this connection is written to `peer`."""
 
-    def __init__(self, peer: asyncio.Transport) -> None:
+    def __init__(self, peer: asyncio.Transport, half_close: bool) -> None:
         self.peer = peer
+        self.half_close = half_close  # this side's transport can still write after EOF
 
     def data_received(self, data: bytes) -> None:
         self.peer.write(data)
@@ -104,7 +179,7 @@ class _Pipe(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.peer.can_write_eof():
             self.peer.write_eof()
-            return True  # keep our write side open for the answer
+            return self.half_close  # keep our write side open for the answer
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from petcd.client.client import Client
 from petcd.client.ctl import printers
 from petcd.client.ctl.flags import Flag, Parsed
+from petcd.client.tls import TlsOptions
 
 GLOBAL_FLAGS = [
     Flag("endpoints", "strings", ["127.0.0.1:2379"]),
@@ -16,6 +17,12 @@ GLOBAL_FLAGS = [
     Flag("command-timeout", "duration", 5.0),
     Flag("write-out", "string", "simple", short="w"),
     Flag("hex", "bool", False),
+    # etcdctl's transport security flags (client/tls.py says when they turn TLS on)
+    Flag("cacert", "string", ""),
+    Flag("cert", "string", ""),
+    Flag("key", "string", ""),
+    Flag("insecure-transport", "bool", True),
+    Flag("insecure-skip-tls-verify", "bool", False),
 ]
 
 
@@ -39,9 +46,15 @@ class Context:
     def client(self, endpoints: list[str] | None = None) -> Client:
         """A client on `endpoints` (default: --endpoints), closed when the command ends."""
         made = Client(endpoints or self.endpoints, dial_timeout_s=self.flag("dial-timeout"),
-                      command_timeout_s=self.flag("command-timeout"))
+                      command_timeout_s=self.flag("command-timeout"), tls=self.tls())
         self._clients.append(made)
         return made
+
+    def tls(self) -> TlsOptions:
+        return TlsOptions(ca_file=self.flag("cacert"), cert_file=self.flag("cert"),
+                          key_file=self.flag("key"),
+                          insecure_transport=self.flag("insecure-transport"),
+                          insecure_skip_verify=self.flag("insecure-skip-tls-verify"))
 
     def close(self) -> None:
         for made in self._clients:

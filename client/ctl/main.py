@@ -2,7 +2,9 @@
 (or any etcd). `petcdctl --help` lists the commands.
 
 Global flags (anywhere on the line, or as ETCDCTL_<FLAG> environment variables as in
-etcdctl): --endpoints, --dial-timeout, --command-timeout, -w/--write-out, --hex.
+etcdctl): --endpoints, --dial-timeout, --command-timeout, -w/--write-out, --hex, and
+the transport security ones: --cacert, --cert, --key, --insecure-transport,
+--insecure-skip-tls-verify (client/tls.py).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -59,11 +60,13 @@ class Member:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     initial_cluster: str = ""  # how a member added at runtime was told to start
+    scheme: str = "http"  # of the client URL; "https" needs TLS flags in extra_args
+    tls: ssl.SSLContext | None = None  # what the helpers below connect with over https
     peer_scheme: str = "http"  # https: peer TLS (its flags in extra_args)
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -129,14 +132,14 @@ class Member:
         req = urllib.request.Request(self.client_url + path, data=data,
                                      headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            with urllib.request.urlopen(req, timeout=timeout_s, context=self.tls) as resp:
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as err:
             raise HttpError(err.code, json.loads(err.read() or b"{}")) from None
 
     def get_json(self, path: str) -> tuple[int, dict]:
         try:
-            with urllib.request.urlopen(self.client_url + path, timeout=5) as resp:
+            with urllib.request.urlopen(self.client_url + path, timeout=5, context=self.tls) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"{}")
@@ -161,13 +164,14 @@ class Member:
 
 class Cluster:
     def __init__(self, root: Path, size: int, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, peer_scheme: str = "http") -> None:
+                 env: dict[str, str] | None = None, scheme: str = "http",
+                 tls: ssl.SSLContext | None = None, peer_scheme: str = "http") -> None:
         ports = free_ports(2 * size)
         self.token = f"test-{os.getpid()}-{root.name}"
         self.members = [
             Member(f"m{i + 1}", ports[2 * i], ports[2 * i + 1], root / f"m{i + 1}.petcd",
                    root / f"m{i + 1}.log", list(extra_args or []), dict(env or {}),
-                   peer_scheme=peer_scheme)
+                   scheme=scheme, tls=tls, peer_scheme=peer_scheme)
             for i in range(size)]
         self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
@@ -184,7 +188,8 @@ class Cluster:
         name = f"m{len(self.members) + 1}"
         first = self.members[0]
         new = Member(name, client_port, peer_port, root / f"{name}.petcd", root / f"{name}.log",
-                     list(first.extra_args), dict(first.env), peer_scheme=first.peer_scheme)
+                     list(first.extra_args), dict(first.env), scheme=first.scheme,
+                     tls=first.tls, peer_scheme=first.peer_scheme)
         resp = via.call("/v3/cluster/member/add", {"peerURLs": [new.peer_url],
                                                     "isLearner": learner})
         self.members.append(new)
@@ -233,9 +238,10 @@ class Cluster:
 
 @contextlib.contextmanager
 def running(root: Path, size: int, extra_args: list[str] | None = None,
-            env: dict[str, str] | None = None, peer_scheme: str = "http") -> Iterator[Cluster]:
+            env: dict[str, str] | None = None, scheme: str = "http",
+            tls: ssl.SSLContext | None = None, peer_scheme: str = "http") -> Iterator[Cluster]:
     """A started cluster (the one way tests start one), stopped at the end."""
-    c = Cluster(root, size, extra_args, env, peer_scheme)
+    c = Cluster(root, size, extra_args, env, scheme, tls, peer_scheme)
     c.start()
     try:
         yield c

@@ -231,7 +231,9 @@ def test_a_name_repeated_in_initial_cluster_is_one_member_with_several_urls():
 
 
 def test_https_urls_are_accepted():
-    s = load_args("--listen-client-urls", "https://127.0.0.1:2379", "--advertise-client-urls", "https://h:2379")
+    # With a certificate to serve, as etcd requires (tests/unit/test_client_tls.py).
+    s = load_args("--listen-client-urls", "https://127.0.0.1:2379", "--advertise-client-urls", "https://h:2379",
+                  "--auto-tls")
     assert s.advertise_client_urls == (Url("https", "h", 2379),)
 
 
