@@ -1,0 +1,95 @@
+"""A 3-member cluster with TLS on every URL (clients and peers, client certificates
+required on both) going through what the plain-text cluster and fault tests do:
+writes through every member, the leader SIGKILLed under writes, a member lost and
+replaced by a new one that catches up from a snapshot, the killed one back, and
+every member's HashKV equal. Also: unusable certificate files stop a member with
+one clear line, never a crash of a half-started member."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import trustme
+
+from .members import HttpError, Member, running, wait_until
+from .test_membership import Writer, member_id
+
+WAIT_S = 30.0
+
+
+def _write(ca: trustme.CA, directory: Path, name: str, *hosts: str) -> tuple[Path, Path]:
+    cert = ca.issue_cert(*hosts)
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}-key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    return cert_path, key_path
+
+
+def secure(tmp_path: Path) -> tuple[list[str], ssl.SSLContext]:
+    """Every member's TLS flags, and the test client's context."""
+    ca = trustme.CA()
+    ca_path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    server_cert, server_key = _write(ca, tmp_path, "member", "127.0.0.1", "localhost")
+    client_cert, client_key = _write(ca, tmp_path, "client", "client.example")
+    flags = ["--cert-file", str(server_cert), "--key-file", str(server_key),
+             "--client-cert-auth", "--trusted-ca-file", str(ca_path),
+             "--peer-cert-file", str(server_cert), "--peer-key-file", str(server_key),
+             "--peer-client-cert-auth", "--peer-trusted-ca-file", str(ca_path),
+             "--snapshot-count", "50", "--snapshot-catchup-entries", "10"]
+    client = ssl.create_default_context(cafile=str(ca_path))
+    client.load_cert_chain(client_cert, client_key)
+    return flags, client
+
+
+def hash_kv(m: Member, revision: int) -> int:
+    return int(m.call("/v3/maintenance/hashkv", {"revision": revision})["hash"])
+
+
+def test_a_cluster_with_tls_everywhere_survives_what_a_plain_one_does(tmp_path):
+    flags, client = secure(tmp_path)
+    with running(tmp_path, 3, flags, scheme="https", tls=client, peer_scheme="https") as c:
+        leader = c.wait_leader(WAIT_S)
+        with Writer(c) as writer:
+            assert wait_until(lambda: len(writer.acked) > 20, WAIT_S)
+            leader.kill()
+            assert wait_until(lambda: c.leader() not in (None, leader), WAIT_S)
+            n = len(writer.acked)
+            assert wait_until(lambda: len(writer.acked) > n + 60, WAIT_S), "writes go on"
+            survivor = c.wait_leader(WAIT_S)
+            survivor.call("/v3/cluster/member/remove", {"ID": member_id(leader, survivor)})
+            fresh = c.add_member(survivor)  # catches up from a snapshot, over TLS
+            assert wait_until(lambda: fresh.get(writer.acked[-1], serializable=True)
+                              is not None, WAIT_S)
+        assert fresh.log_events("snapshot applied")
+        last = writer.acked[-1]
+        live = [m for m in c.members if m.alive]
+        assert len(live) == 3
+        for m in live:
+            assert wait_until(lambda m=m: m.get(last, serializable=True) is not None, WAIT_S)
+        revision = int(survivor.call("/v3/kv/range", {"key": "eA=="})["header"]["revision"])
+        assert len({hash_kv(m, revision) for m in live}) == 1
+
+
+def test_unusable_certificate_files_stop_the_member_with_one_clear_line(tmp_path):
+    flags, client = secure(tmp_path)
+    bad = tmp_path / "garbage.pem"
+    bad.write_text("not a certificate\n")
+    for flag, scheme, peer_scheme, words in (
+            ("--cert-file", "https", "http", "network cannot start"),
+            ("--peer-cert-file", "http", "https", "raft actor cannot start")):
+        args = list(flags)
+        args[args.index(flag) + 1] = str(bad)
+        root = tmp_path / flag.strip("-")
+        root.mkdir()
+        with running(root, 1, args, scheme=scheme, tls=client,
+                     peer_scheme=peer_scheme) as c:
+            m = c.members[0]
+            assert m.proc is not None and m.proc.wait(WAIT_S) == 1
+            assert words in m.log_text() and "Traceback" not in m.log_text()
+            try:
+                m.status()
+                raise AssertionError("a member with a broken certificate served")
+            except (HttpError, OSError):
+                pass
