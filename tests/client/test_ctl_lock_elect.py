@@ -70,6 +70,7 @@ def test_a_waiter_waits_its_turn_or_is_cancelled(cluster):
     def scenario(tool: str, endpoints: list[str]) -> list[Outcome]:
         first = _held(tool, endpoints, ["lock", "l1"], b"l1/")
         cancelled = Running(tool, endpoints, ["lock", "l1"])
+        _keys(endpoints, "l1/", 2)  # queued before the second: the revisions are fixed
         second = Running(tool, endpoints, ["lock", "l1", "--", "sh", "-c", SHOW_LOCK])
         time.sleep(WAITER_SETTLE_S)  # it cannot have the lock: let it ask and wait
         waited = cancelled.finish(terminate=True)  # "context canceled", exit 1
@@ -78,11 +79,12 @@ def test_a_waiter_waits_its_turn_or_is_cancelled(cluster):
     assert_same_running(cluster, scenario)
 
 
-def _candidates(endpoints: list[str], count: int) -> None:
-    """Until election e1 has `count` candidates' keys (bounded)."""
+def _keys(endpoints: list[str], prefix: str, count: int) -> None:
+    """Until `count` keys (lock waiters, election candidates) are under `prefix`
+    (bounded)."""
     with Client(endpoints) as client:
         deadline = time.monotonic() + WAIT_S
-        while client.get("e1/", prefix=True, count_only=True).count < count \
+        while client.get(prefix, prefix=True, count_only=True).count < count \
                 and time.monotonic() < deadline:
             time.sleep(0.02)
 
@@ -93,10 +95,10 @@ def test_election_observed(cluster):
         leader = _held(tool, endpoints, ["elect", "e1", "first"], b"first")
         observer.wait_for(b"first")
         follower = Running(tool, endpoints, ["elect", "e1", "second", "-w", "json"])
-        _candidates(endpoints, 2)
+        _keys(endpoints, "e1/", 2)
         watcher = _held(tool, endpoints, ["elect", "-l", "e1", "-w", "fields"], b"first")
         waiting = Running(tool, endpoints, ["elect", "e1", "third"])
-        _candidates(endpoints, 3)
+        _keys(endpoints, "e1/", 3)
         outcomes = [waiting.finish(terminate=True),  # "context canceled", exit 1
                     leader.finish(terminate=True)]  # resigns: second is elected
         follower.wait_for(b"kvs")
