@@ -22,7 +22,8 @@ from petcd.client import Client
 from tests.client.test_ctl_compat import _difference
 from tests.client.tools import ETCDCTL, PETCDCTL, Outcome, masked
 
-WAIT_S = 10.0  # for a marker to show, or a tool to exit
+WAIT_S = 10.0  # for a marker to show
+EXIT_WAIT_S = 30.0  # for a tool to exit once told (etcdctl elect resigns first: slow under load)
 SYNC_INTERVAL_S = 0.1
 _GO_LOG_LINE = (rb'(?m)^\{"level":.*\n', b"")
 END = "END"  # the value of the last write of a scenario
@@ -68,10 +69,10 @@ class Running:
             self.proc.terminate()
         self.proc.stdin.close()
         try:
-            code = self.proc.wait(WAIT_S)
+            code = self.proc.wait(EXIT_WAIT_S)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            code = self.proc.wait(WAIT_S)
+            code = self.proc.wait(EXIT_WAIT_S)
         for reader in self._readers:
             reader.join(WAIT_S)
         return masked(Outcome(code, bytes(self.out), bytes(self.err)), _GO_LOG_LINE)

@@ -79,8 +79,9 @@ def test_a_mass_expiry_is_revoked_at_most_a_thousand_a_second(cluster):
     spread_s = deleted_at[-1] - deleted_at[0]
     assert spread_s >= (MASS_LEASES / REVOKE_RATE_PER_S) - 1, spread_s
     busiest = max(_in_window(deleted_at, start, 1.0) for start in deleted_at)
-    # a one-second window holds two checks' batches, and a little of a third's
-    assert busiest <= REVOKE_RATE_PER_S * 1.25, busiest
+    # A one-second window holds two checks' batches and a little of a third's; on a
+    # starved machine the deletes of a delayed batch are seen with the next one's.
+    assert busiest <= REVOKE_RATE_PER_S * 1.5, busiest
     assert kv_stub(member).Range(pb.RangeRequest(key=b"mass/", range_end=b"mass0",
                                                  count_only=True),
                                  timeout=RPC_TIMEOUT_S).count == 0
