@@ -55,3 +55,13 @@ def test_a_cluster_over_peer_tls_replicates_and_lets_no_stranger_in(tmp_path):
             context.destroy(linger=0)
         leader.put("after", "stranger")
         assert wait_until(lambda: other.get("after", serializable=True) == "stranger", WAIT_S)
+
+
+def test_peer_auto_tls_makes_each_member_its_own_certificate(tmp_path):
+    with running(tmp_path, 3, ["--peer-auto-tls"], peer_scheme="https") as c:
+        leader = c.wait_leader(WAIT_S)
+        leader.put("k", "v")
+        assert all(wait_until(lambda m=m: m.get("k", serializable=True) == "v", WAIT_S)
+                   for m in c.members)
+        for m in c.members:
+            assert (m.data_dir / "fixtures" / "peer" / "cert.pem").exists()
