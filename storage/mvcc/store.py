@@ -24,11 +24,12 @@ from dataclasses import dataclass
 
 import lmdb
 
+from petcd.api.authpb import auth_pb2
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 
-from . import (alarms, checks, compaction, env, errors, hashing, lease_requests, leases, meta, ops,
-               quota, txn)
+from . import (alarms, auth, auth_requests, checks, compaction, env, errors, hashing,
+               lease_requests, leases, meta, ops, quota, txn)
 from .errors import MvccError
 from .history import Change
 from .leases import Lease
@@ -60,8 +61,9 @@ Response = (
     | pb.LeaseRevokeResponse
     | pb.LeaseCheckpointResponse
 )
-# The InternalRaftRequest fields this store applies; others (auth, membership)
-# belong to other parts of the apply actor and only advance the index.
+# The InternalRaftRequest fields this store applies (and auth_requests.FIELDS, applied
+# with the entry's header and index); others (membership) belong to other parts of the
+# apply actor and only advance the index.
 _HANDLED_FIELDS = ("range", "put", "delete_range", "txn", "compaction", "alarm",
                    "lease_grant", "lease_revoke", "lease_checkpoint")
 _READER_CHECK_EVERY_BATCHES = 256
@@ -251,6 +253,27 @@ class MvccStore:
         with self.read_txn() as view:
             return leases.all_leases(view.txn, view.dbs)
 
+    # ---- auth: what the network actor checks before proposing ------------------------
+
+    def auth_status(self) -> tuple[bool, int]:
+        """(enabled, auth revision)."""
+        with self.read_txn() as view:
+            return auth.enabled(view.txn, view.dbs), auth.revision(view.txn, view.dbs)
+
+    def auth_user(self, name: str) -> auth_pb2.User | None:
+        with self.read_txn() as view:
+            return auth.get_user(view.txn, view.dbs, name)
+
+    def token_user(self, token: str) -> tuple[str | None, int]:
+        """(the user a simple token was assigned to, None if none; auth revision)."""
+        with self.read_txn() as view:
+            return auth.token_user(view.txn, view.dbs, token), auth.revision(view.txn, view.dbs)
+
+    def user_permissions(self, name: str) -> list[auth_pb2.Permission]:
+        """Every key permission of a user's roles (root: all keys); [] if unknown."""
+        with self.read_txn() as view:
+            return auth.permissions(view.txn, view.dbs, name)
+
     # ---- sizes and quota ----------------------------------------------------------
 
     def db_size_bytes(self) -> int:
@@ -355,6 +378,8 @@ class MvccStore:
                    lease_changes: list[LeaseChange] | None) -> ApplyResult:
         # A child transaction per entry: a refused request leaves no trace, while
         # the applied index (written in the parent) still moves past it.
+        if auth_requests.field_of(entry.request) is not None:
+            return self._apply_auth(parent, entry)
         request = _unwrap(entry.request)
         cost_bytes = quota.request_cost(request)
         fits = quota.fits(db_size_bytes, self.options.quota_bytes, cost_bytes)
@@ -382,6 +407,24 @@ class MvccStore:
             # (every member keeps the same data, whatever its file size), but its
             # proposer is told the space is exceeded, and raises the NOSPACE alarm.
             return MvccError(errors.NO_SPACE)
+        return result
+
+    def _apply_auth(self, parent: lmdb.Transaction[bytes], entry: ApplyEntry) -> ApplyResult:
+        """An auth request: no alarm refuses it (etcd's capped and corrupt appliers
+        let them through), and it costs no quota."""
+        assert isinstance(entry.request, rpb.InternalRaftRequest), entry
+        child = self.backend.env.begin(write=True, parent=parent)
+        try:
+            result: Response = auth_requests.apply(child, self.backend.dbs, entry.request,
+                                                   entry.index)
+        except MvccError as err:
+            child.abort()
+            return err
+        except BaseException:
+            child.abort()
+            raise
+        child.commit()
+        result.header.revision = meta.current_rev(parent, self.backend.dbs)
         return result
 
     def _dispatch(self, t: lmdb.Transaction[bytes], request: Request | None, cost_bytes: int,
