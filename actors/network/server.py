@@ -51,6 +51,7 @@ from petcd.storage.mvcc import MvccError, MvccStore, checks, env, quota
 from petcd.storage.mvcc.errors import NO_SPACE
 
 from . import backup, errors
+from .auth import Auth
 from .errors import EtcdError
 from .local import LocalStore
 from .requests import RaftClient, Tracker
@@ -119,6 +120,7 @@ class Server:
         self.leasing = Leasing(ctx, tracker, raft, store, self._propose_raw, log)
         self.coordination = Coordination(self)  # v3lock and v3election
         self.membership = Membership(ctx, tracker, raft, store, self.leasing.leader, log)
+        self.auth = Auth(self, s.bcrypt_cost, s.auth_token_ttl_s)
 
     # -- KV -------------------------------------------------------------------------
 
@@ -242,6 +244,8 @@ class Server:
             pass  # as etcd: the write fails with NOSPACE whether or not this got through
 
     async def _propose_raw(self, request: rpb.InternalRaftRequest) -> bytes:
+        # Who asks (auth.py): the apply checks the user's rights, on every member alike.
+        request.header.username, request.header.auth_revision = await self.auth.identify()
         request_id = self.raft.ids.next()
         request.header.ID = request_id
         data = request.SerializeToString()

@@ -264,10 +264,12 @@ class MvccStore:
         with self.read_txn() as view:
             return auth.get_user(view.txn, view.dbs, name)
 
-    def token_user(self, token: str) -> tuple[str | None, int]:
-        """(the user a simple token was assigned to, None if none; auth revision)."""
+    def token_user(self, token: str) -> tuple[bool, str | None, int]:
+        """(auth enabled, the user a simple token was assigned to or None, auth
+        revision), read together."""
         with self.read_txn() as view:
-            return auth.token_user(view.txn, view.dbs, token), auth.revision(view.txn, view.dbs)
+            return (auth.enabled(view.txn, view.dbs), auth.token_user(view.txn, view.dbs, token),
+                    auth.revision(view.txn, view.dbs))
 
     def user_permissions(self, name: str) -> list[auth_pb2.Permission]:
         """Every key permission of a user's roles (root: all keys); [] if unknown."""

@@ -167,16 +167,16 @@ def test_tokens_are_assigned_by_index_and_die_with_their_user(auth: Auth) -> Non
     index = next(auth.index)  # the index the next request gets is one more
     token = auth(authenticate=authenticate).token
     assert token == f"{LETTERS}.{index + 1}"
-    assert auth.store.token_user(token)[0] == "bob"
+    assert auth.store.token_user(token)[1] == "bob"
     auth.refused(errors.AUTH_FAILED, authenticate=rpb.InternalAuthenticateRequest(
         name="eve", simple_token=LETTERS))
     auth.as_user = "root"
     auth(auth_user_change_password=pb.AuthUserChangePasswordRequest(name="bob", hashedPassword=HASH))
-    assert auth.store.token_user(token)[0] is None
+    assert auth.store.token_user(token)[1] is None
     root_token = auth(authenticate=rpb.InternalAuthenticateRequest(
         name="root", simple_token=LETTERS)).token
     auth(auth_disable=pb.AuthDisableRequest())
-    assert auth.store.token_user(root_token)[0] is None
+    assert auth.store.token_user(root_token)[1] is None
 
 
 def test_auth_state_survives_reopening(tmp_path: Path) -> None:
