@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ GLOBAL_FLAGS = [
     Flag("command-timeout", "duration", 5.0),
     Flag("write-out", "string", "simple", short="w"),
     Flag("hex", "bool", False),
+    Flag("user", "string", ""),
+    Flag("password", "string", ""),
 ]
 
 
@@ -24,6 +27,7 @@ class Context:
     parsed: Parsed  # global and command flags together
     printer: printers.Printer
     _clients: list[Client] = field(default_factory=list)
+    _credentials_asked: str = ""  # asked once, for every client of the command
 
     def flag(self, name: str):
         return self.parsed.values[name]
@@ -38,10 +42,26 @@ class Context:
 
     def client(self, endpoints: list[str] | None = None) -> Client:
         """A client on `endpoints` (default: --endpoints), closed when the command ends."""
+        user, password = self.credentials()
         made = Client(endpoints or self.endpoints, dial_timeout_s=self.flag("dial-timeout"),
-                      command_timeout_s=self.flag("command-timeout"))
+                      command_timeout_s=self.flag("command-timeout"), user=user,
+                      password=password)
         self._clients.append(made)
         return made
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        """--user name[:password] and --password, as etcdctl 3.4 reads them: with
+        --password, --user is the name whole; no password at all is asked for."""
+        given = self.flag("user")
+        if not given:
+            return None, None
+        if self.flag("password"):
+            return given, self.flag("password")
+        if ":" in given:
+            name, password = given.split(":", 1)
+            return name, password
+        self._credentials_asked = self._credentials_asked or getpass.getpass("Password: ")
+        return given, self._credentials_asked
 
     def close(self) -> None:
         for made in self._clients:
