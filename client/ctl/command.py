@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from petcd.client.client import Client
 from petcd.client.ctl import printers
-from petcd.client.ctl.flags import Flag, Parsed
+from petcd.client.ctl.flags import EXIT_BAD_CONNECTION, CtlError, Flag, Parsed
+from petcd.client.errors import EtcdError
 
 GLOBAL_FLAGS = [
     Flag("endpoints", "strings", ["127.0.0.1:2379"]),
@@ -47,6 +48,12 @@ class Context:
                       command_timeout_s=self.flag("command-timeout"), user=user,
                       password=password)
         self._clients.append(made)
+        if user is not None:
+            # etcdctl authenticates while it dials: a refusal is a failed connection.
+            try:
+                made.authenticate(user, password or "")
+            except EtcdError as err:
+                raise CtlError(EXIT_BAD_CONNECTION, err.message) from None
         return made
 
     def credentials(self) -> tuple[str | None, str | None]:
