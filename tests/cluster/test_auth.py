@@ -1,0 +1,101 @@
+"""Auth on a real 3-member cluster: the root user and role, enabling auth, users and
+roles with permissions, a token one member assigned honoured by another (tokens are
+Raft state), etcd's refusals (wrong password, a disable without root, a forged token),
+the JSON gateway's Authorization header, and the whole auth state after a restart."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from petcd.client import Client
+from petcd.client.errors import EtcdError
+
+from .members import Cluster, Member, running
+
+AUTH_FAILED = "etcdserver: authentication failed, invalid user ID or password"
+HTTP_TIMEOUT_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with running(tmp_path_factory.mktemp("auth"), 3, ["--bcrypt-cost", "4"]) as c:
+        c.wait_leader()
+        yield c
+
+
+def _client(member: Member, user: str | None = None, password: str | None = None) -> Client:
+    return Client([f"127.0.0.1:{member.client_port}"], command_timeout_s=10.0, user=user,
+                  password=password)
+
+
+def _refused(call, message: str) -> None:
+    with pytest.raises(EtcdError) as err:
+        call()
+    assert str(err.value.message) == message
+
+
+def _gateway(member: Member, path: str, body: dict, token: str | None = None
+             ) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{member.client_url}{path}", json.dumps(body).encode(),
+                                     {"Authorization": token} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_auth_lifecycle_across_members_and_a_restart(cluster: Cluster) -> None:
+    first, second, third = cluster.members
+    with _client(first) as c:
+        _refused(c.auth_enable, "etcdserver: root user does not exist")
+        c.user_add("root", "rootpw")
+        _refused(c.auth_enable, "etcdserver: root user does not have root role")
+        c.role_add("root")
+        c.user_grant_role("root", "root")
+        c.role_add("reader")
+        c.role_grant_permission("reader", "k", "\0", "READ")
+        c.user_add("alice", "alicepw")
+        c.user_grant_role("alice", "reader")
+        c.auth_enable()
+        _refused(c.auth_disable, "etcdserver: user name is empty")
+        status = c.auth_status()
+        assert status.enabled and status.authRevision > 1
+
+    with _client(first, "alice", "alicepw") as alice:
+        token = alice.authenticate("alice", "alicepw").token
+        letters, index = token.split(".")
+        assert len(letters) == 16 and letters.isalpha() and int(index) > 0
+        _refused(alice.auth_disable, "etcdserver: permission denied")
+        assert list(alice.user_get("alice").roles) == ["reader"]  # herself: allowed
+    # The token first's member assigned is known to another member.
+    status, body = _gateway(third, "/v3/auth/user/get", {"name": "alice"}, token)
+    assert (status, body.get("roles")) == (200, ["reader"])
+    status, body = _gateway(third, "/v3/auth/user/list", {}, "forged.1")
+    assert (status, body["message"]) == (401, "etcdserver: invalid auth token")
+
+    with _client(second) as anonymous:
+        _refused(lambda: anonymous.authenticate("alice", "wrong"), AUTH_FAILED)
+        _refused(lambda: anonymous.authenticate("ghost", "pw"), AUTH_FAILED)
+
+    with _client(second, "root", "rootpw") as root:
+        assert list(root.user_list().users) == ["alice", "root"]
+        [perm] = root.role_get("reader").perm
+        assert (perm.key, perm.range_end) == (b"k", b"\0")
+        revision = root.auth_status().authRevision
+
+    second.stop()
+    second.start(cluster.initial_cluster, cluster.token)
+    cluster.wait_leader()
+    with _client(second, "root", "rootpw") as root:
+        status = root.auth_status()
+        assert (status.enabled, status.authRevision) == (True, revision)
+        assert list(root.user_get("alice").roles) == ["reader"]
+        root.auth_disable()
+    with _client(first) as c:
+        assert not c.auth_status().enabled
+        assert list(c.user_list().users) == ["alice", "root"]
