@@ -29,7 +29,7 @@ from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 
 from . import (alarms, auth, auth_requests, checks, compaction, env, errors, hashing,
-               lease_requests, leases, meta, ops, quota, txn)
+               lease_requests, leases, meta, ops, permissions, quota, txn)
 from .errors import MvccError
 from .history import Change
 from .leases import Lease
@@ -66,6 +66,9 @@ Response = (
 # apply actor and only advance the index.
 _HANDLED_FIELDS = ("range", "put", "delete_range", "txn", "compaction", "alarm",
                    "lease_grant", "lease_revoke", "lease_checkpoint")
+# Requests whose keys a user needs permission for while auth is enabled (their
+# proposer's header names the user). Leases' keys are not checked yet.
+_CHECKED_REQUESTS = (pb.RangeRequest, pb.PutRequest, pb.DeleteRangeRequest, pb.TxnRequest)
 _READER_CHECK_EVERY_BATCHES = 256
 _STAT_RETRIES = 3  # a reader racing defragments: each retry reopens the newest generation
 
@@ -110,6 +113,7 @@ class MvccStore:
         self.options = options
         self._batches = 0
         self._alarms: frozenset[int] = frozenset()  # raised alarm types, within a batch
+        self._auth_enabled = False  # within a batch
         if not backend.readonly:
             backend.env.reader_check()
 
@@ -192,10 +196,16 @@ class MvccStore:
         finally:
             t.abort()
 
-    def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
-        """etcd's Range (serializable: this member's state)."""
+    def range(self, r: pb.RangeRequest, asker: tuple[str, int] | None = None
+              ) -> pb.RangeResponse:
+        """etcd's Range (serializable: this member's state). With `asker` (user name,
+        auth revision of the client's token; "", 0 without one), refused unless auth
+        is disabled or the user may read the range (permissions.py), in the same
+        read transaction."""
         checks.check_range(r)
         with self.read_txn() as view:
+            if asker is not None and auth.enabled(view.txn, view.dbs):
+                permissions.check_request(view.txn, view.dbs, asker[0], asker[1], r)
             return range_kvs(view, r)
 
     def current_revision(self) -> int:
@@ -354,6 +364,8 @@ class MvccStore:
             applied = meta.raft_position(parent, backend.dbs).index
             # Read once per batch, not per write: only an AlarmRequest changes them.
             self._alarms = alarms.active_kinds(parent, backend.dbs)
+            # Likewise: only an AuthEnable or AuthDisable changes it (_apply_auth).
+            self._auth_enabled = auth.enabled(parent, backend.dbs)
             last: ApplyEntry | None = None
             for entry in entries:
                 started = clock()
@@ -389,6 +401,12 @@ class MvccStore:
         written: list[Change] = []
         leases_written: list[LeaseChange] = []
         try:
+            if self._auth_enabled and isinstance(request, _CHECKED_REQUESTS):
+                # A bare request (tests) names no user: refused as etcd refuses one.
+                header = (entry.request.header if isinstance(entry.request, rpb.InternalRaftRequest)
+                          else rpb.RequestHeader())
+                permissions.check_request(child, self.backend.dbs, header.username,
+                                          header.auth_revision, request)
             result = self._dispatch(child, request, cost_bytes, written, leases_written)
         except MvccError as err:
             child.abort()
@@ -426,6 +444,7 @@ class MvccStore:
             child.abort()
             raise
         child.commit()
+        self._auth_enabled = auth.enabled(parent, self.backend.dbs)
         result.header.revision = meta.current_rev(parent, self.backend.dbs)
         return result
 

@@ -66,6 +66,15 @@ def test_auth_enable_then_only_root_manages(cluster):
         ["role", "get", "reader", "--user", "alice:alicepw"],
         ["user", "list", "--user", "alice:wrong"], ["user", "list", "--user", "ghost:pw"],
         ["user", "list", "--user", "alice", "--password", "alicepw"],
+        ["put", "k", "v", *ROOT], ["get", "k", "--user", "alice:alicepw"],
+        ["get", "k", "-w", "json", "--user", "alice:alicepw"],
+        ["put", "k", "x", "--user", "alice:alicepw"], ["get", "j", "--user", "alice:alicepw"],
+        ["get", "k", "--prefix", "--user", "alice:alicepw"], ["get", "k"],
+        ["del", "k", *ROOT],
+    )
+    # A txn writing where alice may only read: refused whichever branch would run.
+    steps.append(Step(["txn", "--user", "alice:alicepw"], stdin=b"\nput k y\n\n"))
+    steps += _steps(
         ["user", "delete", "root", *ROOT], ["role", "delete", "root", *ROOT],
         ["user", "revoke-role", "root", "root", *ROOT],
         ["auth", "disable"], ["auth", "disable", "--user", "alice:alicepw"],

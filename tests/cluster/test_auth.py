@@ -72,9 +72,16 @@ def test_auth_lifecycle_across_members_and_a_restart(cluster: Cluster) -> None:
         assert len(letters) == 16 and letters.isalpha() and int(index) > 0
         _refused(alice.auth_disable, "etcdserver: permission denied")
         assert list(alice.user_get("alice").roles) == ["reader"]  # herself: allowed
+        _refused(lambda: alice.put("k1", "v"), "etcdserver: permission denied")
+        _refused(lambda: alice.get("a"), "etcdserver: permission denied")
+        assert alice.get("k1").count == 0  # reader reads every key from k on
     # The token first's member assigned is known to another member.
     status, body = _gateway(third, "/v3/auth/user/get", {"name": "alice"}, token)
     assert (status, body.get("roles")) == (200, ["reader"])
+    status, body = _gateway(third, "/v3/kv/range", {"key": "YQ=="}, token)
+    assert (status, body["message"]) == (403, "etcdserver: permission denied")
+    status, body = _gateway(third, "/v3/kv/range", {"key": "YQ=="})
+    assert (status, body["message"]) == (400, "etcdserver: user name is empty")
     status, body = _gateway(third, "/v3/auth/user/list", {}, "forged.1")
     assert (status, body["message"]) == (401, "etcdserver: invalid auth token")
 
@@ -84,6 +91,8 @@ def test_auth_lifecycle_across_members_and_a_restart(cluster: Cluster) -> None:
 
     with _client(second, "root", "rootpw") as root:
         assert list(root.user_list().users) == ["alice", "root"]
+        root.put("k1", "v1")  # root writes anywhere
+        assert root.get("k1").kvs[0].value == b"v1"
         [perm] = root.role_get("reader").perm
         assert (perm.key, perm.range_end) == (b"k", b"\0")
         revision = root.auth_status().authRevision
