@@ -227,7 +227,8 @@ class Gateway:
             await responses.aclose()  # a client gone mid-stream: clean up now
 
     async def _watch(self, request: web.Request) -> web.StreamResponse:
-        stream = self.server.watches.open_stream(require_leader=False)
+        stream = self.server.watches.open_stream(
+            False, self.server.auth.watch_permit(request.headers.get("Authorization") or None))
         out = web.StreamResponse(headers={"Content-Type": "application/json"})
         tasks = [asyncio.create_task(self._watch_requests(request, stream)),
                  asyncio.create_task(_until_disconnected(request, stream))]

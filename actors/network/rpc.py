@@ -215,7 +215,8 @@ def _watch(server: Server, log: Any) -> Callable[[AsyncIterator[Any], grpc.aio.S
         metadata = context.invocation_metadata() or ()
         require_leader = any(k == REQUIRE_LEADER_KEY and v == HAS_LEADER for k, v in metadata)
         try:
-            stream = server.watches.open_stream(require_leader)
+            stream = server.watches.open_stream(require_leader,
+                                                server.auth.watch_permit(_token(context)))
         except EtcdError as err:
             await context.abort(status_code(err.code), err.message)
         reader = asyncio.create_task(_read_watch_requests(requests, stream, log))

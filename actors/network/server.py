@@ -120,7 +120,7 @@ class Server:
         self.leasing = Leasing(ctx, tracker, raft, store, self._propose_raw, log)
         self.coordination = Coordination(self)  # v3lock and v3election
         self.membership = Membership(ctx, tracker, raft, store, self.leasing.leader, log)
-        self.auth = Auth(self, s.bcrypt_cost, s.auth_token_ttl_s)
+        self.auth = Auth(self, s.bcrypt_cost, s.auth_token_ttl_s, s.auth_token)
 
     # -- KV -------------------------------------------------------------------------
 

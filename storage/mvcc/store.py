@@ -208,6 +208,14 @@ class MvccStore:
                 permissions.check_request(view.txn, view.dbs, asker[0], asker[1], r)
             return range_kvs(view, r)
 
+    def check_read(self, asker: tuple[str, int], key: bytes, range_end: bytes) -> None:
+        """Raise MvccError unless auth is disabled or `asker` (user name, auth
+        revision) may read [key, range_end): a watch's range, say."""
+        with self.read_txn() as view:
+            if auth.enabled(view.txn, view.dbs):
+                permissions.check_request(view.txn, view.dbs, asker[0], asker[1],
+                                          pb.RangeRequest(key=key, range_end=range_end))
+
     def current_revision(self) -> int:
         with self.read_txn() as view:
             return view.rev

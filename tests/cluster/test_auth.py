@@ -9,7 +9,11 @@ import json
 import urllib.error
 import urllib.request
 
+import grpc
 import pytest
+
+from petcd.api.etcdserverpb import rpc_pb2 as pb
+from petcd.api.etcdserverpb import rpc_pb2_grpc as rpc
 
 from petcd.client import Client
 from petcd.client.errors import EtcdError
@@ -49,6 +53,27 @@ def _gateway(member: Member, path: str, body: dict, token: str | None = None
         return err.code, json.loads(err.read())
 
 
+def _watch_answer(member: Member, token: str, key: bytes) -> pb.WatchResponse:
+    with grpc.insecure_channel(f"127.0.0.1:{member.client_port}") as channel:
+        answers = rpc.WatchStub(channel).Watch(
+            iter([pb.WatchRequest(create_request=pb.WatchCreateRequest(key=key))]),
+            metadata=(("token", token),), timeout=HTTP_TIMEOUT_S)
+        first = next(answers)
+        answers.cancel()
+        return first
+
+
+def _watch_refused(member: Member, token: str, key: bytes) -> None:
+    answer = _watch_answer(member, token, key)
+    assert (answer.created, answer.canceled, answer.cancel_reason) == (
+        True, True, "etcdserver: permission denied")
+
+
+def _watch_created(member: Member, token: str, key: bytes) -> None:
+    answer = _watch_answer(member, token, key)
+    assert answer.created and not answer.canceled
+
+
 def test_auth_lifecycle_across_members_and_a_restart(cluster: Cluster) -> None:
     first, second, third = cluster.members
     with _client(first) as c:
@@ -75,6 +100,8 @@ def test_auth_lifecycle_across_members_and_a_restart(cluster: Cluster) -> None:
         _refused(lambda: alice.put("k1", "v"), "etcdserver: permission denied")
         _refused(lambda: alice.get("a"), "etcdserver: permission denied")
         assert alice.get("k1").count == 0  # reader reads every key from k on
+        _watch_refused(first, token, b"a")
+        _watch_created(first, token, b"k1")
     # The token first's member assigned is known to another member.
     status, body = _gateway(third, "/v3/auth/user/get", {"name": "alice"}, token)
     assert (status, body.get("roles")) == (200, ["reader"])
