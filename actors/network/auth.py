@@ -164,8 +164,10 @@ class Auth:
             lambda s: (s.auth_status(), s.auth_user(name)), short=True)
         if not enabled:
             raise errors.copy(errors.AUTH_NOT_ENABLED)
-        if user is None or user.options.no_password:
+        if user is None:
             raise errors.copy(errors.AUTH_FAILED)
+        if user.options.no_password:
+            raise errors.copy(errors.NO_PASSWORD_USER)
         if not await asyncio.to_thread(_password_matches, password, user.password):
             raise errors.copy(errors.AUTH_FAILED)
         return revision

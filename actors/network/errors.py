@@ -121,6 +121,9 @@ TIMEOUT_LEADER_TRANSFER = _e(Code.UNKNOWN,
 # CheckPassword and AuthInfoFromCtx); the apply's come through from_mvcc.
 AUTH_FAILED = _e(Code.INVALID_ARGUMENT,
                  "etcdserver: authentication failed, invalid user ID or password")
+# etcd's auth.ErrNoPasswordUser has no gRPC mapping: clients see its text as Unknown.
+NO_PASSWORD_USER = _e(Code.UNKNOWN,
+                      "auth: authentication failed, password was given for no password user")
 AUTH_NOT_ENABLED = _e(Code.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
 INVALID_AUTH_TOKEN = _e(Code.UNAUTHENTICATED, "etcdserver: invalid auth token")
 AUTH_OLD_REVISION = _e(Code.INVALID_ARGUMENT, "etcdserver: revision of auth store is old")

@@ -66,7 +66,8 @@ AUTH_NOT_ENABLED = ErrorKind(FAILED_PRECONDITION, "etcdserver: authentication is
 INVALID_AUTH_TOKEN = ErrorKind(UNAUTHENTICATED, "etcdserver: invalid auth token")
 INVALID_AUTH_MGMT = ErrorKind(INVALID_ARGUMENT, "etcdserver: invalid auth management")
 # etcd's ErrNoPasswordUser has no gRPC mapping: clients see its text with code Unknown.
-NO_PASSWORD_USER = ErrorKind("UNKNOWN", "auth: Password was given for no password user")
+NO_PASSWORD_USER = ErrorKind("UNKNOWN",
+                             "auth: authentication failed, password was given for no password user")
 AUTH_OLD_REVISION = ErrorKind(INVALID_ARGUMENT, "etcdserver: revision of auth store is old")
 
 

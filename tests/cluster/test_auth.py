@@ -86,6 +86,7 @@ def test_auth_lifecycle_across_members_and_a_restart(cluster: Cluster) -> None:
         c.role_grant_permission("reader", "k", "\0", "READ")
         c.user_add("alice", "alicepw")
         c.user_grant_role("alice", "reader")
+        c.user_add("np", no_password=True)
         c.auth_enable()
         _refused(c.auth_disable, "etcdserver: user name is empty")
         status = c.auth_status()
@@ -115,9 +116,11 @@ def test_auth_lifecycle_across_members_and_a_restart(cluster: Cluster) -> None:
     with _client(second) as anonymous:
         _refused(lambda: anonymous.authenticate("alice", "wrong"), AUTH_FAILED)
         _refused(lambda: anonymous.authenticate("ghost", "pw"), AUTH_FAILED)
+        _refused(lambda: anonymous.authenticate("np", ""),
+                 "auth: authentication failed, password was given for no password user")
 
     with _client(second, "root", "rootpw") as root:
-        assert list(root.user_list().users) == ["alice", "root"]
+        assert list(root.user_list().users) == ["alice", "np", "root"]
         root.put("k1", "v1")  # root writes anywhere
         assert root.get("k1").kvs[0].value == b"v1"
         [perm] = root.role_get("reader").perm
@@ -134,4 +137,4 @@ def test_auth_lifecycle_across_members_and_a_restart(cluster: Cluster) -> None:
         root.auth_disable()
     with _client(first) as c:
         assert not c.auth_status().enabled
-        assert list(c.user_list().users) == ["alice", "root"]
+        assert list(c.user_list().users) == ["alice", "np", "root"]
