@@ -48,8 +48,14 @@ def commit_revision(txn: Txn, dbs: Databases) -> int:
     return new
 
 
+def storable(name: str) -> bool:
+    """Whether a user or role name fits an LMDB key (layout.MAX_KEY_BYTES): a longer
+    one is never stored, so never found, and adding it is refused."""
+    return 0 < len(name.encode()) <= layout.MAX_KEY_BYTES
+
+
 def get_user(txn: Txn, dbs: Databases, name: str) -> auth_pb2.User | None:
-    raw = txn.get(name.encode(), db=dbs.auth_users) if name else None
+    raw = txn.get(name.encode(), db=dbs.auth_users) if storable(name) else None
     return None if raw is None else auth_pb2.User.FromString(raw)
 
 
@@ -69,7 +75,7 @@ def users(txn: Txn, dbs: Databases) -> list[auth_pb2.User]:
 
 
 def get_role(txn: Txn, dbs: Databases, name: str) -> auth_pb2.Role | None:
-    raw = txn.get(name.encode(), db=dbs.auth_roles) if name else None
+    raw = txn.get(name.encode(), db=dbs.auth_roles) if storable(name) else None
     return None if raw is None else auth_pb2.Role.FromString(raw)
 
 
@@ -133,7 +139,10 @@ def _drop_oldest_token(txn: Txn, dbs: Databases) -> None:
 
 def token_user(txn: Txn, dbs: Databases, token: str) -> str | None:
     """The user a simple token was assigned to, if it is still valid."""
-    raw = txn.get(layout.TOKEN_PREFIX + token.encode(), db=dbs.auth_tokens)
+    key = layout.TOKEN_PREFIX + token.encode()
+    if len(key) > layout.MAX_KEY_BYTES:
+        return None  # a client's junk: no token is that long
+    raw = txn.get(key, db=dbs.auth_tokens)
     return None if raw is None else raw[_TOKEN_INDEX_BYTES:].decode()
 
 

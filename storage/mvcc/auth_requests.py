@@ -16,6 +16,8 @@ server/etcdserver/apply/auth.go, as of v3.5):
   does (etcd's commitRevision).
 - While enabled, "root" cannot be deleted nor lose the role "root", and that role
   cannot be deleted: "invalid auth management".
+- Names are at most layout.MAX_KEY_BYTES long (an LMDB key; etcd has no limit): a
+  longer one is "request is too large", as a longer key is.
 - Authenticate: the proposer checked the password; here the user must still exist and
   have a password, and the token becomes "<its 16 letters>.<entry index>".
 """
@@ -155,6 +157,8 @@ def _hashed(hashed_password: str) -> bytes:
 def _user_add(ctx: _Ctx, r: pb.AuthUserAddRequest) -> pb.AuthUserAddResponse:
     if not r.name:
         raise MvccError(errors.USER_EMPTY)
+    if not auth.storable(r.name):
+        raise MvccError(errors.KEY_TOO_LONG)
     if auth.get_user(ctx.txn, ctx.dbs, r.name) is not None:
         raise MvccError(errors.USER_ALREADY_EXIST)
     user = auth_pb2.User(name=r.name.encode(), options=auth_pb2.UserAddOptions(
@@ -241,6 +245,8 @@ def _existing_role(ctx: _Ctx, name: str) -> auth_pb2.Role:
 def _role_add(ctx: _Ctx, r: pb.AuthRoleAddRequest) -> pb.AuthRoleAddResponse:
     if not r.name:
         raise MvccError(errors.ROLE_EMPTY)
+    if not auth.storable(r.name):
+        raise MvccError(errors.KEY_TOO_LONG)
     if auth.get_role(ctx.txn, ctx.dbs, r.name) is not None:
         raise MvccError(errors.ROLE_ALREADY_EXIST)
     auth.put_role(ctx.txn, ctx.dbs, auth_pb2.Role(name=r.name.encode()))

@@ -106,6 +106,11 @@ def test_users_rules_and_messages(auth: Auth) -> None:
         name="nopw", options=auth_pb2.UserAddOptions(no_password=True)))
     assert auth.store.auth_user("nopw").password == b""
     assert list(auth(auth_user_list=pb.AuthUserListRequest()).users) == ["bob", "nopw"]
+    long_name = "u" * 600  # past an LMDB key: refused, and never found
+    auth.refused(errors.KEY_TOO_LONG, auth_user_add=pb.AuthUserAddRequest(name=long_name))
+    auth.refused(errors.KEY_TOO_LONG, auth_role_add=pb.AuthRoleAddRequest(name=long_name))
+    auth.refused(errors.USER_NOT_FOUND, auth_user_get=pb.AuthUserGetRequest(name=long_name))
+    assert auth.store.token_user("t" * 600) == (False, None, auth.store.auth_status()[1])
 
 
 def test_roles_are_kept_sorted_and_a_second_grant_is_ignored(auth: Auth) -> None:
