@@ -24,9 +24,9 @@ Raft (storage/mvcc/auth_requests.py). Here, before a request becomes a proposal:
   needs read permission on its range, or is canceled with the reason (watch_permit).
 
 Not yet: --auth-token jwt (tokens are simple ones whatever the flag says: a warning
-says so at start), TLS common names as users, and the permission checks of Lease
-requests (etcd's: a LeaseRevoke, or a Put attaching a lease, needs write permission on
-every key under the lease).
+says so at start), TLS common names as users, and the permission check of LeaseRevoke
+(etcd's needs write permission on every key under the lease; a Put attaching a lease
+is checked so: storage/mvcc/permissions.py).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from petcd.api.authpb import auth_pb2
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 
-from . import auth, errors
+from . import auth, errors, leases
 from .auth import Txn
 from .env import Databases
 from .errors import MvccError
@@ -67,6 +67,7 @@ class Checker:
         user = auth.get_user(txn, dbs, username)
         if user is None:
             raise MvccError(errors.PERMISSION_DENIED_AUTH)
+        self.txn, self.dbs = txn, dbs
         self.root = auth.has_root_role(user)
         self.perms = [] if self.root else auth.permissions(txn, dbs, username)
 
@@ -81,6 +82,11 @@ class Checker:
         self.check(r.key, b"", write=True)
         if r.prev_kv:
             self.check(r.key, b"", write=False)
+        if r.lease != leases.NO_LEASE and not self.root:
+            # etcd's checkLeasePuts: whoever attaches a key to a lease could revoke it,
+            # deleting every key under it; so all of them must be the user's to write.
+            for key in leases.keys(self.txn, self.dbs, r.lease):
+                self.check(key, b"", write=True)
 
     def check_delete(self, r: pb.DeleteRangeRequest) -> None:
         self.check(r.key, r.range_end, write=True)

@@ -107,3 +107,12 @@ def test_range_checks_its_asker(auth: Auth) -> None:
              lambda: auth.store.range(pb.RangeRequest(key=b"a", range_end=b"\x00"), bob))
     _refused(errors.USER_EMPTY, lambda: auth.store.range(pb.RangeRequest(key=b"conf"), ("", 0)))
     assert auth.store.range(pb.RangeRequest(key=b"a", range_end=b"\x00")).count == 0  # internal
+
+
+def test_a_put_attaching_a_lease_needs_every_key_under_it(auth: Auth) -> None:
+    auth.store.apply(next(auth.index), 1, pb.LeaseGrantRequest(ID=7, TTL=60))
+    _as(auth, "root", pb.PutRequest(key=b"conf", value=b"c", lease=7))
+    _refused(errors.PERMISSION_DENIED_AUTH,
+             lambda: _as(auth, "bob", pb.PutRequest(key=b"app/x", lease=7)))
+    _as(auth, "root", pb.PutRequest(key=b"conf", value=b"c"))  # conf leaves the lease
+    assert _as(auth, "bob", pb.PutRequest(key=b"app/x", lease=7)).header.revision > 0
