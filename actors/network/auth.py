@@ -23,10 +23,11 @@ Raft (storage/mvcc/auth_requests.py). Here, before a request becomes a proposal:
 - Watches: a stream's token is the one its opening carried; each watch it creates
   needs read permission on its range, or is canceled with the reason (watch_permit).
 
+- The member's own proposals (expired leases' revokes, checkpoints) are made as root
+  (server.py `_propose_as_member`), as etcd's lessor revokes WithRoot.
+
 Not yet: --auth-token jwt (tokens are simple ones whatever the flag says: a warning
-says so at start), TLS common names as users, and the permission check of LeaseRevoke
-(etcd's needs write permission on every key under the lease; a Put attaching a lease
-is checked so: storage/mvcc/permissions.py).
+says so at start), TLS common names as users.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Whether a user may read or write keys: etcd's isOpPermitted and its range
 permission cache (server/auth/store.go, range_perm_cache.go), for Range, Put,
-DeleteRange and Txn.
+DeleteRange, Txn and LeaseRevoke (and a Put attaching a lease: etcd's checkLeasePuts).
 
 A permission is an interval of keys: [key, range_end), with range_end b"\\x00" open
 (every key from `key` on) and an empty range_end the single key, i.e. [key,
@@ -93,6 +93,12 @@ class Checker:
         if r.prev_kv:
             self.check(r.key, r.range_end, write=False)
 
+    def check_lease_revoke(self, r: pb.LeaseRevokeRequest) -> None:
+        """A revoke deletes every key under the lease: all must be the user's to write."""
+        if not self.root:
+            for key in leases.keys(self.txn, self.dbs, r.ID):
+                self.check(key, b"", write=True)
+
     def check_txn(self, r: pb.TxnRequest) -> None:
         """etcd's checkTxnReqsPermission: compares are reads; both branches' ops count,
         whichever runs."""
@@ -112,7 +118,8 @@ class Checker:
 
 def check_request(txn: Txn, dbs: Databases, username: str, auth_revision: int,
                   request: object) -> None:
-    """Refuse a Range, Put, DeleteRange or Txn its user may not make (auth enabled)."""
+    """Refuse a Range, Put, DeleteRange, Txn or LeaseRevoke its user may not make
+    (auth enabled)."""
     checker = Checker(txn, dbs, username, auth_revision)
     if isinstance(request, pb.RangeRequest):
         checker.check_range(request)
@@ -122,3 +129,5 @@ def check_request(txn: Txn, dbs: Databases, username: str, auth_revision: int,
         checker.check_delete(request)
     elif isinstance(request, pb.TxnRequest):
         checker.check_txn(request)
+    elif isinstance(request, pb.LeaseRevokeRequest):
+        checker.check_lease_revoke(request)

@@ -67,8 +67,9 @@ Response = (
 _HANDLED_FIELDS = ("range", "put", "delete_range", "txn", "compaction", "alarm",
                    "lease_grant", "lease_revoke", "lease_checkpoint")
 # Requests whose keys a user needs permission for while auth is enabled (their
-# proposer's header names the user). Leases' keys are not checked yet.
-_CHECKED_REQUESTS = (pb.RangeRequest, pb.PutRequest, pb.DeleteRangeRequest, pb.TxnRequest)
+# proposer's header names the user; the member's own revokes name root).
+_CHECKED_REQUESTS = (pb.RangeRequest, pb.PutRequest, pb.DeleteRangeRequest, pb.TxnRequest,
+                     pb.LeaseRevokeRequest)
 _READER_CHECK_EVERY_BATCHES = 256
 _STAT_RETRIES = 3  # a reader racing defragments: each retry reopens the newest generation
 

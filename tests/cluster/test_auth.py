@@ -18,10 +18,11 @@ from petcd.api.etcdserverpb import rpc_pb2_grpc as rpc
 from petcd.client import Client
 from petcd.client.errors import EtcdError
 
-from .members import Cluster, Member, running
+from .members import Cluster, Member, running, wait_until
 
 AUTH_FAILED = "etcdserver: authentication failed, invalid user ID or password"
 HTTP_TIMEOUT_S = 10.0
+LEASE_EXPIRY_S = 15.0  # a 2 s lease, plus a new leader's grace and a loaded machine
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +124,10 @@ def test_auth_lifecycle_across_members_and_a_restart(cluster: Cluster) -> None:
         assert list(root.user_list().users) == ["alice", "np", "root"]
         root.put("k1", "v1")  # root writes anywhere
         assert root.get("k1").kvs[0].value == b"v1"
+        # The leader revokes an expired lease as root, whoever attached keys to it.
+        lease = root.lease_grant(2).ID
+        root.put("k2", "v2", lease=lease)
+        assert wait_until(lambda: root.get("k2").count == 0, LEASE_EXPIRY_S)
         [perm] = root.role_get("reader").perm
         assert (perm.key, perm.range_end) == (b"k", b"\0")
         revision = root.auth_status().authRevision

@@ -62,7 +62,7 @@ def auth(tmp_path: Path) -> Iterator[Auth]:
 
 def _as(auth: Auth, user: str, request: object) -> object:
     field = {pb.PutRequest: "put", pb.DeleteRangeRequest: "delete_range",
-             pb.TxnRequest: "txn"}[type(request)]
+             pb.TxnRequest: "txn", pb.LeaseRevokeRequest: "lease_revoke"}[type(request)]
     revision = auth.store.auth_status()[1] if user else 0
     return auth.store.apply(next(auth.index), 1, rpb.InternalRaftRequest(
         header=rpb.RequestHeader(username=user, auth_revision=revision), **{field: request}))
@@ -116,3 +116,11 @@ def test_a_put_attaching_a_lease_needs_every_key_under_it(auth: Auth) -> None:
              lambda: _as(auth, "bob", pb.PutRequest(key=b"app/x", lease=7)))
     _as(auth, "root", pb.PutRequest(key=b"conf", value=b"c"))  # conf leaves the lease
     assert _as(auth, "bob", pb.PutRequest(key=b"app/x", lease=7)).header.revision > 0
+
+
+def test_a_revoke_needs_every_key_under_the_lease(auth: Auth) -> None:
+    auth.store.apply(next(auth.index), 1, pb.LeaseGrantRequest(ID=8, TTL=60))
+    _as(auth, "root", pb.PutRequest(key=b"conf", value=b"c", lease=8))
+    _refused(errors.PERMISSION_DENIED_AUTH, lambda: _as(auth, "bob", pb.LeaseRevokeRequest(ID=8)))
+    _as(auth, "root", pb.LeaseRevokeRequest(ID=8))  # the lessor's expiry revokes so
+    assert auth.store.lease(8) is None
