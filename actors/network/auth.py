@@ -19,10 +19,11 @@ Raft (storage/mvcc/auth_requests.py). Here, before a request becomes a proposal:
 - A token lives --auth-token-ttl seconds since its last use on this member (etcd's
   simpleTokenTTLKeeper, per member too). Unlike etcd's, whose clock starts when each
   member applies the token, this member's starts at its first use here.
-
+- Checks: Range (in the read's own store transaction), Put, DeleteRange, Txn and
+  LeaseRevoke (at apply, from the proposal header) need the user's key permissions
+  while auth is enabled (storage/mvcc/permissions.py).
 - Watches: a stream's token is the one its opening carried; each watch it creates
   needs read permission on its range, or is canceled with the reason (watch_permit).
-
 - The member's own proposals (expired leases' revokes, checkpoints) are made as root
   (server.py `_propose_as_member`), as etcd's lessor revokes WithRoot.
 
@@ -44,7 +45,6 @@ from typing import TYPE_CHECKING, Any
 
 import bcrypt
 
-from petcd.api.authpb import auth_pb2
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.storage.mvcc import auth_requests
@@ -138,10 +138,6 @@ class Auth:
                 return err.message
             return None
         return permit
-
-    async def permissions(self, user: str) -> list[auth_pb2.Permission]:
-        """A user's key permissions (root: every key), for the checks of KV requests."""
-        return await self.server._local(lambda s: s.user_permissions(user), short=True)
 
     # -- Auth service -----------------------------------------------------------------
 
