@@ -54,8 +54,9 @@ class Client:
                  user: str | None = None, password: str | None = None) -> None:
         """With `user` and `password`, every unary call carries the token Authenticate
         gives them (gRPC metadata `token`, as clientv3 sends it), fetched at the first
-        call and again once when the server says it is no longer valid. Streams
-        (watch, keep-alive, observe) do not carry it yet."""
+        call and again once when the server says it is no longer valid. Watches carry
+        the token they started with; keep-alives and observations carry none (etcd
+        checks no permission for them)."""
         if isinstance(endpoints, str):  # "host:port" or etcdctl's "a:1,b:2"
             endpoints = endpoints.split(",")
         self.endpoints = tuple(normalize_endpoint(e) for e in endpoints)
@@ -125,7 +126,8 @@ class Client:
         starts at once; close it (or the client) when done."""
         made = Watch(self._connections, tuple(self._rotation()),
                      requests.watch_create_request(key, range_end, **options),
-                     timeout_s=self.command_timeout_s, require_leader=require_leader)
+                     timeout_s=self.command_timeout_s, require_leader=require_leader,
+                     metadata=self._metadata() or ())
         self._watches.add(made)
         return made
 

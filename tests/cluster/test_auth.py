@@ -6,6 +6,7 @@ the JSON gateway's Authorization header, and the whole auth state after a restar
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -75,6 +76,16 @@ def _watch_created(member: Member, token: str, key: bytes) -> None:
     assert answer.created and not answer.canceled
 
 
+def _first_event_value(watch) -> bytes:
+    deadline = time.monotonic() + HTTP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        resp = watch.get(max(deadline - time.monotonic(), 0.01))
+        assert resp is not None and not resp.canceled, resp
+        if resp.events:
+            return resp.events[0].kv.value
+    raise AssertionError(f"no event in {HTTP_TIMEOUT_S}s")
+
+
 def test_auth_lifecycle_across_members_and_a_restart(cluster: Cluster) -> None:
     first, second, third = cluster.members
     with _client(first) as c:
@@ -104,6 +115,13 @@ def test_auth_lifecycle_across_members_and_a_restart(cluster: Cluster) -> None:
         assert alice.get("k1").count == 0  # reader reads every key from k on
         _watch_refused(first, token, b"a")
         _watch_created(first, token, b"k1")
+        watch = alice.watch("k3")  # the client's watches carry its token
+        try:
+            with _client(first, "root", "rootpw") as root:
+                root.put("k3", "v3")
+            assert _first_event_value(watch) == b"v3"
+        finally:
+            watch.close()
     # The token first's member assigned is known to another member.
     status, body = _gateway(third, "/v3/auth/user/get", {"name": "alice"}, token)
     assert (status, body.get("roles")) == (200, ["reader"])
