@@ -195,12 +195,7 @@ def run_auth_disable(ctx: Context) -> None:
 def run_auth_status(ctx: Context) -> None:
     """etcdctl 3.5's (3.4 has none): enabled and the auth revision."""
     _args(ctx, 0, "auth status command does not accept any arguments")
-    resp = ctx.client().auth_status()
-    if ctx.printer.name == "simple":
-        ctx.stdout(f"Authentication Status: {str(resp.enabled).lower()}\n"
-                   f"AuthRevision: {resp.authRevision}\n")
-    else:
-        auth_output.changed(ctx.printer, "", resp)
+    auth_output.auth_status(ctx.printer, ctx.client().auth_status())
 
 
 COMMANDS = [

@@ -9,7 +9,8 @@ printer_fields.go, printer.go's printerRPC; the binary was the judge):
 - fields: the header, then role get's permissions and role list's names; user get
   and user list are not supported there (exit 4, after the call).
 - table: not supported (exit 4, after the call).
-- auth enable and disable print their sentence whatever -w says.
+- auth enable and disable print their sentence whatever -w says; auth status (etcdctl
+  3.5's) prints two lines, or the message in json and protobuf.
 """
 
 from __future__ import annotations
@@ -71,6 +72,15 @@ def user_get(printer: Printer, name: str, resp: pb.AuthUserGetResponse) -> None:
 def user_list(printer: Printer, resp: pb.AuthUserListResponse) -> None:
     if printer.name == "simple":
         printer.write("".join(f"{user}\n" for user in resp.users))
+    else:
+        _message(printer, resp)
+
+
+def auth_status(printer: Printer, resp: pb.AuthStatusResponse) -> None:
+    """etcdctl 3.5's (3.4 has no auth status): fields and table are not supported."""
+    if printer.name == "simple":
+        printer.write(f"Authentication Status: {str(resp.enabled).lower()}\n"
+                      f"AuthRevision: {resp.authRevision}\n")
     else:
         _message(printer, resp)
 
