@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager
 
 import grpc
 
+from petcd.api.authpb import auth_pb2
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.client import concurrency, recipes, requests
 from petcd.client.connection import Connection, Connections, normalize_endpoint
@@ -45,12 +46,19 @@ _KV_METHODS = {pb.RangeRequest: ("Range", True), pb.PutRequest: ("Put", False),
 SNAPSHOT_TIMEOUT_S = 600.0
 SHA256_BYTES = 32
 LEASE_NOT_FOUND = "etcdserver: requested lease not found"  # etcd's rpctypes text
+TOKEN_METADATA_KEY = "token"  # etcd's rpctypes.TokenFieldNameGRPC
 
 
 class Client:
     def __init__(self, endpoints: Iterable[str] | str = ("127.0.0.1:2379",), *,
                  dial_timeout_s: float = 2.0, command_timeout_s: float = 5.0,
-                 tls: TlsOptions | None = None) -> None:
+                 tls: TlsOptions | None = None,
+                 user: str | None = None, password: str | None = None) -> None:
+        """With `user` and `password`, every unary call carries the token Authenticate
+        gives them (gRPC metadata `token`, as clientv3 sends it), fetched at the first
+        call and again once when the server says it is no longer valid. Watches carry
+        the token they started with; keep-alives and observations carry none (etcd
+        checks no permission for them)."""
         if isinstance(endpoints, str):  # "host:port" or etcdctl's "a:1,b:2"
             endpoints = endpoints.split(",")
         given = tuple(endpoints)
@@ -65,6 +73,8 @@ class Client:
         self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
         self._keep_alives: weakref.WeakSet[KeepAlive] = weakref.WeakSet()
         self._observations: weakref.WeakSet[concurrency.Observation] = weakref.WeakSet()
+        self._credentials = (user, password or "") if user else None
+        self._token: str | None = None
 
     def close(self) -> None:
         for stream in [*self._watches, *self._keep_alives, *self._observations]:
@@ -121,7 +131,8 @@ class Client:
         starts at once; close it (or the client) when done."""
         made = Watch(self._connections, tuple(self._rotation()),
                      requests.watch_create_request(key, range_end, **options),
-                     timeout_s=self.command_timeout_s, require_leader=require_leader)
+                     timeout_s=self.command_timeout_s, require_leader=require_leader,
+                     metadata=self._metadata() or ())
         self._watches.add(made)
         return made
 
@@ -317,6 +328,89 @@ class Client:
         self._current = self.endpoints.index(endpoint)
         return size
 
+    # Auth
+
+    def authenticate(self, user: str, password: str) -> pb.AuthenticateResponse:
+        """Get a token for `user`; later calls of this client carry it."""
+        self._credentials = (user, password)
+        self._token = None
+        resp = self._call(lambda c: c.auth.Authenticate,
+                          pb.AuthenticateRequest(name=user, password=password), repeatable=True)
+        self._token = resp.token
+        return resp
+
+    def auth_enable(self) -> pb.AuthEnableResponse:
+        return self._call(lambda c: c.auth.AuthEnable, pb.AuthEnableRequest())
+
+    def auth_disable(self) -> pb.AuthDisableResponse:
+        return self._call(lambda c: c.auth.AuthDisable, pb.AuthDisableRequest())
+
+    def auth_status(self) -> pb.AuthStatusResponse:
+        return self._call(lambda c: c.auth.AuthStatus, pb.AuthStatusRequest(), repeatable=True)
+
+    def user_add(self, name: str, password: str = "", *,
+                 no_password: bool = False) -> pb.AuthUserAddResponse:
+        request = pb.AuthUserAddRequest(name=name, password=password)
+        request.options.no_password = no_password
+        return self._call(lambda c: c.auth.UserAdd, request)
+
+    def user_delete(self, name: str) -> pb.AuthUserDeleteResponse:
+        return self._call(lambda c: c.auth.UserDelete, pb.AuthUserDeleteRequest(name=name))
+
+    def user_get(self, name: str) -> pb.AuthUserGetResponse:
+        return self._call(lambda c: c.auth.UserGet, pb.AuthUserGetRequest(name=name),
+                          repeatable=True)
+
+    def user_list(self) -> pb.AuthUserListResponse:
+        return self._call(lambda c: c.auth.UserList, pb.AuthUserListRequest(), repeatable=True)
+
+    def user_change_password(self, name: str, password: str) -> pb.AuthUserChangePasswordResponse:
+        return self._call(lambda c: c.auth.UserChangePassword,
+                          pb.AuthUserChangePasswordRequest(name=name, password=password))
+
+    def user_grant_role(self, user: str, role: str) -> pb.AuthUserGrantRoleResponse:
+        return self._call(lambda c: c.auth.UserGrantRole,
+                          pb.AuthUserGrantRoleRequest(user=user, role=role))
+
+    def user_revoke_role(self, name: str, role: str) -> pb.AuthUserRevokeRoleResponse:
+        return self._call(lambda c: c.auth.UserRevokeRole,
+                          pb.AuthUserRevokeRoleRequest(name=name, role=role))
+
+    def role_add(self, name: str) -> pb.AuthRoleAddResponse:
+        return self._call(lambda c: c.auth.RoleAdd, pb.AuthRoleAddRequest(name=name))
+
+    def role_delete(self, name: str) -> pb.AuthRoleDeleteResponse:
+        return self._call(lambda c: c.auth.RoleDelete, pb.AuthRoleDeleteRequest(role=name))
+
+    def role_get(self, name: str) -> pb.AuthRoleGetResponse:
+        return self._call(lambda c: c.auth.RoleGet, pb.AuthRoleGetRequest(role=name),
+                          repeatable=True)
+
+    def role_list(self) -> pb.AuthRoleListResponse:
+        return self._call(lambda c: c.auth.RoleList, pb.AuthRoleListRequest(), repeatable=True)
+
+    def role_grant_permission(self, name: str, key: Bytes, range_end: Bytes,
+                              perm_type: str) -> pb.AuthRoleGrantPermissionResponse:
+        """perm_type: READ, WRITE or READWRITE; range_end b"" is the key alone,
+        b"\\0" every key from it on."""
+        perm = auth_pb2.Permission(permType=auth_pb2.Permission.Type.Value(perm_type.upper()),
+                                   key=requests.to_bytes(key),
+                                   range_end=requests.to_bytes(range_end))
+        return self._call(lambda c: c.auth.RoleGrantPermission,
+                          pb.AuthRoleGrantPermissionRequest(name=name, perm=perm))
+
+    def role_revoke_permission(self, name: str, key: Bytes, range_end: Bytes = b""
+                               ) -> pb.AuthRoleRevokePermissionResponse:
+        return self._call(lambda c: c.auth.RoleRevokePermission,
+                          pb.AuthRoleRevokePermissionRequest(
+                              role=name, key=requests.to_bytes(key),
+                              range_end=requests.to_bytes(range_end)))
+
+    def _metadata(self) -> tuple[tuple[str, str], ...] | None:
+        if self._credentials is not None and self._token is None:
+            self.authenticate(*self._credentials)
+        return None if self._token is None else ((TOKEN_METADATA_KEY, self._token),)
+
     # Plumbing
 
     def unary(self, method: Callable[[Connection], Callable], request, *,
@@ -362,7 +456,7 @@ class Client:
                 continue
             started = time.monotonic()
             try:
-                response = method(conn)(request, timeout=max(remaining_s, 0.001))
+                response = self._send(method(conn), request, remaining_s)
             except grpc.RpcError as exc:
                 remaining_s -= time.monotonic() - started
                 if not self._worth_another_endpoint(exc, repeatable, candidate):
@@ -377,6 +471,17 @@ class Client:
             raise from_rpc_error(last_error) from None
         raise EtcdError(grpc.StatusCode.DEADLINE_EXCEEDED, DEADLINE_MESSAGE,
                         "; ".join(failures))
+
+    def _send(self, call: Callable, request, remaining_s: float):
+        """One call with the token; an expired token is renewed once (clientv3's)."""
+        metadata = None if isinstance(request, pb.AuthenticateRequest) else self._metadata()
+        try:
+            return call(request, timeout=max(remaining_s, 0.001), metadata=metadata)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAUTHENTICATED or metadata is None:
+                raise
+            self._token = None
+            return call(request, timeout=max(remaining_s, 0.001), metadata=self._metadata())
 
     def _worth_another_endpoint(self, exc: grpc.RpcError, repeatable: bool,
                                 endpoint: str) -> bool:

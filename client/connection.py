@@ -39,6 +39,7 @@ class Connection:
     lease: rpc_pb2_grpc.LeaseStub
     lock: v3lock_pb2_grpc.LockStub
     election: v3election_pb2_grpc.ElectionStub
+    auth: rpc_pb2_grpc.AuthStub
 
 
 def _wait_ready(channel: grpc.Channel, timeout_s: float) -> bool:
@@ -92,7 +93,8 @@ class Connections:
                           rpc_pb2_grpc.MaintenanceStub(channel),
                           rpc_pb2_grpc.ClusterStub(channel), rpc_pb2_grpc.LeaseStub(channel),
                           v3lock_pb2_grpc.LockStub(channel),
-                          v3election_pb2_grpc.ElectionStub(channel))
+                          v3election_pb2_grpc.ElectionStub(channel),
+                          rpc_pb2_grpc.AuthStub(channel))
         with self._lock:
             kept = self._open.setdefault(endpoint, conn)
         if kept is not conn:

@@ -112,14 +112,16 @@ class Watch(StreamReader):
 
     def __init__(self, connections: Connections, endpoints: tuple[str, ...],
                  create: pb.WatchCreateRequest, *, timeout_s: float,
-                 require_leader: bool = False) -> None:
+                 require_leader: bool = False,
+                 metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        """`metadata`: sent with every stream (the auth token)."""
         assert endpoints, "a watch needs an endpoint"
         super().__init__(INBOX_SIZE, "petcd-watch")
         self._connections = connections
         self._rotation = _Rotation(endpoints, timeout_s)
         self._create = create
         # etcd's clientv3.WithRequireLeader: the server ends the stream without a leader.
-        self._metadata = (("hasleader", "true"),) if require_leader else ()
+        self._metadata = ((("hasleader", "true"),) if require_leader else ()) + metadata
         self._point = ResumePoint(create.start_revision)
         self._lock = threading.Lock()  # guards the three below and _stream.watch_id
         self._stream: _Stream | None = None

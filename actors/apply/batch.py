@@ -12,9 +12,11 @@ dropped here: replay after a crash applies nothing twice):
     NORMAL, InternalRaftRequest    put, range, delete_range, txn, compaction, alarm,
                                    lease_grant, lease_revoke, lease_checkpoint:
                                    the store applies it
+                                   auth_* and authenticate: the store applies
+                                   them too (storage/mvcc/auth_requests.py)
                                    cluster_member_attr_set: the member table changes,
                                    stored with the entry (ApplyEntry.conf_state)
-                                   anything else (auth, ...): not implemented
+                                   anything else (downgrade, ...): not implemented
                                    yet; index only, the proposer gets UNIMPLEMENTED
     NORMAL, undecodable data       index only, logged (every member skips it alike)
     CONF_CHANGE                    the member table changes, stored with the entry;
@@ -33,7 +35,7 @@ from google.protobuf.message import DecodeError
 
 from petcd.actors.protocol import member_id_prefix, request_id_owner
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
-from petcd.storage.mvcc import ApplyEntry, MvccError
+from petcd.storage.mvcc import ApplyEntry, MvccError, auth_requests
 from petcd.storage.raftstate import ConfChange, Entry, EntryType
 
 from . import members
@@ -41,7 +43,8 @@ from .members import MemberTable, MemberTableError
 
 # InternalRaftRequest fields MvccStore.apply_batch applies (its _HANDLED_FIELDS).
 STORE_FIELDS = frozenset({"range", "put", "delete_range", "txn", "compaction", "alarm",
-                          "lease_grant", "lease_revoke", "lease_checkpoint"})
+                          "lease_grant", "lease_revoke", "lease_checkpoint",
+                          *auth_requests.FIELDS})
 MEMBER_ATTR_FIELD = "cluster_member_attr_set"
 _NOT_REQUESTS = frozenset({"header", "ID"})
 UNIMPLEMENTED = "UNIMPLEMENTED"  # grpc.StatusCode name

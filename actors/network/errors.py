@@ -117,6 +117,19 @@ TOO_MANY_LEARNERS = _e(Code.FAILED_PRECONDITION, "etcdserver: too many learner m
 TIMEOUT_LEADER_TRANSFER = _e(Code.UNKNOWN,
                              "etcdserver: request timed out, leader transfer took too long")
 
+# Auth refusals the network actor answers itself, before any proposal (etcd's
+# CheckPassword and AuthInfoFromCtx); the apply's come through from_mvcc.
+AUTH_FAILED = _e(Code.INVALID_ARGUMENT,
+                 "etcdserver: authentication failed, invalid user ID or password")
+# etcd's auth.ErrNoPasswordUser has no gRPC mapping: clients see its text as Unknown.
+NO_PASSWORD_USER = _e(Code.UNKNOWN,
+                      "auth: authentication failed, password was given for no password user")
+AUTH_NOT_ENABLED = _e(Code.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
+INVALID_AUTH_TOKEN = _e(Code.UNAUTHENTICATED, "etcdserver: invalid auth token")
+AUTH_OLD_REVISION = _e(Code.INVALID_ARGUMENT, "etcdserver: revision of auth store is old")
+PERMISSION_DENIED = _e(Code.PERMISSION_DENIED, "etcdserver: permission denied")
+USER_EMPTY = _e(Code.INVALID_ARGUMENT, "etcdserver: user name is empty")
+
 # The raft core's ProposalDropped reasons (actors/raft/core.py), as etcd reports the
 # same situations. A client retries Unavailable; etcd's own raft would answer a
 # dropped proposal with "raft proposal dropped" (Unknown), which clients do not retry.

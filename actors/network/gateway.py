@@ -44,8 +44,9 @@ from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.v3electionpb import v3election_pb2 as epb
 from petcd.api.v3lockpb import v3lock_pb2 as lpb
 
-from . import errors, jsonpb, trace
+from . import auth, errors, jsonpb, trace
 from .errors import Code, EtcdError
+from .rpc import SERVED
 from .server import CLUSTER_VERSION, GRPC_OVERHEAD_BYTES, SERVER_VERSION, Server
 from .watch import WatchStream
 
@@ -102,16 +103,30 @@ STREAMS: dict[str, tuple[type[Message], Callable[[Server, Any], AsyncIterator[Me
 # etcd v3.5's other gateway paths, by the gRPC method behind each.
 NOT_YET: dict[str, str] = {
     "/v3/maintenance/downgrade": "Downgrade",
-    "/v3/auth/enable": "AuthEnable", "/v3/auth/disable": "AuthDisable",
-    "/v3/auth/status": "AuthStatus", "/v3/auth/authenticate": "Authenticate",
-    "/v3/auth/user/add": "UserAdd", "/v3/auth/user/get": "UserGet",
-    "/v3/auth/user/list": "UserList", "/v3/auth/user/delete": "UserDelete",
-    "/v3/auth/user/changepw": "UserChangePassword", "/v3/auth/user/grant": "UserGrantRole",
-    "/v3/auth/user/revoke": "UserRevokeRole", "/v3/auth/role/add": "RoleAdd",
-    "/v3/auth/role/get": "RoleGet", "/v3/auth/role/list": "RoleList",
-    "/v3/auth/role/delete": "RoleDelete", "/v3/auth/role/grant": "RoleGrantPermission",
-    "/v3/auth/role/revoke": "RoleRevokePermission",
 }
+
+# etcd's /v3/auth/* paths, by the gRPC method behind each (rpc.AUTH_METHODS).
+AUTH_PATHS: dict[str, tuple[type[Message], str]] = {
+    "/v3/auth/enable": (pb.AuthEnableRequest, "AuthEnable"),
+    "/v3/auth/disable": (pb.AuthDisableRequest, "AuthDisable"),
+    "/v3/auth/status": (pb.AuthStatusRequest, "AuthStatus"),
+    "/v3/auth/authenticate": (pb.AuthenticateRequest, "Authenticate"),
+    "/v3/auth/user/add": (pb.AuthUserAddRequest, "UserAdd"),
+    "/v3/auth/user/get": (pb.AuthUserGetRequest, "UserGet"),
+    "/v3/auth/user/list": (pb.AuthUserListRequest, "UserList"),
+    "/v3/auth/user/delete": (pb.AuthUserDeleteRequest, "UserDelete"),
+    "/v3/auth/user/changepw": (pb.AuthUserChangePasswordRequest, "UserChangePassword"),
+    "/v3/auth/user/grant": (pb.AuthUserGrantRoleRequest, "UserGrantRole"),
+    "/v3/auth/user/revoke": (pb.AuthUserRevokeRoleRequest, "UserRevokeRole"),
+    "/v3/auth/role/add": (pb.AuthRoleAddRequest, "RoleAdd"),
+    "/v3/auth/role/get": (pb.AuthRoleGetRequest, "RoleGet"),
+    "/v3/auth/role/list": (pb.AuthRoleListRequest, "RoleList"),
+    "/v3/auth/role/delete": (pb.AuthRoleDeleteRequest, "RoleDelete"),
+    "/v3/auth/role/grant": (pb.AuthRoleGrantPermissionRequest, "RoleGrantPermission"),
+    "/v3/auth/role/revoke": (pb.AuthRoleRevokePermissionRequest, "RoleRevokePermission"),
+}
+ROUTES.update({path: (request_class, SERVED[f"Auth.{method}"])
+               for path, (request_class, method) in AUTH_PATHS.items()})
 
 
 def body_limit_bytes(max_request_bytes: int) -> int:
@@ -173,6 +188,8 @@ class Gateway:
         if path in NOT_YET:
             raise EtcdError(Code.UNIMPLEMENTED, f"method {NOT_YET[path]} not implemented")
         request_class, handler = ROUTES[path]
+        # grpc-gateway passes the Authorization header on as gRPC metadata (auth.py).
+        auth.current_token.set(request.headers.get("Authorization") or None)
         traced = None
         if trace.HTTP_HEADER in request.headers:
             traced = trace.Trace()
@@ -210,7 +227,8 @@ class Gateway:
             await responses.aclose()  # a client gone mid-stream: clean up now
 
     async def _watch(self, request: web.Request) -> web.StreamResponse:
-        stream = self.server.watches.open_stream(require_leader=False)
+        stream = self.server.watches.open_stream(
+            False, self.server.auth.watch_permit(request.headers.get("Authorization") or None))
         out = web.StreamResponse(headers={"Content-Type": "application/json"})
         tasks = [asyncio.create_task(self._watch_requests(request, stream)),
                  asyncio.create_task(_until_disconnected(request, stream))]

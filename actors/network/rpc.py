@@ -37,7 +37,7 @@ from petcd.api.etcdserverpb import rpc_pb2
 from petcd.api.v3electionpb import v3election_pb2
 from petcd.api.v3lockpb import v3lock_pb2
 
-from . import leader, trace
+from . import auth, leader, trace
 from .errors import Code, EtcdError
 from .server import GRPC_OVERHEAD_BYTES, Server
 from .watch import WatchStream
@@ -54,6 +54,24 @@ SERVICES: tuple[ServiceDescriptor, ...] = (
     v3lock_pb2.DESCRIPTOR.services_by_name["Lock"],
     v3election_pb2.DESCRIPTOR.services_by_name["Election"],
 )
+
+# Auth's gRPC method -> the auth.Auth method answering it (the gateway's paths too).
+AUTH_METHODS = {
+    "AuthEnable": "auth_enable", "AuthDisable": "auth_disable", "AuthStatus": "auth_status",
+    "Authenticate": "authenticate", "UserAdd": "user_add", "UserGet": "user_get",
+    "UserList": "user_list", "UserDelete": "user_delete",
+    "UserChangePassword": "user_change_password", "UserGrantRole": "user_grant_role",
+    "UserRevokeRole": "user_revoke_role", "RoleAdd": "role_add", "RoleGet": "role_get",
+    "RoleList": "role_list", "RoleDelete": "role_delete",
+    "RoleGrantPermission": "role_grant_permission",
+    "RoleRevokePermission": "role_revoke_permission",
+}
+
+
+def _auth(name: str) -> Callable[[Server, Any], Any]:
+    """A SERVED entry for Server.auth's method `name`."""
+    return lambda server, request: getattr(server.auth, name)(request)
+
 
 # "Service.Method" -> the Server method answering it.
 SERVED: dict[str, Callable[..., Any]] = {
@@ -76,6 +94,7 @@ SERVED: dict[str, Callable[..., Any]] = {
     "Election.Leader": lambda s, r: s.coordination.leader(r),
     "Election.Observe": lambda s, r: s.coordination.observe(r),
     "Election.Resign": lambda s, r: s.coordination.resign(r),
+    **{f"Auth.{method}": _auth(name) for method, name in AUTH_METHODS.items()},
 }
 
 _STATUS = {status.value[0]: status for status in grpc.StatusCode}
@@ -137,6 +156,7 @@ def _unary(call: Callable[[Message], Awaitable[Message]], name: str, log: Any
     async def handle(request: Message, context: grpc.aio.ServicerContext) -> Message:
         if isinstance(request, Malformed):
             await context.abort(grpc.StatusCode.INTERNAL, request.message)
+        auth.current_token.set(_token(context))
         traced = _traced(context)
         try:
             response = await call(request)
@@ -151,6 +171,14 @@ def _unary(call: Callable[[Message], Awaitable[Message]], name: str, log: Any
             await context.abort(grpc.StatusCode.UNKNOWN, f"{type(err).__name__}: {err}")
         raise AssertionError("abort returned")
     return handle
+
+
+def _token(context: grpc.aio.ServicerContext) -> str | None:
+    """The auth token clientv3 sends in the metadata (auth.py)."""
+    for key, value in context.invocation_metadata() or ():
+        if key in auth.TOKEN_METADATA_KEYS:
+            return str(value)
+    return None
 
 
 def _traced(context: grpc.aio.ServicerContext) -> trace.Trace | None:
@@ -168,6 +196,7 @@ def _stream(call: Callable[[Message], AsyncIterator[Message]], name: str, log: A
                      ) -> AsyncIterator[Message]:
         if isinstance(request, Malformed):
             await context.abort(grpc.StatusCode.INTERNAL, request.message)
+        auth.current_token.set(_token(context))
         try:
             async for response in call(request):
                 yield response
@@ -186,7 +215,8 @@ def _watch(server: Server, log: Any) -> Callable[[AsyncIterator[Any], grpc.aio.S
         metadata = context.invocation_metadata() or ()
         require_leader = any(k == REQUIRE_LEADER_KEY and v == HAS_LEADER for k, v in metadata)
         try:
-            stream = server.watches.open_stream(require_leader)
+            stream = server.watches.open_stream(require_leader,
+                                                server.auth.watch_permit(_token(context)))
         except EtcdError as err:
             await context.abort(status_code(err.code), err.message)
         reader = asyncio.create_task(_read_watch_requests(requests, stream, log))

@@ -48,9 +48,11 @@ from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.membershippb import membership_pb2
 from petcd.storage.mvcc import MvccError, MvccStore, checks, env, quota
+from petcd.storage.mvcc.auth import ROOT_USER
 from petcd.storage.mvcc.errors import NO_SPACE
 
 from . import backup, errors
+from .auth import Auth
 from .errors import EtcdError
 from .local import LocalStore
 from .requests import RaftClient, Tracker
@@ -116,9 +118,10 @@ class Server:
             progress_interval_s=s.watch_progress_notify_interval_s,
             election_timeout_s=s.election_timeout_ms / 1000,
             has_leader=lambda: tracker.status.has_leader, log=log)
-        self.leasing = Leasing(ctx, tracker, raft, store, self._propose_raw, log)
+        self.leasing = Leasing(ctx, tracker, raft, store, self._propose_as_member, log)
         self.coordination = Coordination(self)  # v3lock and v3election
         self.membership = Membership(ctx, tracker, raft, store, self.leasing.leader, log)
+        self.auth = Auth(self, s.bcrypt_cost, s.auth_token_ttl_s, s.auth_token)
 
     # -- KV -------------------------------------------------------------------------
 
@@ -130,8 +133,9 @@ class Server:
             await self._store_ready()
         else:
             await self.raft.read_barrier()
+        asker = await self.auth.identify()  # checked by the store in the read's transaction
         # One key is a short read (a range scans the key index for its count).
-        resp = await self._local(lambda s: s.range(r), short=not r.range_end)
+        resp = await self._local(lambda s: s.range(r, asker), short=not r.range_end)
         self._fill(resp.header)
         return resp
 
@@ -241,7 +245,18 @@ class Server:
         except EtcdError:
             pass  # as etcd: the write fails with NOSPACE whether or not this got through
 
+    async def _propose_as_member(self, request: rpb.InternalRaftRequest) -> bytes:
+        """A proposal of the member's own (expired leases, checkpoints): made as root,
+        as etcd's lessor revokes with authStore.WithRoot."""
+        request.header.username = ROOT_USER
+        _, request.header.auth_revision = await self._local(lambda s: s.auth_status(),
+                                                            short=True)
+        return await self._propose_raw(request)
+
     async def _propose_raw(self, request: rpb.InternalRaftRequest) -> bytes:
+        if not request.header.username:
+            # Who asks (auth.py): the apply checks the user's rights, on every member alike.
+            request.header.username, request.header.auth_revision = await self.auth.identify()
         request_id = self.raft.ids.next()
         request.header.ID = request_id
         data = request.SerializeToString()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from petcd.client.client import Client
 from petcd.client.ctl import printers
-from petcd.client.ctl.flags import Flag, Parsed
+from petcd.client.ctl.flags import EXIT_BAD_CONNECTION, CtlError, Flag, Parsed
+from petcd.client.errors import EtcdError
 from petcd.client.tls import TlsOptions
 
 GLOBAL_FLAGS = [
@@ -23,6 +25,8 @@ GLOBAL_FLAGS = [
     Flag("key", "string", ""),
     Flag("insecure-transport", "bool", True),
     Flag("insecure-skip-tls-verify", "bool", False),
+    Flag("user", "string", ""),
+    Flag("password", "string", ""),
 ]
 
 
@@ -31,6 +35,7 @@ class Context:
     parsed: Parsed  # global and command flags together
     printer: printers.Printer
     _clients: list[Client] = field(default_factory=list)
+    _credentials_asked: str = ""  # asked once, for every client of the command
 
     def flag(self, name: str):
         return self.parsed.values[name]
@@ -45,9 +50,17 @@ class Context:
 
     def client(self, endpoints: list[str] | None = None) -> Client:
         """A client on `endpoints` (default: --endpoints), closed when the command ends."""
+        user, password = self.credentials()
         made = Client(endpoints or self.endpoints, dial_timeout_s=self.flag("dial-timeout"),
-                      command_timeout_s=self.flag("command-timeout"), tls=self.tls())
+                      command_timeout_s=self.flag("command-timeout"), tls=self.tls(),
+                      user=user, password=password)
         self._clients.append(made)
+        if user is not None:
+            # etcdctl authenticates while it dials: a refusal is a failed connection.
+            try:
+                made.authenticate(user, password or "")
+            except EtcdError as err:
+                raise CtlError(EXIT_BAD_CONNECTION, err.message) from None
         return made
 
     def tls(self) -> TlsOptions:
@@ -55,6 +68,20 @@ class Context:
                           key_file=self.flag("key"),
                           insecure_transport=self.flag("insecure-transport"),
                           insecure_skip_verify=self.flag("insecure-skip-tls-verify"))
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        """--user name[:password] and --password, as etcdctl 3.4 reads them: with
+        --password, --user is the name whole; no password at all is asked for."""
+        given = self.flag("user")
+        if not given:
+            return None, None
+        if self.flag("password"):
+            return given, self.flag("password")
+        if ":" in given:
+            name, password = given.split(":", 1)
+            return name, password
+        self._credentials_asked = self._credentials_asked or getpass.getpass("Password: ")
+        return given, self._credentials_asked
 
     def close(self) -> None:
         for made in self._clients:

@@ -11,6 +11,7 @@ from petcd.client.ctl import gofmt
 
 # etcdctl's exit codes (etcdctl/ctlv3/command/error.go).
 EXIT_ERROR = 1
+EXIT_BAD_CONNECTION = 2
 EXIT_INVALID_INPUT = 3
 EXIT_BAD_FEATURE = 4
 EXIT_INTERRUPTED = 5

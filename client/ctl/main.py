@@ -2,9 +2,9 @@
 (or any etcd). `petcdctl --help` lists the commands.
 
 Global flags (anywhere on the line, or as ETCDCTL_<FLAG> environment variables as in
-etcdctl): --endpoints, --dial-timeout, --command-timeout, -w/--write-out, --hex, and
-the transport security ones: --cacert, --cert, --key, --insecure-transport,
---insecure-skip-tls-verify (client/tls.py).
+etcdctl): --endpoints, --dial-timeout, --command-timeout, -w/--write-out, --hex,
+--user name[:password], --password, and the transport security ones: --cacert, --cert,
+--key, --insecure-transport, --insecure-skip-tls-verify (client/tls.py).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import sys
 
-from petcd.client.ctl import (check_perf, cluster_commands, concurrency_commands, flags,
-                              kv_commands, lease_commands, member_commands, printers,
-                              watch_commands)
+from petcd.client.ctl import (auth_commands, check_perf, cluster_commands,
+                              concurrency_commands, flags, kv_commands, lease_commands,
+                              member_commands, printers, watch_commands)
 from petcd.client.ctl.command import GLOBAL_FLAGS, Command, Context
 from petcd.client.ctl.flags import EXIT_ERROR, CtlError
 from petcd.client.errors import EtcdError
@@ -22,7 +22,7 @@ from petcd.client.errors import EtcdError
 COMMANDS: list[Command] = (kv_commands.COMMANDS + watch_commands.COMMANDS
                            + lease_commands.COMMANDS + concurrency_commands.COMMANDS
                            + cluster_commands.COMMANDS + member_commands.COMMANDS
-                           + check_perf.COMMANDS)
+                           + auth_commands.COMMANDS + check_perf.COMMANDS)
 
 
 def usage() -> str:

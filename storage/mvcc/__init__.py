@@ -10,6 +10,8 @@ documented at the top of layout.py; read it first. In short:
     alarm     (type, member) -> ""
     leases    lease ID -> TTL, remaining TTL             every granted lease
     lease_keys lease ID -> user key (DUPSORT)            the live keys under each
+    auth, auth_users, auth_roles, auth_tokens             flag and revision, users,
+                                                          roles, simple tokens
 
 Modules, one idea each:
     layout      byte encodings and database names
@@ -24,6 +26,8 @@ Modules, one idea each:
     history     the changes of each revision, as watchers get them
     leases      the lease table and the keys attached to each lease
     lease_requests  LeaseGrant, LeaseRevoke, LeaseCheckpoint (etcd's lessor, applied half)
+    auth        the auth records: users, roles, enabled flag, auth revision, tokens
+    auth_requests  every Auth request with etcd's rules (etcd's authStore, applied half)
     store       MvccStore: the facade the apply and network actors use
     errors      MvccError with etcd's messages and gRPC codes
 """

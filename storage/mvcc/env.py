@@ -33,6 +33,10 @@ class Databases:
     alarm: lmdb._Database
     leases: lmdb._Database
     lease_keys: lmdb._Database
+    auth: lmdb._Database
+    auth_users: lmdb._Database
+    auth_roles: lmdb._Database
+    auth_tokens: lmdb._Database
 
     def all(self) -> tuple[tuple[bytes, lmdb._Database], ...]:
         return (
@@ -42,6 +46,10 @@ class Databases:
             (layout.DB_ALARM, self.alarm),
             (layout.DB_LEASES, self.leases),
             (layout.DB_LEASE_KEYS, self.lease_keys),
+            (layout.DB_AUTH, self.auth),
+            (layout.DB_AUTH_USERS, self.auth_users),
+            (layout.DB_AUTH_ROLES, self.auth_roles),
+            (layout.DB_AUTH_TOKENS, self.auth_tokens),
         )
 
 
@@ -185,6 +193,11 @@ def open_dbs(env: lmdb.Environment, readonly: bool) -> Databases:
         # only opens generations a writer has opened first (or upgraded: snapshots).
         leases=env.open_db(layout.DB_LEASES, create=create),
         lease_keys=env.open_db(layout.DB_LEASE_KEYS, create=create, dupsort=True),
+        # Created by a writer in a store of schema 3 or older, as the lease ones.
+        auth=env.open_db(layout.DB_AUTH, create=create),
+        auth_users=env.open_db(layout.DB_AUTH_USERS, create=create),
+        auth_roles=env.open_db(layout.DB_AUTH_ROLES, create=create),
+        auth_tokens=env.open_db(layout.DB_AUTH_TOKENS, create=create),
     )
 
 

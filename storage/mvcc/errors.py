@@ -16,6 +16,8 @@ RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
 FAILED_PRECONDITION = "FAILED_PRECONDITION"
 NOT_FOUND = "NOT_FOUND"
 DATA_LOSS = "DATA_LOSS"
+PERMISSION_DENIED = "PERMISSION_DENIED"
+UNAUTHENTICATED = "UNAUTHENTICATED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,29 @@ CORRUPT = ErrorKind(DATA_LOSS, "etcdserver: corrupt cluster")
 # 511 bytes, so petcd refuses longer keys with the message clients already know for
 # oversized requests (see layout.MAX_KEY_BYTES).
 KEY_TOO_LONG = ErrorKind(INVALID_ARGUMENT, "etcdserver: request is too large")
+# Auth (rpctypes.ErrGRPC*): the apply half of etcd's authStore refuses with these.
+ROOT_USER_NOT_EXIST = ErrorKind(FAILED_PRECONDITION, "etcdserver: root user does not exist")
+ROOT_ROLE_NOT_EXIST = ErrorKind(FAILED_PRECONDITION, "etcdserver: root user does not have root role")
+USER_ALREADY_EXIST = ErrorKind(FAILED_PRECONDITION, "etcdserver: user name already exists")
+USER_EMPTY = ErrorKind(INVALID_ARGUMENT, "etcdserver: user name is empty")
+USER_NOT_FOUND = ErrorKind(FAILED_PRECONDITION, "etcdserver: user name not found")
+ROLE_ALREADY_EXIST = ErrorKind(FAILED_PRECONDITION, "etcdserver: role name already exists")
+ROLE_NOT_FOUND = ErrorKind(FAILED_PRECONDITION, "etcdserver: role name not found")
+ROLE_EMPTY = ErrorKind(INVALID_ARGUMENT, "etcdserver: role name is empty")
+AUTH_FAILED = ErrorKind(INVALID_ARGUMENT,
+                        "etcdserver: authentication failed, invalid user ID or password")
+PERMISSION_NOT_GIVEN = ErrorKind(INVALID_ARGUMENT, "etcdserver: permission not given")
+PERMISSION_DENIED_AUTH = ErrorKind(PERMISSION_DENIED, "etcdserver: permission denied")
+ROLE_NOT_GRANTED = ErrorKind(FAILED_PRECONDITION, "etcdserver: role is not granted to the user")
+PERMISSION_NOT_GRANTED = ErrorKind(FAILED_PRECONDITION,
+                                   "etcdserver: permission is not granted to the role")
+AUTH_NOT_ENABLED = ErrorKind(FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
+INVALID_AUTH_TOKEN = ErrorKind(UNAUTHENTICATED, "etcdserver: invalid auth token")
+INVALID_AUTH_MGMT = ErrorKind(INVALID_ARGUMENT, "etcdserver: invalid auth management")
+# etcd's ErrNoPasswordUser has no gRPC mapping: clients see its text with code Unknown.
+NO_PASSWORD_USER = ErrorKind("UNKNOWN",
+                             "auth: authentication failed, password was given for no password user")
+AUTH_OLD_REVISION = ErrorKind(INVALID_ARGUMENT, "etcdserver: revision of auth store is old")
 
 
 class MvccError(Exception):

@@ -1,4 +1,4 @@
-"""On-disk layout of the MVCC backend: one LMDB environment, six named databases.
+"""On-disk layout of the MVCC backend: one LMDB environment, ten named databases.
 
 Directory (the `path` given to `MvccStore.open`, e.g. <data-dir>/member/snap/db):
 
@@ -31,8 +31,9 @@ byte order is numeric order):
               b"conf_state"       -> opaque bytes (Raft ConfState), if ever given
               b"current_rev"      -> u64  store revision (starts at 1, like etcd)
               b"compact_rev"      -> i64  last compaction revision, -1 if none
-              b"schema"           -> b"3"  (1 also had `keys`: user key -> live rev;
-                                             1 and 2 had neither `leases` nor `lease_keys`)
+              b"schema"           -> b"4"  (1 also had `keys`: user key -> live rev;
+                                             1 and 2 had neither `leases` nor `lease_keys`;
+                                             1 to 3 had no auth_* database)
     alarm     u32 alarm type + u64 member id  ->  b""
     leases    lease ID (8 bytes)  ->  TTL (i64, seconds) + remaining TTL (i64, milliseconds)
               Every granted lease not yet revoked: etcd's "lease" bucket. The ID is
@@ -46,6 +47,24 @@ byte order is numeric order):
               them without scanning the key space. In etcd an in-memory map rebuilt
               from every key on start; here kept with the data. A key is under the
               lease its live KeyValue names, and only that one.
+
+    auth      b"enabled"  -> b"\x01" | b"\x00"   etcd's authEnabled (absent: disabled)
+              b"revision" -> u64   etcd's authRevision: +1 at every change of users or
+                                   roles and at AuthDisable (absent: 1, the value etcd
+                                   commits when it creates its auth bucket)
+    auth_users user name  ->  authpb.User, protobuf-encoded (name, bcrypt hash, roles
+              sorted, options.no_password): etcd's "authUsers" bucket
+    auth_roles role name  ->  authpb.Role, protobuf-encoded (name, key permissions
+              sorted by key): etcd's "authRoles" bucket. The role "root" has no stored
+              permission: RoleGet answers READWRITE over every key for it, as etcd.
+    auth_tokens b"t" + simple token  ->  u64 Raft index + user name
+              b"i" + u64 Raft index  ->  simple token
+              Simple tokens assigned by Authenticate entries: "<16 letters>.<index>",
+              the letters chosen by the proposing member, the index the entry's. etcd
+              keeps them in each member's memory; here they are Raft state, so every
+              member knows them and they outlive a restart. The b"i" entries order
+              them by age: past MAX_SIMPLE_TOKENS the oldest goes. Their time to live
+              since last use is each member's own clock (actors/network/auth.py).
 
 rev(main, sub) is 16 bytes: main and sub as u64 big-endian. ~rev is each u64 XOR
 2**64-1. Nothing is ever rebuilt in memory on open: the current revision, the
@@ -105,9 +124,14 @@ DB_META = b"meta"
 DB_ALARM = b"alarm"
 DB_LEASES = b"leases"
 DB_LEASE_KEYS = b"lease_keys"
-MAX_DBS = 8
+DB_AUTH = b"auth"
+DB_AUTH_USERS = b"auth_users"
+DB_AUTH_ROLES = b"auth_roles"
+DB_AUTH_TOKENS = b"auth_tokens"
+MAX_DBS = 12
 
-SCHEMA_VERSION = b"3"
+SCHEMA_VERSION = b"4"
+SCHEMA_V3 = b"3"  # had no auth_* databases (nothing could be written to them)
 SCHEMA_V1 = b"1"  # had DB_KEYS_V1, each live key -> its rev: now key_revs' newest duplicate
 SCHEMA_V2 = b"2"  # had no DB_LEASES nor DB_LEASE_KEYS (no lease could be granted)
 DB_KEYS_V1 = b"keys"
@@ -119,6 +143,13 @@ META_CONF_STATE = b"conf_state"
 META_CURRENT_REV = b"current_rev"
 META_COMPACT_REV = b"compact_rev"
 META_SCHEMA = b"schema"
+
+AUTH_ENABLED = b"enabled"
+AUTH_REVISION = b"revision"
+AUTH_INITIAL_REVISION = 1
+TOKEN_PREFIX = b"t"
+TOKEN_ORDER_PREFIX = b"i"
+MAX_SIMPLE_TOKENS = 65_536  # tokens kept; each ~60 bytes
 
 # etcd's first revision: an empty store answers with header.revision 1.
 INITIAL_REVISION = 1

@@ -72,17 +72,19 @@ def set_conf_state(txn: lmdb.Transaction[bytes], dbs: Databases, blob: bytes) ->
 
 
 def init_schema(env: lmdb.Environment, txn: lmdb.Transaction[bytes], dbs: Databases) -> None:
-    """Stamp a new environment, bring a schema-1 or -2 one up to date, refuse any other.
+    """Stamp a new environment, bring a schema-1 to -3 one up to date, refuse any other.
 
-    The writer's open has already created `leases` and `lease_keys` (env.open_dbs):
-    empty is right for an older store, where no lease could be granted."""
+    The writer's open has already created `leases`, `lease_keys` and the auth_*
+    databases (env.open_dbs): empty is right for an older store, where no lease could
+    be granted (schemas 1 and 2) and no auth request applied (1 to 3)."""
     found = txn.get(layout.META_SCHEMA, db=dbs.meta)
     if found == layout.SCHEMA_V1:
         # Schema 1 also kept each live key's revision in `keys`; key_revs has it.
         txn.drop(env.open_db(layout.DB_KEYS_V1, txn=txn, create=False), delete=True)
     elif found is not None and not readable_schema(found):
         raise RuntimeError(f"mvcc schema {found!r}, this build reads {layout.SCHEMA_VERSION!r}")
-    assert txn.stat(dbs.leases)["entries"] == 0 or found == layout.SCHEMA_VERSION, found
+    assert txn.stat(dbs.leases)["entries"] == 0 or found in (layout.SCHEMA_VERSION, layout.SCHEMA_V3), found
+    assert txn.stat(dbs.auth_users)["entries"] == 0 or found == layout.SCHEMA_VERSION, found
     txn.put(layout.META_SCHEMA, layout.SCHEMA_VERSION, db=dbs.meta)
 
 
@@ -100,8 +102,8 @@ def upgrade_generation(root: str, generation: int) -> None:
 
 
 def readable_schema(found: bytes | None) -> bool:
-    """A store this build opens (init_schema upgrades schemas 1 and 2 on a write open)."""
-    return found in (layout.SCHEMA_VERSION, layout.SCHEMA_V2, layout.SCHEMA_V1)
+    """A store this build opens (init_schema upgrades schemas 1 to 3 on a write open)."""
+    return found in (layout.SCHEMA_VERSION, layout.SCHEMA_V3, layout.SCHEMA_V2, layout.SCHEMA_V1)
 
 
 # Keys hashed by neither hash(): they differ between members that hold the same data.

@@ -13,6 +13,8 @@ and then, in one write transaction, what belonged to the old cluster goes:
                                   new one is built by applying the founding entries,
                                   as etcd deletes its members buckets and adds the new.
     alarm                         alarms name members of the old cluster.
+    auth_tokens                   simple tokens the old cluster gave (etcd keeps them
+                                  in memory only); users, roles and the flag stay.
 
 Keys, history, revisions, compaction and leases stay: the restored cluster serves the
 snapshot's data at its revision. With a revision bump (etcdutl's --bump-revision N,
@@ -98,6 +100,7 @@ def _forget_old_cluster(txn: lmdb.Transaction[bytes], dbs: Databases) -> None:
     for key in OLD_CLUSTER_META_KEYS:
         txn.delete(key, db=dbs.meta)
     txn.drop(dbs.alarm, delete=False)
+    txn.drop(dbs.auth_tokens, delete=False)
 
 
 def _bump_and_compact(txn: lmdb.Transaction[bytes], dbs: Databases, amount: int) -> None:

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 
 import lmdb
 
+from petcd.api.authpb import auth_pb2
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 
-from . import (alarms, checks, compaction, env, errors, hashing, lease_requests, leases, meta, ops,
-               quota, txn)
+from . import (alarms, auth, auth_requests, checks, compaction, env, errors, hashing,
+               lease_requests, leases, meta, ops, permissions, quota, txn)
 from .errors import MvccError
 from .history import Change
 from .leases import Lease
@@ -60,10 +61,15 @@ Response = (
     | pb.LeaseRevokeResponse
     | pb.LeaseCheckpointResponse
 )
-# The InternalRaftRequest fields this store applies; others (auth, membership)
-# belong to other parts of the apply actor and only advance the index.
+# The InternalRaftRequest fields this store applies (and auth_requests.FIELDS, applied
+# with the entry's header and index); others (membership) belong to other parts of the
+# apply actor and only advance the index.
 _HANDLED_FIELDS = ("range", "put", "delete_range", "txn", "compaction", "alarm",
                    "lease_grant", "lease_revoke", "lease_checkpoint")
+# Requests whose keys a user needs permission for while auth is enabled (their
+# proposer's header names the user; the member's own revokes name root).
+_CHECKED_REQUESTS = (pb.RangeRequest, pb.PutRequest, pb.DeleteRangeRequest, pb.TxnRequest,
+                     pb.LeaseRevokeRequest)
 _READER_CHECK_EVERY_BATCHES = 256
 _STAT_RETRIES = 3  # a reader racing defragments: each retry reopens the newest generation
 
@@ -108,6 +114,7 @@ class MvccStore:
         self.options = options
         self._batches = 0
         self._alarms: frozenset[int] = frozenset()  # raised alarm types, within a batch
+        self._auth_enabled = False  # within a batch
         if not backend.readonly:
             backend.env.reader_check()
 
@@ -190,11 +197,25 @@ class MvccStore:
         finally:
             t.abort()
 
-    def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
-        """etcd's Range (serializable: this member's state)."""
+    def range(self, r: pb.RangeRequest, asker: tuple[str, int] | None = None
+              ) -> pb.RangeResponse:
+        """etcd's Range (serializable: this member's state). With `asker` (user name,
+        auth revision of the client's token; "", 0 without one), refused unless auth
+        is disabled or the user may read the range (permissions.py), in the same
+        read transaction."""
         checks.check_range(r)
         with self.read_txn() as view:
+            if asker is not None and auth.enabled(view.txn, view.dbs):
+                permissions.check_request(view.txn, view.dbs, asker[0], asker[1], r)
             return range_kvs(view, r)
+
+    def check_read(self, asker: tuple[str, int], key: bytes, range_end: bytes) -> None:
+        """Raise MvccError unless auth is disabled or `asker` (user name, auth
+        revision) may read [key, range_end): a watch's range, say."""
+        with self.read_txn() as view:
+            if auth.enabled(view.txn, view.dbs):
+                permissions.check_request(view.txn, view.dbs, asker[0], asker[1],
+                                          pb.RangeRequest(key=key, range_end=range_end))
 
     def current_revision(self) -> int:
         with self.read_txn() as view:
@@ -250,6 +271,29 @@ class MvccStore:
         order (LeaseLeases; what a new leader's lessor starts from)."""
         with self.read_txn() as view:
             return leases.all_leases(view.txn, view.dbs)
+
+    # ---- auth: what the network actor checks before proposing ------------------------
+
+    def auth_status(self) -> tuple[bool, int]:
+        """(enabled, auth revision)."""
+        with self.read_txn() as view:
+            return auth.enabled(view.txn, view.dbs), auth.revision(view.txn, view.dbs)
+
+    def auth_user(self, name: str) -> auth_pb2.User | None:
+        with self.read_txn() as view:
+            return auth.get_user(view.txn, view.dbs, name)
+
+    def token_user(self, token: str) -> tuple[bool, str | None, int]:
+        """(auth enabled, the user a simple token was assigned to or None, auth
+        revision), read together."""
+        with self.read_txn() as view:
+            return (auth.enabled(view.txn, view.dbs), auth.token_user(view.txn, view.dbs, token),
+                    auth.revision(view.txn, view.dbs))
+
+    def user_permissions(self, name: str) -> list[auth_pb2.Permission]:
+        """Every key permission of a user's roles (root: all keys); [] if unknown."""
+        with self.read_txn() as view:
+            return auth.permissions(view.txn, view.dbs, name)
 
     # ---- sizes and quota ----------------------------------------------------------
 
@@ -329,6 +373,8 @@ class MvccStore:
             applied = meta.raft_position(parent, backend.dbs).index
             # Read once per batch, not per write: only an AlarmRequest changes them.
             self._alarms = alarms.active_kinds(parent, backend.dbs)
+            # Likewise: only an AuthEnable or AuthDisable changes it (_apply_auth).
+            self._auth_enabled = auth.enabled(parent, backend.dbs)
             last: ApplyEntry | None = None
             for entry in entries:
                 started = clock()
@@ -355,6 +401,8 @@ class MvccStore:
                    lease_changes: list[LeaseChange] | None) -> ApplyResult:
         # A child transaction per entry: a refused request leaves no trace, while
         # the applied index (written in the parent) still moves past it.
+        if auth_requests.field_of(entry.request) is not None:
+            return self._apply_auth(parent, entry)
         request = _unwrap(entry.request)
         cost_bytes = quota.request_cost(request)
         fits = quota.fits(db_size_bytes, self.options.quota_bytes, cost_bytes)
@@ -362,6 +410,12 @@ class MvccStore:
         written: list[Change] = []
         leases_written: list[LeaseChange] = []
         try:
+            if self._auth_enabled and isinstance(request, _CHECKED_REQUESTS):
+                # A bare request (tests) names no user: refused as etcd refuses one.
+                header = (entry.request.header if isinstance(entry.request, rpb.InternalRaftRequest)
+                          else rpb.RequestHeader())
+                permissions.check_request(child, self.backend.dbs, header.username,
+                                          header.auth_revision, request)
             result = self._dispatch(child, request, cost_bytes, written, leases_written)
         except MvccError as err:
             child.abort()
@@ -382,6 +436,25 @@ class MvccStore:
             # (every member keeps the same data, whatever its file size), but its
             # proposer is told the space is exceeded, and raises the NOSPACE alarm.
             return MvccError(errors.NO_SPACE)
+        return result
+
+    def _apply_auth(self, parent: lmdb.Transaction[bytes], entry: ApplyEntry) -> ApplyResult:
+        """An auth request: no alarm refuses it (etcd's capped and corrupt appliers
+        let them through), and it costs no quota."""
+        assert isinstance(entry.request, rpb.InternalRaftRequest), entry
+        child = self.backend.env.begin(write=True, parent=parent)
+        try:
+            result: Response = auth_requests.apply(child, self.backend.dbs, entry.request,
+                                                   entry.index)
+        except MvccError as err:
+            child.abort()
+            return err
+        except BaseException:
+            child.abort()
+            raise
+        child.commit()
+        self._auth_enabled = auth.enabled(parent, self.backend.dbs)
+        result.header.revision = meta.current_rev(parent, self.backend.dbs)
         return result
 
     def _dispatch(self, t: lmdb.Transaction[bytes], request: Request | None, cost_bytes: int,

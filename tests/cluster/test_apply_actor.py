@@ -227,7 +227,7 @@ def test_applies_batches_answers_own_requests_and_replays_idempotently(harness: 
         Entry(2, 10, EntryType.NORMAL, request(
             own_id(ctx, 5), delete_range=pb.DeleteRangeRequest(key=b"b"))),
         Entry(2, 11, EntryType.NORMAL, request(
-            own_id(ctx, 6), auth_enable=pb.AuthEnableRequest())),
+            own_id(ctx, 6), downgrade_info_set=mpb.DowngradeInfoSetRequest())),
     ]
     rows, applied = harness.apply(entries)
     assert applied == [11, 5]  # a, b, txn's c, delete b: revisions 2..5

@@ -111,14 +111,9 @@ def test_too_many_txn_ops_is_invalid_argument(cluster):
 def test_unserved_methods_are_unimplemented(cluster):
     with _channel(cluster.members[0]) as ch:
         with pytest.raises(grpc.RpcError) as err:
-            rpc.AuthStub(ch).AuthEnable(pb.AuthEnableRequest(), timeout=RPC_TIMEOUT_S)
+            rpc.MaintenanceStub(ch).Downgrade(pb.DowngradeRequest(), timeout=RPC_TIMEOUT_S)
         assert (err.value.code(), err.value.details()) == (
-            grpc.StatusCode.UNIMPLEMENTED, "method AuthEnable not implemented")
-        with pytest.raises(grpc.RpcError) as err:
-            rpc.AuthStub(ch).UserAdd(pb.AuthUserAddRequest(name="u", password="p"),
-                                     timeout=RPC_TIMEOUT_S)
-        assert (err.value.code(), err.value.details()) == (
-            grpc.StatusCode.UNIMPLEMENTED, "method UserAdd not implemented")
+            grpc.StatusCode.UNIMPLEMENTED, "method Downgrade not implemented")
 
 
 def test_leader_killed_mid_write_gives_retryable_errors_never_silent_success(cluster):

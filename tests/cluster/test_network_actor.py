@@ -475,8 +475,8 @@ def test_unknown_paths_and_methods_answer_as_etcds_mux(member: Member, method: s
 
 
 def test_an_etcd_api_not_served_yet_is_unimplemented(member: Member) -> None:
-    status, body = member.json(member.post("/v3/auth/enable", {}))
-    message = "method AuthEnable not implemented"
+    status, body = member.json(member.post("/v3/maintenance/downgrade", {}))
+    message = "method Downgrade not implemented"
     assert (status, body) == (501, {"error": message, "code": 12, "message": message})
 
 

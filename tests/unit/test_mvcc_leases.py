@@ -428,7 +428,7 @@ def test_a_schema_2_store_gets_the_lease_tables_on_its_first_write_open(tmp_path
         open_store(path, readonly=True)
     with open_store(path) as s:
         with s.backend.env.begin() as t:
-            assert t.get(layout.META_SCHEMA, db=s.backend.dbs.meta) == layout.SCHEMA_VERSION == b"3"
+            assert t.get(layout.META_SCHEMA, db=s.backend.dbs.meta) == layout.SCHEMA_VERSION == b"4"
         assert live(s) == before and s.leases() == [] and s.applied_index() == 2
         s.apply(3, 1, grant(5))
         s.apply(4, 1, put(b"a", 5))

@@ -320,7 +320,8 @@ def test_batch_returns_errors_in_place(store: MvccStore) -> None:
         ApplyEntry(4, 1, rpb.InternalRaftRequest(put=put(b"b"))),
         ApplyEntry(5, 1, rpb.InternalRaftRequest(auth_enable=pb.AuthEnableRequest())),
     ])
-    assert results[1] == MvccError(errors.EMPTY_KEY) and results[2] is None and results[4] is None
+    assert results[1] == MvccError(errors.EMPTY_KEY) and results[2] is None
+    assert results[4] == MvccError(errors.ROOT_USER_NOT_EXIST)
     assert results[3].header.revision == 3
     assert store.applied_index() == 5
 
@@ -602,5 +603,5 @@ def test_a_store_of_an_unknown_schema_is_refused(tmp_path: Path) -> None:
     with MvccStore.open(root, sync=False) as s:
         with s.backend.env.begin(write=True) as t:
             t.put(layout.META_SCHEMA, b"9", db=s.backend.dbs.meta)
-    with pytest.raises(RuntimeError, match="mvcc schema b'9', this build reads b'3'"):
+    with pytest.raises(RuntimeError, match="mvcc schema b'9', this build reads b'4'"):
         MvccStore.open(root, sync=False)

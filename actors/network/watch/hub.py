@@ -36,7 +36,7 @@ from .. import errors
 from ..local import LocalStore
 from . import wire
 from .index import WatcherIndex
-from .stream import INVALID_WATCH_ID, WatchStream
+from .stream import INVALID_WATCH_ID, Permit, WatchStream
 from .watcher import Watcher
 from .wire import Event
 
@@ -87,10 +87,11 @@ class WatchHub:
 
     # -- streams and watchers -----------------------------------------------------------
 
-    def open_stream(self, require_leader: bool) -> WatchStream:
+    def open_stream(self, require_leader: bool, permit: Permit | None = None) -> WatchStream:
+        """`permit`: who may create which watch (auth), None: anyone."""
         if require_leader and not self._has_leader():
             raise errors.copy(errors.NO_LEADER)
-        stream = WatchStream(self, require_leader)
+        stream = WatchStream(self, require_leader, permit)
         self.streams.add(stream)
         return stream
 

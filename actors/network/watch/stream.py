@@ -5,7 +5,8 @@ Requests (etcd's serverWatchStream.recvLoop):
 - create: the `created` response (header revision: what the member has applied), then
   the watch joins the hub; a negative start revision, a range_end at or below the key
   and a watch_id already used on this stream are answered `created` and `canceled` with
-  watch_id -1 and etcd's reason, and the stream goes on;
+  watch_id -1 and etcd's reason, and the stream goes on; so is one its user may not
+  read while auth is enabled (the stream's `permit`, from actors/network/auth.py);
 - cancel: the `canceled` response, and nothing more for that watch (an unknown id is
   ignored, as etcd does);
 - progress: one response with watch_id -1 at the hub's revision, queued once every
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -64,9 +65,15 @@ class _Events:
         return wire.response(self.header, self.watch_id, events=self.events)
 
 
+# A create request -> the reason to cancel it (auth), None to create it.
+Permit = Callable[[pb.WatchCreateRequest], Awaitable[str | None]]
+
+
 class WatchStream:
-    def __init__(self, hub: WatchHub, require_leader: bool) -> None:
+    def __init__(self, hub: WatchHub, require_leader: bool, permit: Permit | None = None
+                 ) -> None:
         self.hub = hub
+        self._permit = permit
         self.require_leader = require_leader
         self.watchers: dict[int, Watcher] = {}
         self.unsynced = 0  # watchers of this stream not in the hub's index
@@ -150,7 +157,11 @@ class WatchStream:
         await self.hub.ready()
         kind = request.WhichOneof("request_union")
         if kind == "create_request":
-            self._create(request.create_request)
+            reason = None if self._permit is None else await self._permit(request.create_request)
+            if reason is None:
+                self._create(request.create_request)
+            else:
+                self._refuse(reason)
         elif kind == "cancel_request":
             self._cancel(request.cancel_request.watch_id)
         elif kind == "progress_request":
