@@ -22,6 +22,8 @@ Raft (storage/mvcc/auth_requests.py). Here, before a request becomes a proposal:
 - Checks: Range (in the read's own store transaction), Put, DeleteRange, Txn and
   LeaseRevoke (at apply, from the proposal header) need the user's key permissions
   while auth is enabled (storage/mvcc/permissions.py).
+- Maintenance and Cluster calls: etcd's AuthAdmin rules (require_admin, require_user;
+  server.py says which call needs which).
 - Watches: a stream's token is the one its opening carried; each watch it creates
   needs read permission on its range, or is canceled with the reason (watch_permit).
 - The member's own proposals (expired leases' revokes, checkpoints) are made as root
@@ -48,6 +50,7 @@ import bcrypt
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.storage.mvcc import auth_requests
+from petcd.storage.mvcc.auth import has_root_role
 from petcd.storage.mvcc.layout import MAX_SIMPLE_TOKENS
 
 from . import errors
@@ -123,6 +126,32 @@ class Auth:
         if user is None or not self.tokens.use(token, time.monotonic()):
             raise errors.copy(errors.INVALID_AUTH_TOKEN)
         return user, revision
+
+    async def require_user(self) -> None:
+        """etcd's requireAuthInfo (Status, MemberList, Alarm GET): with auth enabled, a
+        request needs a valid token."""
+        if await self._enabled() and not (await self.identify())[0]:
+            raise errors.copy(errors.USER_EMPTY)
+
+    async def require_admin(self) -> None:
+        """etcd's AuthAdmin.isPermitted (Defragment, Snapshot, Hash, HashKV,
+        MoveLeader, Alarm changes, membership changes): with auth enabled, only a
+        user with the root role."""
+        if not await self._enabled():
+            return
+        name, _ = await self.identify()
+        if not name:
+            raise errors.copy(errors.USER_EMPTY)
+        user = await self.server._local(lambda s: s.auth_user(name), short=True)
+        if user is None:
+            raise errors.copy(errors.USER_NOT_FOUND)
+        if not has_root_role(user):
+            raise errors.copy(errors.PERMISSION_DENIED)
+
+    async def _enabled(self) -> bool:
+        await self.server._store_ready()
+        enabled, _ = await self.server._local(lambda s: s.auth_status(), short=True)
+        return enabled
 
     def watch_permit(self, token: str | None) -> Callable[[pb.WatchCreateRequest],
                                                           Awaitable[str | None]]:

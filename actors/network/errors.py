@@ -129,6 +129,7 @@ INVALID_AUTH_TOKEN = _e(Code.UNAUTHENTICATED, "etcdserver: invalid auth token")
 AUTH_OLD_REVISION = _e(Code.INVALID_ARGUMENT, "etcdserver: revision of auth store is old")
 PERMISSION_DENIED = _e(Code.PERMISSION_DENIED, "etcdserver: permission denied")
 USER_EMPTY = _e(Code.INVALID_ARGUMENT, "etcdserver: user name is empty")
+USER_NOT_FOUND = _e(Code.FAILED_PRECONDITION, "etcdserver: user name not found")
 
 # The raft core's ProposalDropped reasons (actors/raft/core.py), as etcd reports the
 # same situations. A client retries Unavailable; etcd's own raft would answer a

@@ -208,6 +208,7 @@ class Gateway:
 
     async def _stream(self, request: web.Request, path: str) -> web.StreamResponse:
         request_class, handler = STREAMS[path]
+        auth.current_token.set(request.headers.get("Authorization") or None)
         responses = handler(self.server, jsonpb.parse(await self._body(request), request_class))
         try:
             # An error before the first response is answered as a plain error.

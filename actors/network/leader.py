@@ -30,7 +30,7 @@ from petcd.actors.apply import members as member_table
 from petcd.actors.member import MemberContext
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 
-from . import errors
+from . import auth, errors
 from .local import LocalStore
 from .requests import Tracker
 
@@ -211,9 +211,13 @@ class LeaderLink:
                 while True:
                     channel = await self._leader_channel()
                     leader = self._leader  # the one the channel goes to, not who led before
+                    # The asker's token goes along: the leader checks it too.
+                    token = auth.current_token.get()
+                    metadata = ((auth.TOKEN_METADATA_KEYS[0], token),) if token else None
                     call = asyncio.ensure_future(channel.unary_unary(
                         method, request_serializer=type(request).SerializeToString,
-                        response_deserializer=response_class.FromString)(request))
+                        response_deserializer=response_class.FromString)(
+                            request, metadata=metadata))
                     while not call.done() and self.tracker.status.leader == leader:
                         await asyncio.wait([call], timeout=RETRY_S)
                     if call.done():

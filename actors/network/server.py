@@ -284,6 +284,7 @@ class Server:
     # -- Maintenance and Cluster -------------------------------------------------------
 
     async def status(self, r: pb.StatusRequest) -> pb.StatusResponse:
+        await self.auth.require_user()
         await self._store_ready()
         sizes = await self._local(_store_sizes)
         db_size, in_use, revision, alarms = sizes
@@ -306,6 +307,7 @@ class Server:
         member, and answers once this member sees the target lead (polled every
         heartbeat, as etcd does), or fails after the request timeout. The response is
         empty, as etcd's (v3rpc/maintenance.go fills no header)."""
+        await self.auth.require_admin()
         me, target = self.ctx.member_id, r.targetID
         st = self.tracker.status
         if st.leader != me:
@@ -328,6 +330,7 @@ class Server:
 
     async def hash(self, r: pb.HashRequest) -> pb.HashResponse:
         """etcd's Maintenance.Hash: this member's whole store, answered locally."""
+        await self.auth.require_admin()
         await self._store_ready()
         h, revision = await self._local(lambda s: (s.hash(), s.current_revision()))
         resp = pb.HashResponse(hash=h)
@@ -338,6 +341,7 @@ class Server:
     async def hash_kv(self, r: pb.HashKVRequest) -> pb.HashKVResponse:
         """etcd's Maintenance.HashKV: the KV history up to `revision` (0: current) on
         this member; the header revision is the current one, as etcd's HashByRev."""
+        await self.auth.require_admin()
         await self._store_ready()
         hkv, revision = await self._local(
             lambda s: (s.hash_kv(r.revision), s.current_revision()))
@@ -346,12 +350,18 @@ class Server:
         return resp
 
     async def alarm(self, r: pb.AlarmRequest) -> pb.AlarmResponse:
-        """etcd's Maintenance.Alarm: every action goes through Raft."""
+        """etcd's Maintenance.Alarm: every action goes through Raft; listing needs a
+        user, a change root (with auth enabled)."""
+        if r.action == pb.AlarmRequest.GET:
+            await self.auth.require_user()
+        else:
+            await self.auth.require_admin()
         return await self._propose(rpb.InternalRaftRequest(alarm=r), pb.AlarmResponse)
 
     async def defragment(self, r: pb.DefragmentRequest) -> pb.DefragmentResponse:
         """etcd's Maintenance.Defragment of this member's store, by the apply actor
         between two batches. The response is empty, as etcd's (no header)."""
+        await self.auth.require_admin()
         await self._store_ready()
         if self._to_apply is None:
             raise EtcdError(errors.Code.UNIMPLEMENTED, "method Defragment not implemented")
@@ -373,6 +383,7 @@ class Server:
     async def snapshot(self, r: pb.SnapshotRequest) -> AsyncIterator[pb.SnapshotResponse]:
         """etcd's Maintenance.Snapshot of this member's store (backup.py); the first
         message carries the header."""
+        await self.auth.require_admin()
         await self._store_ready()
         first = True
         try:
@@ -385,6 +396,7 @@ class Server:
             raise EtcdError(errors.Code.UNKNOWN, f"etcdserver: snapshot failed: {err}") from None
 
     async def member_list(self, r: pb.MemberListRequest) -> pb.MemberListResponse:
+        await self.auth.require_user()
         if r.linearizable:
             await self.raft.read_barrier()
         else:
@@ -399,15 +411,19 @@ class Server:
         return resp
 
     async def member_add(self, r: pb.MemberAddRequest) -> pb.MemberAddResponse:
+        await self.auth.require_admin()  # etcd's checkMembershipOperationPermission
         return self._member_header(await self.membership.add(r))
 
     async def member_remove(self, r: pb.MemberRemoveRequest) -> pb.MemberRemoveResponse:
+        await self.auth.require_admin()
         return self._member_header(await self.membership.remove(r))
 
     async def member_update(self, r: pb.MemberUpdateRequest) -> pb.MemberUpdateResponse:
+        await self.auth.require_admin()
         return self._member_header(await self.membership.update(r))
 
     async def member_promote(self, r: pb.MemberPromoteRequest) -> pb.MemberPromoteResponse:
+        await self.auth.require_admin()
         return self._member_header(await self.membership.promote(r))
 
     def _member_header(self, resp: M) -> M:

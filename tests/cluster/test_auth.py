@@ -76,6 +76,13 @@ def _watch_created(member: Member, token: str, key: bytes) -> None:
     assert answer.created and not answer.canceled
 
 
+def _has_leader(client: Client) -> bool:
+    try:
+        return client.status().leader != 0
+    except EtcdError:
+        return False
+
+
 def _first_event_value(watch) -> bytes:
     deadline = time.monotonic() + HTTP_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -152,8 +159,9 @@ def test_auth_lifecycle_across_members_and_a_restart(cluster: Cluster) -> None:
 
     second.stop()
     second.start(cluster.initial_cluster, cluster.token)
-    cluster.wait_leader()
     with _client(second, "root", "rootpw") as root:
+        # Status needs a user while auth is enabled (etcd's requireAuthInfo).
+        assert wait_until(lambda: _has_leader(root), 30.0)
         status = root.auth_status()
         assert (status.enabled, status.authRevision) == (True, revision)
         assert list(root.user_get("alice").roles) == ["reader"]
@@ -161,3 +169,65 @@ def test_auth_lifecycle_across_members_and_a_restart(cluster: Cluster) -> None:
     with _client(first) as c:
         assert not c.auth_status().enabled
         assert list(c.user_list().users) == ["alice", "np", "root"]
+
+
+def test_maintenance_and_cluster_calls_follow_etcds_admin_rules(cluster: Cluster) -> None:
+    """etcd's AuthAdmin: Defragment, Hash, HashKV, Snapshot, MoveLeader, alarm changes
+    and membership changes are root's; Status, MemberList and listing alarms need a
+    user. Nothing changes on a refusal."""
+    first = cluster.members[0]
+    with _client(first) as anyone:  # root and alice exist from the test before
+        anyone.auth_enable()
+        root_token = anyone.authenticate("root", "rootpw").token
+    with _client(first) as anyone:
+        alice_token = anyone.authenticate("alice", "alicepw").token
+    admin_only = [
+        ("Defragment", lambda m, t: m.Defragment(pb.DefragmentRequest(), **t)),
+        ("Hash", lambda m, t: m.Hash(pb.HashRequest(), **t)),
+        ("HashKV", lambda m, t: m.HashKV(pb.HashKVRequest(), **t)),
+        ("Snapshot", lambda m, t: next(m.Snapshot(pb.SnapshotRequest(), **t))),
+        ("Alarm", lambda m, t: m.Alarm(pb.AlarmRequest(action=pb.AlarmRequest.DEACTIVATE,
+                                                        alarm=pb.NOSPACE), **t)),
+    ]
+    for_users = [
+        ("Status", lambda m, t: m.Status(pb.StatusRequest(), **t)),
+        ("Alarm GET", lambda m, t: m.Alarm(pb.AlarmRequest(action=pb.AlarmRequest.GET), **t)),
+    ]
+    with grpc.insecure_channel(f"127.0.0.1:{first.client_port}") as channel:
+        maintenance, members = rpc.MaintenanceStub(channel), rpc.ClusterStub(channel)
+
+        def token(t: str | None) -> dict:
+            return {"metadata": (("token", t),) if t else None, "timeout": HTTP_TIMEOUT_S}
+
+        def refused(call, t: str | None) -> str:
+            with pytest.raises(grpc.RpcError) as err:
+                call(token(t))
+            return err.value.details()
+
+        for name, call in admin_only:
+            assert refused(lambda t, c=call: c(maintenance, t), alice_token) == \
+                "etcdserver: permission denied", name
+            assert refused(lambda t, c=call: c(maintenance, t), None) == \
+                "etcdserver: user name is empty", name
+            call(maintenance, token(root_token))
+        for name, call in for_users:
+            assert refused(lambda t, c=call: c(maintenance, t), None) == \
+                "etcdserver: user name is empty", name
+            call(maintenance, token(alice_token))
+        move = pb.MoveLeaderRequest(targetID=1)
+        assert refused(lambda t: maintenance.MoveLeader(move, **t), alice_token) == \
+            "etcdserver: permission denied"
+        assert refused(lambda t: maintenance.MoveLeader(move, **t), root_token) in (
+            "etcdserver: not leader", "etcdserver: bad leader transferee")  # past the check
+        members.MemberList(pb.MemberListRequest(), **token(alice_token))
+        bad_add = pb.MemberAddRequest(peerURLs=["not a url"])
+        assert refused(lambda t: members.MemberAdd(bad_add, **t), alice_token) == \
+            "etcdserver: permission denied"
+        # root passes the check (and meets the URL's own error); a follower forwards
+        # the call, with its token, to the leader.
+        for m in cluster.members:
+            with grpc.insecure_channel(f"127.0.0.1:{m.client_port}") as ch:
+                assert refused(lambda t: rpc.ClusterStub(ch).MemberAdd(bad_add, **t),
+                               root_token) == "etcdserver: given member URLs are invalid"
+    with _client(first, "root", "rootpw") as root:
+        root.auth_disable()
