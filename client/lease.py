@@ -171,8 +171,8 @@ class _Stream:
 def keep_alive_once(conn: Connection) -> Callable[..., pb.LeaseKeepAliveResponse | None]:
     """clientv3's KeepAliveOnce as a unary method of `conn`: the request on a stream of
     its own, and its answer (None if the server ended the stream without one)."""
-    def call(request: pb.LeaseKeepAliveRequest, timeout: float):
-        stream = conn.lease.LeaseKeepAlive(iter([request]), timeout=timeout)
+    def call(request: pb.LeaseKeepAliveRequest, timeout: float, metadata=None):
+        stream = conn.lease.LeaseKeepAlive(iter([request]), timeout=timeout, metadata=metadata)
         try:
             return next(stream, None)
         finally:
