@@ -21,7 +21,6 @@ from petcd.api.authpb import auth_pb2
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.client import requests
 from petcd.client.ctl import gofmt
-from petcd.client.ctl.flags import EXIT_BAD_FEATURE, CtlError
 from petcd.client.ctl.printers import Printer
 
 OPEN_END = b"\x00"
@@ -34,7 +33,7 @@ def changed(printer: Printer, sentence: str, resp: Any) -> None:
     elif printer.name == "fields":
         _header(printer, resp.header)
     else:
-        _message(printer, resp)
+        printer.message(resp)
 
 
 def role_get(printer: Printer, name: str, resp: pb.AuthRoleGetResponse) -> None:
@@ -48,7 +47,7 @@ def role_get(printer: Printer, name: str, resp: pb.AuthRoleGetResponse) -> None:
                           f'"Key" : {gofmt.quote(perm.key)}\n'
                           f'"RangeEnd" : {gofmt.quote(perm.range_end)}\n')
     else:
-        _message(printer, resp)
+        printer.message(resp)
 
 
 def role_list(printer: Printer, resp: pb.AuthRoleListResponse) -> None:
@@ -59,21 +58,21 @@ def role_list(printer: Printer, resp: pb.AuthRoleListResponse) -> None:
         printer.write('"Roles" :' + "".join(f" {gofmt.quote(r.encode())}" for r in resp.roles)
                       + "\n")
     else:
-        _message(printer, resp)
+        printer.message(resp)
 
 
 def user_get(printer: Printer, name: str, resp: pb.AuthUserGetResponse) -> None:
     if printer.name == "simple":
         printer.write(f"User: {name}\nRoles:" + "".join(f" {r}" for r in resp.roles) + "\n")
     else:
-        _message(printer, resp)
+        printer.message(resp)
 
 
 def user_list(printer: Printer, resp: pb.AuthUserListResponse) -> None:
     if printer.name == "simple":
         printer.write("".join(f"{user}\n" for user in resp.users))
     else:
-        _message(printer, resp)
+        printer.message(resp)
 
 
 def auth_status(printer: Printer, resp: pb.AuthStatusResponse) -> None:
@@ -82,7 +81,7 @@ def auth_status(printer: Printer, resp: pb.AuthStatusResponse) -> None:
         printer.write(f"Authentication Status: {str(resp.enabled).lower()}\n"
                       f"AuthRevision: {resp.authRevision}\n")
     else:
-        _message(printer, resp)
+        printer.message(resp)
 
 
 def revoked_permission(name: str, key: str, range_end: bytes) -> str:
@@ -122,10 +121,3 @@ def _header(printer: Printer, header: pb.ResponseHeader) -> None:
                   f'"Revision" : {header.revision}\n"RaftTerm" : {header.raft_term}\n')
 
 
-def _message(printer: Printer, resp: Any) -> None:
-    if printer.name == "json":
-        printer.write(gofmt.to_json(gofmt.struct(resp)) + "\n")
-    elif printer.name == "protobuf":
-        printer.write(resp.SerializeToString())
-    else:
-        raise CtlError(EXIT_BAD_FEATURE, f"{printer.name} not supported as output format")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.client.ctl import gofmt
-from petcd.client.ctl.flags import EXIT_BAD_FEATURE, CtlError
 from petcd.client.ctl.printers import Printer
 
 # The prefixes of the environment variables a new member reads its flags from.
@@ -34,7 +33,7 @@ def add(printer: Printer, resp: pb.MemberAddResponse, name: str, peer_urls: str)
                       + "".join(_environment(prefix, resp, name, peer_urls)
                                 for prefix in ENV_PREFIXES))
     else:
-        _message(printer, resp)
+        printer.message(resp)
 
 
 def changed(printer: Printer, verb: str, member_id: int, resp: Changed) -> None:
@@ -43,16 +42,7 @@ def changed(printer: Printer, verb: str, member_id: int, resp: Changed) -> None:
         printer.write(f"Member {member_id:16x} {verb} cluster "
                       f"{resp.header.cluster_id:16x}\n")
     else:
-        _message(printer, resp)
-
-
-def _message(printer: Printer, resp: pb.MemberAddResponse | Changed) -> None:
-    if printer.name == "json":
-        printer.write(gofmt.to_json(gofmt.struct(resp)) + "\n")
-    elif printer.name == "protobuf":
-        printer.write(resp.SerializeToString())
-    else:
-        raise CtlError(EXIT_BAD_FEATURE, f"{printer.name} not supported as output format")
+        printer.message(resp)
 
 
 def initial_cluster(resp: pb.MemberAddResponse, name: str) -> str:

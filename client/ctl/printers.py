@@ -86,6 +86,16 @@ class Printer:
     def write(self, text: str | bytes) -> None:
         self.out.write(text.encode() if isinstance(text, str) else text)
 
+    def message(self, resp) -> None:
+        """A response as it is, for -w json and protobuf (etcdctl's JSON and
+        protobuf printers); the other formats do not print it."""
+        if self.name == "json":
+            self.write(gofmt.to_json(gofmt.struct(resp)) + "\n")
+        elif self.name == "protobuf":
+            self.write(resp.SerializeToString())
+        else:
+            self._unsupported()
+
     def _unsupported(self, *_args, **_kwargs) -> None:
         raise CtlError(EXIT_BAD_FEATURE, f"{self.name} not supported as output format")
 
