@@ -61,7 +61,7 @@ from petcd.storage.mvcc.quota import map_size_bytes
 from . import backup, compactor, rpc
 from .corruption import CorruptionCheck
 from .errors import EtcdError
-from .frontdoor import FrontDoor
+from .frontdoor import FrontDoor, Routes
 from .gateway import Gateway
 from .local import LocalStore
 from .peers import PeerLink
@@ -144,41 +144,31 @@ class NetworkActor:
 
     async def _start_clients(self) -> None:
         """gRPC and the JSON gateway on every --listen-client-urls (frontdoor.py), or,
-        with --listen-client-http-urls, gRPC alone there and HTTP on those, as etcd."""
+        with --listen-client-http-urls, gRPC alone there and HTTP on those, as etcd.
+        grpc.aio itself listens only on a unix socket in the run dir."""
         s = self.ctx.settings
         tls = self._client_tls()
-        if tls is not None and s.listen_client_http_urls:
-            raise Stop("network cannot start", error="https:// client URLs are served only "
-                       "without --listen-client-http-urls for now")
         app = Gateway(self.server, self.log).app()
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
         await self.runner.setup()
         self.grpc = grpc.aio.server(options=rpc.server_options(s.max_request_bytes))
         self.health = rpc.add_services(self.grpc, self.server, self.log)
-        if s.listen_client_http_urls:
-            for url in s.listen_client_urls:
-                host = f"[{url.host}]" if ":" in url.host else url.host
-                self._grpc_listen(f"{host}:{url.port}", str(url))
-            await self.grpc.start()
-            for url in s.listen_client_http_urls:
-                await self._http_listen(url)
-        else:
-            grpc_path = self.ctx.run_dir / GRPC_SOCKET_NAME
-            grpc_path.unlink(missing_ok=True)  # left by a crashed run
-            self._grpc_listen(f"unix:{grpc_path}", str(grpc_path))
-            await self.grpc.start()
-            assert self.runner.server is not None
-            self.door = FrontDoor(self.runner.server, str(grpc_path), self.log)
-            for url in s.listen_client_urls:
-                if url.scheme == "http" and tls is not None:
-                    self.log.warning("scheme is http while key and cert files are present; "
-                                     "ignoring key and cert files", client_url=str(url))
-                try:
-                    await self.door.listen(url.host, url.port,
-                                           tls if url.scheme == "https" else None)
-                except OSError as err:
-                    raise _cannot_listen(str(url), err) from None
+        grpc_path = self.ctx.run_dir / GRPC_SOCKET_NAME
+        grpc_path.unlink(missing_ok=True)  # left by a crashed run
+        try:
+            self.grpc.add_insecure_port(f"unix:{grpc_path}")
+        except RuntimeError as err:  # grpcio's "Failed to bind"
+            raise _cannot_listen(str(grpc_path), err) from None
+        await self.grpc.start()
+        assert self.runner.server is not None
+        self.door = FrontDoor(self.runner.server, str(grpc_path), self.log,
+                              self.server.auth.cert_names if s.client_cert_auth else None)
+        separate = bool(s.listen_client_http_urls)
+        for url in s.listen_client_urls:
+            await self._listen(url, tls, Routes(grpc=True, http=not separate))
+        for url in s.listen_client_http_urls:
+            await self._listen(url, tls, Routes(grpc=False, http=True))
         await rpc.set_serving(self.health, True)
 
     def _client_tls(self) -> ReloadingTls | None:
@@ -188,19 +178,14 @@ class NetworkActor:
         except (OSError, ssl.SSLError, ValueError) as err:  # cryptography raises ValueError
             raise Stop("network cannot start", error=f"client TLS: {err}") from None
 
-    def _grpc_listen(self, address: str, shown: str) -> None:
-        assert self.grpc is not None
+    async def _listen(self, url: Url, tls: ReloadingTls | None, routes: Routes) -> None:
+        assert self.door is not None
+        if url.scheme == "http" and tls is not None:
+            self.log.warning("scheme is http while key and cert files are present; "
+                             "ignoring key and cert files", client_url=str(url))
         try:
-            self.grpc.add_insecure_port(address)
-        except RuntimeError as err:  # grpcio's "Failed to bind"
-            raise _cannot_listen(shown, err) from None
-
-    async def _http_listen(self, url: Url) -> None:
-        assert self.runner is not None
-        site = web.TCPSite(self.runner, url.host, url.port, reuse_address=True,
-                           shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
-        try:
-            await site.start()
+            await self.door.listen(url.host, url.port,
+                                   tls if url.scheme == "https" else None, routes)
         except OSError as err:
             raise _cannot_listen(str(url), err) from None
 

@@ -15,22 +15,27 @@ Raft (storage/mvcc/auth_requests.py). Here, before a request becomes a proposal:
   `current_token`, set by rpc.py and gateway.py) names the user written in the
   proposal's header with the auth revision it was resolved at; the apply checks the
   user's rights there, on every member alike. While auth is disabled tokens are
-  ignored, as etcd's AuthInfoFromCtx ignores them.
+  ignored, as etcd's AuthInfoFromCtx ignores them. A gRPC request without a token,
+  with --client-cert-auth, is made as its client certificate's common name
+  (certnames.py), at the current auth revision, as etcd's AuthInfoFromTLS.
 - A token lives --auth-token-ttl seconds since its last use on this member (etcd's
   simpleTokenTTLKeeper, per member too). Unlike etcd's, whose clock starts when each
   member applies the token, this member's starts at its first use here.
 - Checks: Range (in the read's own store transaction), Put, DeleteRange, Txn and
   LeaseRevoke (at apply, from the proposal header) need the user's key permissions
-  while auth is enabled (storage/mvcc/permissions.py).
-- Maintenance and Cluster calls: etcd's AuthAdmin rules (require_admin, require_user;
-  server.py says which call needs which).
+  while auth is enabled (storage/mvcc/permissions.py); so do keep-alives (write)
+  and LeaseTimeToLive, LeaseLeases (read) of the keys attached to the leases, checked
+  here before they are served. Lock and Election act as their caller: their reads
+  and writes are checked like the caller's own.
+- Maintenance and Cluster calls, and Compact: etcd's AuthAdmin rules (require_admin,
+  require_user; server.py says which call needs which).
 - Watches: a stream's token is the one its opening carried; each watch it creates
   needs read permission on its range, or is canceled with the reason (watch_permit).
 - The member's own proposals (expired leases' revokes, checkpoints) are made as root
   (server.py `_propose_as_member`), as etcd's lessor revokes WithRoot.
 
 Not yet: --auth-token jwt (tokens are simple ones whatever the flag says: a warning
-says so at start), TLS common names as users.
+says so at start).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from petcd.storage.mvcc.auth import has_root_role
 from petcd.storage.mvcc.layout import MAX_SIMPLE_TOKENS
 
 from . import errors
+from .certnames import CertNames
 from .errors import Code, EtcdError
 
 if TYPE_CHECKING:
@@ -62,6 +68,10 @@ if TYPE_CHECKING:
 # The token of the request being served (None: none given); rpc.py and gateway.py set it.
 current_token: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "petcd_auth_token", default=None)
+# The common name of its verified client certificate, with --client-cert-auth (gRPC
+# only: certnames.py); rpc.py sets it.
+current_common_name: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "petcd_auth_common_name", default=None)
 TOKEN_METADATA_KEYS = ("token", "authorization")  # etcd's rpctypes.TokenFieldNameGRPC(2)
 _LETTERS = string.ascii_lowercase + string.ascii_uppercase  # etcd's simple token letters
 MAX_AUTHENTICATE_TRIES = 3  # etcd retries while the revision moves; bounded here
@@ -103,6 +113,7 @@ class Auth:
         self.server = server
         self.bcrypt_cost = bcrypt_cost
         self.tokens = TokenClock(token_ttl_s)
+        self.cert_names = CertNames()  # the front door's, with --client-cert-auth
         if token_kind.split(",", 1)[0] != "simple":
             server.log.warning("only simple auth tokens are served; --auth-token ignored",
                                auth_token=token_kind.split(",", 1)[0])
@@ -110,9 +121,19 @@ class Auth:
     # -- who is asking -----------------------------------------------------------------
 
     async def identify(self) -> tuple[str, int]:
-        """(user name, auth revision) of the current request's token; ("", 0) if it
-        has none or auth is disabled. An unknown or expired token is refused."""
-        return await self.identify_token(current_token.get())
+        """(user name, auth revision) of the current request's token, or else of its
+        client certificate's common name; ("", 0) if it has neither or auth is
+        disabled. An unknown or expired token is refused."""
+        return await self.identify_caller(current_token.get(), current_common_name.get())
+
+    async def identify_caller(self, token: str | None, common_name: str | None
+                              ) -> tuple[str, int]:
+        """etcd's AuthInfoFromCtx, then AuthInfoFromTLS: a token wins over a name."""
+        if token or not common_name:
+            return await self.identify_token(token)
+        await self.server._store_ready()
+        enabled, revision = await self.server._local(lambda s: s.auth_status(), short=True)
+        return (common_name, revision) if enabled else ("", 0)
 
     async def identify_token(self, token: str | None) -> tuple[str, int]:
         if not token:
@@ -148,19 +169,28 @@ class Auth:
         if not has_root_role(user):
             raise errors.copy(errors.PERMISSION_DENIED)
 
+    async def check_lease_keys(self, lease_ids: list[int], write: bool) -> None:
+        """etcd's checkLeaseRenew (write) and checkLeaseTimeToLive, checkLeaseLeases
+        (read): with auth enabled, a user who may write or read every key attached to
+        the leases (root: any)."""
+        asker = await self.identify()
+        await self.server._store_ready()
+        await self.server._local(lambda s: s.check_lease_keys(asker, lease_ids, write),
+                                 short=True)
+
     async def _enabled(self) -> bool:
         await self.server._store_ready()
         enabled, _ = await self.server._local(lambda s: s.auth_status(), short=True)
         return enabled
 
-    def watch_permit(self, token: str | None) -> Callable[[pb.WatchCreateRequest],
-                                                          Awaitable[str | None]]:
-        """For a watch stream opened with `token`: the reason to cancel a watch its
+    def watch_permit(self, token: str | None, common_name: str | None = None
+                     ) -> Callable[[pb.WatchCreateRequest], Awaitable[str | None]]:
+        """For a watch stream opened by this caller: the reason to cancel a watch its
         user may not read (etcd's isWatchPermitted), None to create it. Unlike etcd
         3.4, which checks a from-key watch as its first key alone, the whole range."""
         async def permit(r: pb.WatchCreateRequest) -> str | None:
             try:
-                asker = await self.identify_token(token)
+                asker = await self.identify_caller(token, common_name)
                 await self.server._local(
                     lambda s: s.check_read(asker, r.key or b"\x00", r.range_end), short=True)
             except EtcdError as err:

@@ -178,4 +178,5 @@ async def _serve(settings: Settings, server: Server, log: Any) -> None:
     await run(policy_for(settings, time.monotonic()), log=log,
               is_leader=lambda: tracker.status.role == Role.LEADER,
               current_revision=lambda: tracker.applied.revision,
-              compact=lambda revision: server.compact(pb.CompactionRequest(revision=revision)))
+              compact=lambda revision: server.compact_as_member(
+                  pb.CompactionRequest(revision=revision)))

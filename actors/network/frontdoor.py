@@ -23,36 +23,58 @@ connection and is logged; a TLS handshake on a plain URL is refused the same way
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import uvloop.loop
 
 from petcd.actors.bus.tlsfiles import ReloadingTls
 
+from . import certnames
+from .certnames import CertNames
+
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 TLS_HANDSHAKE_RECORD = 0x16          # the first byte a TLS client sends
 TLS_HANDSHAKE_TIMEOUT_S = 10.0       # Go's http.Server has none; a silent client is dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """What one listening address serves. Both: the first bytes decide. One alone
+    (--listen-client-http-urls splits them, as etcd's): every connection goes there,
+    and a client of the other kind fails as it would against that server alone."""
+    grpc: bool = True
+    http: bool = True
+
+    def __post_init__(self) -> None:
+        assert self.grpc or self.http, "a listener that serves nothing"
+
+
+BOTH = Routes()
 
 
 class FrontDoor:
     """Serves one listening address; `http` makes aiohttp's per-connection protocol."""
 
     def __init__(self, http: Callable[[], asyncio.Protocol], grpc_socket_path: str,
-                 log: Any) -> None:
+                 log: Any, cert_names: CertNames | None = None) -> None:
         self.http = http
         self.grpc_socket_path = grpc_socket_path
         self.log = log
+        self.cert_names = cert_names  # set with --client-cert-auth (certnames.py)
         self.servers: list[asyncio.Server] = []
 
-    async def listen(self, host: str, port: int, tls: ReloadingTls | None = None) -> None:
+    async def listen(self, host: str, port: int, tls: ReloadingTls | None = None,
+                     routes: Routes = BOTH) -> None:
         def plain() -> asyncio.BaseProtocol:
-            return _Sniffer(self, tls=False)
+            return _Sniffer(self, False, routes)
 
         def wrapped() -> asyncio.BaseProtocol:
             assert tls is not None
-            return _TlsLayer(_Sniffer(self, tls=True), tls.context(), self.log)
+            return _TlsLayer(_Sniffer(self, True, routes), tls.context(), self.log)
 
         server = await asyncio.get_running_loop().create_server(
             plain if tls is None else wrapped, host, port, reuse_address=True)
@@ -67,9 +89,10 @@ class FrontDoor:
 class _Sniffer(asyncio.Protocol):
     """A fresh connection until its first bytes say which server it is for."""
 
-    def __init__(self, door: FrontDoor, tls: bool) -> None:
+    def __init__(self, door: FrontDoor, tls: bool, routes: Routes) -> None:
         self.door = door
         self.tls = tls  # behind a TLS layer: what arrives is already decrypted
+        self.routes = routes
         self.transport: asyncio.Transport | None = None
         self.head = b""
 
@@ -85,6 +108,12 @@ class _Sniffer(asyncio.Protocol):
             self.transport.abort()
             return
         self.head += data
+        if not self.routes.http:
+            self._to_grpc()
+            return
+        if not self.routes.grpc:
+            self._to_http()
+            return
         if len(self.head) < len(H2_PREFACE) and H2_PREFACE.startswith(self.head):
             return  # could still be gRPC
         if self.head.startswith(H2_PREFACE):
@@ -109,10 +138,19 @@ class _Sniffer(asyncio.Protocol):
 
     async def _connect_grpc(self, client: asyncio.Transport, head: bytes) -> None:
         loop = asyncio.get_running_loop()
+        sock, peer = self._upstream_socket(client)
+        names = self.door.cert_names
+
+        def forget() -> None:
+            if peer is not None and names is not None:
+                names.forget(peer)
         try:
+            await loop.sock_connect(sock, self.door.grpc_socket_path)
             upstream, _ = await loop.create_unix_connection(
-                lambda: _Pipe(client, half_close=True), self.door.grpc_socket_path)
+                lambda: _Pipe(client, half_close=True, on_close=forget), sock=sock)
         except OSError as err:
+            sock.close()
+            forget()
             self.door.log.warning("gRPC server unreachable; connection closed", error=str(err))
             client.close()
             return
@@ -120,6 +158,17 @@ class _Sniffer(asyncio.Protocol):
         # A TLS connection cannot stay half-open (asyncio closes it at the peer's EOF).
         client.set_protocol(_Pipe(upstream, half_close=client.can_write_eof()))
         client.resume_reading()
+
+    def _upstream_socket(self, client: asyncio.Transport) -> tuple[socket.socket, str | None]:
+        """The pipe's socket to grpc.aio, named for the client certificate's common
+        name when calls may be made as it (certnames.py); the name's peer, if any."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        names = self.door.cert_names
+        if not self.tls or names is None:
+            return sock, None
+        name = certnames.common_name(client.get_extra_info("ssl_object"))
+        return sock, (names.bind(sock, name) if name else None)
 
 
 class _TlsLayer(uvloop.loop.SSLProtocol):
@@ -169,9 +218,11 @@ def _remote(transport: asyncio.BaseTransport) -> str:
 class _Pipe(asyncio.Protocol):
     """Whatever arrives on this connection is written to `peer`."""
 
-    def __init__(self, peer: asyncio.Transport, half_close: bool) -> None:
+    def __init__(self, peer: asyncio.Transport, half_close: bool,
+                 on_close: Callable[[], None] | None = None) -> None:
         self.peer = peer
         self.half_close = half_close  # this side's transport can still write after EOF
+        self.on_close = on_close
 
     def data_received(self, data: bytes) -> None:
         self.peer.write(data)
@@ -184,6 +235,8 @@ class _Pipe(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.peer.close()
+        if self.on_close is not None:
+            self.on_close()
 
     # asyncio calls these on the protocol of the transport whose write buffer is
     # full: this connection's own. What fills it comes from the peer, so the peer

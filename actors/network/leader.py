@@ -1,7 +1,7 @@
 """Requests only the leader can answer, forwarded to it by any other member: lease
 keep-alives and time-to-live, membership changes (etcd forwards the ones it forwards
 over the leader's peer URL; petcd calls the leader's gRPC server, on its published
-client URL).
+client URL, with TLS if it is https).
 
 Keep-alives share one stream to the leader (`_Forward`) on petcd's own method
 FORWARD_METHOD: each message is a batch, the lease ids (msgpack) of every keep-alive
@@ -19,6 +19,7 @@ changed" (Unavailable, which clients retry).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from typing import Any
 
@@ -256,8 +257,13 @@ class LeaderLink:
     async def _channel_to(self, leader: int) -> grpc.aio.Channel | None:
         if leader == self._leader and self._channel is not None:
             return self._channel
-        target = await self._client_address(leader)
-        if target is None:
+        url = await self._client_url(leader)
+        if url is None:
+            return None
+        try:
+            channel = await self._open_channel(url)
+        except (OSError, ValueError) as err:  # unreadable files; an auto TLS peer down
+            self.log.warning("cannot reach the leader's client URL", url=url, error=str(err))
             return None
         if self._forward is not None:
             self._forward.end()
@@ -267,12 +273,31 @@ class LeaderLink:
             closing = asyncio.get_running_loop().create_task(self._channel.close())
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
-        self._channel, self._leader = grpc.aio.insecure_channel(target), leader
+        self._channel, self._leader = channel, leader
         return self._channel
 
-    async def _client_address(self, leader: int) -> str | None:
-        """host:port of the leader's first client URL; None until it has published."""
+    async def _client_url(self, leader: int) -> str | None:
+        """The leader's first client URL; None until it has published."""
         member = (await self.store.call(member_table.read_member_table)).get(leader)
         if member is None or not member.client_urls:
             return None
-        return member.client_urls[0].split("://", 1)[-1]
+        return str(member.client_urls[0])
+
+    async def _open_channel(self, url: str) -> grpc.aio.Channel:
+        """A channel to a client URL; over TLS for https, showing this member's client
+        certificate (--cert-file) and trusting --trusted-ca-file's CA. A member with
+        --auto-tls trusts the certificate the leader shows (etcd's auto TLS skips
+        verification as well)."""
+        scheme, _, target = url.partition("://")
+        if scheme != "https":
+            return grpc.aio.insecure_channel(target)
+        s = self.ctx.settings
+        roots = s.trusted_ca_file.read_bytes() if s.trusted_ca_file else None
+        if roots is None and s.auto_tls:
+            host, _, port = target.rpartition(":")
+            roots = (await asyncio.to_thread(
+                ssl.get_server_certificate, (host.strip("[]"), int(port)),
+                timeout=self.timeout_s)).encode()
+        key = s.key_file.read_bytes() if s.key_file and s.cert_file else None
+        cert = s.cert_file.read_bytes() if s.key_file and s.cert_file else None
+        return grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(roots, key, cert))

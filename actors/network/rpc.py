@@ -146,17 +146,17 @@ def _handler(method: MethodDescriptor, server: Server, log: Any) -> grpc.RpcMeth
     assert not streams_in, f"{method.full_name}: client streams are not served yet"
     if streams_out:
         return grpc.unary_stream_rpc_method_handler(
-            _stream(lambda r: served(server, r), method.full_name, log), **codec)
+            _stream(server, lambda r: served(server, r), method.full_name, log), **codec)
     return grpc.unary_unary_rpc_method_handler(
-        _unary(lambda r: served(server, r), method.full_name, log), **codec)
+        _unary(server, lambda r: served(server, r), method.full_name, log), **codec)
 
 
-def _unary(call: Callable[[Message], Awaitable[Message]], name: str, log: Any
+def _unary(server: Server, call: Callable[[Message], Awaitable[Message]], name: str, log: Any
            ) -> Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]:
     async def handle(request: Message, context: grpc.aio.ServicerContext) -> Message:
         if isinstance(request, Malformed):
             await context.abort(grpc.StatusCode.INTERNAL, request.message)
-        auth.current_token.set(_token(context))
+        _identify(context, server)
         traced = _traced(context)
         try:
             response = await call(request)
@@ -171,6 +171,13 @@ def _unary(call: Callable[[Message], Awaitable[Message]], name: str, log: Any
             await context.abort(grpc.StatusCode.UNKNOWN, f"{type(err).__name__}: {err}")
         raise AssertionError("abort returned")
     return handle
+
+
+def _identify(context: grpc.aio.ServicerContext, server: Server) -> None:
+    """Who the call is from, for auth.py: its token, and its client certificate's
+    common name (None unless --client-cert-auth named its connection)."""
+    auth.current_token.set(_token(context))
+    auth.current_common_name.set(server.auth.cert_names.common_name(context.peer()))
 
 
 def _token(context: grpc.aio.ServicerContext) -> str | None:
@@ -190,13 +197,13 @@ def _traced(context: grpc.aio.ServicerContext) -> trace.Trace | None:
     return traced
 
 
-def _stream(call: Callable[[Message], AsyncIterator[Message]], name: str, log: Any
-            ) -> Callable[[Message, grpc.aio.ServicerContext], AsyncIterator[Message]]:
+def _stream(server: Server, call: Callable[[Message], AsyncIterator[Message]], name: str,
+            log: Any) -> Callable[[Message, grpc.aio.ServicerContext], AsyncIterator[Message]]:
     async def handle(request: Message, context: grpc.aio.ServicerContext
                      ) -> AsyncIterator[Message]:
         if isinstance(request, Malformed):
             await context.abort(grpc.StatusCode.INTERNAL, request.message)
-        auth.current_token.set(_token(context))
+        _identify(context, server)
         try:
             async for response in call(request):
                 yield response
@@ -215,8 +222,9 @@ def _watch(server: Server, log: Any) -> Callable[[AsyncIterator[Any], grpc.aio.S
         metadata = context.invocation_metadata() or ()
         require_leader = any(k == REQUIRE_LEADER_KEY and v == HAS_LEADER for k, v in metadata)
         try:
-            stream = server.watches.open_stream(require_leader,
-                                                server.auth.watch_permit(_token(context)))
+            permit = server.auth.watch_permit(
+                _token(context), server.auth.cert_names.common_name(context.peer()))
+            stream = server.watches.open_stream(require_leader, permit)
         except EtcdError as err:
             await context.abort(status_code(err.code), err.message)
         reader = asyncio.create_task(_read_watch_requests(requests, stream, log))
@@ -264,6 +272,7 @@ def _keep_alive(server: Server, log: Any) -> Callable[[AsyncIterator[Any],
         answers: asyncio.Queue[Message | EtcdError | None] = asyncio.Queue(
             MAX_KEEP_ALIVES_IN_FLIGHT)
         queued: asyncio.Queue[int] = asyncio.Queue(MAX_KEEP_ALIVES_IN_FLIGHT)
+        _identify(context, server)  # before the tasks copy the context
         tasks = [asyncio.create_task(_read_keep_alives(requests, queued, answers)),
                  asyncio.create_task(_renew_queued(server, queued, answers, log))]
         try:

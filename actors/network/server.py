@@ -155,6 +155,11 @@ class Server:
         return await self._propose(rpb.InternalRaftRequest(txn=r), pb.TxnResponse)
 
     async def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
+        await self.auth.require_admin()  # etcd 3.6's kvServer.Compact (3.4 checked none)
+        return await self.compact_as_member(r)
+
+    async def compact_as_member(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
+        """Compact, asked by no client: --auto-compaction's too, which needs no user."""
         return await self._propose(rpb.InternalRaftRequest(compaction=r),
                                    pb.CompactionResponse)
 
@@ -177,6 +182,7 @@ class Server:
 
     async def lease_keep_alives(self, lease_ids: list[int]) -> list[pb.LeaseKeepAliveResponse]:
         """Keep-alives a stream has queued, answered together (one leadership check)."""
+        await self.auth.check_lease_keys(lease_ids, write=True)
         ttls = await self.leasing.keep_alives(lease_ids)
         header = pb.ResponseHeader()
         self._fill(header)
@@ -185,6 +191,7 @@ class Server:
 
     async def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest
                                  ) -> pb.LeaseTimeToLiveResponse:
+        await self.auth.check_lease_keys([r.ID], write=False)
         resp = await self.leasing.time_to_live(r)
         self._fill(resp.header)
         return resp
@@ -194,6 +201,7 @@ class Server:
         resp = pb.LeaseLeasesResponse()
         resp.leases.extend(pb.LeaseStatus(ID=lease_id) for lease_id, _, _ in
                            await self._local(lambda s: s.leases()))
+        await self.auth.check_lease_keys([status.ID for status in resp.leases], write=False)
         self._fill(resp.header)
         return resp
 

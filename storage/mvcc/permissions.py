@@ -82,11 +82,10 @@ class Checker:
         self.check(r.key, b"", write=True)
         if r.prev_kv:
             self.check(r.key, b"", write=False)
-        if r.lease != leases.NO_LEASE and not self.root:
+        if r.lease != leases.NO_LEASE:
             # etcd's checkLeasePuts: whoever attaches a key to a lease could revoke it,
             # deleting every key under it; so all of them must be the user's to write.
-            for key in leases.keys(self.txn, self.dbs, r.lease):
-                self.check(key, b"", write=True)
+            self.check_lease_keys([r.lease], write=True)
 
     def check_delete(self, r: pb.DeleteRangeRequest) -> None:
         self.check(r.key, r.range_end, write=True)
@@ -95,9 +94,16 @@ class Checker:
 
     def check_lease_revoke(self, r: pb.LeaseRevokeRequest) -> None:
         """A revoke deletes every key under the lease: all must be the user's to write."""
+        self.check_lease_keys([r.ID], write=True)
+
+    def check_lease_keys(self, lease_ids: list[int], write: bool) -> None:
+        """Every key attached to the leases must be the user's to write (revoke,
+        keep-alive: etcd's checkLeasePuts, checkLeaseRenew) or read (time-to-live,
+        the lease list: checkLeaseTimeToLive, checkLeaseLeases)."""
         if not self.root:
-            for key in leases.keys(self.txn, self.dbs, r.ID):
-                self.check(key, b"", write=True)
+            for lease_id in lease_ids:
+                for key in leases.keys(self.txn, self.dbs, lease_id):
+                    self.check(key, b"", write=write)
 
     def check_txn(self, r: pb.TxnRequest) -> None:
         """etcd's checkTxnReqsPermission: compares are reads; both branches' ops count,

@@ -217,6 +217,15 @@ class MvccStore:
                 permissions.check_request(view.txn, view.dbs, asker[0], asker[1],
                                           pb.RangeRequest(key=key, range_end=range_end))
 
+    def check_lease_keys(self, asker: tuple[str, int], lease_ids: list[int],
+                         write: bool) -> None:
+        """Raise MvccError unless auth is disabled or `asker` may write (keep-alive)
+        or read (time-to-live, lease list) every key attached to the leases."""
+        with self.read_txn() as view:
+            if auth.enabled(view.txn, view.dbs):
+                permissions.Checker(view.txn, view.dbs, *asker).check_lease_keys(
+                    lease_ids, write)
+
     def current_revision(self) -> int:
         with self.read_txn() as view:
             return view.rev

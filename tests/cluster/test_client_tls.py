@@ -22,7 +22,7 @@ import pytest
 import trustme
 
 from tests.compat.etcdctl import ETCDCTL, PETCDCTL
-from tests.cluster.members import Cluster, Member, running, wait_until
+from tests.cluster.members import Cluster, Member, free_ports, running, wait_until
 
 TOOL_TIMEOUT_S = 30.0
 CURL_REFUSED = (35, 52, 56)  # TLS handshake failed, empty reply, connection reset
@@ -165,3 +165,23 @@ def _replace_with_garbage_then_ours(fixtures: Path, files: Files, member: Member
 
 def test_cluster_helpers_still_default_to_http(tmp_path):
     assert Cluster(tmp_path, 1).members[0].client_url.startswith("http://")
+
+
+def test_https_with_separate_http_urls_serves_grpc_and_http_apart(tmp_path, files: Files):
+    """--listen-client-http-urls over https too: gRPC alone on the client URL (etcdctl
+    works there, curl does not), the gateway alone on the HTTP URL."""
+    [http_port] = free_ports(1)
+    http_url = f"https://127.0.0.1:{http_port}"
+    flags = ["--cert-file", str(files.server_cert), "--key-file", str(files.server_key),
+             "--client-cert-auth", "--trusted-ca-file", str(files.ca),
+             "--listen-client-http-urls", http_url]
+    curl_flags = ["--cacert", str(files.ca), "--cert", str(files.client_cert),
+                  "--key", str(files.client_key)]
+    with running(tmp_path, 1, flags, scheme="https", tls=_client_context(files)) as cluster:
+        member = cluster.members[0]
+        assert wait_until(lambda: _run(ETCDCTL, member, *_certificate_flags(files), "put", "split",
+                                       "1").stdout == "OK\n", 20, interval_s=0.2)
+        got = _curl(*curl_flags, http_url + "/v3/kv/range", "-d", '{"key":"c3BsaXQ="}')
+        assert '"value":"MQ=="' in got.stdout, got
+        assert _curl(*curl_flags, member.client_url + "/health").stdout == ""  # gRPC only
+        assert _curl(*curl_flags, http_url + "/health").stdout == '{"health":"true","reason":""}'

@@ -70,6 +70,16 @@ def test_a_cluster_with_tls_everywhere_survives_what_a_plain_one_does(tmp_path):
             assert wait_until(lambda m=m: m.get(last, serializable=True) is not None, WAIT_S)
         revision = int(survivor.call("/v3/kv/range", {"key": "eA=="})["header"]["revision"])
         assert len({hash_kv(m, revision) for m in live}) == 1
+        _leases_through_a_follower(c.wait_leader(WAIT_S), live)
+
+
+def _leases_through_a_follower(leader: Member, live: list[Member]) -> None:
+    """A follower forwards keep-alives and time-to-live to the leader's client URL,
+    over TLS with its own certificate."""
+    follower = next(m for m in live if m is not leader)
+    lease = leader.call("/v3/lease/grant", {"TTL": 60})["ID"]
+    assert int(follower.call("/v3/lease/timetolive", {"ID": lease})["grantedTTL"]) == 60
+    assert int(follower.call("/v3/lease/keepalive", {"ID": lease})["result"]["TTL"]) == 60
 
 
 def test_unusable_certificate_files_stop_the_member_with_one_clear_line(tmp_path):
