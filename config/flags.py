@@ -145,7 +145,7 @@ FLAGS: tuple[Flag, ...] = (
          "JWT. Its format is \"type,var1=val1,var2=val2,...\". Possible type is 'simple' or "
          "'jwt'. Possible variables are 'sign-method' for specifying a sign method of jwt (its "
          "possible values are 'ES256', 'ES384', 'ES512', 'HS256', 'HS384', 'HS512', 'RS256', "
-         "'RS384', 'RS512', 'PS256', 'PS384', or 'PS512'), 'pub-key' for specifying a path to a "
+         "'RS384', 'RS512', 'PS256', 'PS384', 'PS512', or 'EdDSA'), 'pub-key' for specifying a path to a "
          "public key for verifying jwt, 'priv-key' for specifying a path to a private key for "
          "signing jwt, and 'ttl' for specifying TTL of jwt tokens."),
     Flag("bcrypt-cost", AUTH, "10",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from .authtoken import JwtSettings, parse_auth_token
 from .ciphers import check_cipher_suites
 from .errors import BadValue, ConfigError
 from .flags import FLAGS_BY_NAME
@@ -96,7 +97,7 @@ class Settings:
     tls_min_version: str                        # "TLS1.2" | "TLS1.3"
     tls_max_version: str                        # "" (no maximum) | "TLS1.2" | "TLS1.3"
     # Auth:
-    auth_token: str                             # "simple" or "jwt,<options>", as given
+    auth_token: JwtSettings | None              # --auth-token: None for simple tokens
     bcrypt_cost: int                            # 4..31
     auth_token_ttl_s: int                       # > 0
     log_level: str
@@ -244,7 +245,7 @@ def build_settings(layer: Layer, config_file: Path | None = None) -> Settings:
         cipher_suites=tuple(c.strip() for c in read.text("cipher-suites").split(",") if c.strip()),
         tls_min_version=read.choice("tls-min-version", TLS_VERSIONS),
         tls_max_version=read.choice("tls-max-version", ("", *TLS_VERSIONS)),
-        auth_token=read.text("auth-token"),
+        auth_token=read.parsed("auth-token", parse_auth_token),
         bcrypt_cost=_bcrypt_cost(read),
         auth_token_ttl_s=read.integer("auth-token-ttl", minimum=1),
         log_level=read.choice("log-level", LOG_LEVELS),

@@ -124,6 +124,8 @@ AUTH_FAILED = _e(Code.INVALID_ARGUMENT,
 # etcd's auth.ErrNoPasswordUser has no gRPC mapping: clients see its text as Unknown.
 NO_PASSWORD_USER = _e(Code.UNKNOWN,
                       "auth: authentication failed, password was given for no password user")
+# etcd's auth.ErrVerifyOnly (--auth-token jwt with a pub-key alone), unmapped too.
+VERIFY_ONLY = _e(Code.UNKNOWN, "auth: token signing attempted with verify-only key")
 AUTH_NOT_ENABLED = _e(Code.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
 INVALID_AUTH_TOKEN = _e(Code.UNAUTHENTICATED, "etcdserver: invalid auth token")
 AUTH_OLD_REVISION = _e(Code.INVALID_ARGUMENT, "etcdserver: revision of auth store is old")
