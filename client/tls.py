@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 PROBE_TIMEOUT_S = 5.0
 
@@ -78,6 +76,11 @@ def _presented_certificate(target: str, options: TlsOptions) -> bytes:
 
 def _name_in(pem: bytes) -> str:
     """A name the certificate is valid for: its first DNS or IP name, else its CN."""
+    # Imported here: cryptography's x509 costs every petcdctl run ~40 ms, and only a
+    # run that skips verification comes here.
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     cert = x509.load_pem_x509_certificate(pem)
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
