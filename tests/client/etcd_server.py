@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -49,19 +50,24 @@ class EtcdMember:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    tls: ssl.SSLContext | None = None  # https client URL (its flags in extra_args)
 
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.client_port}"
 
     @property
+    def client_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.endpoint}"
+
+    @property
     def peer_url(self) -> str:
         return f"http://127.0.0.1:{self.peer_port}"
 
     def start(self, initial_cluster: str, extra_args: list[str]) -> None:
-        client_url = f"http://{self.endpoint}"
         args = [ETCD, "--name", self.name, "--data-dir", str(self.data_dir),
-                "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+                "--listen-client-urls", self.client_url,
+                "--advertise-client-urls", self.client_url,
                 "--listen-peer-urls", self.peer_url,
                 "--initial-advertise-peer-urls", self.peer_url,
                 "--initial-cluster", initial_cluster, "--initial-cluster-token", TOKEN,
@@ -72,7 +78,8 @@ class EtcdMember:
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://{self.endpoint}/health", timeout=1) as r:
+            with urllib.request.urlopen(f"{self.client_url}/health", timeout=1,
+                                        context=self.tls) as r:
                 return json.loads(r.read()).get("health") == "true"
         except (OSError, ValueError, urllib.error.URLError):
             return False
@@ -98,12 +105,12 @@ class EtcdCluster:
     kind = "etcd"
 
     def __init__(self, base_dir: Path, members: int = 1,
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, tls: ssl.SSLContext | None = None) -> None:
         ports = free_ports(2 * members)
         self.extra_args = list(extra_args or [])
         self.members = [
             EtcdMember(f"m{i + 1}", ports[2 * i], ports[2 * i + 1],
-                       base_dir / f"m{i + 1}.etcd", base_dir / f"m{i + 1}.log")
+                       base_dir / f"m{i + 1}.etcd", base_dir / f"m{i + 1}.log", tls=tls)
             for i in range(members)]
 
     @property
