@@ -217,8 +217,13 @@ def value_is(key: bytes, value: bytes) -> pb.Compare:
 # Compact: admin only in current etcd (v3rpc/key.go)
 
 
-def compact_run(world: World, api: Api, prepared: Any) -> None:
-    revision = world.root.kv.Range(pb.RangeRequest(key=b"r/a"), **world.root.opts).header.revision
+def compact_prepare(world: World, allowed: bool) -> int:
+    """A revision no one compacted yet: a refusal is the check's, not the revision's."""
+    return world.root.kv.Put(pb.PutRequest(key=b"w/compact", value=b"v"),
+                             **world.root.opts).header.revision
+
+
+def compact_run(world: World, api: Api, revision: int) -> None:
     api.kv.Compact(pb.CompactionRequest(revision=revision), **api.opts)
     assert compacted_revision(world, None) == revision
 
@@ -472,7 +477,7 @@ CALLS = [
              [value_is(b"p/a", b"not it")], [], [put_op(b"p/t")], watched=(b"p/t",)),
     txn_call("txn nested put x/t", users(), [], [pb.RequestOp(request_txn=pb.TxnRequest(
         success=[put_op(b"x/t")]))], [], watched=(b"x/t",)),
-    Call("compact", users(), compact_run, state=compacted_revision),
+    Call("compact", users(), compact_run, compact_prepare, compacted_revision),
     Call("lease grant", EVERYONE, grant_run, state=lease_ids),
     Call("lease revoke of a w/ lease", users("writer"), revoke_run,
          prepare=fresh_or_shared_lease, state=lease_state),
