@@ -22,7 +22,6 @@ Raft (storage/mvcc/auth_requests.py). Here, before a request becomes a proposal:
 - Checks: Range (in the read's own store transaction), Put, DeleteRange, Txn and
   LeaseRevoke (at apply, from the proposal header) need the user's key permissions
   while auth is enabled (storage/mvcc/permissions.py).
-- LeaseGrant needs a user, any user (etcd's requireAuthInfo).
 - Maintenance and Cluster calls: etcd's AuthAdmin rules (require_admin, require_user;
   server.py says which call needs which).
 - Watches: a stream's token is the one its opening carried; each watch it creates
