@@ -104,9 +104,17 @@ def status_code(code: Code) -> grpc.StatusCode:
     return _STATUS[int(code)]
 
 
+# grpc-go's defaultServerMaxHeaderListSize: etcd reads request metadata (a token) up
+# to this, where grpc-core's default (16 KiB) refuses a long token before etcd's check
+# can answer "invalid auth token".
+MAX_METADATA_BYTES = 16 << 20
+
+
 def server_options(max_request_bytes: int) -> list[tuple[str, int]]:
     return [("grpc.max_receive_message_length", max_request_bytes + GRPC_OVERHEAD_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
             ("grpc.so_reuseport", 0)]
 
 

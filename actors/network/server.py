@@ -166,6 +166,7 @@ class Server:
     # -- Lease ------------------------------------------------------------------------
 
     async def lease_grant(self, r: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
+        await self.auth.require_user()  # etcd's requireAuthInfo: any user, but a user
         await self._check_quota(r)
         grant = pb.LeaseGrantRequest(TTL=r.TTL, ID=r.ID or self.leasing.new_lease_id())
         return await self._propose(rpb.InternalRaftRequest(lease_grant=grant),

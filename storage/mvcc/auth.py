@@ -139,7 +139,12 @@ def _drop_oldest_token(txn: Txn, dbs: Databases) -> None:
 
 def token_user(txn: Txn, dbs: Databases, token: str) -> str | None:
     """The user a simple token was assigned to, if it is still valid."""
-    key = layout.TOKEN_PREFIX + token.encode()
+    try:
+        key = layout.TOKEN_PREFIX + token.encode()
+    except UnicodeEncodeError:
+        # An HTTP header's bytes that are no UTF-8 (aiohttp keeps them as surrogates):
+        # junk, as no token the store made (ASCII letters and digits) looks like that.
+        return None
     if len(key) > layout.MAX_KEY_BYTES:
         return None  # a client's junk: no token is that long
     raw = txn.get(key, db=dbs.auth_tokens)

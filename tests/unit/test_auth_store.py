@@ -111,6 +111,8 @@ def test_users_rules_and_messages(auth: Auth) -> None:
     auth.refused(errors.KEY_TOO_LONG, auth_role_add=pb.AuthRoleAddRequest(name=long_name))
     auth.refused(errors.USER_NOT_FOUND, auth_user_get=pb.AuthUserGetRequest(name=long_name))
     assert auth.store.token_user("t" * 600) == (False, None, auth.store.auth_status()[1])
+    # A gateway header's bytes that are no UTF-8 reach the store as surrogates: unknown.
+    assert auth.store.token_user(b"\xff\xfe.1".decode("utf-8", "surrogateescape"))[1] is None
 
 
 def test_roles_are_kept_sorted_and_a_second_grant_is_ignored(auth: Auth) -> None:
