@@ -24,8 +24,8 @@ Raft (storage/mvcc/auth_requests.py). Here, before a request becomes a proposal:
 - Checks: Range (in the read's own store transaction), Put, DeleteRange, Txn and
   LeaseRevoke (at apply, from the proposal header) need the user's key permissions
   while auth is enabled (storage/mvcc/permissions.py); so do keep-alives (write)
-  and LeaseTimeToLive, LeaseLeases (read) of the keys attached to the leases, checked
-  here before they are served. Lock and Election act as their caller: their reads
+  and LeaseTimeToLive with keys, LeaseLeases (read) of the keys attached to the
+  leases, checked here before they are served. Lock and Election act as their caller: their reads
   and writes are checked like the caller's own.
 - Maintenance and Cluster calls, and Compact: etcd's AuthAdmin rules (require_admin,
   require_user; server.py says which call needs which).

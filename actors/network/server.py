@@ -192,7 +192,10 @@ class Server:
 
     async def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest
                                  ) -> pb.LeaseTimeToLiveResponse:
-        await self.auth.check_lease_keys([r.ID], write=False)
+        if r.keys:  # etcd checks the keys' read permission only when they are asked for
+            await self.auth.check_lease_keys([r.ID], write=False)
+        else:
+            await self.auth.require_user()
         resp = await self.leasing.time_to_live(r)
         self._fill(resp.header)
         return resp
