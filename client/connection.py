@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 
@@ -42,23 +43,31 @@ class Connection:
     auth: rpc_pb2_grpc.AuthStub
 
 
+_IDLE, _CONNECTING, _READY = (grpc.ChannelConnectivity.IDLE.value[0],
+                               grpc.ChannelConnectivity.CONNECTING.value[0],
+                               grpc.ChannelConnectivity.READY.value[0])
+# States a connection attempt ends in: connected, failed, or the channel closed.
+_SETTLED = {state.value[0] for state in (grpc.ChannelConnectivity.READY,
+                                         grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                                         grpc.ChannelConnectivity.SHUTDOWN)}
+
+
 def _wait_ready(channel: grpc.Channel, timeout_s: float) -> bool:
-    """True once the channel is READY; False on its first connect failure or timeout."""
-    settled = threading.Event()
-    outcome: list[bool] = []
+    """True once the channel is READY; False on its first connect failure or timeout.
 
-    def on_state(state: grpc.ChannelConnectivity) -> None:
-        if state in (grpc.ChannelConnectivity.READY,
-                     grpc.ChannelConnectivity.TRANSIENT_FAILURE,
-                     grpc.ChannelConnectivity.SHUTDOWN) and not settled.is_set():
-            outcome.append(state == grpc.ChannelConnectivity.READY)
-            settled.set()
-
-    channel.subscribe(on_state, try_to_connect=True)
-    try:
-        return settled.wait(timeout_s) and outcome[0]
-    finally:
-        channel.unsubscribe(on_state)
+    Watched from this thread on the channel's core object, not with the public
+    channel.subscribe(): subscribe's polling thread wakes only every 0.2 s, and
+    closing the channel waits for it, which cost every petcdctl run 150 ms."""
+    core = channel._channel  # type: ignore[attr-defined]  # grpc's cygrpc.Channel
+    deadline = time.time() + timeout_s  # grpc core's clock
+    state = core.check_connectivity_state(True)
+    while state not in _SETTLED:
+        if not core.watch_connectivity_state(state, deadline).success:
+            return False  # the dial timeout passed
+        previous, state = state, core.check_connectivity_state(False)
+        if previous == _CONNECTING and state == _IDLE:
+            return False  # failed, and back to idle before we looked
+    return state == _READY
 
 
 class Connections:

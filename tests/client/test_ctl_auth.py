@@ -11,23 +11,30 @@ ROOT = ["--user", "root:rootpw"]
 
 
 def test_users_and_roles_in_every_format(cluster):
+    """Every command in every format; the variants of a command (another permission
+    type or range form) in the simple and json formats only, where what they print
+    differs: the other formats print the same response the same way."""
     steps: list[Step] = []
     for fmt in FORMATS:
         w = ["-w", fmt]
+        variants = fmt in ("simple", "json")
+        steps += _steps(["role", "add", f"r{fmt}", *w], ["user", "add", f"u{fmt}:pw", *w],
+                        ["role", "grant-permission", f"r{fmt}", "--prefix", "readwrite", "foo", *w])
+        if variants:
+            steps += _steps(
+                ["user", "add", "--no-password", f"n{fmt}", *w],
+                ["role", "grant-permission", f"r{fmt}", "read", "a", "b", *w],
+                ["role", "grant-permission", f"r{fmt}", "write", "--from-key", "z", *w],
+                ["role", "grant-permission", f"r{fmt}", "READ", "single", *w])
         steps += _steps(
-            ["role", "add", f"r{fmt}", *w], ["user", "add", f"u{fmt}:pw", *w],
-            ["user", "add", "--no-password", f"n{fmt}", *w],
-            ["role", "grant-permission", f"r{fmt}", "--prefix", "readwrite", "foo", *w],
-            ["role", "grant-permission", f"r{fmt}", "read", "a", "b", *w],
-            ["role", "grant-permission", f"r{fmt}", "write", "--from-key", "z", *w],
-            ["role", "grant-permission", f"r{fmt}", "READ", "single", *w],
             ["role", "get", f"r{fmt}", *w], ["user", "grant-role", f"u{fmt}", f"r{fmt}", *w],
             ["user", "get", f"u{fmt}", *w], ["user", "get", "--detail", f"u{fmt}", *w],
             ["user", "list", *w], ["role", "list", *w],
-            ["role", "revoke-permission", f"r{fmt}", "a", "b", *w],
-            ["role", "revoke-permission", f"r{fmt}", "--prefix", "foo", *w],
-            ["role", "revoke-permission", f"r{fmt}", "single", *w],
-            ["user", "revoke-role", f"u{fmt}", f"r{fmt}", *w])
+            ["role", "revoke-permission", f"r{fmt}", "--prefix", "foo", *w])
+        if variants:
+            steps += _steps(["role", "revoke-permission", f"r{fmt}", "a", "b", *w],
+                            ["role", "revoke-permission", f"r{fmt}", "single", *w])
+        steps += _steps(["user", "revoke-role", f"u{fmt}", f"r{fmt}", *w])
         steps.append(Step(["user", "passwd", f"u{fmt}", "--interactive=false", *w],
                           stdin=b"newpw\n"))
         steps += _steps(["user", "delete", f"u{fmt}", *w], ["role", "delete", f"r{fmt}", *w])

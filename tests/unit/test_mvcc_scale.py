@@ -4,7 +4,6 @@ compaction + defragment. Slow (about a minute): runs only with PETCD_SLOW=1;
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -17,10 +16,7 @@ KEYS = 1_000_000
 VALUE_BYTES = 256
 BATCH_ENTRIES = 1_000  # committed Raft entries the apply actor drains per LMDB commit
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("PETCD_SLOW") != "1", reason="set PETCD_SLOW=1 to run"),
-]
+pytestmark = pytest.mark.slow
 
 
 def _key(i: int) -> bytes:
