@@ -7,49 +7,22 @@ one clear line, never a crash of a half-started member."""
 
 from __future__ import annotations
 
-import ssl
-from pathlib import Path
-
-import trustme
-
 from .members import HttpError, Member, running, wait_until
 from .test_membership import Writer, member_id
+from .transports import tls_everywhere
 
 WAIT_S = 30.0
-
-
-def _write(ca: trustme.CA, directory: Path, name: str, *hosts: str) -> tuple[Path, Path]:
-    cert = ca.issue_cert(*hosts)
-    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}-key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(cert_path))
-    cert.private_key_pem.write_to_path(str(key_path))
-    return cert_path, key_path
-
-
-def secure(tmp_path: Path) -> tuple[list[str], ssl.SSLContext]:
-    """Every member's TLS flags, and the test client's context."""
-    ca = trustme.CA()
-    ca_path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_path))
-    server_cert, server_key = _write(ca, tmp_path, "member", "127.0.0.1", "localhost")
-    client_cert, client_key = _write(ca, tmp_path, "client", "client.example")
-    flags = ["--cert-file", str(server_cert), "--key-file", str(server_key),
-             "--client-cert-auth", "--trusted-ca-file", str(ca_path),
-             "--peer-cert-file", str(server_cert), "--peer-key-file", str(server_key),
-             "--peer-client-cert-auth", "--peer-trusted-ca-file", str(ca_path),
-             "--snapshot-count", "50", "--snapshot-catchup-entries", "10"]
-    client = ssl.create_default_context(cafile=str(ca_path))
-    client.load_cert_chain(client_cert, client_key)
-    return flags, client
 
 
 def hash_kv(m: Member, revision: int) -> int:
     return int(m.call("/v3/maintenance/hashkv", {"revision": revision})["hash"])
 
 
+SNAPSHOT_FLAGS = ["--snapshot-count", "50", "--snapshot-catchup-entries", "10"]
+
+
 def test_a_cluster_with_tls_everywhere_survives_what_a_plain_one_does(tmp_path):
-    flags, client = secure(tmp_path)
-    with running(tmp_path, 3, flags, scheme="https", tls=client, peer_scheme="https") as c:
+    with tls_everywhere(tmp_path).running(tmp_path, 3, SNAPSHOT_FLAGS) as c:
         leader = c.wait_leader(WAIT_S)
         with Writer(c) as writer:
             assert wait_until(lambda: len(writer.acked) > 20, WAIT_S)
@@ -83,17 +56,17 @@ def _leases_through_a_follower(leader: Member, live: list[Member]) -> None:
 
 
 def test_unusable_certificate_files_stop_the_member_with_one_clear_line(tmp_path):
-    flags, client = secure(tmp_path)
+    secure = tls_everywhere(tmp_path)
     bad = tmp_path / "garbage.pem"
     bad.write_text("not a certificate\n")
     for flag, scheme, peer_scheme, words in (
             ("--cert-file", "https", "http", "network cannot start"),
             ("--peer-cert-file", "http", "https", "raft actor cannot start")):
-        args = list(flags)
+        args = list(secure.flags)
         args[args.index(flag) + 1] = str(bad)
         root = tmp_path / flag.strip("-")
         root.mkdir()
-        with running(root, 1, args, scheme=scheme, tls=client,
+        with running(root, 1, args, scheme=scheme, tls=secure.client,
                      peer_scheme=peer_scheme) as c:
             m = c.members[0]
             assert m.proc is not None and m.proc.wait(WAIT_S) == 1

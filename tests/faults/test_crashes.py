@@ -64,7 +64,12 @@ def assert_all_present(cluster: Cluster, keys: list[str], prefix: str = "w") -> 
             assert m.get(key, serializable=True) == key, (m.name, key)
 
 
-def test_sigkill_of_the_leader_under_load_loses_no_acknowledged_write(three):
+def test_sigkill_of_the_leader_under_load_loses_no_acknowledged_write(tmp_path, transport):
+    with transport.running(tmp_path, 3) as three:
+        _leader_killed_under_load(three)
+
+
+def _leader_killed_under_load(three: Cluster) -> None:
     old = three.wait_leader()
     writer = Writer(three)
     writer.start()

@@ -72,8 +72,8 @@ def assert_caught_up(leader: Member, lag: Member, digests: dict[str, str] | None
         assert hashlib.sha256(base64.b64decode(kvs[0]["value"])).hexdigest() == digest, key
 
 
-def test_a_member_that_missed_compacted_entries_catches_up_from_a_snapshot(tmp_path):
-    with running(tmp_path, 3, SNAPSHOT_ARGS) as c:
+def test_a_member_that_missed_compacted_entries_catches_up_from_a_snapshot(tmp_path, transport):
+    with transport.running(tmp_path, 3, SNAPSHOT_ARGS) as c:
         leader = c.wait_leader()
         lag = next(m for m in c.members if m is not leader)
         assert lag.stop() == 0
