@@ -9,6 +9,7 @@ certificate replaced on disk without a restart. Certificates are made by trustme
 
 from __future__ import annotations
 
+import datetime
 import os
 import ssl
 import subprocess
@@ -37,10 +38,13 @@ class Files:
     client_key: Path
     foreign_cert: Path  # a client certificate from another CA
     foreign_key: Path
+    expired_cert: Path  # from the right CA, but past its not-after date
+    expired_key: Path
 
 
-def _issue(ca: trustme.CA, directory: Path, name: str, *hosts: str) -> tuple[Path, Path]:
-    cert = ca.issue_cert(*hosts)
+def _issue(ca: trustme.CA, directory: Path, name: str, *hosts: str,
+           not_after: datetime.datetime | None = None) -> tuple[Path, Path]:
+    cert = ca.issue_cert(*hosts, not_after=not_after)
     cert_path, key_path = directory / f"{name}.pem", directory / f"{name}-key.pem"
     cert.cert_chain_pems[0].write_to_path(str(cert_path))
     cert.private_key_pem.write_to_path(str(key_path))
@@ -55,7 +59,9 @@ def files(tmp_path_factory) -> Files:
     server = _issue(ca, directory, "server", "127.0.0.1", "localhost")
     client = _issue(ca, directory, "client", "client.example")
     foreign = _issue(other, directory, "foreign", "client.example")
-    return Files(directory / "ca.pem", *server, *client, *foreign)
+    yesterday = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+    expired = _issue(ca, directory, "expired", "client.example", not_after=yesterday)
+    return Files(directory / "ca.pem", *server, *client, *foreign, *expired)
 
 
 def _client_context(files: Files) -> ssl.SSLContext:
@@ -123,6 +129,18 @@ def test_no_client_certificate_or_one_from_another_ca_is_refused(secured: Member
     events = [e["error"] for e in secured.log_events("client TLS handshake failed; connection refused")]
     assert any("PEER_DID_NOT_RETURN_A_CERTIFICATE" in e for e in events), events
     assert any("CERTIFICATE_VERIFY_FAILED" in e for e in events), events
+
+
+def test_an_expired_client_certificate_is_refused_with_a_clear_log_line(secured: Member,
+                                                                       files: Files):
+    expired = ["--cacert", str(files.ca), "--cert", str(files.expired_cert),
+               "--key", str(files.expired_key)]
+    refused = _curl(*expired, secured.client_url + "/health")
+    assert refused.returncode in CURL_REFUSED and refused.stdout == "", refused
+    assert wait_until(lambda: any("certificate has expired" in e["error"] for e in secured.log_events(
+        "client TLS handshake failed; connection refused")), 5)
+    secured.put("after-expired", "z")  # and the member serves on
+    assert secured.get("after-expired") == "z"
 
 
 def test_plain_http_to_the_tls_port_is_refused_and_the_member_keeps_serving(secured: Member):
