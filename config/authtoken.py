@@ -88,9 +88,10 @@ def parse_auth_token(text: str) -> JwtSettings | None:
     ttl_s = _ttl_s(options.get("ttl", ""))
     private = _read(options, "priv-key")
     public = _read(options, "pub-key")
+    verify_key: Any
+    sign_key: Any
     if SIGN_METHODS[method][0] == _HMAC:
-        secret = _hmac_secret(private)
-        verify_key, sign_key = secret, secret
+        verify_key = sign_key = _hmac_secret(private)
     else:
         verify_key, sign_key = _key_pair(method, private, public)
     unknown = tuple(sorted(set(options) - set(KNOWN_OPTIONS)))
@@ -149,8 +150,12 @@ def _key_pair(method: str, private: tuple[str, bytes] | None,
     if private is None and public is None:
         raise BadValue(f"{MISSING_KEY} ({method} needs priv-key, pub-key or both)")
     sign_key = _private_key(method, *private) if private else None
-    verify_key = _public_key(method, *public) if public else sign_key.public_key()
+    if public is None:
+        assert sign_key is not None, "one of the two keys was given"
+        return sign_key.public_key(), sign_key
+    verify_key = _public_key(method, *public)
     if sign_key is not None and not _same_public(sign_key.public_key(), verify_key):
+        assert private is not None
         raise BadValue(f"{KEY_MISMATCH} (priv-key {private[0]}, pub-key {public[0]})")
     return verify_key, sign_key
 
@@ -190,4 +195,4 @@ def _check_curve(method: str, path: str, key: Any,
 
 def _same_public(one: Any, other: Any) -> bool:
     encoding, fmt = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    return one.public_bytes(encoding, fmt) == other.public_bytes(encoding, fmt)
+    return bool(one.public_bytes(encoding, fmt) == other.public_bytes(encoding, fmt))
