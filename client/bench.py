@@ -11,6 +11,7 @@
                                                        alone: see bench_floors
       common: --endpoints URLS --protocol grpc|http --conns N --total M
               --key-size 8 --val-size 256 --key-space K --key-prefix P [--server-cpu]
+              --cacert/--cert/--key (https members), --user name[:password] [--password]
               put --trace: where each write's time went inside petcd, stage by stage
 
 Connections are spread over worker processes (so that the tool itself is not the
@@ -24,15 +25,17 @@ touches: see bench_plan.
 from __future__ import annotations
 
 import argparse
+import getpass
 import multiprocessing
 import os
 import queue
 import sys
 import time
 
-from . import (bench_cpu, bench_floors, bench_lease, bench_lease_expiry, bench_lock,
+from . import (bench_auth, bench_cpu, bench_floors, bench_lease, bench_lease_expiry, bench_lock,
                bench_trace, bench_watch)
 from .bench_plan import OPS, Plan
+from .bench_conn import BenchError
 from .bench_worker import Job, Tally, worker
 from .tls import TlsOptions
 
@@ -47,17 +50,35 @@ def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def jobs(args: argparse.Namespace) -> list[Job]:
-    """The work of each worker process: contiguous runs of connections and requests."""
+def jobs(args: argparse.Namespace, tokens: tuple[str, ...] = ()) -> list[Job]:
+    """The work of each worker process: contiguous runs of connections and requests;
+    `tokens`, one per endpoint, with --user."""
     per_conn = _split(args.total, args.conns)
     endpoints = tuple(args.endpoints.split(","))
     out, conn, request = [], 0, 0
     for conns in _split(args.conns, max(1, min(args.workers, args.conns))):
         requests = tuple(per_conn[conn:conn + conns])
         out.append(Job(plan(args), args.protocol, endpoints, conn, request, requests,
-                       TlsOptions(ca_file=args.cacert, cert_file=args.cert, key_file=args.key)))
+                       tls(args), tokens))
         conn, request = conn + conns, request + sum(requests)
     return out
+
+
+def tls(args: argparse.Namespace) -> TlsOptions:
+    return TlsOptions(ca_file=args.cacert, cert_file=args.cert, key_file=args.key)
+
+
+def credentials(args: argparse.Namespace) -> tuple[str, str] | None:
+    """--user name[:password] and --password, as etcdctl reads them: with --password,
+    --user is the name whole; with neither password, it is asked for."""
+    if not args.user:
+        return None
+    if args.password:
+        return args.user, args.password
+    if ":" in args.user:
+        name, password = args.user.split(":", 1)
+        return name, password
+    return args.user, getpass.getpass("Password: ")
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -125,7 +146,14 @@ def summary(args: argparse.Namespace, workers: int, tallies: list[Tally],
 
 
 def run(args: argparse.Namespace) -> int:
-    work = jobs(args)
+    user = credentials(args)
+    try:
+        tokens = bench_auth.tokens(args.protocol, tuple(args.endpoints.split(",")), tls(args),
+                                   *user) if user else ()
+    except BenchError as err:
+        print(f"petcd-bench: authentication failed: {err}", file=sys.stderr)
+        return 1
+    work = jobs(args, tokens)
     cpu_before = bench_cpu.sample() if args.server_cpu else {}
     tallies, elapsed_s = collect(work)
     cpu_after = bench_cpu.sample() if args.server_cpu else {}
@@ -160,6 +188,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cacert", default="", help="CA of an https member (as etcdctl's)")
     p.add_argument("--cert", default="", help="client certificate, for --client-cert-auth")
     p.add_argument("--key", default="", help="its key")
+    p.add_argument("--user", default="",
+                   help="name[:password]: authenticate (once per member, before the run)")
+    p.add_argument("--password", default="",
+                   help="with --user, which is then the name whole (as etcdctl's)")
     p.add_argument("--protocol", choices=("grpc", "http"), default="grpc",
                    help="etcd's gRPC API, or its JSON gateway (default grpc)")
     p.add_argument("--conns", type=int, default=1, help="concurrent connections")
@@ -200,6 +232,8 @@ def check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--prefix, --limit and --serializable are for range only")
     if args.trace and args.op != "put":
         p.error("--trace is for put only")
+    if args.password and not args.user:
+        p.error("--password is for --user")
     if not all(args.endpoints.split(",")):
         p.error("--endpoints must list client URLs separated by commas")
     try:

@@ -14,6 +14,9 @@ class BenchError(Exception):
 
 
 class Conn(Protocol):
+    async def authenticate(self, user: str, password: str) -> str:
+        """Authenticate; returns the token (the connection keeps sending its own)."""
+
     async def put(self, keys: list[bytes], value: bytes, trace: bool = False) -> str | None:
         """One Put, or one Txn of puts when given more than one key. With `trace`, the
         member's stage times (its `petcd-trace` answer, or None if it sent none)."""

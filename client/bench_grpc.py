@@ -16,6 +16,7 @@ from .tls import PLAIN, TlsOptions, credentials
 
 CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
 TRACE_KEY = "petcd-trace"  # petcd's stage times of a write (actors/network/trace.py)
+TOKEN_KEY = "token"  # etcd's rpctypes.TokenFieldNameGRPC
 
 
 def target(endpoint: str) -> str:
@@ -24,7 +25,9 @@ def target(endpoint: str) -> str:
 
 
 class GrpcConn:
-    def __init__(self, endpoint: str, timeout_s: float, tls: TlsOptions = PLAIN) -> None:
+    def __init__(self, endpoint: str, timeout_s: float, tls: TlsOptions = PLAIN,
+                 token: str = "") -> None:
+        """`token`, from Authenticate, goes with every request (--user)."""
         if tls.secure(endpoint):
             creds, options = credentials(tls, target(endpoint))
             self._channel = grpc.aio.secure_channel(target(endpoint), creds,
@@ -33,15 +36,21 @@ class GrpcConn:
             self._channel = grpc.aio.insecure_channel(target(endpoint), options=CHANNEL_OPTIONS)
         self._kv = pb_grpc.KVStub(self._channel)
         self._timeout_s = timeout_s
+        self._metadata: tuple[tuple[str, str], ...] = ((TOKEN_KEY, token),) if token else ()
 
     async def close(self) -> None:
         await self._channel.close()
 
     async def _call(self, method, request):
         try:
-            return await method(request, timeout=self._timeout_s)
+            return await method(request, timeout=self._timeout_s, metadata=self._metadata)
         except grpc.aio.AioRpcError as err:
             raise BenchError(f"{err.code().name}: {err.details()}") from None
+
+    async def authenticate(self, user: str, password: str) -> str:
+        resp = await self._call(pb_grpc.AuthStub(self._channel).Authenticate,
+                                pb.AuthenticateRequest(name=user, password=password))
+        return resp.token
 
     async def put(self, keys: list[bytes], value: bytes, trace: bool = False) -> str | None:
         if len(keys) == 1:
@@ -52,7 +61,7 @@ class GrpcConn:
         if not trace:
             await self._call(method, request)
             return None
-        call = method(request, timeout=self._timeout_s, metadata=((TRACE_KEY, "1"),))
+        call = method(request, timeout=self._timeout_s, metadata=((TRACE_KEY, "1"), *self._metadata))
         try:
             await call
             trailing = await call.trailing_metadata()

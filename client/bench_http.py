@@ -16,6 +16,7 @@ from .bench_conn import BenchError
 from .tls import PLAIN, TlsOptions
 
 TRACE_HEADER = "Petcd-Trace"  # petcd's stage times of a write (actors/network/trace.py)
+TOKEN_HEADER = "Authorization"  # the gateway's place for an Authenticate token
 
 
 def base_url(endpoint: str, scheme: str = "http") -> str:
@@ -39,11 +40,14 @@ def _put_op(key: bytes, value: str) -> dict:
 
 
 class HttpConn:
-    def __init__(self, endpoint: str, timeout_s: float, tls: TlsOptions = PLAIN) -> None:
+    def __init__(self, endpoint: str, timeout_s: float, tls: TlsOptions = PLAIN,
+                 token: str = "") -> None:
+        """`token`, from Authenticate, goes with every request (--user)."""
         secure = tls.secure(endpoint)
         url = base_url(endpoint.split("://", 1)[-1], "https") if secure else base_url(endpoint)
-        self._url = url.rstrip("/") + "/v3/kv/"
+        self._url = url.rstrip("/") + "/v3/"
         self._session = aiohttp.ClientSession(
+            headers={TOKEN_HEADER: token} if token else None,
             timeout=aiohttp.ClientTimeout(total=timeout_s),
             connector=aiohttp.TCPConnector(limit=1, ssl=_ssl_context(tls) if secure else False))
 
@@ -64,26 +68,30 @@ class HttpConn:
             raise BenchError(f"{type(err).__name__}: {err}") from None
         return orjson.loads(payload), traced
 
+    async def authenticate(self, user: str, password: str) -> str:
+        resp, _ = await self._post("auth/authenticate", {"name": user, "password": password})
+        return resp["token"]
+
     async def put(self, keys: list[bytes], value: bytes, trace: bool = False) -> str | None:
         encoded = _b64(value)
         if len(keys) == 1:
-            _, traced = await self._post("put", {"key": _b64(keys[0]), "value": encoded},
+            _, traced = await self._post("kv/put", {"key": _b64(keys[0]), "value": encoded},
                                          trace)
         else:
             _, traced = await self._post(
-                "txn", {"success": [_put_op(k, encoded) for k in keys]}, trace)
+                "kv/txn", {"success": [_put_op(k, encoded) for k in keys]}, trace)
         return traced
 
     async def range(self, key: bytes, range_end: bytes, limit: int, serializable: bool) -> int:
         body: dict = {"key": _b64(key), "serializable": serializable, "limit": limit}
         if range_end:
             body["range_end"] = _b64(range_end)
-        resp, _ = await self._post("range", body)
+        resp, _ = await self._post("kv/range", body)
         return len(resp.get("kvs", ()))
 
     async def cas(self, key: bytes, mod_revision: int, value: bytes) -> tuple[bool, int]:
         k = _b64(key)
-        resp, _ = await self._post("txn", {
+        resp, _ = await self._post("kv/txn", {
             "compare": [{"key": k, "target": "MOD", "result": "EQUAL",
                          "mod_revision": str(mod_revision)}],
             "success": [_put_op(key, _b64(value))],

@@ -30,6 +30,7 @@ class Job:
     first_request: int  # global number of its first request
     requests: tuple[int, ...]  # requests of each of its connections
     tls: TlsOptions = PLAIN  # --cacert/--cert/--key: client/tls.py's rules
+    tokens: tuple[str, ...] = ()  # --user: one per endpoint, from that member (bench_auth)
 
 
 @dataclass(slots=True)
@@ -48,12 +49,12 @@ class Tally:
             self.errors.append(str(err))
 
 
-def open_conn(protocol: str, endpoint: str, tls: TlsOptions = PLAIN) -> Conn:
+def open_conn(protocol: str, endpoint: str, tls: TlsOptions = PLAIN, token: str = "") -> Conn:
     if protocol == "grpc":
         from .bench_grpc import GrpcConn
-        return GrpcConn(endpoint, REQUEST_TIMEOUT_S, tls)
+        return GrpcConn(endpoint, REQUEST_TIMEOUT_S, tls, token)
     from .bench_http import HttpConn
-    return HttpConn(endpoint, REQUEST_TIMEOUT_S, tls)
+    return HttpConn(endpoint, REQUEST_TIMEOUT_S, tls, token)
 
 
 async def _timed(tally: Tally, done, call) -> object | None:
@@ -106,7 +107,9 @@ OPS = {"put": _put, "range": _range, "txn": _txn}
 
 async def _connection(job: Job, conn_no: int, first: int, count: int, tally: Tally,
                       done) -> None:
-    conn = open_conn(job.protocol, job.endpoints[conn_no % len(job.endpoints)], job.tls)
+    at = conn_no % len(job.endpoints)
+    conn = open_conn(job.protocol, job.endpoints[at], job.tls,
+                     job.tokens[at] if job.tokens else "")
     try:
         await OPS[job.plan.op](job.plan, conn, first, count, tally, done)
     finally:

@@ -1,6 +1,7 @@
 """petcd-bench against real servers: a single-member petcd over gRPC and the JSON
 gateway, and a real etcd (/usr/bin/etcd) over gRPC. Checks the summary a user reads and the keys the
-cluster holds afterwards. The lease and lock scenarios run against both kinds of member."""
+cluster holds afterwards. The lease and lock scenarios run against both kinds of member;
+--user against a petcd member with auth enabled."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .members import Cluster, Member, b64, free_ports, unb64, wait_until
+from petcd.client import Client
+
+from .members import Cluster, Member, b64, free_ports, running, unb64, wait_until
 
 BENCH = str(Path(sys.executable).parent / "petcd-bench")
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
@@ -176,6 +179,33 @@ def test_server_cpu_says_which_process_spent_what_per_request(petcd):
 def test_server_cpu_counts_an_etcd_member(etcd):
     out = bench(etcd, "grpc", "put", "--conns", "4", "--total", "2000", "--server-cpu")
     assert server_cpu(out)["etcd"] > 0
+
+
+def test_user_runs_with_a_token_from_the_member_and_a_wrong_password_runs_nothing(tmp_path):
+    with running(tmp_path, 1, ["--bcrypt-cost", "4"]) as cluster:
+        member = cluster.wait_leader()
+        with Client([f"127.0.0.1:{member.client_port}"], command_timeout_s=10.0) as client:
+            client.user_add("root", "rootpw")
+            client.user_grant_role("root", "root")
+            client.auth_enable()
+        anonymous = subprocess.run([BENCH, "put", "--total", "2", "--endpoints",
+                                    member.client_url], capture_output=True, text=True,
+                                   timeout=BENCH_TIMEOUT_S)
+        assert "error: INVALID_ARGUMENT: etcdserver: user name is empty" in anonymous.stderr
+        for protocol in ("grpc", "http"):
+            out = bench(member, protocol, "put", "--conns", "2", "--total", "20",
+                        "--key-space", "20", "--key-prefix", "auth/", "--user", "root:rootpw")
+            assert summary(out, "put", protocol, 20, 2) == ""
+        out = bench(member, "grpc", "range", "--conns", "2", "--total", "20", "--key-space",
+                    "20", "--key-prefix", "auth/", "--user", "root", "--password", "rootpw")
+        assert summary(out, "range", "grpc", 20, 2) == ", 1.0 keys per response"
+        refused = subprocess.run([BENCH, "put", "--total", "5", "--endpoints",
+                                  member.client_url, "--user", "root:wrong"],
+                                 capture_output=True, text=True, timeout=BENCH_TIMEOUT_S)
+        assert refused.returncode == 1
+        assert refused.stderr == ("petcd-bench: authentication failed: INVALID_ARGUMENT: "
+                                  "etcdserver: authentication failed, invalid user ID or "
+                                  "password\n")
 
 
 def test_an_unreachable_member_fails_the_run_with_the_transport_error():

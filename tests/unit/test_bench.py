@@ -104,7 +104,27 @@ def test_new_options_are_parsed():
     assert _args("put", "--txn-ops", "128").txn_ops == 128
 
 
+def test_user_and_password_are_read_as_etcdctl_reads_them(monkeypatch):
+    assert bench.credentials(_args("put")) is None
+    assert bench.credentials(_args("put", "--user", "root:pw:with:colons")) == (
+        "root", "pw:with:colons")
+    # With --password, --user is the name whole, colons and all.
+    assert bench.credentials(_args("range", "--user", "a:b", "--password", "pw")) == ("a:b", "pw")
+    monkeypatch.setattr(bench.getpass, "getpass", lambda prompt: f"typed at {prompt!r}")
+    assert bench.credentials(_args("txn", "--user", "root")) == ("root", "typed at 'Password: '")
+
+
+def test_each_connection_sends_the_token_of_the_member_it_talks_to():
+    args = _args("put", "--conns", "5", "--total", "5", "--workers", "2",
+                 "--endpoints", "http://a:1,http://b:2")
+    work = bench.jobs(args, ("token-a", "token-b"))
+    assert {j.tokens for j in work} == {("token-a", "token-b")}
+    assert all(j.endpoints == ("http://a:1", "http://b:2") for j in work)
+    assert bench.jobs(args)[0].tokens == ()
+
+
 @pytest.mark.parametrize("argv,message", [
+    (["put", "--password", "pw"], "--password is for --user"),
     (["txn", "--txn-ops", "2"], "--txn-ops must be >= 1, and is for put only"),
     (["put", "--txn-ops", "0"], "--txn-ops must be >= 1"),
     (["put", "--limit", "5"], "--prefix, --limit and --serializable are for range only"),
