@@ -150,6 +150,10 @@ class Kind(str, enum.Enum):
     #   body is the serialized etcd response (PutResponse, RangeResponse, ...) when ok,
     #   else the etcd error (code name as in storage/mvcc/errors, message).
     RESPONSES = "responses"
+    # raft, wal, apply -> network, every second: the actor's Prometheus samples, for
+    #   /metrics (actors/metrics.py). payload: [actor name, families_to_wire(...)].
+    #   Sent without waiting: the next one replaces a lost one.
+    METRICS = "metrics"
 
     # -- to supervisor -----------------------------------------------------------------
     # any actor -> supervisor, once its sockets are bound and its state loaded.

@@ -12,6 +12,7 @@ arrive fails, one exception that ends an actor, and the exit statuses.
         until a stop is asked for:       serve()
             wait for the inbox or actor.wake_on, at most actor.wait_ms()
             actor.handle(up to actor.max_batch_msgs messages; () if none came)
+            once a second, its metrics to the network actor (actors/metrics.py)
         actor.close(); "<name> actor stopped" with actor.report(); exit EXIT_OK
 
 The flag is looked at only between two batches, so a batch in hand is finished (the
@@ -33,6 +34,7 @@ it shares STOP_SIGNALS, Stop, `send_or_stop`, `exit_status` and the statuses.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -44,6 +46,7 @@ from petcd import config
 from petcd.actors import logs
 from petcd.actors.bus.sockets import Inbox, Outbox, process_context, term_process_context, wait_any
 from petcd.actors.member import MemberContext
+from petcd.actors.metrics import ActorMetrics
 from petcd.actors.protocol import Kind
 
 EXIT_OK = 0  # stopped when asked, the batch in hand finished first
@@ -55,6 +58,7 @@ EXIT_BAD_CONFIG = config.EXIT_BAD_CONFIG
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 POLL_TIMEOUT_MS = 100  # the longest an idle actor takes to notice a stop
 SEND_TIMEOUT_MS = 1000  # a peer actor that takes no message for this long is stuck
+NETWORK = "network"  # the actor that serves /metrics
 
 Batch = Sequence[tuple[str, Any]]  # (kind, payload) as the inbox delivers them
 
@@ -94,6 +98,7 @@ class Runtime:
     stop: StopFlag
     inbox: Inbox
     outbox: Outbox
+    metrics: ActorMetrics  # the actor adds its own to metrics.registry
 
 
 class Actor(Protocol):
@@ -135,10 +140,11 @@ def run(ctx: MemberContext, name: str, open_actor: Callable[[Runtime], Actor], *
     process_context()  # created here, in this process (never inherited)
     try:
         with Inbox.for_actor(ctx.run_dir, name) as inbox, Outbox(ctx.run_dir) as outbox:
-            actor = open_actor(Runtime(ctx, name, log, stop, inbox, outbox))
+            metrics = ActorMetrics(name)
+            actor = open_actor(Runtime(ctx, name, log, stop, inbox, outbox, metrics))
             try:
                 actor.start()
-                serve(stop, inbox, actor)
+                serve(stop, inbox, actor, metrics, outbox)
             finally:
                 actor.close()
             log.info(f"{name} actor stopped", signal=stop.signal_name, **actor.report())
@@ -149,16 +155,25 @@ def run(ctx: MemberContext, name: str, open_actor: Callable[[Runtime], Actor], *
         term_process_context()
 
 
-def serve(stop: StopFlag, inbox: Inbox, actor: Actor) -> None:
-    """The loop: batches to `actor.handle` until a stop is asked for."""
+def serve(stop: StopFlag, inbox: Inbox, actor: Actor, metrics: ActorMetrics,
+          outbox: Outbox) -> None:
+    """The loop: batches to `actor.handle` until a stop is asked for; the actor's
+    metrics to the network actor every EXPORT_EVERY_S, never waiting (the next export
+    replaces a lost one)."""
     # Bound once: this loop runs for every message the raft actor receives.
     wait_ms, handle, take = actor.wait_ms, actor.handle, inbox.take
     sockets, max_batch_msgs = (inbox.socket, *actor.wake_on), actor.max_batch_msgs
+    counted, clock = metrics.counted, time.monotonic
     while stop.signal_name is None:
         if wait_any(sockets, wait_ms()):
-            handle(take(max_batch_msgs))
+            batch = take(max_batch_msgs)
+            counted(len(batch))
+            handle(batch)
         else:
             handle(())
+        now = clock()
+        if metrics.due(now):
+            outbox.send(NETWORK, Kind.METRICS.value, metrics.export(now))
 
 
 def send_or_stop(outbox: Outbox, actor: str, kind: Kind, payload: Any) -> None:

@@ -46,8 +46,9 @@ def env_var_for(flag_name: str) -> str:
     return f"{ENV_PREFIX}_{flag_name.upper().replace('-', '_')}"
 
 
-MEMBER, CLUSTERING, SECURITY, AUTH, LOGGING, CONFIGURATION = (
-    "Member", "Clustering", "Security", "Auth", "Logging", "Configuration")
+MEMBER, CLUSTERING, SECURITY, AUTH, MONITORING, LOGGING, CONFIGURATION = (
+    "Member", "Clustering", "Security", "Auth", "Profiling and monitoring", "Logging",
+    "Configuration")
 
 FLAGS: tuple[Flag, ...] = (
     Flag("name", MEMBER, "default", "Human-readable name for this member."),
@@ -152,6 +153,11 @@ FLAGS: tuple[Flag, ...] = (
          "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords. Valid "
          "values are between 4 and 31."),
     Flag("auth-token-ttl", AUTH, "300", "The lifetime in seconds of the auth token."),
+    Flag("metrics", MONITORING, "basic",
+         "Set level of detail for exported metrics, specify 'extensive' to include server side "
+         "grpc histogram metrics."),
+    Flag("listen-metrics-urls", MONITORING, "",
+         "List of URLs to listen on for the metrics and health endpoints."),
     Flag("log-level", LOGGING, "info",
          "Configures log level. Only supports debug, info, warn, error, panic, or fatal."),
     Flag("log-format", LOGGING, "json", "Configures log format. Only supports json, console."),
@@ -161,7 +167,7 @@ FLAGS: tuple[Flag, ...] = (
 )
 
 FLAGS_BY_NAME: dict[str, Flag] = {f.name: f for f in FLAGS}
-GROUPS = (MEMBER, CLUSTERING, SECURITY, AUTH, LOGGING, CONFIGURATION)
+GROUPS = (MEMBER, CLUSTERING, SECURITY, AUTH, MONITORING, LOGGING, CONFIGURATION)
 
 _DESCRIPTION = "Start a petcd member: a key-value store wire-compatible with etcd v3."
 _EPILOG = (

@@ -33,6 +33,7 @@ DEFAULT_QUOTA_BACKEND_BYTES = 2 * 1024**3  # etcd's quota when --quota-backend-b
 MAX_ELECTION_TIMEOUT_MS = 50_000           # etcd's maxElectionMs
 CLUSTER_STATES = ("new", "existing")
 COMPACTION_MODES = ("periodic", "revision")
+METRICS_LEVELS = ("basic", "extensive")  # etcd's --metrics
 TLS_VERSIONS = ("TLS1.2", "TLS1.3")
 MIN_BCRYPT_COST, MAX_BCRYPT_COST = 4, 31  # golang.org/x/crypto/bcrypt's
 LOG_LEVELS = ("debug", "info", "warn", "error", "panic", "fatal")
@@ -52,6 +53,8 @@ class Settings:
     initial_advertise_peer_urls: tuple[Url, ...]
     listen_client_urls: tuple[Url, ...]
     listen_client_http_urls: tuple[Url, ...]    # empty: HTTP on listen_client_urls too
+    listen_metrics_urls: tuple[Url, ...]        # /metrics and the probes alone there
+    metrics_extensive: bool                     # --metrics extensive: gRPC latency histograms
     advertise_client_urls: tuple[Url, ...]
     initial_cluster: tuple[InitialMember, ...]  # given, or derived as etcd derives it
     initial_cluster_token: str
@@ -196,6 +199,9 @@ def build_settings(layer: Layer, config_file: Path | None = None) -> Settings:
         listen_client_urls=read.urls("listen-client-urls", bind=True),
         listen_client_http_urls=(read.urls("listen-client-http-urls", bind=True)
                                  if read.text("listen-client-http-urls") else ()),
+        listen_metrics_urls=(read.urls("listen-metrics-urls", bind=True)
+                             if read.text("listen-metrics-urls") else ()),
+        metrics_extensive=read.choice("metrics", METRICS_LEVELS) == "extensive",
         advertise_client_urls=_advertise_client_urls(read),
         initial_cluster=_initial_cluster(read, name, advertise_peer_urls),
         initial_cluster_token=read.text("initial-cluster-token"),

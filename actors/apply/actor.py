@@ -52,9 +52,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from prometheus_client import Histogram
+
 from petcd.actors import failpoints, slow
 from petcd.actors.bus import codec
 from petcd.actors.member import MemberContext
+from petcd.actors.metrics import DISK_BUCKETS_S
 from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.actors.skeleton import (EXIT_BAD_CONFIG, POLL_TIMEOUT_MS, Batch, Runtime, Stop,
                                    run as run_actor, send_or_stop)
@@ -101,6 +104,11 @@ class ApplyActor:
         # The store's revision after the last batch applied (committed or not): what
         # APPLIED and VISIBLE say, known without opening a read transaction for it.
         self.revision = store.current_revision()
+        self.commit_seconds = Histogram(
+            "etcd_disk_backend_commit_duration_seconds",
+            "The latency distributions of commit called by backend.",
+            buckets=DISK_BUCKETS_S, registry=runtime.metrics.registry)
+        self.commit_started = 0.0
 
     @classmethod
     def open(cls, runtime: Runtime) -> ApplyActor:
@@ -200,9 +208,11 @@ class ApplyActor:
                                replies=replies)
             if self.commit_sleep_s:
                 time.sleep(self.commit_sleep_s)
+            self.commit_started = time.monotonic()  # the store commits when this returns
 
         results = self.store.apply_batch(plan.store_entries, took_s, self.clock, changes,
                                          lease_changes, before_commit=answer)
+        self.commit_seconds.observe(time.monotonic() - self.commit_started)
         self.durable_index = previous  # synced by this batch's commit
         self._send_visible()
         self._warn_of_slow_applies(plan, results, took_s)

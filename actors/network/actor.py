@@ -61,6 +61,7 @@ from petcd.storage.mvcc.quota import map_size_bytes
 from . import backup, compactor, rpc
 from .corruption import CorruptionCheck
 from .errors import EtcdError
+from .certnames import CertNames
 from .frontdoor import FrontDoor, Routes
 from .gateway import Gateway
 from .local import LocalStore
@@ -98,10 +99,10 @@ class NetworkActor:
         self.inbox: AsyncInbox | None = None
         self.peers: PeerLink | None = None
         self.snapshots: SnapshotStreams | None = None
-        self.runner: web.AppRunner | None = None
+        self.runners: list[web.AppRunner] = []  # the gateway's; the metrics URLs'
         self.grpc: grpc.aio.Server | None = None
         self.health: Any = None  # the grpc.health.v1 servicer
-        self.door: FrontDoor | None = None
+        self.doors: list[FrontDoor] = []
         self.corruption = CorruptionCheck(ctx, self.tracker, self.store, self._raise_corrupt,
                                           self.timeout_s, log)
         self._handlers = {
@@ -112,6 +113,7 @@ class NetworkActor:
             Kind.RESPONSES.value: self.tracker.on_responses,
             Kind.APPLIED.value: self._on_applied, Kind.VISIBLE.value: self._on_visible,
             Kind.TRACE.value: self.tracker.traces.on_raft,
+            Kind.METRICS.value: self.server.metrics.on_export,
         }
 
     # -- start and stop ----------------------------------------------------------------
@@ -144,14 +146,12 @@ class NetworkActor:
 
     async def _start_clients(self) -> None:
         """gRPC and the JSON gateway on every --listen-client-urls (frontdoor.py), or,
-        with --listen-client-http-urls, gRPC alone there and HTTP on those, as etcd.
-        grpc.aio itself listens only on a unix socket in the run dir."""
+        with --listen-client-http-urls, gRPC alone there and HTTP on those, as etcd;
+        /metrics and the health probes alone on --listen-metrics-urls. grpc.aio itself
+        listens only on a unix socket in the run dir."""
         s = self.ctx.settings
         tls = self._client_tls()
-        app = Gateway(self.server, self.log).app()
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                    shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
-        await self.runner.setup()
+        gateway = Gateway(self.server, self.log)
         self.grpc = grpc.aio.server(options=rpc.server_options(s.max_request_bytes))
         self.health = rpc.add_services(self.grpc, self.server, self.log)
         grpc_path = self.ctx.run_dir / GRPC_SOCKET_NAME
@@ -161,15 +161,29 @@ class NetworkActor:
         except RuntimeError as err:  # grpcio's "Failed to bind"
             raise _cannot_listen(str(grpc_path), err) from None
         await self.grpc.start()
-        assert self.runner.server is not None
-        self.door = FrontDoor(self.runner.server, str(grpc_path), self.log,
-                              self.server.auth.cert_names if s.client_cert_auth else None)
+        door = await self._door(gateway.app(), str(grpc_path),
+                                self.server.auth.cert_names if s.client_cert_auth else None)
         separate = bool(s.listen_client_http_urls)
         for url in s.listen_client_urls:
-            await self._listen(url, tls, Routes(grpc=True, http=not separate))
+            await self._listen(door, url, tls, Routes(grpc=True, http=not separate))
         for url in s.listen_client_http_urls:
-            await self._listen(url, tls, Routes(grpc=False, http=True))
+            await self._listen(door, url, tls, Routes(grpc=False, http=True))
+        if s.listen_metrics_urls:
+            metrics_door = await self._door(gateway.metrics_app(), str(grpc_path), None)
+            for url in s.listen_metrics_urls:
+                await self._listen(metrics_door, url, tls, Routes(grpc=False, http=True))
         await rpc.set_serving(self.health, True)
+
+    async def _door(self, app: web.Application, grpc_path: str,
+                    cert_names: CertNames | None) -> FrontDoor:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
+        await runner.setup()
+        self.runners.append(runner)
+        assert runner.server is not None
+        door = FrontDoor(runner.server, grpc_path, self.log, cert_names)
+        self.doors.append(door)
+        return door
 
     def _client_tls(self) -> ReloadingTls | None:
         try:
@@ -178,27 +192,26 @@ class NetworkActor:
         except (OSError, ssl.SSLError, ValueError) as err:  # cryptography raises ValueError
             raise Stop("network cannot start", error=f"client TLS: {err}") from None
 
-    async def _listen(self, url: Url, tls: ReloadingTls | None, routes: Routes) -> None:
-        assert self.door is not None
+    async def _listen(self, door: FrontDoor, url: Url, tls: ReloadingTls | None,
+                      routes: Routes) -> None:
         if url.scheme == "http" and tls is not None:
             self.log.warning("scheme is http while key and cert files are present; "
                              "ignoring key and cert files", client_url=str(url))
         try:
-            await self.door.listen(url.host, url.port,
-                                   tls if url.scheme == "https" else None, routes)
+            await door.listen(url.host, url.port, tls if url.scheme == "https" else None, routes)
         except OSError as err:
             raise _cannot_listen(str(url), err) from None
 
     async def stop(self) -> None:
         self.tracker.stop()  # waiting requests answer "server stopped" now
-        if self.door is not None:
-            self.door.close()
+        for door in self.doors:
+            door.close()
         if self.grpc is not None:
             if self.health is not None:
                 await rpc.set_serving(self.health, False)
             await self.grpc.stop(GRPC_SHUTDOWN_TIMEOUT_S)
-        if self.runner is not None:
-            await self.runner.cleanup()
+        for runner in self.runners:
+            await runner.cleanup()
         if self.snapshots is not None:
             await self.snapshots.close()
         if self.inbox is not None:
@@ -235,8 +248,11 @@ class NetworkActor:
 
     async def _inbox_loop(self) -> None:
         assert self.inbox is not None
+        counted = self.server.metrics.own.counted
         while True:
-            for kind, payload in await self.inbox.drain(MAX_BATCH_MSGS, POLL_MS):
+            batch = await self.inbox.drain(MAX_BATCH_MSGS, POLL_MS)
+            counted(len(batch))
+            for kind, payload in batch:
                 handler = self._handlers.get(kind)
                 if handler is None:
                     self.log.warning("unexpected message kind", kind=kind)

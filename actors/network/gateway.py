@@ -1,4 +1,5 @@
-"""The HTTP face of the client API: etcd v3.5's JSON gateway, /health and /version.
+"""The HTTP face of the client API: etcd v3.5's JSON gateway, /health, /version,
+/metrics (metrics.py) and etcd 3.6's /livez and /readyz (probes.py).
 
     POST /v3/kv/range | put | deleterange | txn | compaction
     POST /v3/maintenance/status        POST /v3/cluster/member/list|add|remove|update|promote
@@ -9,6 +10,7 @@
     POST /v3/lock/lock | unlock     POST /v3/election/campaign | proclaim | leader |
          resign | observe (a stream)
     GET  /health[?exclude=NOSPACE][&serializable=true]     GET /version
+    GET  /metrics     GET /livez[/<check>], /readyz[/<check>] [?verbose][&exclude=<check>]
 
 What etcd's HTTP mux and grpc-gateway v1 answer, byte for byte where it matters:
 - a request body decodes as jsonpb.parse says; the response is jsonpb.render of the
@@ -44,7 +46,7 @@ from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.v3electionpb import v3election_pb2 as epb
 from petcd.api.v3lockpb import v3lock_pb2 as lpb
 
-from . import auth, errors, jsonpb, trace
+from . import auth, errors, jsonpb, metrics, probes, trace
 from .errors import Code, EtcdError
 from .rpc import SERVED
 from .server import CLUSTER_VERSION, GRPC_OVERHEAD_BYTES, SERVER_VERSION, Server
@@ -145,12 +147,28 @@ class Gateway:
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
+    def metrics_app(self) -> web.Application:
+        """What --listen-metrics-urls serve: /metrics and the health probes alone."""
+        app = web.Application(client_max_size=self.body_limit_bytes)
+        app.router.add_route("*", "/{tail:.*}", self.handle_metrics_url)
+        return app
+
+    async def handle_metrics_url(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/v3/") or request.path == "/version":
+            return go_http_error(404, "404 page not found")
+        return await self.handle(request)
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         if path == "/health":
             return await self._get_only(request, self.health)
         if path == "/version":
             return await self._get_only(request, self.version)
+        if path == "/metrics":
+            return await self._get_only(request, self.metrics)
+        probe, _, check = path.strip("/").partition("/")
+        if probe in probes.CHECKS and (not check or check in probes.CHECKS[probe]):
+            return await self._get_only(request, lambda r: self.probe(r, probe, check or None))
         if not path.startswith("/v3/"):
             return go_http_error(404, "404 page not found")
         if path not in ROUTES and path not in NOT_YET and path not in STREAMS \
@@ -319,6 +337,28 @@ class Gateway:
             return go_http_error(503, data.decode())
         # Go sniffs the type of a body written without one: JSON text is text/plain.
         return web.Response(body=data, headers={"Content-Type": "text/plain; charset=utf-8"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus' text format: every actor's metrics (actors/network/metrics.py)."""
+        await self.server.refresh_metrics()
+        return web.Response(body=self.server.metrics.render(),
+                            headers={"Content-Type": metrics.CONTENT_TYPE})
+
+    async def probe(self, request: web.Request, probe: str, check: str | None
+                    ) -> web.Response:
+        """etcd 3.6's /livez and /readyz (probes.py)."""
+        names, unknown = probes.selected(probe, check, request.query.getall("exclude", []))
+        if unknown:
+            self.log.warning("some health checks cannot be excluded",
+                             missing_health_checks=unknown)
+        outcome = await probes.run(self.server, probe, names)
+        headers = {"Content-Type": "text/plain; charset=utf-8",
+                   "X-Content-Type-Options": "nosniff"}
+        if not outcome.ok:
+            self.log.error("Health check error", path=request.path, reason=outcome.lines)
+            return web.Response(status=503, text=outcome.lines + "\n", headers=headers)
+        verbose = outcome.lines if "verbose" in request.query else ""
+        return web.Response(text=verbose + "ok\n", headers=headers)
 
     async def version(self, request: web.Request) -> web.Response:
         data = jsonpb.dumps({"etcdserver": SERVER_VERSION, "etcdcluster": CLUSTER_VERSION})

@@ -39,6 +39,7 @@ from petcd.api.v3lockpb import v3lock_pb2
 
 from . import auth, leader, trace
 from .errors import Code, EtcdError
+from .metrics import GrpcMethod
 from .server import GRPC_OVERHEAD_BYTES, Server
 from .watch import WatchStream
 
@@ -138,6 +139,62 @@ async def set_serving(checker: health.aio.HealthServicer, serving: bool) -> None
 
 
 def _handler(method: MethodDescriptor, server: Server, log: Any) -> grpc.RpcMethodHandler:
+    """The method's handler, counted in grpc_server_* (actors/network/metrics.py)."""
+    measured = server.metrics.grpc.method(method.full_name, method.client_streaming,
+                                          method.server_streaming)
+    return _measured(_unmeasured(method, server, log), measured)
+
+
+def _measured(handler: grpc.RpcMethodHandler, method: GrpcMethod) -> grpc.RpcMethodHandler:
+    """`handler` with each call's start, end, status and time recorded."""
+    if handler.unary_unary is not None:
+        inner = handler.unary_unary
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started, code = method.begin(), grpc.StatusCode.UNKNOWN
+            try:
+                response = await inner(request, context)
+                code = _code(context)
+                return response
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except BaseException:
+                code = _code(context, grpc.StatusCode.UNKNOWN)
+                raise
+            finally:
+                method.end(started, code)
+        return handler._replace(unary_unary=unary)
+    field = "unary_stream" if handler.unary_stream is not None else "stream_stream"
+    inner_stream = getattr(handler, field)
+
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        started, code = method.begin(), grpc.StatusCode.UNKNOWN
+        try:
+            async for response in inner_stream(request, context):
+                yield response
+            code = _code(context)
+        except (asyncio.CancelledError, GeneratorExit):
+            code = grpc.StatusCode.CANCELLED  # the client went away
+            raise
+        except BaseException:
+            code = _code(context, grpc.StatusCode.UNKNOWN)
+            raise
+        finally:
+            method.end(started, code)
+    return handler._replace(**{field: stream})
+
+
+def _code(context: grpc.aio.ServicerContext,
+          unset: grpc.StatusCode = grpc.StatusCode.OK) -> grpc.StatusCode:
+    """The status the call ends with: what abort() set, else `unset`."""
+    code = context.code()
+    if code is None:
+        return unset
+    return code if isinstance(code, grpc.StatusCode) else _STATUS.get(int(code), unset)
+
+
+def _unmeasured(method: MethodDescriptor, server: Server, log: Any) -> grpc.RpcMethodHandler:
     request_class = _message_class(method.input_type.full_name)
     codec = {"request_deserializer": _deserializer(request_class),
              "response_serializer": _serialize}

@@ -58,6 +58,7 @@ from .local import LocalStore
 from .requests import RaftClient, Tracker
 from .coordination import Coordination
 from .leasing import Leasing
+from .metrics import MemberMetrics
 from .membership import Membership
 from .watch import WatchHub
 
@@ -122,6 +123,11 @@ class Server:
         self.coordination = Coordination(self)  # v3lock and v3election
         self.membership = Membership(ctx, tracker, raft, store, self.leasing.leader, log)
         self.auth = Auth(self, s.bcrypt_cost, s.auth_token_ttl_s, s.auth_token)
+        self.metrics = MemberMetrics(tracker, ctx.member_id, SERVER_VERSION, self.quota_bytes,
+                                     s.metrics_extensive)
+        self.metrics.watch_counts = lambda: (
+            len(self.watches.streams),
+            sum(len(stream.watchers) for stream in self.watches.streams))
 
     # -- KV -------------------------------------------------------------------------
 
@@ -169,12 +175,16 @@ class Server:
         await self.auth.require_user()  # etcd's requireAuthInfo: any user, but a user
         await self._check_quota(r)
         grant = pb.LeaseGrantRequest(TTL=r.TTL, ID=r.ID or self.leasing.new_lease_id())
-        return await self._propose(rpb.InternalRaftRequest(lease_grant=grant),
-                                   pb.LeaseGrantResponse)
+        resp: pb.LeaseGrantResponse = await self._propose(
+            rpb.InternalRaftRequest(lease_grant=grant), pb.LeaseGrantResponse)
+        self.metrics.leases_granted.inc()
+        return resp
 
     async def lease_revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
-        return await self._propose(rpb.InternalRaftRequest(lease_revoke=r),
-                                   pb.LeaseRevokeResponse)
+        resp: pb.LeaseRevokeResponse = await self._propose(
+            rpb.InternalRaftRequest(lease_revoke=r), pb.LeaseRevokeResponse)
+        self.metrics.leases_revoked.inc()
+        return resp
 
     async def lease_keep_alive(self, r: pb.LeaseKeepAliveRequest) -> pb.LeaseKeepAliveResponse:
         """One keep-alive of a LeaseKeepAlive stream: an unknown lease gets TTL 0."""
@@ -185,6 +195,7 @@ class Server:
         """Keep-alives a stream has queued, answered together (one leadership check)."""
         await self.auth.check_lease_keys(lease_ids, write=True)
         ttls = await self.leasing.keep_alives(lease_ids)
+        self.metrics.leases_renewed.inc(sum(1 for ttl in ttls if ttl > 0))
         header = pb.ResponseHeader()
         self._fill(header)
         return [pb.LeaseKeepAliveResponse(header=header, ID=lease_id, TTL=ttl)
@@ -274,7 +285,11 @@ class Server:
         data = request.SerializeToString()
         if len(data) > self.max_request_bytes:
             raise errors.copy(errors.REQUEST_TOO_LARGE)
-        answer = await self.raft.propose(request_id, data)
+        try:
+            answer = await self.raft.propose(request_id, data)
+        except EtcdError:
+            self.metrics.proposals_failed.inc()  # no leader, a timeout, too many requests
+            raise
         if not answer.ok:
             raise answer.error()
         return answer.body
@@ -463,15 +478,30 @@ class Server:
                     name, "ALARM UNKNOWN")
         if not serializable and not self.tracker.status.has_leader:
             return "RAFT NO LEADER"
-        try:  # etcd ranges with keys_only and limit 1: a read barrier and a local read
-            if serializable:
-                await self._store_ready()
-            else:
-                await self.raft.read_barrier()
-            await self._local(lambda s: s.current_revision())
+        try:
+            await self.read_check(serializable)
         except EtcdError as err:
             return f"RANGE ERROR:{err.message}"
         return ""
+
+    async def read_check(self, serializable: bool) -> None:
+        """What etcd's health checks read, as root: a range with keys_only and limit
+        1, here a read barrier (unless serializable) and a local read."""
+        if serializable:
+            await self._store_ready()
+        else:
+            await self.raft.read_barrier()
+        await self._local(lambda s: s.current_revision())
+
+    async def refresh_metrics(self) -> None:
+        """What /metrics reads from the store: its sizes each scrape, its key count
+        (a walk of the index) at most every KEYS_COUNT_EVERY_S."""
+        if not self.tracker.applied_known.is_set():
+            return  # not open yet: those gauges are left out
+        count = self.metrics.keys_due()
+        db, in_use, keys = await self._local(lambda s: (
+            s.db_size_bytes(), s.db_size_in_use_bytes(), _count_keys(s) if count else None))
+        self.metrics.set_store(db, in_use, keys)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -514,6 +544,11 @@ def _checked(check: Callable[[T], None], request: T) -> None:
         check(request)
     except MvccError as err:
         raise errors.from_mvcc(err) from None
+
+
+def _count_keys(store: MvccStore) -> int:
+    every = pb.RangeRequest(key=b"\x00", range_end=b"\x00", count_only=True)
+    return int(store.range(every).count)
 
 
 def _store_sizes(store: MvccStore) -> tuple[int, int, int, list[pb.AlarmMember]]:

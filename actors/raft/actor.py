@@ -43,10 +43,11 @@ from petcd.actors.skeleton import (EXIT_OK, POLL_TIMEOUT_MS, Batch, Runtime, Sto
 
 from .core import RaftConfig, RaftCore
 from .heartbeats import LATE_HEARTBEAT, HeartbeatWatch
+from .metrics import RaftMetrics
 from .peers import ListenError, RaftPeers, listen
 from .pipeline import Actions, WritePipeline
 from .tracing import RaftTraces
-from petcd.storage.raftstate import ConfChange
+from petcd.storage.raftstate import NONE, ConfChange
 
 from .types import Message, PersistedState, ProposalDropped, Role, SoftState
 
@@ -91,6 +92,7 @@ class RaftActor:
         self.tick_s = s.heartbeat_interval_ms / 1000
         self.next_tick = 0.0  # start() sets it
         self.heartbeats = HeartbeatWatch(max_gap_s=2 * self.tick_s)
+        self.metrics = RaftMetrics(runtime.metrics.registry)
         self.config = RaftConfig(self.ctx.member_id,
                                  election_ticks=max(2, s.election_timeout_ms // s.heartbeat_interval_ms))
         self.core: RaftCore | None = None
@@ -194,12 +196,15 @@ class RaftActor:
         messages, others = self.peers.receive(self.peers.transport.take(MAX_BATCH_MSGS))
         core = self.started_core
         now = self.clock()
+        heard = self.metrics.heard
         for m in messages:
             self.heard_at[m.src] = now
+            heard(m, self.heartbeats, now)
             core.step(m)
         if others:
             self._offer(Kind.PEER_FRAMES, others)
         if now >= self.next_tick:
+            self.metrics.tick_lateness.observe(now - self.next_tick)
             core.tick()
             # One tick per interval; after a stall, do not replay missed ticks in a burst.
             self.next_tick = max(self.next_tick + self.tick_s, now)
@@ -276,6 +281,8 @@ class RaftActor:
         if soft.leader != self.soft.leader:
             self.log.info("leader changed", leader=f"{soft.leader:x}", term=soft.term,
                           role=soft.role.name)
+            if soft.leader != NONE:
+                self.metrics.leader_changes.inc()
         self.soft = soft
         self.heartbeats.reset()
         self.status_at = 0.0  # tell the network actor now

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 from functools import partial
 
+from prometheus_client import Histogram
+
 from petcd.actors import failpoints
 from petcd.actors.bus.codec import persisted_state_to_wire
 from petcd.actors.logs import Log
 from petcd.actors.member import MemberContext
+from petcd.actors.metrics import DISK_BUCKETS_S
 from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.actors.skeleton import (POLL_TIMEOUT_MS, Batch, Runtime, Stop,
                                    run as run_actor, send_or_stop)
@@ -59,6 +62,10 @@ class WalActor:
                                 max_snapshots=settings.max_snapshots or None,
                                 fsync_delay_ms=fsync_delay_ms, on_snapshot=self._on_snapshot)
         self.batches = self.saves = self.entries = self.fsyncs = 0
+        self.fsync_seconds = Histogram(
+            "etcd_disk_wal_fsync_duration_seconds",
+            "The latency distributions of fsync called by WAL.",
+            buckets=DISK_BUCKETS_S, registry=runtime.metrics.registry)
 
     @classmethod
     def open(cls, runtime: Runtime, *, segment_size_bytes: int) -> WalActor:
@@ -103,6 +110,8 @@ class WalActor:
         self.saves += result.saves
         self.entries += result.entries
         self.fsyncs += result.fsyncs
+        for _ in range(result.fsyncs):  # a batch's fsyncs are timed together
+            self.fsync_seconds.observe(result.fsync_ms / 1000 / result.fsyncs)
 
     def _on_snapshot(self, meta: SnapshotMeta, released: int, purged: int) -> None:
         self.log.info("snapshot saved", index=meta.index, term=meta.term,

@@ -22,6 +22,7 @@ import zmq
 from petcd.actors import skeleton
 from petcd.actors.bus.sockets import Inbox, Outbox, process_context
 from petcd.actors.member import MemberContext
+from petcd.actors.metrics import ActorMetrics
 from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.actors.skeleton import (EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_OK, POLL_TIMEOUT_MS, Batch,
                                    Runtime, Stop, StopFlag)
@@ -81,7 +82,7 @@ def test_batches_reach_the_actor_in_order_and_a_stop_waits_for_the_batch_in_hand
             assert outbox.send("wal", "save", n)
         settled(inbox, 7)
         actor = Recorder(stop, stop_after=2)
-        skeleton.serve(stop, inbox, actor)
+        skeleton.serve(stop, inbox, actor, ActorMetrics("wal"), outbox)
         # Two batches of at most three, then the stop: the seventh is left for later.
         assert [[p for _, p in b] for b in actor.batches if b] == [[0, 1, 2], [3, 4, 5]]
         assert inbox.drain(10, 0) == [("save", 6)]
@@ -89,12 +90,12 @@ def test_batches_reach_the_actor_in_order_and_a_stop_waits_for_the_batch_in_hand
 
 def test_an_idle_wait_hands_an_empty_batch_and_a_stop_is_seen_after_it(run_dir):
     stop = StopFlag()
-    with Inbox.for_actor(run_dir, "wal") as inbox:
+    with Inbox.for_actor(run_dir, "wal") as inbox, Outbox(run_dir) as outbox:
         actor = Recorder(stop, wait_ms=POLL_TIMEOUT_MS)
         actor.handle = lambda batch: (actor.batches.append(list(batch)),  # type: ignore[method-assign]
                                       stop(signal.SIGTERM, None))
         started = time.monotonic()
-        skeleton.serve(stop, inbox, actor)
+        skeleton.serve(stop, inbox, actor, ActorMetrics("wal"), outbox)
     assert actor.batches == [[]] and stop.signal_name == "SIGTERM"
     assert POLL_TIMEOUT_MS / 1000 * 0.9 <= time.monotonic() - started < 2.0
 
@@ -111,12 +112,12 @@ def test_a_message_on_another_socket_ends_the_wait(run_dir):
         deadline = time.monotonic() + WAIT_S
         while not other.poll(0) and time.monotonic() < deadline:
             time.sleep(0.005)
-        with Inbox.for_actor(run_dir, "raft") as inbox:
+        with Inbox.for_actor(run_dir, "raft") as inbox, Outbox(run_dir) as outbox:
             actor = Recorder(stop, wait_ms=60_000, wake_on=(other,))
             actor.handle = lambda batch: (actor.batches.append(list(batch)),  # type: ignore[method-assign]
                                           other.recv(), stop(signal.SIGTERM, None))
             started = time.monotonic()
-            skeleton.serve(stop, inbox, actor)
+            skeleton.serve(stop, inbox, actor, ActorMetrics("raft"), outbox)
         assert actor.batches == [[]] and time.monotonic() - started < 1.0
     finally:
         pusher.close(linger=0)
@@ -266,3 +267,23 @@ def test_a_bug_is_status_1_with_its_traceback(tmp_path, run_dir):
         assert proc.exit_status() == EXIT_FAILED
     last = proc.log_lines()[-1]
     assert last["event"] == "wal actor failed" and "failing on purpose" in last["exception"]
+
+
+def test_the_loop_exports_the_actors_metrics_to_the_network_actor_every_second(run_dir):
+    stop = StopFlag()
+    with Inbox.for_actor(run_dir, "network") as network, \
+            Inbox.for_actor(run_dir, "wal") as inbox, Outbox(run_dir) as outbox:
+        for n in range(5):
+            assert outbox.send("wal", "save", n)
+        settled(inbox, 5)
+        actor = Recorder(stop, wait_ms=POLL_TIMEOUT_MS)
+        started = time.monotonic()
+        actor.handle = lambda batch: (actor.batches.append(list(batch)),  # type: ignore[method-assign]
+                                      time.monotonic() - started > 1.5 and stop(signal.SIGTERM, None))
+        skeleton.serve(stop, inbox, actor, ActorMetrics("wal"), outbox)
+        exports = [payload for kind, payload in network.drain(10, 1000) if kind == Kind.METRICS.value]
+    assert exports and all(name == "wal" for name, _ in exports)
+    families = {family[0]: family for family in exports[-1][1]}
+    [[_, _, _, samples]] = [families["petcd_actor_messages"]]
+    assert [value for name, _, value in samples if name == "petcd_actor_messages_total"] == [5.0]
+    assert "process_resident_memory_bytes" in families
