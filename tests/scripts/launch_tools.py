@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,12 @@ def run_script(script: Path, *args: str, path: str = "/usr/bin:/bin") -> subproc
     env.pop("VIRTUAL_ENV", None)
     return subprocess.run([str(script), *args], capture_output=True, text=True, env=env,
                           timeout=SCRIPT_TIMEOUT_S)
+
+
+def env_of(path: Path) -> dict[str, str]:
+    """An environment file as systemd's EnvironmentFile= (and `set -a; .`) reads it."""
+    lines = (x for x in path.read_text().splitlines() if x and not x.startswith("#"))
+    return dict(shlex.split(x)[0].split("=", 1) for x in lines)
 
 
 def exec_start(unit: Path) -> str:

@@ -9,16 +9,7 @@ import pytest
 
 from petcd.config.load import load
 
-from tests.scripts.launch_tools import PETCD, THREE_MEMBERS, exec_start, launch
-
-
-def env_of(path) -> dict[str, str]:
-    """An environment file as systemd's EnvironmentFile= (and `set -a; .`) reads it."""
-    import shlex
-
-    pairs = (shlex.split(x)[0].split("=", 1) for x in path.read_text().splitlines()
-             if x and not x.startswith("#"))
-    return dict(pairs)
+from tests.scripts.launch_tools import PETCD, THREE_MEMBERS, env_of, exec_start, launch
 
 
 def test_each_member_gets_a_config_petcd_reads_and_the_same_settings_as_variables(tmp_path):
