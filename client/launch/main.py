@@ -23,6 +23,10 @@ EXIT_BAD_DESCRIPTION = 2
 FALLBACK_PETCD = "/usr/local/bin/petcd"
 
 
+class OutputError(Exception):
+    """--out cannot be written: not the description's fault, so exit status 1."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("description", type=Path, help="the cluster description (YAML)")
@@ -63,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     except DescriptionError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_BAD_DESCRIPTION
-    except OSError as error:  # --out cannot be written
-        print(f"{PROG}: error: {error.filename}: {error.strerror or error}", file=sys.stderr)
+    except OutputError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
 
 
@@ -90,9 +94,12 @@ def _absolute_dir(path: str) -> str:
 
 
 def _write(folder: Path, files: dict[str, str]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise OutputError(f"cannot write {error.filename}: {error.strerror or error}") from None
 
 
 if __name__ == "__main__":
