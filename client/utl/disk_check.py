@@ -6,8 +6,11 @@ enough for a member? etcd's deployment guides answer with fio:
 (2300 bytes is a typical WAL write) and ask for a 99th percentile fdatasync under
 10 ms: every write a member acknowledges waits for one, and a leader that waits longer
 than its heartbeat interval starts losing its followers. This does what that fio job
-does, in the directory the WAL will use: append 2300-byte records to a new file,
-os.fdatasync after each, and time each fdatasync. Then it writes --size-bytes in 1 MiB
+does, in the directory the WAL will use: write 2300-byte records one after another
+into a new file, os.fdatasync after each, and time each fdatasync. The file is
+preallocated first, as fio does by default and as the WAL does its segments
+(storage/wal/segment.py): without it every fdatasync would also commit the file's new
+size, a cost neither pays. Then it writes --size-bytes in 1 MiB
 blocks with one fsync at the end, for the sequential throughput a snapshot or a
 catching-up member needs. It prints the figures and a verdict as `etcdctl check perf`
 does (PASS/FAIL line; exit 1 on FAIL).
@@ -33,6 +36,7 @@ from pathlib import Path
 from petcd.client.ctl import flags
 from petcd.client.ctl.flags import EXIT_BAD_ARGS, EXIT_ERROR, CtlError, Flag
 from petcd.client.utl import status_output
+from petcd.storage.wal import DEFAULT_SEGMENT_SIZE_BYTES
 
 RECORD_BYTES = 2300  # fio --bs=2300 in etcd's guidance: a typical WAL write
 GUIDANCE_P99_MS = 10.0  # etcd's hardware guide: 99th percentile fdatasync under 10 ms
@@ -197,11 +201,13 @@ def _scratch_file(directory: Path) -> Iterator[int]:
 
 
 def time_fdatasyncs(directory: Path, count: int, duration_s: float) -> SyncLatencies:
-    """fio --rw=write --ioengine=sync --fdatasync=1 --bs=2300: `count` appends, each
-    followed by a timed fdatasync, stopping early once `duration_s` has passed."""
+    """fio --rw=write --ioengine=sync --fdatasync=1 --bs=2300: `count` writes, each
+    followed by a timed fdatasync, stopping early once `duration_s` has passed. The
+    file is preallocated as a WAL segment is, up to a segment's size."""
     record = os.urandom(RECORD_BYTES)
     times_s: list[float] = []
     with _scratch_file(directory) as fd:
+        os.posix_fallocate(fd, 0, min(count * RECORD_BYTES, DEFAULT_SEGMENT_SIZE_BYTES))
         started_s = time.perf_counter()
         while len(times_s) < count and time.perf_counter() - started_s < duration_s:
             written = os.write(fd, record)
