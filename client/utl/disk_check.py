@@ -57,7 +57,7 @@ Usage:
   petcdutl check disk [flags]
 
 Flags:
-      --count int          fdatasyncs to time, each after a {RECORD_BYTES}-byte append \
+      --count int          fdatasyncs to time, each after a {RECORD_BYTES}-byte write \
 (default {DEFAULT_COUNT})
       --data-dir string    measures <data-dir>/member/wal if it exists, else the data \
 dir (default "default.petcd")
@@ -71,7 +71,7 @@ dir (default "default.petcd")
 
 @dataclass(frozen=True, slots=True)
 class SyncLatencies:
-    """fdatasync times of `count` appends of RECORD_BYTES; p50 <= p99 <= max."""
+    """fdatasync times of `count` writes of RECORD_BYTES each; p50 <= p99 <= max."""
 
     count: int
     elapsed_s: float
@@ -127,7 +127,7 @@ def verdict(check: DiskCheck) -> str:
 def _simple(check: DiskCheck) -> str:
     syncs, written = check.syncs, check.throughput
     return (f"directory: {check.directory}\n"
-            f"fdatasync after {RECORD_BYTES}-byte appends: {syncs.count} in "
+            f"fdatasync after {RECORD_BYTES}-byte writes: {syncs.count} in "
             f"{syncs.elapsed_s:.1f}s, p50 {syncs.p50_ms:.2f} ms, p99 {syncs.p99_ms:.2f} ms, "
             f"max {syncs.max_ms:.2f} ms\n"
             f"sequential write: {written.size_bytes} bytes in 1 MiB blocks and one fsync "

@@ -19,7 +19,7 @@ from tests.utl.tools import COMMAND_TIMEOUT_S, petcdutl
 FAST = ("--count", "200", "--size-bytes", str(4 << 20))  # a second at most on a real disk
 SIMPLE = re.compile(
     r"directory: (?P<dir>.+)\n"
-    r"fdatasync after 2300-byte appends: (?P<count>\d+) in [\d.]+s, p50 (?P<p50>[\d.]+) ms, "
+    r"fdatasync after 2300-byte writes: (?P<count>\d+) in [\d.]+s, p50 (?P<p50>[\d.]+) ms, "
     r"p99 (?P<p99>[\d.]+) ms, max (?P<max>[\d.]+) ms\n"
     r"sequential write: (?P<bytes>\d+) bytes in 1 MiB blocks and one fsync in [\d.]+s, "
     r"(?P<mibs>[\d.]+) MiB/s\n"
