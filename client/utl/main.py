@@ -6,10 +6,14 @@
         --bump-revision N --mark-compacted --initial-memory-map-size BYTES]
     petcdutl defrag --data-dir DIR
     petcdutl hashkv FILE|STORE-DIR [--rev N] [-w simple|table|json|fields]
+    petcdutl check disk [--data-dir DIR] [--wal-dir DIR] [--count N] [--duration D]
+        [--size-bytes N] [-w simple|json]
     petcdutl version
 
 Not here (etcdutl 3.6 has them): `migrate` (petcd's store has its own schema
 versions, upgraded by a member's open) and `completion`.
+
+`check disk` is petcd's own: etcd's guides run fio for it (utl/disk_check.py).
 
 Messages and exit codes are etcdctl 3.4's (`etcdctl snapshot status`, which etcd
 3.5 moved into etcdutl): `Error: <message>` on stderr, 128 for bad arguments, 1 for
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from petcd.client.ctl import flags
 from petcd.client.ctl.flags import EXIT_BAD_ARGS, EXIT_ERROR, CtlError, Flag
 from petcd import __version__
-from petcd.client.utl import defrag, hashkv, restore, status_output
+from petcd.client.utl import defrag, disk_check, hashkv, restore, status_output
 from petcd.config.flags import API_VERSION
 from petcd.storage.mvcc import snapfile
 
@@ -34,7 +38,7 @@ GLOBAL_FLAGS = [Flag("write-out", "string", "simple", short="w")]
 
 USAGE = ("NAME:\n\tpetcdutl - etcdutl's offline commands for petcd's files\n\n"
          "USAGE:\n\tpetcdutl [flags] <command> [args]\n\nCOMMANDS:\n"
-         "\tdefrag\n\thashkv\n\tsnapshot status\n\tsnapshot restore\n\tversion\n\n"
+         "\tcheck disk\n\tdefrag\n\thashkv\n\tsnapshot status\n\tsnapshot restore\n\tversion\n\n"
          "GLOBAL OPTIONS:\n"
          + "".join(f"      {f.label()}\n" for f in GLOBAL_FLAGS))
 
@@ -67,9 +71,12 @@ class Command:
     help: str  # what `<command> --help` prints
 
 
+GROUPS = ("snapshot", "check")  # words that only lead to a command
+
 COMMANDS: dict[tuple[str, ...], Command] = {
     ("snapshot", "status"): Command([], snapshot_status, "petcdutl snapshot status <filename>\n"),
     ("snapshot", "restore"): Command(restore.FLAGS, restore.snapshot_restore, restore.HELP),
+    ("check", "disk"): Command(disk_check.FLAGS, disk_check.check_disk, disk_check.HELP),
     ("defrag",): Command(defrag.FLAGS, defrag.defrag, defrag.HELP),
     ("hashkv",): Command(hashkv.FLAGS, hashkv.hashkv, hashkv.HELP),
     ("version",): Command([], version, "petcdutl version\n"),
@@ -94,7 +101,7 @@ def run(argv: list[str]) -> int:
     words = flags.positionals(GLOBAL_FLAGS, argv)
     name = _command_words(words)
     if name is None:
-        if words and words[0] != "snapshot":
+        if words and words[0] not in GROUPS:
             raise CtlError(EXIT_ERROR, f'unknown command "{words[0]}" for "petcdutl"')
         sys.stdout.write(USAGE)
         return 0
