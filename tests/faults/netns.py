@@ -26,9 +26,10 @@ Raft must hold under any loss: safety, and convergence after healing.
 `tc netem` (delay, jitter, loss, duplication, reordering) needs the kernel's sch_netem;
 `netem_unavailable()` says when it is missing.
 
-Everything is created by `network()` and removed when it ends, also when the test
-fails: processes first (a namespace lives on while a process is in it), then the
-nftables table, the namespaces (each takes its veth pair with it), the bridge.
+Everything is created by `cluster_on_network()` and removed when it ends, also when
+the test fails: links healed, processes stopped (a namespace lives on while a process
+is in it), then the nftables table, the namespaces (each takes its veth pair with it),
+the bridge; and checked to be gone.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ REMOVAL_TIMEOUT_S = 5.0  # a deleted namespace's veth pair goes asynchronously
 
 
 class CommandFailed(Exception):
-    pass
+    def __init__(self, args: tuple[str, ...], stderr: str) -> None:
+        self.reason = (stderr.strip().splitlines() or ["(no output)"])[0]
+        super().__init__(f"`{' '.join(args)}` failed: {self.reason}")
 
 
 def run(*args: str, stdin: str | None = None) -> str:
@@ -65,8 +68,7 @@ def run(*args: str, stdin: str | None = None) -> str:
     done = subprocess.run(args, input=stdin, capture_output=True, text=True,
                           timeout=COMMAND_TIMEOUT_S)
     if done.returncode != 0:
-        first_line = (done.stderr.strip().splitlines() or ["(no output)"])[0]
-        raise CommandFailed(f"`{' '.join(args)}` failed: {first_line}")
+        raise CommandFailed(args, done.stderr)
     return done.stdout
 
 
@@ -104,7 +106,7 @@ def netem_unavailable() -> str | None:
         run("ip", "-n", probe, "link", "set", "lo", "up")
         run("tc", "-n", probe, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms")
     except CommandFailed as err:
-        return f"tc netem does not work on this kernel (no sch_netem?): {err}"
+        return f"tc netem does not work here (a kernel without sch_netem?): {err.reason}"
     finally:
         run("ip", "netns", "delete", probe)
     return None
@@ -226,8 +228,10 @@ class Network:
 def _remove_netns(netns: str) -> None:
     """Deletes the namespace now, not minutes later: a closed TCP connection whose peer
     was cut off lingers as an orphan retransmitting its FIN, and it holds its namespace
-    (and so the veth pair) alive after `ip netns delete`. Its processes must be gone."""
-    run("ip", "netns", "exec", netns, "ss", "--kill", "--all", "--tcp")
+    (and so the veth pair) alive after `ip netns delete`; `ss --kill` ends them (it needs
+    CONFIG_INET_DIAG_DESTROY). Its processes must be gone."""
+    with contextlib.suppress(CommandFailed):  # no namespace: the delete below says so
+        run("ip", "netns", "exec", netns, "ss", "--kill", "--all", "--tcp")
     run("ip", "netns", "delete", netns)
 
 
@@ -275,6 +279,8 @@ def cluster_on_network(root: Path, size: int) -> Iterator[NetnsCluster]:
         yield cluster
     finally:
         if cluster is not None:
+            with contextlib.suppress(CommandFailed):  # stopping the members matters more
+                network.heal()  # so that connections close with a FIN exchange, not lost
             _stop(cluster)
         failed = network.destroy()
         assert not failed, f"could not remove all the test network: {failed}"
