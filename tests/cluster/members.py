@@ -63,17 +63,19 @@ class Member:
     scheme: str = "http"  # of the client URL; "https" needs TLS flags in extra_args
     tls: ssl.SSLContext | None = None  # what the helpers below connect with over https
     peer_scheme: str = "http"  # https: peer TLS (its flags in extra_args)
+    host: str = "127.0.0.1"  # of both URLs
+    command_prefix: list[str] = field(default_factory=list)  # e.g. `ip netns exec <ns>`
 
     @property
     def client_url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"{self.peer_scheme}://127.0.0.1:{self.peer_port}"
+        return f"{self.peer_scheme}://{self.host}:{self.peer_port}"
 
     def start(self, initial_cluster: str, token: str, state: str = "new") -> None:
-        args = [PETCD, "--name", self.name, "--data-dir", str(self.data_dir),
+        args = [*self.command_prefix, PETCD, "--name", self.name, "--data-dir", str(self.data_dir),
                 "--initial-cluster-state", state,
                 "--listen-client-urls", self.client_url,
                 "--advertise-client-urls", self.client_url,
