@@ -9,6 +9,8 @@
     petcd-bench lock --contenders C --name NAME ...     see bench_lock
     petcd-bench floors [--data-dir D]                   what each part of a write costs
                                                        alone: see bench_floors
+    petcd-bench sweep --snapshot-count 1000,10000 ...   a fresh cluster per value under
+                                                       the same load: see bench_sweep
       common: --endpoints URLS --protocol grpc|http --conns N --total M
               --key-size 8 --val-size 256 --key-space K --key-prefix P [--server-cpu]
               --cacert/--cert/--key (https members), --user name[:password] [--password]
@@ -33,7 +35,7 @@ import sys
 import time
 
 from . import (bench_auth, bench_cpu, bench_floors, bench_lease, bench_lease_expiry, bench_lock,
-               bench_trace, bench_watch)
+               bench_sweep, bench_trace, bench_watch)
 from .bench_plan import OPS, Plan
 from .bench_conn import BenchError
 from .bench_worker import Job, Tally, worker
@@ -43,7 +45,7 @@ PROGRESS_EVERY_S = 0.2
 # Scenarios with flags of their own: the first argument picks one.
 SCENARIOS = {"watch": bench_watch.main, "lease-keepalive": bench_lease.main,
              "lease-expiry": bench_lease_expiry.main, "lock": bench_lock.main,
-             "floors": bench_floors.main}
+             "floors": bench_floors.main, "sweep": bench_sweep.main}
 
 
 def _split(total: int, parts: int) -> list[int]:

@@ -53,11 +53,15 @@ def member_memory(endpoint: str) -> Memory | None:
     proc = listener(port(endpoint))
     if proc is None:
         return None
-    root = member_root(proc)
-    procs = (root, *root.children(recursive=True))
+    return tree_memory(member_root(proc))
+
+
+def tree_memory(root: psutil.Process) -> Memory | None:
+    """The memory of root and all its descendants; None if root has stopped."""
     try:
+        procs = (root, *root.children(recursive=True))
         infos = [p.memory_full_info() for p in procs]
+        return Memory(sum(i.rss for i in infos), sum(i.pss for i in infos), len(infos),
+                      root.name())
     except psutil.Error:  # the member stopped meanwhile
         return None
-    return Memory(sum(i.rss for i in infos), sum(i.pss for i in infos), len(infos),
-                  root.name())
