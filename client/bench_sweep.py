@@ -77,12 +77,20 @@ class Watch:
 
     def _sample_memory(self, now: float) -> None:
         for member in range(self.cluster.size):
-            pid = self.cluster.pid(member)
-            memory = tree_memory(psutil.Process(pid)) if pid is not None else None
-            if memory is not None and (member != self.follower or self.stopped_at_s is None
-                                       or self.restarted_at_s is not None):
+            if self._down(member) or (pid := self.cluster.pid(member)) is None:
+                continue
+            try:
+                memory = tree_memory(psutil.Process(pid))
+            except psutil.Error:  # it exited since pid() looked
+                memory = None
+            if memory is not None:
                 self.memory.append(report.MemorySample(
                     now - self.started_at_s, member, memory.rss_bytes, memory.pss_bytes))
+
+    def _down(self, member: int) -> bool:
+        """Stopped and not yet restarted (while it shuts down its memory is no member's)."""
+        return (member == self.follower and self.stopped_at_s is not None
+                and self.restarted_at_s is None)
 
     def _poll_catch_up(self) -> None:
         """Caught up once the follower has applied what the leader had applied one tick

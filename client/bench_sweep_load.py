@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import queue
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -83,6 +84,9 @@ async def _run(job: LoadJob, started_at_s: float) -> Samples:
 
 
 def worker(job: LoadJob, ready, go, started_at, out: multiprocessing.Queue) -> None:
+    # A Ctrl-C in the terminal reaches the whole process group: the parent ends the
+    # workers itself, after a traceback of its own at most.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with ready.get_lock():
         ready.value += 1
     if go.wait(READY_TIMEOUT_S):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 SPIKE_WINDOW_S = 1.0
 MIB = 2 ** 20
 LATENCY_BIN_S = 0.5  # the plot's p99 line: one point per bin
+LEGEND_HEIGHT_IN = 0.7
 GAP_S = 1.5  # memory samples farther apart than this: the member was down between
 
 
@@ -128,7 +129,8 @@ def plot(runs: Sequence[Run], path: str) -> None:
     systems = list(dict.fromkeys(r.system for r in runs))
     counts = list(dict.fromkeys(r.snapshot_count for r in runs))
     fig, axes = plt.subplots(2 * len(systems), len(counts), squeeze=False, sharex=True,
-                             figsize=(max(7.0, 4.5 * len(counts)), 5.5 * len(systems)))
+                             figsize=(max(7.0, 4.5 * len(counts)),
+                                      5.5 * len(systems) + LEGEND_HEIGHT_IN))
     for run in runs:
         top = 2 * systems.index(run.system)
         column = counts.index(run.snapshot_count)
@@ -143,9 +145,12 @@ def plot(runs: Sequence[Run], path: str) -> None:
     for ax in latency_axes:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
-    axes[0][0].legend(loc="upper left", fontsize="x-small")
-    axes[1][0].legend(loc="lower left", fontsize="x-small", ncol=2)
-    fig.tight_layout()
+    # One legend below the panels, where it hides no data.
+    handles = dict(zip(*reversed(axes[0][0].get_legend_handles_labels())))
+    handles.update(zip(*reversed(axes[1][0].get_legend_handles_labels())))
+    fig.legend(handles.values(), handles.keys(), loc="lower center", fontsize="small",
+               ncol=(len(handles) + 1) // 2, frameon=False)
+    fig.tight_layout(rect=(0.0, LEGEND_HEIGHT_IN / fig.get_figheight(), 1.0, 1.0))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -167,7 +172,7 @@ def _latency_panel(ax, run: Run) -> None:
     ax.scatter(run.sent_at_s, [x * 1000 for x in run.latencies_s], s=2, alpha=0.3,
                color="tab:blue", rasterized=True, label="each put")
     mids, p99s = p99_by_bin(run)
-    ax.plot(mids, [x * 1000 for x in p99s], color="tab:orange", label="p99 per 0.5 s")
+    ax.plot(mids, [x * 1000 for x in p99s], color="black", linewidth=1.0, label="p99 per 0.5 s")
     if run.snapshots_at_s:
         ax.vlines(run.snapshots_at_s, 0, 1, transform=ax.get_xaxis_transform(),
                   color="tab:red", alpha=0.4, linewidth=0.6, label="snapshot")
