@@ -46,15 +46,15 @@ class System:
     extra_args: tuple[str, ...]
     snapshot_saved: str  # log event: this member wrote a snapshot of its own state
     snapshot_received: str  # log event: this member is installing the leader's snapshot
-    backend_files: tuple[str, ...]  # files in member/snap that are the store, not snapshots
 
-
+# Both keep the store itself in member/snap/db (etcd a bbolt file, petcd an LMDB
+# directory): the data, whatever --snapshot-count is, so not counted as snapshots.
+STORE_NAME = "db"
 PETCD = System("petcd", str(Path(sys.executable).parent / "petcd"), (),
-               "snapshot saved", "received snapshot", ())
-# etcd keeps its bbolt store as member/snap/db: the data itself, not a snapshot of it.
+               "snapshot saved", "received snapshot")
 ETCD = System("etcd", shutil.which("etcd") or "/usr/bin/etcd",
               ("--logger", "zap", "--log-outputs", "stderr"),
-              "saved snapshot", "applying snapshot", ("db",))
+              "saved snapshot", "applying snapshot")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +91,14 @@ def call(url: str, path: str, body: dict, timeout_s: float) -> dict:
 
 
 def dir_bytes(path: Path, skip: tuple[str, ...] = ()) -> int:
-    """Disk space the files under path take (allocated blocks, as du counts them:
-    etcd preallocates each WAL segment, so its size on disk is the segment's)."""
+    """Disk space the files under path take, but for its entries named in skip
+    (allocated blocks, as du counts them: etcd preallocates each WAL segment, so its
+    size on disk is the segment's)."""
     if not path.exists():
         return 0
-    return sum(p.stat().st_blocks * 512 for p in path.rglob("*")
-               if p.is_file() and p.name not in skip)
+    files = [p for top in path.iterdir() if top.name not in skip
+             for p in (top, *(top.rglob("*") if top.is_dir() else ()))]
+    return sum(p.stat().st_blocks * 512 for p in files if p.is_file())
 
 
 class LocalCluster:
@@ -225,4 +227,4 @@ class LocalCluster:
         return dir_bytes(self.data_dir(i) / "member" / "wal")
 
     def snap_bytes(self, i: int) -> int:
-        return dir_bytes(self.data_dir(i) / "member" / "snap", self.system.backend_files)
+        return dir_bytes(self.data_dir(i) / "member" / "snap", (STORE_NAME,))
