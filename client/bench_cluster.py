@@ -185,15 +185,15 @@ class LocalCluster:
                 time.sleep(POLL_S)
         return False
 
-    def status(self, i: int) -> dict | None:
+    def status(self, i: int, timeout_s: float = STATUS_TIMEOUT_S) -> dict | None:
         """Member i's /v3/maintenance/status, None if it does not answer."""
         try:
-            return call(self.client_urls[i], "/v3/maintenance/status", {}, STATUS_TIMEOUT_S)
+            return call(self.client_urls[i], "/v3/maintenance/status", {}, timeout_s)
         except (OSError, ValueError):
             return None
 
-    def applied_index(self, i: int) -> int | None:
-        status = self.status(i)
+    def applied_index(self, i: int, timeout_s: float = STATUS_TIMEOUT_S) -> int | None:
+        status = self.status(i, timeout_s)
         return None if status is None else int(status.get("raftAppliedIndex", 0))
 
     def leader(self) -> int | None:

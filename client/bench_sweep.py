@@ -39,6 +39,7 @@ from .bench_sweep_load import Load, jobs
 
 MEMORY_EVERY_S = 0.5
 TICK_S = 0.1  # how often the run checks its schedule and polls the follower's progress
+POLL_TIMEOUT_S = 0.3
 CATCH_UP_TIMEOUT_S = 120.0  # after the load: how long a follower may still take
 
 
@@ -97,9 +98,11 @@ class Watch:
         before: under load the leader is always a little ahead, so "equal" might only
         come once the load stops. The error is at most TICK_S."""
         assert self.follower is not None
-        others = [self.cluster.applied_index(i) for i in range(self.cluster.size)
-                  if i != self.follower]
-        mine = self.cluster.applied_index(self.follower)
+        # A member still starting may accept and not answer: wait on it briefly, so
+        # that the memory samples go on meanwhile.
+        others = [self.cluster.applied_index(i, POLL_TIMEOUT_S)
+                  for i in range(self.cluster.size) if i != self.follower]
+        mine = self.cluster.applied_index(self.follower, POLL_TIMEOUT_S)
         if mine is not None and self.leader_applied is not None and mine >= self.leader_applied:
             self.caught_up_at_s = time.time()
         self.leader_applied = max((x for x in others if x is not None), default=None)
@@ -152,6 +155,17 @@ def snapshots_at_s(cluster: LocalCluster, started_at_s: float, duration_s: float
     return sorted(t for t in made if 0 <= t <= duration_s)
 
 
+def follow(watch: Watch, bar: tqdm) -> None:
+    """Keep to the watch's schedule until the load's time is up, moving the bar along."""
+    done_s = 0.0
+    while (now := time.time()) < watch.started_at_s + watch.duration_s:
+        watch.tick()
+        bar.update(min(now - watch.started_at_s, watch.duration_s) - done_s)
+        done_s = min(now - watch.started_at_s, watch.duration_s)
+        time.sleep(TICK_S)
+    bar.update(watch.duration_s - done_s)
+
+
 def measure(cluster: LocalCluster, snapshot_count: int, args: argparse.Namespace,
             bar: tqdm) -> report.Run:
     cluster.start()
@@ -162,13 +176,7 @@ def measure(cluster: LocalCluster, snapshot_count: int, args: argparse.Namespace
     try:
         started_at_s = load.start()
         watch = Watch(cluster, follower, started_at_s, args.duration)
-        done_s = 0.0
-        while (now := time.time()) < started_at_s + args.duration:
-            watch.tick()
-            bar.update(min(now - started_at_s, args.duration) - done_s)
-            done_s = min(now - started_at_s, args.duration)
-            time.sleep(TICK_S)
-        bar.update(args.duration - done_s)
+        follow(watch, bar)
         samples, died = load.finish()
     finally:
         load.stop()
