@@ -72,7 +72,8 @@ class Op:
         told = {Outcome.OK: f"-> {self.result!r}", Outcome.FAILED: "failed", Outcome.UNKNOWN: "no answer"}
         at = "" if self.revision is None else f" @rev {self.revision}"
         until = "..." if self.response_ns is None else f"{self.response_ns}"
-        return f"{self.client}: {self.kind.value} {self.key!r}{arg} {told[self.outcome]}{at} [{self.invoke_ns}, {until}]"
+        when = f"[{self.invoke_ns}, {until}]"
+        return f"{self.client}: {self.kind.value} {self.key!r}{arg} {told[self.outcome]}{at} {when}"
 
 
 def _check_arg(kind: Kind, arg: Hashable) -> None:
