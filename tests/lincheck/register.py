@@ -23,6 +23,15 @@ def relevant(op: Op) -> bool:
     return not (op.outcome is Outcome.UNKNOWN and op.kind is Kind.GET)
 
 
+def written(op: Op) -> State:
+    """What a write leaves in the key when it takes effect (a compare-and-put: if it
+    succeeds)."""
+    assert op.kind is not Kind.GET, f"a read writes nothing: {op}"
+    if op.kind is Kind.CAS:
+        return op.arg[1]  # type: ignore[index]
+    return op.arg  # a put's value; None for a delete
+
+
 def step(state: State, op: Op) -> tuple[bool, State]:
     """(legal, state after). `op` is relevant: OK or an unanswered write."""
     seen = op.outcome is Outcome.OK

@@ -31,7 +31,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from .history import Kind, Op, Outcome
-from .register import State, step
+from .register import State, step, written
 
 CONTEXT_OPS = 3  # of the longest linearized prefix, shown in an explanation
 
@@ -162,15 +162,15 @@ class _Search:
 
 def _promising_first(candidates: list[_Entry]) -> list[_Entry]:
     """The order to try them in (any order finds a linearization if there is one):
-    first what writes a value a read waiting here returns, then answered ops in the
+    first the writes of a value a read waiting here returns, then answered ops in the
     order they were invoked, then the unanswered ones."""
     wanted = {e.op.result for e in candidates if e.op.kind is Kind.GET}  # type: ignore[union-attr]
-    return sorted(candidates, key=lambda e: 0 if _written(e.op) in wanted else 1 + (e.match is None))
 
+    def rank(e: _Entry) -> int:
+        assert e.op is not None
+        return 0 if e.op.kind is not Kind.GET and written(e.op) in wanted else 1 + (e.match is None)
 
-def _written(op: Op | None) -> Hashable:
-    assert op is not None
-    return {Kind.PUT: op.arg, Kind.CAS: op.arg[1] if isinstance(op.arg, tuple) else None}.get(op.kind)
+    return sorted(candidates, key=rank)
 
 
 def _linked(ops: Sequence[Op], indexed: Sequence[Op]) -> _Entry:
