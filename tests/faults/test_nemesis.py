@@ -12,6 +12,8 @@ What a user of etcd relies on, checked against the real processes:
 - each acknowledged put has its own revision, and one client's acknowledged puts have
   increasing revisions (they were made one after the other);
 - a linearizable read is never older than a put acknowledged before it started;
+- every answer, put or read, fits one order of the puts in real time: the recorded
+  history is linearizable, and revisions never go back (tests/lincheck);
 - afterwards every member holds, at each acknowledged revision, the value that put
   wrote; each key's latest value is its last acknowledged put's, or one of the puts
   whose answer was lost (never an older one, never one nobody wrote); and every member
@@ -31,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.cluster.members import Cluster, HttpError, Member, b64, running, unb64, wait_until
+from tests.lincheck import History, Kind, assert_linearizable
 
 SEED = int(os.environ.get("PETCD_NEMESIS_SEED", "7"))
 DURATION_S = 30.0
@@ -56,9 +59,9 @@ class Ack:
 class Writer(threading.Thread):
     """Puts unique values on its own keys, one at a time, through random live members."""
 
-    def __init__(self, cluster: Cluster, number: int, acks: list[Ack]) -> None:
+    def __init__(self, cluster: Cluster, number: int, acks: list[Ack], history: History) -> None:
         super().__init__(daemon=True)
-        self.cluster, self.number = cluster, number
+        self.cluster, self.number, self.history = cluster, number, history
         self.acks = acks  # shared by all writers (list.append is atomic)
         self.mine: list[Ack] = []
         self.in_doubt: set[str] = set()  # values of puts that got no answer
@@ -75,16 +78,20 @@ class Writer(threading.Thread):
             key = f"{PREFIX}{self.number}-{i % KEYS_PER_WRITER:02d}"
             value = f"{self.number}.{i}"
             i += 1
+            call = self.history.invoke(f"writer {self.number}", Kind.PUT, key, value)
             try:
                 resp = self.rng.choice(live).call(
                     "/v3/kv/put", {"key": b64(key), "value": b64(value)}, timeout_s=REQUEST_TIMEOUT_S)
             except (OSError, HttpError) as err:
                 if _refused(err):
+                    call.failed()
                     time.sleep(0.05)  # not listening (yet): the put was never sent
                 else:
+                    call.unknown()
                     self.in_doubt.add(value)
                 continue
             ack = Ack(key, value, int(resp["header"]["revision"]))
+            call.ok(revision=ack.revision)
             self.mine.append(ack)
             self.acks.append(ack)
 
@@ -96,9 +103,9 @@ def _refused(err: Exception) -> bool:
 class Reader(threading.Thread):
     """Linearizable reads: none may show a revision older than one already acknowledged."""
 
-    def __init__(self, cluster: Cluster, acks: list[Ack]) -> None:
+    def __init__(self, cluster: Cluster, acks: list[Ack], history: History) -> None:
         super().__init__(daemon=True)
-        self.cluster, self.acks = cluster, acks
+        self.cluster, self.acks, self.history = cluster, acks, history
         self.reads = 0
         self.stale: list[str] = []
         self.stop_flag = threading.Event()
@@ -112,13 +119,17 @@ class Reader(threading.Thread):
                 continue
             floor = max((a.revision for a in list(self.acks)), default=0)
             member = self.rng.choice(live)
+            key = f"{PREFIX}{self.rng.randrange(WRITERS)}-00"
+            call = self.history.invoke("reader", Kind.GET, key)
             try:
-                resp = member.call("/v3/kv/range", {"key": b64(f"{PREFIX}0-00")},
-                                   timeout_s=REQUEST_TIMEOUT_S)
+                resp = member.call("/v3/kv/range", {"key": b64(key)}, timeout_s=REQUEST_TIMEOUT_S)
             except (OSError, HttpError):
+                call.unknown()  # an unanswered read is left out of the check
                 continue
             self.reads += 1
             revision = int(resp["header"]["revision"])
+            kvs = resp.get("kvs", [])
+            call.ok(unb64(kvs[0]["value"]) if kvs else None, revision=revision)
             if revision < floor:
                 self.stale.append(f"{member.name} answered at revision {revision} after "
                                   f"revision {floor} was acknowledged")
@@ -189,8 +200,9 @@ def test_faults_in_a_row_lose_no_acknowledged_write_and_members_agree(tmp_path):
     with running(tmp_path, 3, FLAGS) as cluster:
         cluster.wait_leader()
         acks: list[Ack] = []
-        writers = [Writer(cluster, n, acks) for n in range(WRITERS)]
-        reader = Reader(cluster, acks)
+        history = History()
+        writers = [Writer(cluster, n, acks, history) for n in range(WRITERS)]
+        reader = Reader(cluster, acks, history)
         for t in [*writers, reader]:
             t.start()
         nemesis = Nemesis(cluster, rng)
@@ -209,6 +221,9 @@ def test_faults_in_a_row_lose_no_acknowledged_write_and_members_agree(tmp_path):
         assert len(nemesis.done) >= MIN_FAULTS, story
         assert len(acks) >= 300 and reader.reads >= 100, (len(acks), reader.reads, story)
         assert not reader.stale, (reader.stale[:5], story)
+        checked = time.monotonic()
+        report = assert_linearizable(history)
+        print(f"linearizable: {report} in {time.monotonic() - checked:.2f} s")
         check_acknowledged_order(writers, story)
         revision = await_same_state(cluster, story)
         check_history(cluster, acks, revision, rng, story)
