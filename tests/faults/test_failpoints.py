@@ -185,3 +185,18 @@ def _listing(m: Member) -> list[tuple[str, str, str, str]]:
 def _hash_kv(m: Member, revision: int) -> tuple[str, str]:
     resp = m.call("/v3/maintenance/hashkv", {"revision": str(revision)}, timeout_s=10)
     return resp["hash"], resp.get("compact_revision", "0")
+
+
+def test_an_unknown_crash_point_refuses_to_start_the_member(tmp_path):
+    cluster = Cluster(tmp_path, 1)
+    [member] = cluster.members
+    member.env[failpoints.CRASH] = "beforeComit"
+    cluster.start()
+    assert member.proc is not None
+    try:
+        assert member.proc.wait(30) == 2  # EXIT_BAD_CONFIG, before any actor starts
+    finally:
+        cluster.stop()
+    [refused] = member.log_events("bad failpoint")
+    assert refused["error"].startswith(f"{failpoints.CRASH}=beforeComit: unknown point")
+    assert not member.log_events("ready to serve client requests")
