@@ -17,11 +17,12 @@ import sys
 import time
 from typing import Any
 
+from petcd.actors import failpoints
 from petcd.actors.bus.sockets import Inbox
 from petcd.actors.logs import configure
 from petcd.actors.member import MemberContext
 from petcd.actors.protocol import ACTORS, SUPERVISOR, Kind
-from petcd.actors.skeleton import EXIT_BAD_CONFIG
+from petcd.actors.skeleton import EXIT_BAD_CONFIG, Stop
 from petcd.config import ids
 
 from . import actor_main, bootstrap, discovery
@@ -43,6 +44,11 @@ class Supervisor:
         self.stopping = False
 
     def run(self) -> int:
+        try:
+            failpoints.arm_crash(self.log)  # before the forks: every actor inherits it
+        except Stop as err:
+            self.log.error(err.event, **err.fields)
+            return err.status
         try:
             self._prepare_dirs()
         except OSError as err:  # etcd's words, and its exit status

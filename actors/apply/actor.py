@@ -61,6 +61,7 @@ from petcd.actors.metrics import DISK_BUCKETS_S
 from petcd.actors.protocol import SUPERVISOR, Kind
 from petcd.actors.skeleton import (EXIT_BAD_CONFIG, POLL_TIMEOUT_MS, Batch, Runtime, Stop,
                                    run as run_actor, send_or_stop)
+from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.storage.mvcc import (Change, LeaseChange, MvccError, MvccStore, StoreCorruptError,
                                 history, lease_requests)
 from petcd.storage.raftstate import Entry, SnapshotMeta
@@ -208,10 +209,15 @@ class ApplyActor:
                                replies=replies)
             if self.commit_sleep_s:
                 time.sleep(self.commit_sleep_s)
+            failpoints.crash_here("beforeCommit")
+            failpoints.crash_here("compactBeforeCommitScheduledCompact",
+                                  lambda: _compacts(results))
             self.commit_started = time.monotonic()  # the store commits when this returns
 
         results = self.store.apply_batch(plan.store_entries, took_s, self.clock, changes,
                                          lease_changes, before_commit=answer)
+        failpoints.crash_here("afterCommit")
+        failpoints.crash_here("compactAfterCommitScheduledCompact", lambda: _compacts(results))
         self.commit_seconds.observe(time.monotonic() - self.commit_started)
         self.durable_index = previous  # synced by this batch's commit
         self._send_visible()
@@ -271,7 +277,7 @@ class ApplyActor:
         before = self.store.db_size_bytes()
         started = time.monotonic()
         try:
-            self.store.defragment()
+            self.store.defragment(failpoints.crash_here)
         except Exception as err:  # e.g. no disk space for the copy: the old file stays
             self.log.exception("defragment failed")
             send_or_stop(self.outbox, "network", Kind.RESPONSES,
@@ -325,6 +331,11 @@ class ApplyActor:
 
     def report(self) -> dict[str, object]:
         return {"applied_index": self.applied_index}
+
+
+def _compacts(results: Sequence[Any]) -> bool:
+    """Whether a store batch made a compaction (a refused one answers an MvccError)."""
+    return any(isinstance(result, pb.CompactionResponse) for result in results)
 
 
 def min_lease_ttl_s(heartbeat_interval_ms: int, election_ticks: int) -> int:

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import lmdb
 
+from petcd.actors.failpoints import crash_here
 from petcd.storage.mvcc import env, layout, meta
 from petcd.storage.mvcc.meta import RaftPosition
 from petcd.storage.mvcc.store import MvccStore
@@ -127,6 +128,7 @@ def install_db_file(root: str, live_generation: int, source: str | os.PathLike[s
     if position.index < min_index:
         raise SnapshotInstallError(f"{source} holds applied index {position.index}, "
                                    f"below the snapshot's {min_index}")
+    crash_here("applyBeforeOpenSnapshot")
     generation = live_generation + 1
     target_dir = env.gen_dir(root, generation)
     shutil.rmtree(target_dir, ignore_errors=True)  # left by a crash before publishing
@@ -136,7 +138,9 @@ def install_db_file(root: str, live_generation: int, source: str | os.PathLike[s
     meta.upgrade_generation(root, generation)  # before readers can switch to it
     _fsync_path(target)
     _fsync_path(target_dir, directory=True)
+    crash_here("applyBeforePublishSnapshot")
     env.publish_generation(root, generation)
+    crash_here("applyAfterOpenSnapshot")
     env.remove_generation(root, live_generation)
     os.unlink(source)
     _fsync_path(os.path.dirname(source) or ".", directory=True)

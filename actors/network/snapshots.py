@@ -47,6 +47,7 @@ from typing import Any
 from petcd.actors.apply import snapshot as snapshot_files
 from petcd.actors.bus.codec import message_from_wire
 from petcd.actors.bus.peer import PeerTransport
+from petcd.actors.failpoints import crash_here
 from petcd.actors.protocol import Kind
 
 from . import snapcopy
@@ -466,6 +467,7 @@ class Incoming:
                 break
             self._ack(Ack(self.transfer_id, chunk.seq))
         await self._in_thread(self._finish)
+        crash_here("snapReceiveBeforeRaft")
         assert self.reassembly is not None
         await self._hand_to_raft()
         await self._ack_surely(Ack(self.transfer_id, chunk.seq))
@@ -528,6 +530,7 @@ class Incoming:
         assert self.fd is not None
         while view:
             view = view[os.write(self.fd, view):]
+        crash_here("snapReceiveAfterWrite")
 
     def _finish(self) -> None:
         """Durable under its final name, and a store the apply actor can install."""

@@ -90,6 +90,7 @@ class WalActor:
         self._count(result)
         if result.persisted_seq is not None:
             send_or_stop(self.outbox, "raft", Kind.PERSISTED, result.persisted_seq)
+            failpoints.crash_here("raftAfterSave")
         if result.fsync_ms > WARN_SYNC_MS:
             self.log.warning("slow fdatasync", took_ms=round(result.fsync_ms, 1),
                              expected_duration_ms=WARN_SYNC_MS, fsyncs=result.fsyncs)

@@ -31,6 +31,7 @@ from petcd.actors.bus.codec import (
     hard_state_from_wire,
     snapshot_meta_from_wire,
 )
+from petcd.actors.failpoints import crash_here
 from petcd.actors.protocol import Kind
 from petcd.storage.raftstate import HardState, SnapshotMeta, must_sync
 from petcd.storage.snap import SnapStore
@@ -117,9 +118,10 @@ class WalWriter:
         meta = None if meta_wire is None else snapshot_meta_from_wire(meta_wire)
         if meta is not None:
             # A snapshot received from the leader: its marker first, as for our own.
-            self._snaps.save(meta)
+            self._save_marker(meta)
         if hard_state is None and not entries and meta is None:
             return  # an empty SAVE only orders PERSISTED
+        crash_here("raftBeforeSave")
         self._wal.append(hard_state, entries, meta)
         if meta is not None or must_sync(self._hard_state, hard_state, len(entries)):
             self._unsynced = True
@@ -127,8 +129,13 @@ class WalWriter:
         if hard_state is not None:
             self._hard_state = hard_state
 
-    def _save_snapshot(self, meta: SnapshotMeta, tally: _Tally) -> None:
+    def _save_marker(self, meta: SnapshotMeta) -> None:
+        crash_here("raftBeforeSaveSnap")
         self._snaps.save(meta)
+        crash_here("raftBeforeWALSaveSnaphot")
+
+    def _save_snapshot(self, meta: SnapshotMeta, tally: _Tally) -> None:
+        self._save_marker(meta)
         hard_state = None
         if meta.index > self._hard_state.commit:
             # A marker above the durable commit index is not trusted at start-up
@@ -139,8 +146,10 @@ class WalWriter:
         self._wal.append(hard_state, (), meta)
         self._unsynced = True
         self._sync(tally)  # the WAL knows the snapshot before anything is released
+        crash_here("raftAfterSaveSnap")
         released = self._wal.release_to(meta.index, self._max_wals)
         purged = self._snaps.purge(self._max_snapshots) if self._max_snapshots else ()
+        crash_here("raftAfterWALRelease")
         tally.snapshots += 1
         if self._on_snapshot is not None:
             self._on_snapshot(meta, len(released), len(purged))
@@ -151,7 +160,9 @@ class WalWriter:
         started = time.perf_counter()
         if self._fsync_delay_s:
             self._sleep(self._fsync_delay_s)
+        crash_here("walBeforeSync")
         self._wal.sync()
+        crash_here("walAfterSync")
         tally.fsync_ms += (time.perf_counter() - started) * 1000
         tally.fsyncs += 1
         self._unsynced = False

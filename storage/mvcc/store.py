@@ -530,17 +530,27 @@ class MvccStore:
         view.finish()
         return result
 
-    def defragment(self) -> None:
-        """Rewrite the file compactly; readers elsewhere switch at their next read."""
+    def defragment(self, crash_here: Callable[[str], None] | None = None) -> None:
+        """Rewrite the file compactly; readers elsewhere switch at their next read.
+
+        `crash_here` is told each step's failpoint name before the step (test-only
+        failpoints: actors/failpoints.py; the store itself has no process logic)."""
         assert not self.readonly, "only the writer defragments"
+        at = crash_here or _no_failpoint
         old = self.backend
+        at("defragBeforeCopy")
         generation = env.copy_compact(old)
+        at("defragBeforeRename")
         env.publish_generation(old.root, generation)
         old.close()
         self._backend = None
         self._backend = self._open_backend(old.root, False, self.options)
         assert self._backend.generation == generation
         env.remove_generation(old.root, old.generation)
+
+
+def _no_failpoint(point: str) -> None:
+    pass
 
 
 def _unwrap(request: Request | None) -> Request | None:

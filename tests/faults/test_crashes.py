@@ -23,9 +23,15 @@ from tests.cluster.members import ELECTION_MS, Cluster, HttpError, Member, b64, 
 
 
 class Writer(threading.Thread):
-    def __init__(self, cluster: Cluster, prefix: str = "w") -> None:
+    """`fresh_keys`: a put that failed is not tried again with the same key, so every
+    key is put at most once (its version must be 1 on every member). `timeout_s`: of
+    each put; a put to a member that lost its leader waits until then."""
+
+    def __init__(self, cluster: Cluster, prefix: str = "w", fresh_keys: bool = False,
+                 timeout_s: float = 5.0) -> None:
         super().__init__(daemon=True)
-        self.cluster, self.prefix = cluster, prefix
+        self.cluster, self.prefix, self.fresh_keys = cluster, prefix, fresh_keys
+        self.timeout_s = timeout_s
         self.acked: list[str] = []
         self.stop_flag = threading.Event()
         self.rng = random.Random(1)
@@ -40,8 +46,9 @@ class Writer(threading.Thread):
             key = f"{self.prefix}{n:06d}"
             try:
                 self.rng.choice(live).call("/v3/kv/put", {"key": b64(key), "value": b64(key)},
-                                           timeout_s=5)
+                                           timeout_s=self.timeout_s)
             except (OSError, HttpError):
+                n += self.fresh_keys
                 continue  # not acknowledged: may or may not have been applied
             self.acked.append(key)
             n += 1
