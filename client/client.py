@@ -44,6 +44,7 @@ KVRequest = pb.RangeRequest | pb.PutRequest | pb.DeleteRangeRequest | pb.TxnRequ
 _KV_METHODS = {pb.RangeRequest: ("Range", True), pb.PutRequest: ("Put", False),
                pb.DeleteRangeRequest: ("DeleteRange", False), pb.TxnRequest: ("Txn", False)}
 SNAPSHOT_TIMEOUT_S = 600.0
+REDIAL_S = 0.1  # between rounds of dialling endpoints none of which connected
 SHA256_BYTES = 32
 LEASE_NOT_FOUND = "etcdserver: requested lease not found"  # etcd's rpctypes text
 TOKEN_METADATA_KEY = "token"  # etcd's rpctypes.TokenFieldNameGRPC
@@ -445,32 +446,42 @@ class Client:
 
     def _call(self, method: Callable[[Connection], Callable], request, *,
               repeatable: bool = False, endpoint: str | None = None):
+        """The first endpoint that connects answers. While none connects, they are
+        dialled again until the command timeout, then "context deadline exceeded":
+        clientv3 waits for a connection the same way (an etcd restarting is reached)."""
         candidates = [normalize_endpoint(endpoint)] if endpoint else self._rotation()
-        remaining_s = self.command_timeout_s
+        deadline = time.monotonic() + self.command_timeout_s
         failures: list[str] = []
-        last_error: grpc.RpcError | None = None
-        for candidate in candidates:
-            conn = self._connections.get(candidate)
+        while True:
+            conn, candidate = self._first_connected(candidates, failures)
             if conn is None:
-                failures.append(f"{candidate}: cannot connect")
+                if time.monotonic() + REDIAL_S >= deadline:
+                    raise EtcdError(grpc.StatusCode.DEADLINE_EXCEEDED, DEADLINE_MESSAGE,
+                                    "; ".join(failures[-len(candidates):]))
+                time.sleep(REDIAL_S)
                 continue
-            started = time.monotonic()
             try:
-                response = self._send(method(conn), request, remaining_s)
+                response = self._send(method(conn), request, deadline - time.monotonic())
             except grpc.RpcError as exc:
-                remaining_s -= time.monotonic() - started
                 if not self._worth_another_endpoint(exc, repeatable, candidate):
                     raise from_rpc_error(exc) from None
-                last_error = exc
                 failures.append(f"{candidate}: {exc.details()}")
+                candidates = candidates[candidates.index(candidate) + 1:]
+                if not candidates:
+                    raise from_rpc_error(exc) from None
                 continue
             if endpoint is None:
                 self._current = self.endpoints.index(candidate)
             return response
-        if last_error is not None:
-            raise from_rpc_error(last_error) from None
-        raise EtcdError(grpc.StatusCode.DEADLINE_EXCEEDED, DEADLINE_MESSAGE,
-                        "; ".join(failures))
+
+    def _first_connected(self, candidates: list[str], failures: list[str]
+                         ) -> tuple[Connection | None, str]:
+        for candidate in candidates:
+            conn = self._connections.get(candidate)
+            if conn is not None:
+                return conn, candidate
+            failures.append(f"{candidate}: cannot connect")
+        return None, ""
 
     def _send(self, call: Callable, request, remaining_s: float):
         """One call with the token; an expired token is renewed once (clientv3's)."""
