@@ -257,24 +257,26 @@ def _destination(route: str) -> ipaddress.IPv4Network | None:
 class NetnsCluster(Cluster):
     """A cluster whose members each run in their own namespace of `network`."""
 
-    def __init__(self, root: Path, network: Network) -> None:
+    def __init__(self, root: Path, network: Network, extra_args: list[str] | None = None) -> None:
         self.network = network
         self.token = f"netns-{network.token}"
         self.members = [
             Member(name, CLIENT_PORT, PEER_PORT, root / f"{name}.petcd", root / f"{name}.log",
-                   host=host.address, command_prefix=network.exec_prefix(name))
+                   list(extra_args or []), host=host.address,
+                   command_prefix=network.exec_prefix(name))
             for name, host in network.hosts.items()]
         self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
 
 @contextlib.contextmanager
-def cluster_on_network(root: Path, size: int) -> Iterator[NetnsCluster]:
+def cluster_on_network(root: Path, size: int, extra_args: list[str] | None = None
+                       ) -> Iterator[NetnsCluster]:
     """A started cluster of `size` members on a fresh network; all of it gone at the end."""
     network = Network([f"m{i + 1}" for i in range(size)])
     cluster = None
     try:
         network.create()
-        cluster = NetnsCluster(root, network)
+        cluster = NetnsCluster(root, network, extra_args)
         cluster.start()
         yield cluster
     finally:
