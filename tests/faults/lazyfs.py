@@ -21,8 +21,9 @@ The filesystem runs in its own process (`mounted()` starts it): FUSE's callbacks
 never wait for the test's threads' GIL, and a test process that dies leaves a process
 that unmounts as soon as its stdin closes. It reads commands on stdin, one a line,
 and answers each with "ok <command>" on stdout once done:
-    crash   drop every unsynced write
-    sync    write every file's unsynced pages to its backing file and fsync it
+    crash [DIR]  drop every unsynced write (only those to files under DIR, a path
+                 relative to the mount: one machine's disk of several in one mount)
+    sync         write every file's unsynced pages to its backing file and fsync it
 """
 
 from __future__ import annotations
@@ -146,9 +147,14 @@ class LazyOps:
 
     # -- commands ------------------------------------------------------------------
 
-    def crash(self) -> None:
+    def crash(self, under: str = "") -> None:
         with self._lock:
-            self._cache.drop_all()
+            if not under:
+                self._cache.drop_all()
+                return
+            for top, dirs, files in os.walk(self._path(under)):
+                for name in dirs + files:
+                    self._cache.forget(os.lstat(os.path.join(top, name)).st_ino)
 
     def sync_all(self) -> None:
         with self._lock:
@@ -346,9 +352,10 @@ class LazyFs:
     def __init__(self, mount: Path, backing: Path, proc: subprocess.Popen[bytes]) -> None:
         self.mount, self.backing, self._proc = mount, backing, proc
 
-    def crash(self) -> None:
-        """Drop every write not yet fsynced, as a power loss would."""
-        self._command("crash")
+    def crash(self, under: Path | None = None) -> None:
+        """Drop every write not yet fsynced, as a power loss would; only those to
+        files under `under` (a directory in the mount) if given."""
+        self._command("crash" if under is None else f"crash {under.relative_to(self.mount)}")
 
     def sync(self) -> None:
         self._command("sync")
@@ -359,7 +366,7 @@ class LazyFs:
         self._proc.stdin.flush()
         ready, _, _ = select.select([self._proc.stdout], [], [], COMMAND_TIMEOUT_S)
         answer = self._proc.stdout.readline().decode().strip() if ready else ""
-        assert answer == f"ok {word}", f"lazyfs did not answer {word!r}: {answer!r}"
+        assert answer == f"ok {word}", f"lazyfs did not do {word!r}: {answer!r}"
 
 
 @contextlib.contextmanager
@@ -402,11 +409,11 @@ def _unmount(mount: Path) -> None:
 
 
 def _serve_commands(ops: LazyOps, mount: str) -> None:
-    commands = {"crash": ops.crash, "sync": ops.sync_all}
+    commands: dict[str, Callable[..., None]] = {"crash": ops.crash, "sync": ops.sync_all}
     for line in sys.stdin:
-        word = line.strip()
-        commands[word]()
-        print(f"ok {word}", flush=True)
+        word, *args = line.split()
+        commands[word](*args)
+        print(f"ok {line.strip()}", flush=True)
     _unmount(Path(mount))  # the test process is gone: leave no mount behind
 
 
