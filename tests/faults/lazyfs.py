@@ -20,8 +20,8 @@ What is modelled, and what is not:
 The filesystem runs in its own process (`mounted()` starts it): FUSE's callbacks then
 never wait for the test's threads' GIL, and a test process that dies leaves a process
 that unmounts as soon as its stdin closes. It reads commands on stdin, one a line,
-and answers each with "ok <command>" on stdout once done:
-    crash [DIR]  drop every unsynced write (only those to files under DIR, a path
+and answers each with "ok <command> <pages>" on stdout once done:
+    crash [DIR]  drop every unsynced page (only those of files under DIR, a path
                  relative to the mount: one machine's disk of several in one mount)
     sync         write every file's unsynced pages to its backing file and fsync it
 """
@@ -107,25 +107,28 @@ class PageCache:
             tail[length % PAGE_BYTES:] = bytes(PAGE_BYTES - length % PAGE_BYTES)
         dirty.end = min(dirty.end, length)
 
-    def flush(self, ino: int, backing_size: int, write_at: Callable[[int, bytes], None]) -> None:
-        """Write the file's unsynced pages through `write_at`, up to its size."""
+    def flush(self, ino: int, backing_size: int, write_at: Callable[[int, bytes], None]) -> int:
+        """Write the file's unsynced pages through `write_at`, up to its size; how many."""
         dirty = self._files.pop(ino, None)
         if dirty is None:
-            return
+            return 0
         limit = max(backing_size, dirty.end)
         for number, page in sorted(dirty.pages.items()):
             start = number * PAGE_BYTES
             if start < limit:
                 write_at(start, bytes(page[:limit - start]))
+        return len(dirty.pages)
 
     def inodes(self) -> list[int]:
         return list(self._files)
 
-    def forget(self, ino: int) -> None:
-        self._files.pop(ino, None)
+    def forget(self, ino: int) -> int:
+        """Drop the file's unsynced pages; how many there were."""
+        dirty = self._files.pop(ino, None)
+        return 0 if dirty is None else len(dirty.pages)
 
-    def drop_all(self) -> None:
-        self._files.clear()
+    def drop_all(self) -> int:
+        return sum(self.forget(ino) for ino in self.inodes())
 
 
 class LazyOps:
@@ -147,22 +150,25 @@ class LazyOps:
 
     # -- commands ------------------------------------------------------------------
 
-    def crash(self, under: str = "") -> None:
+    def crash(self, under: str = "") -> int:
+        """Drop unsynced pages (of files under `under` only, if given); how many."""
         with self._lock:
             if not under:
-                self._cache.drop_all()
-                return
-            for top, dirs, files in os.walk(self._path(under)):
-                for name in dirs + files:
-                    self._cache.forget(os.lstat(os.path.join(top, name)).st_ino)
+                return self._cache.drop_all()
+            return sum(self._cache.forget(os.lstat(os.path.join(top, name)).st_ino)
+                       for top, dirs, files in os.walk(self._path(under))
+                       for name in dirs + files)
 
-    def sync_all(self) -> None:
+    def sync_all(self) -> int:
+        """Write every file's unsynced pages to disk; how many."""
         with self._lock:
+            pages = 0
             for ino in self._cache.inodes():
                 fd = self._keep.get(ino)
                 if fd is not None:
-                    self._flush(ino, fd)
+                    pages += self._flush(ino, fd)
                     os.fsync(fd)
+            return pages
 
     # -- files ---------------------------------------------------------------------
 
@@ -208,9 +214,9 @@ class LazyOps:
                 os.fdatasync(fh)
             return len(data)
 
-    def _flush(self, ino: int, fd: int) -> None:
-        self._cache.flush(ino, os.fstat(fd).st_size,
-                          lambda offset, data: _pwrite_all(fd, data, offset))
+    def _flush(self, ino: int, fd: int) -> int:
+        return self._cache.flush(ino, os.fstat(fd).st_size,
+                                 lambda offset, data: _pwrite_all(fd, data, offset))
 
     def fsync(self, path: str, datasync: int, fh: int) -> int:
         with self._lock:
@@ -352,21 +358,26 @@ class LazyFs:
     def __init__(self, mount: Path, backing: Path, proc: subprocess.Popen[bytes]) -> None:
         self.mount, self.backing, self._proc = mount, backing, proc
 
-    def crash(self, under: Path | None = None) -> None:
+    def crash(self, under: Path | None = None) -> int:
         """Drop every write not yet fsynced, as a power loss would; only those to
-        files under `under` (a directory in the mount) if given."""
-        self._command("crash" if under is None else f"crash {under.relative_to(self.mount)}")
+        files under `under` (a directory in the mount) if given. Returns how many
+        pages were lost."""
+        return self._command("crash" if under is None
+                             else f"crash {under.relative_to(self.mount)}")
 
-    def sync(self) -> None:
-        self._command("sync")
+    def sync(self) -> int:
+        """Write every unsynced page to disk; returns how many."""
+        return self._command("sync")
 
-    def _command(self, word: str) -> None:
+    def _command(self, word: str) -> int:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._proc.stdin.write(f"{word}\n".encode())
         self._proc.stdin.flush()
         ready, _, _ = select.select([self._proc.stdout], [], [], COMMAND_TIMEOUT_S)
-        answer = self._proc.stdout.readline().decode().strip() if ready else ""
-        assert answer == f"ok {word}", f"lazyfs did not do {word!r}: {answer!r}"
+        answer = self._proc.stdout.readline().decode() if ready else ""
+        done, _, pages = answer.strip().rpartition(" ")
+        assert done == f"ok {word}", f"lazyfs did not do {word!r}: {answer!r}"
+        return int(pages)
 
 
 @contextlib.contextmanager
@@ -409,11 +420,11 @@ def _unmount(mount: Path) -> None:
 
 
 def _serve_commands(ops: LazyOps, mount: str) -> None:
-    commands: dict[str, Callable[..., None]] = {"crash": ops.crash, "sync": ops.sync_all}
+    commands: dict[str, Callable[..., int]] = {"crash": ops.crash, "sync": ops.sync_all}
     for line in sys.stdin:
         word, *args = line.split()
-        commands[word](*args)
-        print(f"ok {line.strip()}", flush=True)
+        pages = commands[word](*args)
+        print(f"ok {line.strip()} {pages}", flush=True)
     _unmount(Path(mount))  # the test process is gone: leave no mount behind
 
 
