@@ -27,7 +27,7 @@ READY = "ready to serve client requests"
 RECOVERY_TIMEOUT_S = 30.0
 # Small, so that snapshots and WAL compaction happen between the crashes.
 FLAGS = ["--snapshot-count", "200", "--snapshot-catchup-entries", "50"]
-PUTS_BETWEEN_CRASHES = 60
+PUTS_BETWEEN_CRASHES = 40
 
 
 @pytest.fixture
@@ -107,8 +107,7 @@ def test_members_whose_disk_drops_unsynced_writes_lose_no_acknowledged_write(tmp
         m1, m2, m3 = cluster.members
         rounds = [[m1], [m2], [leader], [m3, m1, m2]]
         for victims in rounds:
-            acked = len(writer.acked)
-            assert wait_until(lambda a=acked: len(writer.acked) >= a + PUTS_BETWEEN_CRASHES, 30)
+            assert_writes_go_on(cluster, writer)
             time.sleep(rng.uniform(0, 0.5))  # a different point of the write path each time
             lost_pages = power_loss(lazy, victims)
             assert lost_pages > 0  # the store's last commit, at least (MDB_NOMETASYNC)
@@ -118,8 +117,7 @@ def test_members_whose_disk_drops_unsynced_writes_lose_no_acknowledged_write(tmp
                 starts[m.name] += 1
             for m in victims:
                 assert_restarted(m, starts[m.name])
-        acked = len(writer.acked)
-        assert wait_until(lambda: len(writer.acked) >= acked + PUTS_BETWEEN_CRASHES, 30)
+        assert_writes_go_on(cluster, writer)
         keys = writer.finish()
         revision = assert_same_state(cluster)
         for m in cluster.members:
@@ -157,6 +155,13 @@ def _group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] != "Z":
             return True
     return False
+
+
+def assert_writes_go_on(cluster: Cluster, writer: Writer) -> None:
+    acked = len(writer.acked)
+    assert wait_until(lambda: len(writer.acked) >= acked + PUTS_BETWEEN_CRASHES,
+                      RECOVERY_TIMEOUT_S), \
+        f"writes stopped: {[(m.name, m.alive, _errors(m)) for m in cluster.members]}"
 
 
 def assert_restarted(m: Member, starts: int) -> None:
