@@ -131,7 +131,11 @@ class RaftLog:
 
     def commit_to(self, index: int) -> None:
         if index > self.committed:
-            assert index <= self.last_index, f"commit {index} beyond last {self.last_index}"
+            # etcd raft's commitTo panic, word for word: the leader knows this member
+            # had the entry (it counted it for the commit), so its WAL lost what it synced.
+            assert index <= self.last_index, (
+                f"tocommit({index}) is out of range [lastIndex({self.last_index})]. "
+                "Was the raft log corrupted, truncated, or lost?")
             self.committed = index
 
     def restore(self, snapshot: Snapshot) -> None:
