@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.members import Cluster, Member, b64, member_socket_dir, unb64, wait_until
+from tests.faults.convergence import converged
 from tests.faults import lazyfs
 from tests.faults.test_crashes import Writer
 
@@ -118,7 +119,7 @@ def test_members_whose_disk_drops_unsynced_writes_lose_no_acknowledged_write(tmp
                 assert_restarted(m, starts[m.name])
         assert_writes_go_on(cluster, writer)
         keys = writer.finish()
-        revision = assert_same_state(cluster)
+        revision = converged(cluster)
         for m in cluster.members:
             missing = set(keys) - set(keys_at(m, "w", revision))
             assert not missing, (m.name, sorted(missing)[:10], len(missing))
@@ -183,23 +184,6 @@ def assert_restarted(m: Member, starts: int) -> None:
 
 def _errors(m: Member) -> list[dict]:
     return [e for e in m.log_events() if e.get("level") in ("error", "fatal", "panic")][-5:]
-
-
-def assert_same_state(cluster: Cluster) -> int:
-    """Wait until every member has applied the leader's log; then their revisions and
-    HashKV there must be equal. Returns that revision."""
-    leader = cluster.wait_leader(RECOVERY_TIMEOUT_S)
-    target = int(leader.status()["raftIndex"])
-    for m in cluster.members:
-        assert wait_until(lambda m=m: int(m.status()["raftAppliedIndex"]) >= target,
-                          RECOVERY_TIMEOUT_S), f"{m.name} did not catch up"
-    revisions = {m.name: int(m.status()["header"]["revision"]) for m in cluster.members}
-    assert len(set(revisions.values())) == 1, revisions
-    revision = revisions[leader.name]
-    hashes = {m.name: m.call("/v3/maintenance/hashkv", {"revision": str(revision)})["hash"]
-              for m in cluster.members}
-    assert len(set(hashes.values())) == 1, hashes
-    return revision
 
 
 def keys_at(m: Member, prefix: str, revision: int) -> list[str]:

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.cluster.members import Cluster, HttpError, Member, b64, running, unb64, wait_until
+from tests.faults.convergence import converged
 from tests.lincheck import History, Kind, assert_linearizable
 
 SEED = int(os.environ.get("PETCD_NEMESIS_SEED", "7"))
@@ -225,7 +226,7 @@ def test_faults_in_a_row_lose_no_acknowledged_write_and_members_agree(tmp_path):
         report = assert_linearizable(history)
         print(f"linearizable: {report} in {time.monotonic() - checked:.2f} s")
         check_acknowledged_order(writers, story)
-        revision = await_same_state(cluster, story)
+        revision = converged(cluster, story, RECOVERY_TIMEOUT_S)
         check_history(cluster, acks, revision, rng, story)
         check_latest_values(cluster, writers, revision, story)
 
@@ -236,22 +237,6 @@ def check_acknowledged_order(writers: list[Writer], story: str) -> None:
     for w in writers:
         mine = [a.revision for a in w.mine]
         assert mine == sorted(mine), f"writer {w.number}: revisions went back; {story}"
-
-
-def await_same_state(cluster: Cluster, story: str) -> int:
-    """Wait until every member has applied the leader's log; the store's revision then."""
-    leader = cluster.wait_leader(RECOVERY_TIMEOUT_S)
-    target = int(leader.status()["raftIndex"])
-    for m in cluster.members:
-        assert wait_until(lambda m=m: int(m.status()["raftAppliedIndex"]) >= target,
-                          RECOVERY_TIMEOUT_S), f"{m.name} did not catch up; {story}"
-    revisions = {m.name: int(m.status()["header"]["revision"]) for m in cluster.members}
-    assert len(set(revisions.values())) == 1, (revisions, story)
-    revision = revisions[leader.name]
-    hashes = {m.name: m.call("/v3/maintenance/hashkv", {"revision": str(revision)})["hash"]
-              for m in cluster.members}
-    assert len(set(hashes.values())) == 1, (hashes, story)
-    return revision
 
 
 def _range(m: Member, key: str, revision: int, range_end: str | None = None) -> list[dict]:

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import pytest
 from petcd.actors.network.requests import request_timeout_s
 
-from tests.cluster.members import ELECTION_MS, Cluster, HttpError, Member, b64, unb64, wait_until
+from tests.cluster.members import ELECTION_MS, HttpError, Member, b64, unb64, wait_until
+from tests.faults.convergence import converged
 
 from .netns import NetnsCluster, cluster_on_network, netem_unavailable, unavailable
 
@@ -129,23 +130,6 @@ def put_on_majority(members: list[Member], key: str, value: str) -> None:
             if put(m, key, value).error is None:
                 return
     raise AssertionError(f"no member of {[m.name for m in members]} acknowledged {key}={value}")
-
-
-def converged(cluster: Cluster) -> int:
-    """Waits until every member has applied the leader's log; asserts that they hold the
-    same store (revision and HashKV); returns the revision."""
-    leader = cluster.wait_leader(CONVERGE_TIMEOUT_S)
-    target = int(leader.status()["raftIndex"])
-    for m in cluster.members:
-        assert wait_until(lambda m=m: int(m.status()["raftAppliedIndex"]) >= target,
-                          CONVERGE_TIMEOUT_S), f"{m.name} did not catch up to index {target}"
-    revisions = {m.name: int(m.status()["header"]["revision"]) for m in cluster.members}
-    assert len(set(revisions.values())) == 1, revisions
-    revision = revisions[leader.name]
-    hashes = {m.name: m.call("/v3/maintenance/hashkv", {"revision": str(revision)})["hash"]
-              for m in cluster.members}
-    assert len(set(hashes.values())) == 1, hashes
-    return revision
 
 
 def test_an_isolated_leader_steps_down_and_rejoins_without_an_election(on_network):
