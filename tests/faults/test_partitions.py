@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -26,6 +26,7 @@ from petcd.actors.network.requests import request_timeout_s
 
 from tests.cluster.members import ELECTION_MS, HttpError, Member, b64, unb64, wait_until
 from tests.faults.convergence import converged
+from tests.lincheck import History, Kind, assert_linearizable
 
 from .netns import NetnsCluster, cluster_on_network, netem_unavailable, unavailable
 
@@ -57,25 +58,54 @@ class Answer:
     took_s: float
 
 
-def ask(m: Member, path: str, body: dict) -> Answer:
+@pytest.fixture(autouse=True)
+def history() -> Iterator[History]:
+    """Every put and linearizable read a test makes, recorded as made; at the end the
+    whole history must be linearizable (tests/lincheck): a minority member that served
+    a stale read, or a lost acknowledged write, fails it even where no assertion looked."""
+    recorded = History()
+    _recording.append(recorded)
+    try:
+        yield recorded
+    finally:
+        _recording.remove(recorded)
+    assert_linearizable(recorded)
+
+
+# The running test's history: a plain list, as the test's client threads must see it
+# too (a thread does not inherit its starter's context variables).
+_recording: list[History] = []
+
+
+def ask(m: Member, kind: Kind, key: str, body: dict) -> Answer:
+    path = "/v3/kv/put" if kind == Kind.PUT else "/v3/kv/range"
+    recorded = _recording[-1] if _recording else None
+    call = None if recorded is None else recorded.invoke(
+        m.name, kind, key, unb64(body["value"]) if kind == Kind.PUT else None)
     start = time.monotonic()
     try:
         resp = m.call(path, body, timeout_s=CLIENT_TIMEOUT_S)
     except HttpError as err:
+        if call is not None:
+            call.unknown()  # no leader, timed out, leader changed: it may still happen
         return Answer(None, err.body.get("message"), time.monotonic() - start)
     except OSError as err:  # no answer within CLIENT_TIMEOUT_S, or no connection
+        if call is not None:
+            call.unknown()
         return Answer(None, f"no answer: {err}", time.monotonic() - start)
     kvs = resp.get("kvs", [])
     value = unb64(kvs[0].get("value", "")) if kvs else None
+    if call is not None:
+        call.ok(value if kind == Kind.GET else None, revision=int(resp["header"]["revision"]))
     return Answer(value, None, time.monotonic() - start)
 
 
 def get(m: Member, key: str) -> Answer:
-    return ask(m, "/v3/kv/range", {"key": b64(key)})
+    return ask(m, Kind.GET, key, {"key": b64(key)})
 
 
 def put(m: Member, key: str, value: str) -> Answer:
-    return ask(m, "/v3/kv/put", {"key": b64(key), "value": b64(value)})
+    return ask(m, Kind.PUT, key, {"key": b64(key), "value": b64(value)})
 
 
 def get_serializable(m: Member, key: str) -> str | None:
