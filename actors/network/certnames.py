@@ -47,9 +47,10 @@ class CertNames:
     def forget(self, peer: str) -> None:
         self._names.pop(peer, None)
 
-    def common_name(self, peer: str) -> str | None:
-        """The common name of the certificate behind a call's peer, if any."""
-        return self._names.get(peer)
+    def of_call(self, context: Any) -> str | None:
+        """The common name of the certificate behind a gRPC call's connection, if any.
+        Without --client-cert-auth the table stays empty: no peer is asked for."""
+        return self._names.get(context.peer()) if self._names else None
 
 
 def common_name(ssl_object: Any) -> str | None:

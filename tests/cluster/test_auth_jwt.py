@@ -37,7 +37,11 @@ VERIFY_ONLY = "auth: token signing attempted with verify-only key"
 
 def _key_files(directory: Path) -> tuple[Path, Path]:
     """An ES256 key pair, made now (nothing secret is committed)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    return write_key_pair(ec.generate_private_key(ec.SECP256R1()), directory)
+
+
+def write_key_pair(key, directory: Path) -> tuple[Path, Path]:
+    """`key` and its public key as PEM files jwt.key and jwt.pub in `directory`."""
     private, public = directory / "jwt.key", directory / "jwt.pub"
     private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                           serialization.PrivateFormat.TraditionalOpenSSL,

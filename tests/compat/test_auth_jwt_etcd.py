@@ -11,7 +11,6 @@ import subprocess
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from petcd.api.etcdserverpb import rpc_pb2 as pb
@@ -19,6 +18,7 @@ from petcd.api.etcdserverpb import rpc_pb2_grpc as rpc
 
 from tests.client.etcd_server import EtcdCluster, etcd_available
 from tests.cluster.members import running
+from tests.cluster.test_auth_jwt import write_key_pair
 
 from .etcdctl import COMMAND_TIMEOUT_S, ETCDCTL
 
@@ -26,13 +26,8 @@ CALL_TIMEOUT_S = 10.0
 
 
 def _jwt_option(directory) -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private, public = directory / "jwt.key", directory / "jwt.pub"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.TraditionalOpenSSL,
-                                          serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    private, public = write_key_pair(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048), directory)
     return f"jwt,pub-key={public},priv-key={private},sign-method=RS256"
 
 
