@@ -25,8 +25,9 @@ heartbeats to the others):
   peer coming back is not flooded with stale appends;
 - queues are bounded by `hwm_msgs` frames and each frame by `max_frame_bytes` (a
   larger incoming frame makes ZeroMQ drop that connection);
-- ZMTP heartbeats close a connection silent for `heartbeat_timeout_ms` (half-open
-  after a partition) and DEALERs reconnect every `reconnect_ivl_ms`;
+- TCP keepalive and TCP_USER_TIMEOUT close a connection silent or unacknowledged for
+  a few seconds (half-open after a partition: liveness.py says why not ZMTP
+  heartbeats) and DEALERs reconnect every `reconnect_ivl_ms`;
 - ROUTER_HANDOVER: a restarted member reconnecting with the same identity takes over
   from its old, possibly half-open, connection instead of being refused.
 
@@ -49,6 +50,7 @@ import zmq
 
 from petcd.actors.raft.types import Message
 
+from . import liveness
 from .addresses import peer_address
 from .codec import message_to_wire
 from .envelope import EnvelopeError, pack_envelope, unpack_envelope
@@ -111,7 +113,6 @@ class PeerDealers:
                  hwm_msgs: int = DEFAULT_HWM_MSGS,
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
                  linger_ms: int = 0, reconnect_ivl_ms: int = 100,
-                 heartbeat_ivl_ms: int = 1000, heartbeat_timeout_ms: int = 3000,
                  route: Callable[[int, str], str] = lambda peer_id, url: peer_address(url)
                  ) -> None:
         assert hwm_msgs > 0 and max_frame_bytes > 0, "every queue and frame is bounded"
@@ -122,9 +123,7 @@ class PeerDealers:
         self._options = {
             zmq.SNDHWM: hwm_msgs, zmq.RCVHWM: hwm_msgs, zmq.LINGER: linger_ms,
             zmq.MAXMSGSIZE: max_frame_bytes, zmq.IPV6: 1,  # v6 peers; v4 still works
-            zmq.HEARTBEAT_IVL: heartbeat_ivl_ms,
-            zmq.HEARTBEAT_TIMEOUT: heartbeat_timeout_ms,
-            zmq.HEARTBEAT_TTL: heartbeat_timeout_ms,
+            **liveness.zmq_options(),
         }
         self._reconnect_ivl_ms = reconnect_ivl_ms
         self._dealers: dict[int, zmq.Socket[bytes]] = {}

@@ -18,6 +18,9 @@ connections, unchanged:
   a client certificate from the trusted CA, and --peer-cert-allowed-cn/-hostname
   when given) and joins each connection to the ROUTER's unix socket (`inbound_path`).
 
+The TLS connections find a dead peer as the ZeroMQ ones do (liveness.py); when one
+is closed, so is its unix side, and the DEALER connects again.
+
 A connection that fails its handshake or its checks is closed and logged ("rejected
 peer connection"), and nothing of it reaches ZeroMQ. Certificates are read again when their files change (looked at
 once a second at most), for the connections made after that, as etcd reloads them on
@@ -41,6 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import liveness
 from .addresses import socket_dir
 
 CHUNK_BYTES = 256 * 1024
@@ -150,6 +154,7 @@ class TlsRelay:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=CHUNK_BYTES)
         protocol = asyncio.StreamReaderProtocol(reader)
+        liveness.tune(conn)
         try:
             transport, _ = await asyncio.wait_for(loop.connect_accepted_socket(
                 lambda: protocol, conn, ssl=self.server_tls(),
@@ -192,6 +197,7 @@ class TlsRelay:
                                  error=str(err))
             writer.close()
             return
+        liveness.tune(outer_w.get_extra_info("socket"))
         await _join(reader, writer, outer_r, outer_w)
 
     def _refuse(self, peer: Any, why: str) -> None:

@@ -205,31 +205,30 @@ class LeaderLink:
     async def call(self, method: str, request: Message, response_class: type[Message]) -> Any:
         """The leader's answer to a unary call ("/etcdserverpb.Cluster/MemberAdd"...),
         its header cleared for the caller to fill. Asked again of the next leader when
-        the leader changes or cannot be reached (`_moved`); the leader's other errors
-        are the caller's (as EtcdError)."""
+        the call did not reach a leader (`_moved`); the leader's other errors are the
+        caller's (as EtcdError).
+
+        A call under way is waited for even when another member starts to lead: the
+        change it asked for may be on its way (a leader that removes itself hands over
+        first and passes the call on), and asking the new leader as well would make
+        the change twice, the second answered "member not found"."""
         try:
             async with asyncio.timeout(self.timeout_s):
                 while True:
                     channel = await self._leader_channel()
-                    leader = self._leader  # the one the channel goes to, not who led before
                     # The asker's token goes along: the leader checks it too.
                     token = auth.current_token.get()
                     metadata = ((auth.TOKEN_METADATA_KEYS[0], token),) if token else None
-                    call = asyncio.ensure_future(channel.unary_unary(
-                        method, request_serializer=type(request).SerializeToString,
-                        response_deserializer=response_class.FromString)(
-                            request, metadata=metadata))
-                    while not call.done() and self.tracker.status.leader == leader:
-                        await asyncio.wait([call], timeout=RETRY_S)
-                    if call.done():
-                        err = call.exception()
-                        if err is None:
-                            resp = call.result()
-                            break
-                        if isinstance(err, grpc.aio.AioRpcError) and not _moved(err):
+                    try:
+                        resp = await channel.unary_unary(
+                            method, request_serializer=type(request).SerializeToString,
+                            response_deserializer=response_class.FromString)(
+                                request, metadata=metadata)
+                        break
+                    except grpc.aio.AioRpcError as err:
+                        if not _moved(err):
                             raise errors.EtcdError(errors.Code(err.code().value[0]),
-                                                   err.details() or "")
-                    call.cancel()
+                                                   err.details() or "") from None
                     await asyncio.sleep(RETRY_S)
         except TimeoutError:
             raise errors.copy(errors.LEADER_CHANGED) from None

@@ -32,14 +32,17 @@ def member_id(m: Member, via: Member) -> str:
 
 
 def retry_call(m: Member, path: str, body: dict, timeout_s: float = WAIT_S) -> dict:
-    """Call until it succeeds: a learner catching up, a member just started."""
+    """Call until it succeeds: a learner catching up, a member just started. On
+    giving up, the error says what each try got."""
     deadline = time.monotonic() + timeout_s
+    tries: list[str] = []
     while True:
         try:
             return m.call(path, body)
-        except (HttpError, OSError):
+        except (HttpError, OSError) as err:
+            tries.append(f"{time.monotonic():.1f}: {err}")
             if time.monotonic() > deadline:
-                raise
+                raise AssertionError(f"{path} never succeeded: {tries}") from err
             time.sleep(0.2)
 
 

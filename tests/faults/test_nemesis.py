@@ -141,15 +141,16 @@ class Nemesis:
     def __init__(self, cluster: Cluster, rng: random.Random) -> None:
         self.cluster, self.rng = cluster, rng
         self.done: list[str] = []
-        self.starts = {m.name: 1 for m in cluster.members}
+        self.readies = {m.name: 0 for m in cluster.members}  # "ready" lines before the start
 
     def restart(self, m: Member) -> None:
+        self.readies[m.name] = len(m.log_events(READY))
         self.cluster.start(m)
-        self.starts[m.name] += 1
 
     def ready(self, m: Member) -> bool:
-        """Started as often as it was, each time up to "ready" (so actor_pids is current)."""
-        return len(m.log_events(READY)) >= self.starts[m.name]
+        """Up to "ready" since its last start (so actor_pids is current). Counted from
+        the start: a start that crashed before it was ready (a failpoint) said nothing."""
+        return len(m.log_events(READY)) > self.readies[m.name]
 
     def strike(self) -> None:
         fault: Callable[[], str] = self.rng.choice(

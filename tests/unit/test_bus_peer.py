@@ -12,7 +12,7 @@ import traceback
 import pytest
 import zmq
 
-from petcd.actors.bus import codec
+from petcd.actors.bus import codec, liveness
 from petcd.actors.bus.envelope import pack_envelope
 from petcd.actors.bus.peer import Channel, PeerDealers, PeerTransport, identity, member_of
 from petcd.actors.bus.sockets import process_context
@@ -20,6 +20,7 @@ from petcd.actors.raft.types import Message, MessageType, Snapshot
 from petcd.storage.raftstate import ConfState, Entry, EntryType, SnapshotMeta
 
 from tests.ports import free_port
+from tests.tcpopts import connections_on
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -277,3 +278,19 @@ def test_two_channels_of_one_member_are_two_connections(pair):
         assert {(src, kind) for src, kind, _ in got} == {(2, "raft"), (2, "snap_chunk")}
     finally:
         snapshots.close()
+
+
+def test_dead_peer_connections_are_found_by_tcp_keepalive_and_user_timeout():
+    """Both ends of a member-to-member connection: a peer gone without a word (a cut
+    link, a dead machine) closes the connection within seconds (liveness.py)."""
+    port = free_port()
+    with PeerTransport(2, tcp(port)) as b, PeerTransport(1, "tcp://127.0.0.1:*",
+                                                         {2: tcp(port)}) as a:
+        send_until_connected(a, 2, "probe", None)
+        assert drain_until(b, 1)
+        ends = connections_on(port)
+    expected = {"keepalive": 1, "idle_s": liveness.KEEPALIVE_IDLE_S,
+                "interval_s": liveness.KEEPALIVE_INTERVAL_S,
+                "probes": liveness.KEEPALIVE_PROBES,
+                "user_timeout_ms": liveness.DEAD_AFTER_MS}
+    assert len(ends) == 2 and all(end == expected for end in ends), ends

@@ -15,11 +15,13 @@ import pytest
 import trustme
 import zmq
 
+from petcd.actors.bus import liveness
 from petcd.actors.bus.addresses import prepare_socket_dir
 from petcd.actors.bus.envelope import pack_envelope
 from petcd.actors.bus.peer import Channel, identity
 from petcd.actors.bus.tlsrelay import HANDSHAKE_TIMEOUT_S, TlsRelay, inbound_path, outbound_path
 from tests.ports import free_ports
+from tests.tcpopts import connections_on
 
 WAIT_MS = 5000
 
@@ -134,3 +136,16 @@ def test_a_tls_client_of_the_right_ca_still_needs_the_allowed_common_name(tmp_pa
         assert [f["reason"] for e, f in log.lines] == ["CN not allowed"]
     finally:
         relay.close()
+
+
+def test_both_ends_of_a_relayed_tls_connection_find_a_dead_peer(pair) -> None:
+    """As the ZeroMQ connections do (liveness.py): keepalive and a user timeout."""
+    ca, ctx, router, (a, _), port, _, relays = pair
+    relay_to(relays, a, client_context(ca, ca), port)
+    sender = dealer(ctx, f"ipc://{outbound_path(a, 2)}")
+    sender.send(pack_envelope("raft", [1]))
+    assert router.poll(WAIT_MS)
+    ends = connections_on(port)
+    assert len(ends) == 2, ends
+    assert all(end["keepalive"] == 1 and end["user_timeout_ms"] == liveness.DEAD_AFTER_MS
+               for end in ends), ends
