@@ -4,11 +4,14 @@ A port from bind(0) is an ephemeral one: the range the kernel also draws the sou
 ports of outgoing connections from. Between the probe closing and the server binding,
 any connection (a peer reconnecting, an HTTP client) may take it as its source port,
 and TIME_WAIT then keeps it taken for a minute: the server fails with EADDRINUSE.
-Ports below the range are never taken that way. Each is handed out once per test run.
+Ports below the range are never taken that way. Each is handed out once per test run;
+with several test workers (pytest-xdist), each draws from its own share of the range,
+so two workers never hand out the same port.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -29,20 +32,30 @@ def ephemeral_first() -> int:
         return DEFAULT_EPHEMERAL_FIRST
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports on 127.0.0.1 that nothing holds now."""
+def _worker_range() -> tuple[int, int]:
+    """This worker's share of the ports below the ephemeral range: (first, last)."""
     last = ephemeral_first() - 1
     assert last > FIRST_PORT, f"ephemeral ports start at {last + 1}: no room below"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # gw0, gw1, ...
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    share = (last - FIRST_PORT + 1) // workers
+    first = FIRST_PORT + int(worker.removeprefix("gw")) * share
+    return first, first + share - 1
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports on 127.0.0.1 that nothing holds now."""
+    first, last = _worker_range()
     ports: list[int] = []
     for _ in range(count * _TRIES_PER_PORT):
         if len(ports) == count:
             break
-        port = _rng.randint(FIRST_PORT, last)
+        port = _rng.randint(first, last)
         if port not in _given and _bindable(port):
             _given.add(port)
             ports.append(port)
     if len(ports) < count:
-        raise RuntimeError(f"found {len(ports)} free ports of {count} in {FIRST_PORT}-{last}")
+        raise RuntimeError(f"found {len(ports)} free ports of {count} in {first}-{last}")
     return ports
 
 
