@@ -3,7 +3,9 @@
 A writer thread puts sequential keys through random live members and records which
 puts were acknowledged; after the faults, every acknowledged key must be readable on
 every member (linearizable reads, then serializable ones on each member once it has
-caught up).
+caught up). Meanwhile a reader makes linearizable reads of the keys being written
+through random live members, and every put and read, with its answer or its lack of
+one, must fit one order in real time (tests/lincheck).
 """
 
 from __future__ import annotations
@@ -19,44 +21,79 @@ import pytest
 from petcd.storage.wal.format import FRAME_HEAD
 from petcd.storage.wal.scan import scan_segment
 
-from tests.cluster.members import ELECTION_MS, Cluster, HttpError, Member, b64, wait_until
+from tests.cluster.members import ELECTION_MS, Cluster, HttpError, Member, wait_until
+from tests import lincheck
+from tests.faults import recorded
+from tests.faults.recorded import Reader
+from tests.lincheck import History
+
+RECENT_KEYS = 20  # the reader reads the key being written or one of those just before
 
 
 class Writer(threading.Thread):
     """`fresh_keys`: a put that failed is not tried again with the same key, so every
     key is put at most once (its version must be 1 on every member). `timeout_s`: of
-    each put; a put to a member that lost its leader waits until then."""
+    each put; a put to a member that lost its leader waits until then.
+
+    Every put is recorded in `history`; with `reads`, so are the linearizable reads of a
+    Reader (recorded.py) of the keys being written, which goes on after finish(), through
+    a member's restart, until assert_linearizable()."""
 
     def __init__(self, cluster: Cluster, prefix: str = "w", fresh_keys: bool = False,
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 5.0, reads: bool = False) -> None:
         super().__init__(daemon=True)
         self.cluster, self.prefix, self.fresh_keys = cluster, prefix, fresh_keys
         self.timeout_s = timeout_s
         self.acked: list[str] = []
+        self.number = 0  # of the key being put, or the next one
+        self.history = History()
+        self.reader = Reader(cluster, self.history, self._recent_key, timeout_s) if reads else None
         self.stop_flag = threading.Event()
         self.rng = random.Random(1)
 
+    def start(self) -> None:
+        super().start()
+        if self.reader is not None:
+            self.reader.start()
+
     def run(self) -> None:
-        n = 0
         while not self.stop_flag.is_set():
             live = [m for m in self.cluster.members if m.alive]
             if not live:
                 time.sleep(0.05)
                 continue
-            key = f"{self.prefix}{n:06d}"
+            key = self._key(self.number)
             try:
-                self.rng.choice(live).call("/v3/kv/put", {"key": b64(key), "value": b64(key)},
-                                           timeout_s=self.timeout_s)
-            except (OSError, HttpError):
-                n += self.fresh_keys
-                continue  # not acknowledged: may or may not have been applied
+                recorded.put(self.history, "writer", self.rng.choice(live), key, key, self.timeout_s)
+            except (OSError, HttpError) as err:
+                if recorded.refused(err):
+                    time.sleep(0.05)  # not listening yet: let it start rather than spin
+                self.number += self.fresh_keys
+                continue  # not acknowledged: unless refused, it may yet be applied
             self.acked.append(key)
-            n += 1
+            self.number += 1
 
     def finish(self) -> list[str]:
+        """Stops the writes (the reads go on); the keys acknowledged."""
         self.stop_flag.set()
         self.join(15)
         return self.acked
+
+    def assert_linearizable(self) -> None:
+        """Stops the reads, then checks every put and read (tests/lincheck): a read of
+        an acknowledged key that finds it absent, or of an unanswered put's key that
+        finds it and later not, fails it."""
+        assert not self.is_alive(), "finish() the writes first"
+        if self.reader is not None:
+            assert self.reader.finish() > 0, "no read was answered"
+        lincheck.assert_linearizable(self.history)
+
+    def _key(self, number: int) -> str:
+        return f"{self.prefix}{number:06d}"
+
+    def _recent_key(self, rng: random.Random) -> str:
+        newest = self.number
+        return self._key(rng.randint(max(0, newest - RECENT_KEYS), newest))
 
 
 def assert_all_present(cluster: Cluster, keys: list[str], prefix: str = "w") -> None:
@@ -78,7 +115,7 @@ def test_sigkill_of_the_leader_under_load_loses_no_acknowledged_write(tmp_path, 
 
 def _leader_killed_under_load(three: Cluster) -> None:
     old = three.wait_leader()
-    writer = Writer(three)
+    writer = Writer(three, reads=True)
     writer.start()
     assert wait_until(lambda: len(writer.acked) >= 50, 20)
     old.kill()
@@ -92,12 +129,13 @@ def _leader_killed_under_load(three: Cluster) -> None:
     three.start(old)  # the killed member restarts and catches up
     keys = writer.finish()
     assert_all_present(three, keys)
+    writer.assert_linearizable()
 
 
 @pytest.mark.parametrize("actor", ["raft", "wal", "apply", "network"])
 def test_sigkill_of_one_actor_stops_the_member_and_restart_recovers(three, actor):
     three.wait_leader()
-    writer = Writer(three)
+    writer = Writer(three, reads=True)
     writer.start()
     assert wait_until(lambda: len(writer.acked) >= 30, 20)
     victim = three.members[0]
@@ -113,6 +151,7 @@ def test_sigkill_of_one_actor_stops_the_member_and_restart_recovers(three, actor
     assert wait_until(lambda: len(writer.acked) >= acked_before + 30, 20)
     keys = writer.finish()
     assert_all_present(three, keys)
+    writer.assert_linearizable()
 
 
 def _last_segment(member: Member) -> Path:

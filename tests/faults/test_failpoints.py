@@ -6,7 +6,9 @@ member of three, writes through every live member, makes the member reach the po
 points, a lag that only a snapshot can close), and waits for it to die there. Restarted
 without the failpoint, it must rejoin and then hold every acknowledged key, each with
 version 1 (every key is put at most once, so a put applied twice would show), the same
-keys and revisions as its peers, and the same HashKV at a common revision.
+keys and revisions as its peers, and the same HashKV at a common revision. And the
+writer's puts with a reader's linearizable reads of the keys being written, made from
+before the crash until the victim has caught up, must be linearizable (tests/lincheck).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def test_a_member_crashed_at_a_persistence_point_restarts_and_loses_nothing(tmp_
 
 
 def _crash_and_restart(cluster: Cluster, victim: Member, case: Case) -> None:
-    writer = Writer(cluster, fresh_keys=True, timeout_s=2)
+    writer = Writer(cluster, fresh_keys=True, timeout_s=2, reads=True)
     if case.trigger == "snapshot":
         _lag_behind_a_snapshot(cluster, victim, case)
     else:
@@ -87,6 +89,7 @@ def _crash_and_restart(cluster: Cluster, victim: Member, case: Case) -> None:
     del victim.env[failpoints.CRASH]
     cluster.start(victim)
     assert_all_present(cluster, keys)  # once the victim is back and has caught up
+    writer.assert_linearizable()  # the reads went on through the victim's restart
     _assert_applied_once_and_alike(cluster, victim)
 
 
