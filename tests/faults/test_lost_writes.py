@@ -102,7 +102,7 @@ def test_members_whose_disk_drops_unsynced_writes_lose_no_acknowledged_write(tmp
     cluster.start()
     try:
         cluster.wait_leader(RECOVERY_TIMEOUT_S)
-        writer = Writer(cluster)
+        writer = Writer(cluster, reads=True)
         writer.start()
         rng = random.Random(3)
         for who in ["m1", "m2", "leader", "all"]:
@@ -123,6 +123,7 @@ def test_members_whose_disk_drops_unsynced_writes_lose_no_acknowledged_write(tmp
         for m in cluster.members:
             missing = set(keys) - set(keys_at(m, "w", revision))
             assert not missing, (m.name, sorted(missing)[:10], len(missing))
+        writer.assert_linearizable()  # no read saw a lost write, or one undone
     finally:
         cluster.stop()
         for m in cluster.members:
