@@ -17,7 +17,11 @@ What a user of etcd relies on, checked against the real processes:
 - afterwards every member holds, at each acknowledged revision, the value that put
   wrote; each key's latest value is its last acknowledged put's, or one of the puts
   whose answer was lost (never an older one, never one nobody wrote); and every member
-  has the same keys, the same history and the same HashKV.
+  has the same keys, the same history and the same HashKV;
+- watchers (every key, the writers' prefix, one started half-way from a past revision)
+  get what etcd's watch guarantees promise, resuming on another member when theirs
+  dies; a lease kept alive through the faults never expires; leases left alone do
+  expire, and none before its TTL (tests/faults/observers.py, shared with the soak).
 
 PETCD_NEMESIS_SEED picks another sequence of faults (the seed is printed on failure).
 """
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 
 from tests.cluster.members import Cluster, HttpError, Member, b64, running, unb64, wait_until
 from tests.faults.convergence import converged
+from tests.faults.observers import observing
 from tests.lincheck import History, Kind, assert_linearizable
 
 SEED = int(os.environ.get("PETCD_NEMESIS_SEED", "7"))
@@ -199,8 +204,7 @@ class Nemesis:
 
 def test_faults_in_a_row_lose_no_acknowledged_write_and_members_agree(tmp_path):
     rng = random.Random(SEED)
-    with running(tmp_path, 3, FLAGS) as cluster:
-        cluster.wait_leader()
+    with running(tmp_path, 3, FLAGS) as cluster, observing(cluster, PREFIX, DURATION_S) as observers:
         acks: list[Ack] = []
         history = History()
         writers = [Writer(cluster, n, acks, history) for n in range(WRITERS)]
@@ -227,9 +231,15 @@ def test_faults_in_a_row_lose_no_acknowledged_write_and_members_agree(tmp_path):
         report = assert_linearizable(history)
         print(f"linearizable: {report} in {time.monotonic() - checked:.2f} s")
         check_acknowledged_order(writers, story)
+        settled_s = observers.settle()  # the last unkept leases expire: no more changes
+        print(f"{observers.watch_summary()}; {observers.lease_summary()}; "
+              f"settled in {settled_s:.2f} s")
         revision = converged(cluster, story, RECOVERY_TIMEOUT_S)
         check_history(cluster, acks, revision, rng, story)
         check_latest_values(cluster, writers, revision, story)
+        checked = time.monotonic()
+        observers.check(history, story)
+        print(f"watchers and leases checked in {time.monotonic() - checked:.2f} s")
 
 
 def check_acknowledged_order(writers: list[Writer], story: str) -> None:
