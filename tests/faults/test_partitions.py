@@ -10,7 +10,9 @@ through the JSON gateway:
 - a leader cut off from its followers steps down (check-quorum), and does not raise
   its term while cut off, so when it is back it does not depose the new leader
   (pre-vote);
-- after healing, every member has applied the same log: same revision, same HashKV.
+- after healing, every member has applied the same log: same revision, same HashKV;
+- a leader cut off for longer than a lease's TTL revokes nothing; the majority keeps
+  the lease its clients renew and expires the one nobody renews.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ NEW_LEADER_TIMEOUT_S = 10 * ELECTION_S  # randomized timeouts, pre-vote, then th
 STEP_DOWN_TIMEOUT_S = 2 * ELECTION_S + 1.0  # check-quorum looks once an election timeout
 CONVERGE_TIMEOUT_S = 30.0
 NETEM_WRITES = 20
+LEASE_TTL_S = 3  # shorter than the cut below: only renewals keep a lease alive
+KEEP_ALIVE_EVERY_S = 0.5
 MINORITY_ERRORS = {"etcdserver: no leader", "etcdserver: request timed out",
                    "etcdserver: leader changed"}
 
@@ -257,3 +261,74 @@ def test_a_slow_lossy_network_delays_but_loses_no_write(on_network):
             assert read.value == str(i) or read.error in MINORITY_ERRORS, read
         converged(cluster)
         assert all(m.count("k") == NETEM_WRITES for m in cluster.members)
+
+
+def exists(m: Member, key: str) -> bool:
+    """A linearizable read left out of the history (for keys that leases delete)."""
+    return bool(m.call("/v3/kv/range", {"key": b64(key)}).get("kvs"))
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews a lease every KEEP_ALIVE_EVERY_S through the members it is given, the next
+    one when one does not answer, as a client library fails over."""
+
+    def __init__(self, members: list[Member], lease_id: str) -> None:
+        super().__init__(daemon=True)
+        self.members, self.lease_id = members, lease_id
+        self.stop_flag = threading.Event()
+        self.gone = False  # a member answered TTL <= 0: the lease had expired
+
+    def run(self) -> None:
+        turn = 0
+        while not self.stop_flag.wait(KEEP_ALIVE_EVERY_S):
+            m = self.members[turn % len(self.members)]
+            try:
+                resp = m.call("/v3/lease/keepalive", {"ID": self.lease_id},
+                              timeout_s=KEEP_ALIVE_EVERY_S * 2)
+            except (HttpError, OSError):
+                turn += 1  # no leader yet on this side, or no answer: ask the next
+                continue
+            if int(resp.get("result", {}).get("TTL", 0)) <= 0:
+                self.gone = True
+
+
+def test_an_isolated_leader_revokes_no_lease_and_the_majority_keeps_it_alive(on_network):
+    """Leases across a partition, as a service registry sees them: the leader is cut off
+    for longer than a lease's TTL while a client renews the lease through the other
+    members. The majority's new leader takes the leases over, keeps the renewed one
+    alive (no gap between the old leader's renewals and its own lets it lapse) and
+    revokes the one nobody renews; the cut-off leader revokes nothing (etcd issues 15247
+    and 12528; here its proposals cannot commit and check-quorum deposes it, which
+    test_leases.py's stopped leader complements); after healing every member agrees."""
+    with on_network(3) as cluster:
+        old = cluster.wait_leader()
+        others = [m for m in cluster.members if m is not old]
+        kept = old.call("/v3/lease/grant", {"TTL": LEASE_TTL_S})["ID"]
+        unkept = old.call("/v3/lease/grant", {"TTL": LEASE_TTL_S})["ID"]
+        assert ask(old, Kind.PUT, "kept", {"key": b64("kept"), "value": b64("v"),
+                                            "lease": kept}).error is None
+        # Not in the history: its lease's expiry deletes it, which no client asked for.
+        old.call("/v3/kv/put", {"key": b64("unkept"), "value": b64("v"), "lease": unkept})
+        keeper = LeaseKeeper(others, kept)
+        keeper.start()
+        try:
+            cluster.network.isolate(old.name)
+            time.sleep(LEASE_TTL_S + 2 * ELECTION_S + 1.0)  # past the TTL on both sides
+            assert get_serializable(old, "kept") == "v", "the cut-off leader revoked a lease"
+            new = wait_leader_among(others)
+            assert wait_until(lambda: not exists(new, "unkept"), LEASE_TTL_S + 5), \
+                "the majority's leader did not revoke the lease nobody renews"
+            cluster.network.heal()
+            converged(cluster)
+        finally:
+            keeper.stop_flag.set()
+            keeper.join(5)
+        assert not keeper.gone, "a keep-alive found the kept lease expired"
+        for m in cluster.members:
+            assert get(m, "kept").value == "v", m.name
+            assert not exists(m, "unkept"), m.name
+            ttl = m.call("/v3/lease/timetolive", {"ID": kept})
+            assert int(ttl["TTL"]) > 0, (m.name, ttl)
+            # The kept key was put once and never deleted: its first version is current.
+            kv = m.call("/v3/kv/range", {"key": b64("kept")})["kvs"][0]
+            assert kv["version"] == "1" and kv["lease"] == kept, (m.name, kv)
