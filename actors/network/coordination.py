@@ -19,15 +19,23 @@ KV, Txn and Watch (server.py and the watch hub), not on anything of their own.
 A call whose client gives up (cancels) removes the key it put while waiting, as etcd's
 Mutex.Lock and Election.Campaign do. A lease of 0 gets a lease of DEFAULT_SESSION_TTL_S
 granted and never kept alive (etcd's NewSession, orphaned at once).
+
+etcd's servers run the recipes on an in-process clientv3, whose toErr turns each of
+etcd's own errors ("etcdserver: ...") into a plain Go error, which gRPC answers with
+code Unknown: a Lock on an expired lease is Unknown (HTTP 500), not NotFound, in etcd
+3.4.23 as checked by tests/compat/test_lease_lock_election_gateway.py. The unary calls
+here answer the same way (`_as_client_errors`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from google.protobuf.message import Message
 from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.mvccpb.kv_pb2 import Event, KeyValue
 from petcd.api.v3electionpb import v3election_pb2 as epb
@@ -44,11 +52,27 @@ SESSION_EXPIRED = "mutex: session is expired"
 NOT_LEADER = "election: not leader"
 NO_LEADER = "election: no leader"
 MISSING_LEADER_KEY = '"leader" field must be provided'
+ETCD_ERROR_PREFIX = "etcdserver: "  # every message of etcd's rpctypes errors
 
 
 def _unknown(message: str) -> EtcdError:
     # The recipes' plain Go errors reach clients as grpc-go's Unknown.
     return EtcdError(Code.UNKNOWN, message)
+
+
+def _as_client_errors(call: Callable[[Coordination, Any], Awaitable[Message]]
+                      ) -> Callable[[Coordination, Any], Awaitable[Message]]:
+    """The call, with etcd's errors answered as etcd's in-process client passes them
+    on (see the module's comment)."""
+    @functools.wraps(call)
+    async def as_client(self: Coordination, request: Any) -> Message:
+        try:
+            return await call(self, request)
+        except EtcdError as err:
+            if not err.message.startswith(ETCD_ERROR_PREFIX):
+                raise
+            raise _unknown(err.message) from None
+    return as_client
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -81,6 +105,7 @@ class Coordination:
 
     # -- v3lock --------------------------------------------------------------------
 
+    @_as_client_errors
     async def lock(self, r: lpb.LockRequest) -> lpb.LockResponse:
         lease_id = await self._session(r.lease)
         prefix, key = r.name + b"/", session_key(r.name, lease_id)
@@ -100,6 +125,7 @@ class Coordination:
         resp.header.CopyFrom(header)
         return resp
 
+    @_as_client_errors
     async def unlock(self, r: lpb.UnlockRequest) -> lpb.UnlockResponse:
         deleted = await self.server.delete_range(pb.DeleteRangeRequest(key=r.key))
         resp = lpb.UnlockResponse()
@@ -168,6 +194,7 @@ class Coordination:
 
     # -- v3election ------------------------------------------------------------------
 
+    @_as_client_errors
     async def campaign(self, r: epb.CampaignRequest) -> epb.CampaignResponse:
         lease_id = await self._session(r.lease)
         prefix = r.name + b"/"
@@ -183,6 +210,7 @@ class Coordination:
             raise
         return epb.CampaignResponse(header=queued.header, leader=leader)
 
+    @_as_client_errors
     async def proclaim(self, r: epb.ProclaimRequest) -> epb.ProclaimResponse:
         if not r.HasField("leader"):
             raise _unknown(MISSING_LEADER_KEY)
@@ -197,6 +225,7 @@ class Coordination:
             raise _unknown(NOT_LEADER)
         return resp
 
+    @_as_client_errors
     async def resign(self, r: epb.ResignRequest) -> epb.ResignResponse:
         if not r.HasField("leader"):
             raise _unknown(MISSING_LEADER_KEY)
@@ -207,6 +236,7 @@ class Coordination:
             compare=[_unchanged(leader)],
             success=[pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=leader.key))]))
 
+    @_as_client_errors
     async def leader(self, r: epb.LeaderRequest) -> epb.LeaderResponse:
         first = await self._first(r.name + b"/")
         if not first.kvs:

@@ -90,16 +90,19 @@ LOCKER = """
 import sys, time
 from petcd.client import Client
 with Client(sys.argv[1].split(",")) as client:
-    with client.lock("jobs", ttl=5) as held:
-        print("held", held.revision, time.time(), flush=True)
+    with client.lock("jobs", ttl=int(sys.argv[3])) as held:
+        print("held", held.revision, time.time(), held.session.lease_id, flush=True)
         time.sleep(float(sys.argv[2]))
         print("releasing", time.time(), flush=True)
 """
+LOCKER_TTL_S = 5
+KILLED_HOLDER_TTL_S = 3  # how long a killed holder's lock outlives it, at most
 
 
-def _locker(endpoints: list[str], hold_s: float) -> subprocess.Popen[str]:
+def _locker(endpoints: list[str], hold_s: float, ttl_s: int = LOCKER_TTL_S
+            ) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-c", LOCKER, ",".join(endpoints),
-                             str(hold_s)], stdout=subprocess.PIPE, text=True)
+                             str(hold_s), str(ttl_s)], stdout=subprocess.PIPE, text=True)
 
 
 def test_lock_is_mutually_exclusive_between_processes(cluster):
@@ -114,6 +117,27 @@ def test_lock_is_mutually_exclusive_between_processes(cluster):
     assert second_held[0] == "held" and float(second_held[2]) >= released_at
     assert int(second_held[1]) > int(held_line[1])  # the fencing token grows
     assert (first.returncode, second.returncode) == (0, 0)
+
+
+def test_a_killed_holders_lock_passes_to_the_waiter_once_its_lease_expires(cluster, client):
+    holder = _locker(cluster.endpoints, PROCESS_TIMEOUT_S, KILLED_HOLDER_TTL_S)
+    held = holder.stdout.readline().split()
+    assert held[0] == "held", held
+    waiter = _locker(cluster.endpoints, 0.0)
+    assert wait_until(lambda: client.get("jobs/", prefix=True, count_only=True).count == 2,
+                      WAIT_S), "the waiter never queued"
+    killed_at = time.time()
+    holder.kill()  # SIGKILL: no unlock, no revoke; its lease is kept alive no more
+    holder.wait(WAIT_S)
+    waiter_out, _ = waiter.communicate(timeout=PROCESS_TIMEOUT_S)
+    taken = waiter_out.split()
+    assert taken[0] == "held" and waiter.returncode == 0, waiter_out
+    handed_over_s = float(taken[2]) - killed_at
+    # The holder renewed its lease every TTL/3, so the lease outlives it by 2/3 of the
+    # TTL (a third allowed for a late renewal) to the TTL and the server's 0.5 s check.
+    assert KILLED_HOLDER_TTL_S / 3 <= handed_over_s <= KILLED_HOLDER_TTL_S + 1.5, handed_over_s
+    assert client.lease_time_to_live(int(held[3])).TTL == -1  # gone with its lease
+    assert int(taken[1]) > int(held[1])  # the fencing token grows
 
 
 def test_lock_fencing_token_guards_writes(client):

@@ -29,6 +29,7 @@ from .members import Member, running, wait_until
 from .watch_streams import RawWatch
 
 CHECKPOINT_INTERVAL = "2s"
+EXPIRY_TTL_S = 2
 
 
 @pytest.fixture(scope="module")
@@ -147,16 +148,20 @@ def test_forwarded_keep_alive_batches_are_answered_by_the_leader_alone(cluster):
 
 
 def test_an_unrenewed_lease_expires_and_its_keys_go_in_one_revision(cluster):
+    """Within TTL + 1 s of the grant's answer, as the issue asks (2.03-2.61 s measured
+    for a TTL of 2 s on a busy 2-core machine: the deadline, the lessor's 0.5 s look,
+    the revoke's commit and the watch)."""
     follower = follower_of(cluster)
-    lease_id = grant(follower, 2)
     with RawWatch(follower.client_port) as w:
         w.created(b"exp/", b"exp0")
+        lease_id = grant(follower, EXPIRY_TTL_S)
+        granted_at = time.monotonic()
         for i in range(5):
             put(follower, b"exp/%d" % i, lease_id)
         w.events(5)
-        granted_at = time.monotonic()
         resp = w.next(timeout_s=10)
-        assert time.monotonic() - granted_at < 2 + 1.5
+        lived_s = time.monotonic() - granted_at
+        assert EXPIRY_TTL_S - 1 <= lived_s <= EXPIRY_TTL_S + 1, lived_s
         assert [e.type for e in resp.events] == [Event.DELETE] * 5
         assert len({e.kv.mod_revision for e in resp.events}) == 1
     assert time_to_live(follower, lease_id).TTL == -1
@@ -237,9 +242,12 @@ def test_lock_queue_fencing_and_a_dead_holder(cluster):
 
 
 def test_a_lock_on_an_unknown_lease_is_refused(cluster):
+    """With code Unknown, as etcd's lock server passes on its client's errors (an
+    expired lease: tests/compat/test_lease_lock_election_gateway.py)."""
     with pytest.raises(grpc.RpcError) as err:
         _lock(cluster.members[0], b"nolease", 0x5555)
-    assert err.value.details() == "etcdserver: requested lease not found"
+    assert (err.value.code(), err.value.details()) == (
+        grpc.StatusCode.UNKNOWN, "etcdserver: requested lease not found")
 
 
 def _collect(observer, observed: list[bytes]) -> None:  # type: ignore[no-untyped-def]
