@@ -28,8 +28,10 @@ TRANSFER_PACE_S = 0.1
 # A new leader adds an election timeout (0.5 s here) once; its lessor looks every
 # 0.5 s; a time-to-live is rounded up to the second; each transfer loses the time its
 # checkpoint takes to be applied on the next leader (1.2 s over 100 transfers measured
-# on a busy machine: expiries read 60.6-62.7 s).
-EXPIRY_SLACK_S = 3.0
+# on a busy machine: expiries read 60.6-62.7 s). A renewal in the second half of the
+# transfers (after 5 s) still lands beyond the slack, and renewing at every transfer
+# ends near 70 s.
+EXPIRY_SLACK_S = 5.0
 MASS_LEASES = 3000
 MASS_TTL_S = 15  # of the first leases granted; later ones get less, to expire together
 REVOKE_RATE_PER_S = 1000  # etcd's leaseRevokeRate
@@ -47,7 +49,7 @@ def test_a_hundred_leader_transfers_do_not_renew_an_unkept_lease(cluster):
     """Each transfer makes a new leader, which would give the lease its whole TTL again
     (and a grace) were its remaining TTL not checkpointed. After every transfer the
     lease's time-to-live, which the new leader answers from the deadline its lessor
-    revokes at, must still put the expiry 59-63 s after the grant's answer; a renewed
+    revokes at, must still put the expiry 59-65 s after the grant's answer; a renewed
     lease would say 60 s after that transfer. The test ends with the transfers, not
     with the lease (it does not wait the minute for the delete): that a deadline
     passing revokes the lease and its keys is test_leases.py's expiry test."""
