@@ -33,7 +33,8 @@ TRANSFER_PACE_S = 0.1
 # ends near 70 s.
 EXPIRY_SLACK_S = 5.0
 MASS_LEASES = 3000
-MASS_TTL_S = 15  # of the first leases granted; later ones get less, to expire together
+MASS_TTL_S = 20  # of the first leases granted; later ones get less, to expire together
+# (granting 3,000 took 10 s on a machine loaded ten times over)
 REVOKE_RATE_PER_S = 1000  # etcd's leaseRevokeRate
 GRANT_BATCH = 100
 
@@ -158,13 +159,15 @@ def test_leases_survive_a_snapshot_install_and_restarts(tmp_path):
         put(late, b"dur/short", short)
         for m in c.members:
             m.kill()  # nothing is flushed on the way out: only what was acknowledged
+        started_at = time.monotonic()
         c.start()
         restarted = c.wait_leader()
         assert _table(restarted) == {**expected, short: [b"dur/short"]}
         assert 0 < time_to_live(restarted, kept).TTL <= 300 + 1
-        elected_at = time.monotonic()
         assert wait_until(lambda: not exists(restarted, b"dur/short"), 4 + EXPIRY_SLACK_S + 5)
-        assert time.monotonic() - elected_at >= 2  # not revoked at start: a TTL anew
+        # Not revoked at start: a TTL anew from the new leader's promotion, which came
+        # after the start (a loaded machine only makes this later).
+        assert time.monotonic() - started_at >= 4
         revoke(restarted, kept)
         assert not exists(restarted, b"dur/kept-a") and exists(restarted, b"dur/born")
 
