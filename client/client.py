@@ -11,6 +11,10 @@ be dialled within `dial_timeout_s` is skipped for the next one; a read that fail
 UNAVAILABLE is retried on the next endpoint. A write is retried elsewhere only if it
 never reached a server, so it is never applied twice (etcd's clientv3 rule).
 Each call gets `command_timeout_s` in total (dialling excluded, as in etcdctl).
+`sync_endpoints()` replaces the endpoints with the client URLs of the cluster's
+started voters (clientv3's Sync); with `auto_sync_interval_s` a background thread does
+it every so often (clientv3's AutoSyncInterval), so a client started with one member's
+endpoint follows the cluster as members are added and removed.
 A watch (petcd.client.watch) resumes on the next endpoint when its stream breaks;
 so does a lease's keep-alive (petcd.client.lease). Locks and elections
 (petcd.client.concurrency) hold a session: a lease kept alive while they last.
@@ -20,7 +24,9 @@ Queues, barriers and read-write locks are in petcd.client.recipes.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -48,39 +54,89 @@ REDIAL_S = 0.1  # between rounds of dialling endpoints none of which connected
 SHA256_BYTES = 32
 LEASE_NOT_FOUND = "etcdserver: requested lease not found"  # etcd's rpctypes text
 TOKEN_METADATA_KEY = "token"  # etcd's rpctypes.TokenFieldNameGRPC
+log = logging.getLogger(__name__)
 
 
 class Client:
     def __init__(self, endpoints: Iterable[str] | str = ("127.0.0.1:2379",), *,
                  dial_timeout_s: float = 2.0, command_timeout_s: float = 5.0,
                  tls: TlsOptions | None = None,
-                 user: str | None = None, password: str | None = None) -> None:
+                 user: str | None = None, password: str | None = None,
+                 auto_sync_interval_s: float = 0.0) -> None:
         """With `user` and `password`, every unary call carries the token Authenticate
         gives them (gRPC metadata `token`, as clientv3 sends it), fetched at the first
         call and again once when the server says it is no longer valid. Watches carry
         the token they started with; keep-alives and observations carry none (etcd
-        checks no permission for them)."""
-        if isinstance(endpoints, str):  # "host:port" or etcdctl's "a:1,b:2"
-            endpoints = endpoints.split(",")
-        given = tuple(endpoints)
-        self.endpoints = tuple(normalize_endpoint(e) for e in given)
-        if not self.endpoints:
-            raise ValueError("at least one endpoint is needed")
+        checks no permission for them). `auto_sync_interval_s` > 0: sync the
+        endpoints that often (0, the default, never: clientv3's and etcdctl's)."""
         self.command_timeout_s = command_timeout_s
-        tls = tls or PLAIN
-        secure = frozenset(normalize_endpoint(e) for e in given if tls.secure(e))
-        self._connections = Connections(dial_timeout_s, tls, secure)
+        self._dial_timeout_s = dial_timeout_s
+        self._tls = tls or PLAIN
+        self._endpoints_lock = threading.Lock()  # endpoints, _current, _connections
+        self.endpoints, self._secure = _parse_endpoints(endpoints, self._tls)
         self._current = 0  # index of the endpoint that answered last
+        self._connections = Connections(dial_timeout_s, self._tls, self._secure)
+        self._retired: list[Connections] = []  # replaced by set_endpoints; streams may use them
         self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
         self._keep_alives: weakref.WeakSet[KeepAlive] = weakref.WeakSet()
         self._observations: weakref.WeakSet[concurrency.Observation] = weakref.WeakSet()
         self._credentials = (user, password or "") if user else None
         self._token: str | None = None
+        self._closing = threading.Event()
+        self._auto_sync: threading.Thread | None = None
+        if auto_sync_interval_s > 0:
+            self._auto_sync = threading.Thread(target=self._sync_every,
+                                               args=(auto_sync_interval_s,),
+                                               name="petcd-client-auto-sync", daemon=True)
+            self._auto_sync.start()
 
     def close(self) -> None:
+        self._closing.set()
+        if self._auto_sync is not None:
+            # A sync under way ends within its command timeout (dialling included).
+            self._auto_sync.join(self.command_timeout_s + self._dial_timeout_s)
         for stream in [*self._watches, *self._keep_alives, *self._observations]:
             stream.close()  # before their channels: else they redial
-        self._connections.close()
+        for connections in [*self._retired, self._connections]:
+            connections.close()
+
+    # Endpoints
+
+    def set_endpoints(self, endpoints: Iterable[str] | str) -> None:
+        """Send calls from now on to these endpoints (clientv3's SetEndpoints): "host:port"
+        or URLs, a URL's scheme saying whether to use TLS. The endpoint that answered
+        last stays first if it is among them. Streams already open (watches,
+        keep-alives, observations) keep the endpoints they started with."""
+        normalized, secure = _parse_endpoints(endpoints, self._tls)
+        with self._endpoints_lock:
+            if not secure <= self._secure:
+                # Connections knows its TLS endpoints from the start; the old one's
+                # channels stay open for the streams that hold it.
+                self._retired.append(self._connections)
+                self._secure |= secure
+                self._connections = Connections(self._dial_timeout_s, self._tls, self._secure)
+            last = self.endpoints[self._current]
+            self.endpoints = normalized
+            self._current = normalized.index(last) if last in normalized else 0
+
+    def sync_endpoints(self) -> tuple[str, ...]:
+        """Replace the endpoints with the client URLs of the started (named) voting
+        members in a linearizable MemberList (clientv3's Sync); returns them."""
+        members = self._call(lambda c: c.cluster.MemberList,
+                             pb.MemberListRequest(linearizable=True), repeatable=True).members
+        urls = [url for m in members if m.name and not m.isLearner for url in m.clientURLs]
+        # A member answered the linearizable list, so some started voter is listed;
+        # should none have client URLs, the endpoints we have are still better than none.
+        if urls:
+            self.set_endpoints(urls)
+        return self.endpoints
+
+    def _sync_every(self, interval_s: float) -> None:
+        while not self._closing.wait(interval_s):
+            try:
+                self.sync_endpoints()
+            except EtcdError as err:  # clientv3 logs it and tries again next time
+                log.info("auto sync endpoints failed: %s", err)
 
     def __enter__(self) -> Client:
         return self
@@ -326,7 +382,7 @@ class Client:
             _remove_quietly(part)
             raise
         os.replace(part, path)
-        self._current = self.endpoints.index(endpoint)
+        self._answered(endpoint)
         return size
 
     # Auth
@@ -442,7 +498,15 @@ class Client:
                         "could not connect to " + ", ".join(self.endpoints))
 
     def _rotation(self) -> list[str]:
-        return list(self.endpoints[self._current:] + self.endpoints[:self._current])
+        with self._endpoints_lock:
+            endpoints, current = self.endpoints, self._current
+        return list(endpoints[current:] + endpoints[:current])
+
+    def _answered(self, endpoint: str) -> None:
+        """`endpoint` goes first next time, if a sync has not dropped it meanwhile."""
+        with self._endpoints_lock:
+            if endpoint in self.endpoints:
+                self._current = self.endpoints.index(endpoint)
 
     def _call(self, method: Callable[[Connection], Callable], request, *,
               repeatable: bool = False, endpoint: str | None = None):
@@ -471,7 +535,7 @@ class Client:
                     raise from_rpc_error(exc) from None
                 continue
             if endpoint is None:
-                self._current = self.endpoints.index(candidate)
+                self._answered(candidate)
             return response
 
     def _first_connected(self, candidates: list[str], failures: list[str]
@@ -501,6 +565,18 @@ class Client:
         if not is_server_error(exc):
             self._connections.drop(endpoint)  # the next use dials again
         return repeatable
+
+
+def _parse_endpoints(endpoints: Iterable[str] | str, tls: TlsOptions
+                     ) -> tuple[tuple[str, ...], frozenset[str]]:
+    """(endpoints as host:port, each once; those of them dialled with TLS)."""
+    if isinstance(endpoints, str):  # "host:port" or etcdctl's "a:1,b:2"
+        endpoints = endpoints.split(",")
+    given = tuple(endpoints)
+    normalized = tuple(dict.fromkeys(normalize_endpoint(e) for e in given))
+    if not normalized:
+        raise ValueError("at least one endpoint is needed")
+    return normalized, frozenset(normalize_endpoint(e) for e in given if tls.secure(e))
 
 
 def _stream_snapshot(conn: Connection, out, timeout_s: float) -> None:

@@ -19,14 +19,13 @@ field names) go to stderr, one JSON object each, as petcd's own logs are.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 
 from petcd.actors.member import default_run_dir
 from petcd.client.ctl import flags
 from petcd.client.ctl.flags import EXIT_ERROR, CtlError, Flag
+from petcd.client.utl import logline
 from petcd.actors.bus.rundir import RunDir, RunDirBusy
 from petcd.storage.mvcc import MvccStore, StoreCorruptError, env
 
@@ -77,7 +76,7 @@ def _defrag(data_dir: Path) -> None:
                        "etcd instance, use `etcdctl defrag` instead.") from None
     with held, MvccStore.open(str(root)) as store:
         before_bytes = store.db_size_bytes()
-        _log("defragmenting", path=store.backend.data_file, **{
+        logline.log("defragmenting", path=store.backend.data_file, **{
             "current-db-size-bytes": before_bytes,
             "current-db-size-in-use-bytes": store.db_size_in_use_bytes()})
         started_s = time.monotonic()
@@ -85,15 +84,7 @@ def _defrag(data_dir: Path) -> None:
         store.sync()
         after_bytes = store.db_size_bytes()
         assert store.db_size_in_use_bytes() <= after_bytes, "in use within the file"
-        _log("finished defragmenting directory", path=store.backend.data_file, **{
+        logline.log("finished defragmenting directory", path=store.backend.data_file, **{
             "current-db-size-bytes-diff": after_bytes - before_bytes,
             "current-db-size-bytes": after_bytes,
             "took": f"{time.monotonic() - started_s:.3f}s"})
-
-
-def _log(msg: str, **fields: object) -> None:
-    line = {"level": "info", "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "msg": msg, **fields}
-    sys.stderr.write(json.dumps(line) + "\n")
-    sys.stderr.flush()
-

@@ -5,13 +5,16 @@
         --initial-cluster-token --initial-advertise-peer-urls --skip-hash-check
         --bump-revision N --mark-compacted --initial-memory-map-size BYTES]
     petcdutl defrag --data-dir DIR
+    petcdutl backup --data-dir DIR --backup-dir DIR [--wal-dir DIR] [--backup-wal-dir DIR]
+        [--with-v3]
     petcdutl hashkv FILE|STORE-DIR [--rev N] [-w simple|table|json|fields]
     petcdutl check disk [--data-dir DIR] [--wal-dir DIR] [--count N] [--duration D]
         [--size-bytes N] [-w simple|json]
     petcdutl version
 
 Not here (etcdutl 3.6 has them): `migrate` (petcd's store has its own schema
-versions, upgraded by a member's open) and `completion`.
+versions, upgraded by a member's open) and `completion`. `backup` is etcdutl 3.5's
+(3.6 removed it; utl/backup.py).
 
 `check disk` is petcd's own: etcd's guides run fio for it (utl/disk_check.py).
 
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from petcd.client.ctl import flags
 from petcd.client.ctl.flags import EXIT_BAD_ARGS, EXIT_ERROR, CtlError, Flag
 from petcd import __version__
-from petcd.client.utl import defrag, disk_check, hashkv, restore, status_output
+from petcd.client.utl import backup, defrag, disk_check, hashkv, restore, status_output
 from petcd.config.flags import API_VERSION
 from petcd.storage.mvcc import snapfile
 
@@ -38,7 +41,7 @@ GLOBAL_FLAGS = [Flag("write-out", "string", "simple", short="w")]
 
 USAGE = ("NAME:\n\tpetcdutl - etcdutl's offline commands for petcd's files\n\n"
          "USAGE:\n\tpetcdutl [flags] <command> [args]\n\nCOMMANDS:\n"
-         "\tcheck disk\n\tdefrag\n\thashkv\n\tsnapshot status\n\tsnapshot restore\n\tversion\n\n"
+         "\tbackup\n\tcheck disk\n\tdefrag\n\thashkv\n\tsnapshot status\n\tsnapshot restore\n\tversion\n\n"
          "GLOBAL OPTIONS:\n"
          + "".join(f"      {f.label()}\n" for f in GLOBAL_FLAGS))
 
@@ -78,6 +81,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
     ("snapshot", "restore"): Command(restore.FLAGS, restore.snapshot_restore, restore.HELP),
     ("check", "disk"): Command(disk_check.FLAGS, disk_check.check_disk, disk_check.HELP),
     ("defrag",): Command(defrag.FLAGS, defrag.defrag, defrag.HELP),
+    ("backup",): Command(backup.FLAGS, backup.backup, backup.HELP),
     ("hashkv",): Command(hashkv.FLAGS, hashkv.hashkv, hashkv.HELP),
     ("version",): Command([], version, "petcdutl version\n"),
 }

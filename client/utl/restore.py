@@ -145,11 +145,11 @@ def snapshot_restore(parsed: flags.Parsed) -> int:
         snapfile.status(path)  # a store this build reads, not truncated
     except snapfile.SnapshotFileError as exc:
         raise CtlError(EXIT_ERROR, str(exc)) from None
-    staging = _staging_dir(target.settings.data_dir)
+    staging = staging_dir(target.settings.data_dir)
     staged = _context(_staged_values(parsed.values, target, staging))
     try:
         _build(path, staged, parsed.values)
-        _publish(staging, target.settings.data_dir)
+        publish(staging, target.settings.data_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if not staged.wal_dir.is_relative_to(staging):  # refused above if it existed
@@ -170,10 +170,11 @@ def _staged_values(values: dict[str, object], target: MemberContext,
     return staged
 
 
-def _staging_dir(data_dir: Path) -> Path:
+def staging_dir(data_dir: Path, doing: str = "restoring") -> Path:
+    """A new hidden directory beside `data_dir`, named after it and what builds it."""
     parent = data_dir.absolute().parent
     parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restoring-", dir=parent))
+    return Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.{doing}-", dir=parent))
 
 
 def _build(path: str, staged: MemberContext, values: dict[str, object]) -> None:
@@ -187,7 +188,7 @@ def _build(path: str, staged: MemberContext, values: dict[str, object]) -> None:
     create_wal(staged, DEFAULT_SEGMENT_SIZE_BYTES)
 
 
-def _publish(staging: Path, data_dir: Path) -> None:
+def publish(staging: Path, data_dir: Path) -> None:
     """Make the staged tree durable, then rename it over the (absent or empty) data
     dir: the one step that makes the restore visible."""
     for directory, _, _ in os.walk(staging, topdown=False):

@@ -12,6 +12,7 @@ from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.client import Client, EtcdError
 from petcd.client.requests import compare, delete_op, put_op, range_op
 from tests.client.tools import run
+from tests.cluster.members import wait_until
 
 DEAD_ENDPOINT = "127.0.0.1:1"
 
@@ -190,6 +191,23 @@ def test_move_leader_hands_leadership_to_the_target(cluster3):
         assert err.value.message == "etcdserver: not leader"
         client.move_leader(others[1])  # finds the new leader itself
         assert client.leader_endpoint()[1].leader == others[1]
+
+
+def test_sync_endpoints_learns_every_member_from_one(cluster3):
+    """clientv3's Sync: the client URLs of the started voters replace the endpoints."""
+    first = cluster3.endpoints[0]
+    with Client([first]) as client:
+        assert sorted(client.sync_endpoints()) == sorted(cluster3.endpoints)
+        assert sorted(client.endpoints) == sorted(cluster3.endpoints)
+        assert client.put("synced", "1").header.revision  # calls go on
+
+
+def test_auto_sync_learns_them_in_the_background(cluster3):
+    with Client([cluster3.endpoints[0]], auto_sync_interval_s=0.1) as client:
+        assert wait_until(lambda: sorted(client.endpoints) == sorted(cluster3.endpoints), 10)
+    with Client([cluster3.endpoints[0]]) as client:  # off by default, as in clientv3
+        time.sleep(0.3)
+        assert client.endpoints == (cluster3.endpoints[0],)
 
 
 def test_count_only_prints_with_fields_only(cluster):

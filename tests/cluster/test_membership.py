@@ -1,7 +1,8 @@
 """Membership changes on real members: MemberAdd/Remove/Update/Promote over the JSON
 gateway, members joining with --initial-cluster-state existing, learners, removal of
 the leader, a removed member stopping, a lost member replaced, a member moved to a new
-peer URL, and etcd's refusals."""
+peer URL, and etcd's refusals. Writers are Python clients; the one of the 3 -> 5 -> 3
+test is given one member and follows the membership (auto sync)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from petcd.client import Client, EtcdError
 from tests.ports import free_ports
 
 from .members import Cluster, HttpError, Member, running, wait_until
@@ -20,10 +23,13 @@ from .members import Cluster, HttpError, Member, running, wait_until
 WAIT_S = 30.0
 
 
+def member_list(m: Member) -> list[dict]:
+    return m.call("/v3/cluster/member/list", {"linearizable": True})["members"]
+
+
 def member_ids(m: Member) -> dict[str, bool]:
     """Member id -> is learner, as `m` lists them."""
-    resp = m.call("/v3/cluster/member/list", {"linearizable": True})
-    return {x["ID"]: bool(x.get("isLearner")) for x in resp["members"]}
+    return {x["ID"]: bool(x.get("isLearner")) for x in member_list(m)}
 
 
 def member_id(m: Member, via: Member) -> str:
@@ -75,24 +81,37 @@ class Background:
 
 
 class Writer(Background):
-    """Puts keys w0, w1, ... to whichever live member answers; remembers what was
-    acknowledged."""
+    """Puts keys w0, w1, ... through one client; remembers what was acknowledged."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, client: Client) -> None:
         super().__init__(cluster, self._put_next)
+        self.client = client
         self.acked: list[str] = []
         self.n = 0
 
-    def _put_next(self, live: list[Member]) -> None:
-        for m in live:
-            try:
-                m.put(f"w{self.n}", str(self.n))
-            except (HttpError, OSError):
-                continue
+    def _put_next(self, _live: list[Member]) -> None:
+        try:
+            self.client.put(f"w{self.n}", str(self.n))
             self.acked.append(f"w{self.n}")
-            break
+        except EtcdError:
+            pass  # not acknowledged: it may or may not have been applied
         self.n += 1
         time.sleep(0.01)
+
+
+def endpoint(m: Member) -> str:
+    return f"{m.host}:{m.client_port}"
+
+
+def handed_over_before_its_removal(old_leader: Member, old_id: str) -> bool:
+    """In the removed leader's log, the last leader it saw before applying its own
+    removal is another member: it had handed leadership over."""
+    hex_id = f"{int(old_id):x}"
+    events = old_leader.log_events()
+    removal = next(i for i, e in enumerate(events) if e.get("event") == "conf change applied"
+                   and (e.get("change"), e.get("target_member")) == ("REMOVE", hex_id))
+    seen = [e["leader"] for e in events[:removal] if e.get("event") == "leader changed"]
+    return bool(seen) and seen[-1] not in (hex_id, "0")
 
 
 class LeaderLog(Background):
@@ -115,10 +134,11 @@ class LeaderLog(Background):
 
 def test_three_to_five_to_three_under_writes(tmp_path):
     with running(tmp_path, 3) as c:
-        with Writer(c) as writer, LeaderLog(c) as leaders:
+        m1 = c.members[0]
+        client = Client([endpoint(m1)], auto_sync_interval_s=0.2)  # m1 alone, to begin with
+        with client, Writer(c, client) as writer, LeaderLog(c) as leaders:
             c.wait_leader()
             assert wait_until(lambda: writer.acked, WAIT_S), "writes go through first"
-            m1 = c.members[0]
             learner = c.add_member(m1, learner=True)
             assert member_ids(m1)[member_id(learner, m1)] is True
             retry_call(m1, "/v3/cluster/member/promote", {"ID": member_id(learner, m1)})
@@ -129,17 +149,25 @@ def test_three_to_five_to_three_under_writes(tmp_path):
             first = writer.acked[0]
             assert wait_until(lambda: fifth.get(first, serializable=True) is not None, WAIT_S)
             assert len(member_ids(fifth)) == 5
-            # Back to three: the leader first (it hands over), then another old member.
+            assert wait_until(lambda: set(client.endpoints) == {endpoint(m) for m in c.members},
+                              WAIT_S), "the client learns the new members"
+            # Back to three: the leader first (it hands over), then m1 (the client's
+            # first endpoint) or, if m1 led, another old member.
             old_leader = c.wait_leader()
             survivor = fifth if old_leader is not fifth else learner
-            retry_call(survivor, "/v3/cluster/member/remove",
-                       {"ID": member_id(old_leader, survivor)})
+            old_id = member_id(old_leader, survivor)
+            retry_call(survivor, "/v3/cluster/member/remove", {"ID": old_id})
             assert wait_until(lambda: not old_leader.alive, WAIT_S), "a removed member stops"
             assert old_leader.proc is not None and old_leader.proc.returncode == 0
-            other = next(m for m in c.members[:3] if m.alive)
+            assert handed_over_before_its_removal(old_leader, old_id)
+            other = m1 if m1.alive else next(m for m in c.members[:3] if m.alive)
             retry_call(survivor, "/v3/cluster/member/remove", {"ID": member_id(other, survivor)})
             assert wait_until(lambda: not other.alive, WAIT_S)
-            time.sleep(1.0)  # a few more writes on the final membership
+            without_m1 = len(writer.acked)
+            # Writes go on through the members the client learned of, m1 gone.
+            assert wait_until(lambda: len(writer.acked) > without_m1 + 20, WAIT_S)
+            assert wait_until(lambda: set(client.endpoints) == {
+                endpoint(m) for m in c.members if m.alive}, WAIT_S), "and forgets the removed"
         remaining = [m for m in c.members if m.alive]
         assert len(remaining) == 3 and len(writer.acked) > 10
         assert all(len(ls) == 1 for ls in leaders.by_term.values()), leaders.by_term
@@ -198,6 +226,40 @@ def test_etcds_refusals_change_nothing(tmp_path):
         assert len(member_ids(m1)) == 2
 
 
+def test_changes_go_one_at_a_time_and_keep_a_quorum_of_started_members(tmp_path):
+    with running(tmp_path, 3) as c:
+        leader = c.wait_leader()
+        a, b, d = (f"http://127.0.0.1:{port}" for port in free_ports(3))
+        # Eight learner adds of peer URL a at once. The leader takes them one by one:
+        # all but the first find a taken (checked together, several would pass and a
+        # would be several members' URL).
+        with ThreadPoolExecutor(8) as pool:
+            answers = sorted(pool.map(lambda _: _add(leader, a, learner=True), range(8)), key=str)
+        assert answers == [4] + 7 * ["etcdserver: Peer URLs already exists"]
+        learner = next(x["ID"] for x in member_list(leader) if x["peerURLs"] == [a])
+        retry_call(leader, "/v3/cluster/member/remove", {"ID": learner})
+        # Five voters, two never started: one more, or one fewer started, is refused.
+        for url in (b, d):  # retried while the leader does not yet hear from all
+            retry_call(leader, "/v3/cluster/member/add", {"peerURLs": [url]})
+        before = member_ids(leader)
+        not_enough = "etcdserver: re-configuration failed due to not enough started members"
+        assert error_of(leader, "/v3/cluster/member/add", {"peerURLs": [a]}) == not_enough
+        follower = next(m for m in c.members if m is not leader)
+        assert error_of(leader, "/v3/cluster/member/remove", {"ID": member_id(follower, leader)}) == \
+            not_enough
+        assert member_ids(leader) == before and len(before) == 5
+        leader.put("still", "writable")  # three of five started: a quorum
+
+
+def _add(via: Member, peer_url: str, learner: bool) -> int | str:
+    """The number of members after the add, or etcd's error message."""
+    try:
+        answer = via.call("/v3/cluster/member/add", {"peerURLs": [peer_url], "isLearner": learner})
+    except HttpError as err:
+        return err.body["message"]
+    return len(answer["members"])
+
+
 def test_a_removed_member_stops_and_never_comes_back(tmp_path):
     with running(tmp_path, 3) as c:
         leader = c.wait_leader()
@@ -236,7 +298,8 @@ def test_a_lost_member_is_replaced_by_a_fresh_one_that_catches_up_by_snapshot(tm
 
 def test_a_member_moves_to_a_new_peer_url_keeping_its_id_and_data(tmp_path):
     with running(tmp_path, 3) as c:
-        with Writer(c) as writer:
+        client = Client([endpoint(m) for m in c.members])
+        with client, Writer(c, client) as writer:
             leader = c.wait_leader()
             assert wait_until(lambda: writer.acked, WAIT_S), "writes go through first"
             moving = next(m for m in c.members if m is not leader)

@@ -27,8 +27,16 @@ class Histories:
     lease_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The IDs of the cluster the snapshots were taken from."""
+
+    cluster_id: int
+    member_ids: frozenset[int]
+
+
 @pytest.fixture(scope="package")
-def _snapshots(tmp_path_factory) -> tuple[tuple[Path, int, int], Histories]:
+def _snapshots(tmp_path_factory) -> tuple[tuple[Path, int, int], Histories, Origin]:
     base = tmp_path_factory.mktemp("utl")
     cluster = PetcdCluster(base, 1)
     cluster.start()
@@ -36,9 +44,11 @@ def _snapshots(tmp_path_factory) -> tuple[tuple[Path, int, int], Histories]:
         with Client(cluster.endpoints) as client:
             plain = _plain(client, cluster.endpoints[0], base / "snap.db")
             histories = _histories(client, cluster.endpoints[0], base / "histories.db")
+            members = client.member_list()
+            origin = Origin(members.header.cluster_id, frozenset(m.ID for m in members.members))
     finally:
         cluster.stop()
-    return plain, histories
+    return plain, histories, origin
 
 
 def _save(endpoint: str, path: Path) -> None:
@@ -77,3 +87,8 @@ def saved(_snapshots) -> tuple[Path, int, int]:
 @pytest.fixture(scope="package")
 def histories(_snapshots) -> Histories:
     return _snapshots[1]
+
+
+@pytest.fixture(scope="package")
+def origin(_snapshots) -> Origin:
+    return _snapshots[2]

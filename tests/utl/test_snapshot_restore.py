@@ -1,6 +1,7 @@
 """petcdutl snapshot restore: one snapshot restored for each member of a new
 three-member cluster gives a working cluster with the snapshot's data, its revision
-and the new membership; a damaged file or a used data dir is refused as etcd does."""
+and the new membership (new member and cluster IDs); a damaged file or a used data dir
+is refused as etcd does."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def _restore(cluster: Cluster, member, path, *extra: str):
                     "--initial-advertise-peer-urls", member.peer_url, *extra)
 
 
-def test_three_members_restored_from_one_snapshot_serve_its_data(saved, tmp_path):
+def test_three_members_restored_from_one_snapshot_serve_its_data(saved, origin, tmp_path):
     path, revision, keys = saved
     cluster = Cluster(tmp_path, 3)
     for member in cluster.members:
@@ -29,8 +30,10 @@ def test_three_members_restored_from_one_snapshot_serve_its_data(saved, tmp_path
             found = client.get("key-", range_end="key.")
             assert found.header.revision == revision and found.count == keys
             assert {kv.key: kv.value for kv in found.kvs}[b"key-3"] == b"again"
-            names = sorted(m.name for m in client.member_list().members)
-            assert names == ["m1", "m2", "m3"]
+            members = client.member_list()
+            assert sorted(m.name for m in members.members) == ["m1", "m2", "m3"]
+            assert members.header.cluster_id != origin.cluster_id
+            assert not origin.member_ids & {m.ID for m in members.members}
             assert client.put("after", "restore").header.revision == revision + 1
     finally:
         cluster.stop()
