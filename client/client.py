@@ -54,6 +54,7 @@ REDIAL_S = 0.1  # between rounds of dialling endpoints none of which connected
 SHA256_BYTES = 32
 LEASE_NOT_FOUND = "etcdserver: requested lease not found"  # etcd's rpctypes text
 TOKEN_METADATA_KEY = "token"  # etcd's rpctypes.TokenFieldNameGRPC
+NO_CONNECTION_DETAILS = "failed to connect to all addresses"  # gRPC core: nothing sent
 log = logging.getLogger(__name__)
 
 
@@ -564,7 +565,15 @@ class Client:
             return False
         if not is_server_error(exc):
             self._connections.drop(endpoint)  # the next use dials again
-        return repeatable
+        return repeatable or _never_sent(exc)
+
+
+def _never_sent(exc: grpc.RpcError) -> bool:
+    """gRPC found no connection to send the call on (the member went away after it
+    was dialled): safe to send a write elsewhere, as clientv3's isSafeRetryMutableRPC
+    judges grpc-go's "there is no address available"."""
+    return (exc.code() == grpc.StatusCode.UNAVAILABLE
+            and (exc.details() or "").startswith(NO_CONNECTION_DETAILS))
 
 
 def _parse_endpoints(endpoints: Iterable[str] | str, tls: TlsOptions

@@ -304,7 +304,9 @@ def test_a_member_moves_to_a_new_peer_url_keeping_its_id_and_data(tmp_path):
             assert wait_until(lambda: writer.acked, WAIT_S), "writes go through first"
             moving = next(m for m in c.members if m is not leader)
             old_id = member_id(moving, leader)
+            term = leader.status()["raftTerm"]
             assert moving.stop() == 0
+            away_from = len(writer.acked)
             client_port, peer_port = free_ports(2)
             moved = Member(moving.name, client_port, peer_port,
                            moving.data_dir.parent / "moved", moving.log_path,
@@ -313,12 +315,15 @@ def test_a_member_moves_to_a_new_peer_url_keeping_its_id_and_data(tmp_path):
             leader.call("/v3/cluster/member/update",
                         {"ID": old_id, "peerURLs": [moved.peer_url]})
             c.members[c.members.index(moving)] = moved
+            # The two others kept the quorum: writes went on while it was away.
+            assert wait_until(lambda: len(writer.acked) > away_from + 10, WAIT_S)
             moved.start(f"{moved.name}={moved.peer_url}", c.token)
             first = writer.acked[0]
             assert wait_until(lambda: moved.get(first, serializable=True) is not None, WAIT_S)
             assert member_id(moved, leader) == old_id
             time.sleep(0.5)
-        assert writer.acked
+        # Never without a quorum: the same leader all along, in the same term.
+        assert c.wait_leader() is leader and leader.status()["raftTerm"] == term
         last = writer.acked[-1]
         assert wait_until(lambda: moved.get(last, serializable=True) is not None, WAIT_S)
         listed = leader.call("/v3/cluster/member/list", {})["members"]
