@@ -19,12 +19,14 @@ client reaches every member on either side of a split.
 A one-way cut drops packets in one direction only. TCP needs both, so over TCP it is
 a slow symmetric cut: with A->B cut, A's segments to B are lost, and on B's own
 connection to A, B's data still reaches A, but A's acknowledgements do not get back:
-B's window fills and stalls, ZeroMQ's heartbeats on it time out (3 s), and B's
-reconnects fail (A's SYN-ACK is lost). What the tests assert under it is only what
+B's window fills and stalls, TCP_USER_TIMEOUT closes it (3 s, actors/bus/liveness.py),
+and B's reconnects fail (A's SYN-ACK is lost). What the tests assert under it is only what
 Raft must hold under any loss: safety, and convergence after healing.
 
 `tc netem` (delay, jitter, loss, duplication, reordering) needs the kernel's sch_netem;
-`netem_unavailable()` says when it is missing.
+`netem_unavailable()` says when it is missing. Loss alone needs only nftables: `lose()`
+drops a random share of what members send each other (nft's numgen), on the bridge as
+the cuts are.
 
 Everything is created by `cluster_on_network()` and removed when it ends, also when
 the test fails: links healed, processes stopped (a namespace lives on while a process
@@ -38,6 +40,7 @@ import contextlib
 import functools
 import ipaddress
 import itertools
+import re
 import os
 import secrets
 import shutil
@@ -209,6 +212,19 @@ class Network:
 
     def heal(self) -> None:
         self._rules([], replace=True)
+
+    def lose(self, percent: int) -> None:
+        """Drop `percent` % of the packets between members, at random, each way (until
+        heal(); replaces earlier cuts)."""
+        assert 0 < percent < 100
+        chain = f"bridge {self.nft_table} {NFT_CHAIN}"
+        run("nft", "-f", "-", stdin=f"flush chain {chain}\n"
+            f"add rule {chain} meta protocol ip numgen random mod 100 < {percent} counter drop\n")
+
+    def lost_packets(self) -> int:
+        """How many packets lose() has dropped so far."""
+        listing = run("nft", "list", "chain", "bridge", self.nft_table, NFT_CHAIN)
+        return sum(int(n) for n in re.findall(r"counter packets (\d+)", listing))
 
     def netem(self, name: str, *spec: str) -> None:
         """`tc netem` on what the member sends (its eth0), e.g. "delay", "50ms", "20ms"."""
