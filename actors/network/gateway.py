@@ -23,9 +23,13 @@ What etcd's HTTP mux and grpc-gateway v1 answer, byte for byte where it matters:
   paths get Go's `404 page not found`;
 - /v3/watch, as grpc-gateway v1 serves a bidirectional stream: the body is a sequence
   of JSON WatchRequests (whitespace between them), each handed to the watch stream as
-  it arrives; one that does not decode ends the requests, not the stream (the gateway
-  closes its send side); responses are lines {"result": <WatchResponse>} until the
-  client goes away, an error line {"error": ...} if the stream fails;
+  it arrives; a first one that does not decode fails the call (Unknown, HTTP 500, as
+  etcd 3.4's gateway answers; text that is not yet a whole JSON value is judged when
+  the body ends, where Go's decoder refuses bad syntax at once), a later one ends the
+  requests, not the stream (the gateway closes its send side); responses are lines
+  {"result": <WatchResponse>}, each in its own HTTP chunk (clients such as etcd3gw
+  parse one chunk as one line), until the client goes away, an error line
+  {"error": ...} if the stream fails;
 - a body larger than the gateway reads (twice --max-request-bytes plus gRPC's 512 KiB
   overhead: room for base64) is "etcdserver: request is too large" without reading
   on; the exact limit, --max-request-bytes on the proposed entry, is the server's.
@@ -246,10 +250,19 @@ class Gateway:
             await responses.aclose()  # a client gone mid-stream: clean up now
 
     async def _watch(self, request: web.Request) -> web.StreamResponse:
+        requests = self._decoded(request, pb.WatchRequest)
+        try:
+            # grpc-gateway decodes the first request before it answers anything; a body
+            # that ends before one opens a stream without watches.
+            first = await anext(requests, None)
+        except EtcdError as err:
+            return error_response(err)
+        except ConnectionError:
+            return web.Response()  # the client went away before its first request: unsent
         stream = self.server.watches.open_stream(
             False, self.server.auth.watch_permit(request.headers.get("Authorization") or None))
         out = web.StreamResponse(headers={"Content-Type": "application/json"})
-        tasks = [asyncio.create_task(self._watch_requests(request, stream)),
+        tasks = [asyncio.create_task(self._watch_requests(first, requests, stream)),
                  asyncio.create_task(_until_disconnected(request, stream))]
         try:
             await out.prepare(request)
@@ -268,11 +281,22 @@ class Gateway:
             self.server.watches.close_stream(stream)
         return out
 
-    async def _watch_requests(self, request: web.Request, stream: WatchStream) -> None:
-        """Each WatchRequest of the body, as it arrives, until the body ends or one does
-        not decode (grpc-gateway then stops sending; the stream goes on)."""
-        async for watch_request in self._requests(request, pb.WatchRequest):
-            await stream.handle(watch_request)
+    async def _watch_requests(self, first: pb.WatchRequest | None,
+                              rest: AsyncIterator[pb.WatchRequest], stream: WatchStream
+                              ) -> None:
+        """The first WatchRequest, then each later one as it arrives, until the body
+        ends or one does not decode (grpc-gateway then stops sending; the stream goes on)."""
+        if first is None:
+            return
+        await stream.handle(first)
+        try:
+            async for watch_request in rest:
+                await stream.handle(watch_request)
+        except EtcdError as err:
+            self.log.info("failed to decode streamed request", path=WATCH_PATH,
+                          error=err.message)
+        except ConnectionError:
+            pass  # the client went away mid-body: _until_disconnected ends the stream
 
     async def _keep_alive(self, request: web.Request) -> web.StreamResponse:
         """/v3/lease/keepalive: each LeaseKeepAliveRequest of the body answered in turn;
@@ -292,8 +316,20 @@ class Gateway:
 
     async def _requests(self, request: web.Request, message_class: type[M]
                         ) -> AsyncIterator[M]:
+        """The requests of the body (`_decoded`); one that does not decode ends them."""
+        try:
+            async for message in self._decoded(request, message_class):
+                yield message
+        except EtcdError as err:
+            self.log.info("failed to decode streamed request", path=request.path,
+                          error=err.message)
+
+    async def _decoded(self, request: web.Request, message_class: type[M]
+                       ) -> AsyncIterator[M]:
         """grpc-gateway's request stream: JSON values one after another in the body,
-        each decoded as it completes; one that does not decode ends the stream."""
+        each decoded as it completes. One that does not decode raises EtcdError(Unknown),
+        as grpc-gateway's failed decode does: when it is complete, or when the body ends
+        (JSON cut short there is Go's "unexpected EOF")."""
         pending = ""
         text = codecs.getincrementaldecoder("utf-8")(errors="replace")  # chunks split characters
         async for chunk in request.content.iter_any():
@@ -311,11 +347,11 @@ class Gateway:
                 try:
                     message = jsonpb.parse(pending[:end].encode(), message_class)
                 except EtcdError as err:
-                    self.log.info("failed to decode streamed request", path=request.path,
-                                  error=err.message)
-                    return
+                    raise EtcdError(Code.UNKNOWN, err.message) from None
                 pending = pending[end:]
                 yield message
+        if pending:
+            raise _undecodable_tail(pending)
 
     async def _get_only(self, request: web.Request,
                         serve: Callable[[web.Request], Awaitable[web.Response]]
@@ -371,6 +407,17 @@ async def _until_disconnected(request: web.Request, stream: WatchStream) -> None
     while request.transport is not None and not request.transport.is_closing():
         await asyncio.sleep(DISCONNECT_POLL_S)
     stream.fail(errors.copy(errors.STOPPED))
+
+
+def _undecodable_tail(text: str) -> EtcdError:
+    """What is left of a streamed body that ended inside, or instead of, a JSON value."""
+    try:
+        _JSON.raw_decode(text)
+    except json.JSONDecodeError as err:
+        if err.pos == len(text) or err.msg.startswith("Unterminated string"):
+            return EtcdError(Code.UNKNOWN, "unexpected EOF")  # Go's encoding/json
+        return EtcdError(Code.UNKNOWN, f"invalid JSON: {err.msg} at offset {err.pos}")
+    raise AssertionError(f"a complete JSON value was left undecoded: {text[:80]!r}")
 
 
 def error_response(err: EtcdError) -> web.Response:

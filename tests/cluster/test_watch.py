@@ -1,14 +1,16 @@
-"""etcd's Watch service on real members, spoken with grpcio and curl's JSON: requests
-and etcd's answers to bad ones, history and compaction, progress, fragments, a client
-that stops reading, require-leader, and a watcher whose member installs a snapshot."""
+"""etcd's Watch service on real members, spoken with grpcio and the gateway's JSON:
+requests and etcd's answers to bad ones, history and compaction, progress, fragments,
+require-leader, a watcher whose member installs a snapshot, and on three members with
+a writer on each, a client that stops reading and a slow watcher behind a compaction."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
+import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import psutil
@@ -18,6 +20,7 @@ from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.api.etcdserverpb import rpc_pb2_grpc as rpc
 from petcd.api.mvccpb.kv_pb2 import Event
 
+from .gateway_watch import GatewayWatch
 from .members import b64, running, wait_until
 from .watch_streams import RawWatch
 
@@ -27,6 +30,13 @@ PROGRESS_INTERVAL = "300ms"
 COMPACTED = "etcdserver: mvcc: required revision has been compacted"
 RPC_TIMEOUT_S = 10.0
 PUTS_WHILE_STOPPED = 600
+COMPACTION_RACES = 30  # before the fix, about one in four watches read a stale store
+VALUE = b"s" * 60_000
+KEYS_PER_WRITER = 20
+BASELINE_PUTS = 90
+STALLED_PUTS = 300  # 18 MB, more than gRPC's and the kernel's buffers hold (9-13 MB here)
+LAGGING_PUTS = 450
+COMPACT_AFTER_PUTS = 400
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +146,25 @@ def test_history_prev_kv_filters_and_compaction(member):
         assert (again.kv.value, again.prev_kv.value) == (b"3", b"")
 
 
+def test_a_watch_made_right_after_a_compaction_sees_it(member):
+    """A batch is answered before its commit: a watch from a revision that a compaction
+    just answered made unreachable is canceled with compact_revision, as in etcd,
+    every time, never served from a store that does not show the compaction yet."""
+    kv = _kv(member)
+    with RawWatch(member.client_port) as w:
+        for i in range(COMPACTION_RACES):
+            key = b"race/%d" % i
+            first = kv.Put(pb.PutRequest(key=key), timeout=RPC_TIMEOUT_S).header.revision
+            gone = kv.DeleteRange(pb.DeleteRangeRequest(key=key),
+                                  timeout=RPC_TIMEOUT_S).header.revision
+            kv.Compact(pb.CompactionRequest(revision=gone), timeout=RPC_TIMEOUT_S)
+            w.create(key, start_revision=first)
+            assert w.next().created
+            canceled = w.next()
+            assert (canceled.canceled, canceled.compact_revision, len(canceled.events)) == (
+                True, gone, 0), (i, canceled)
+
+
 def test_progress_request_and_progress_notifications(member):
     with RawWatch(member.client_port) as w:
         w.progress()  # no watch yet: answered at once
@@ -202,68 +231,47 @@ def test_one_revision_over_the_limit_comes_in_fragments_only_if_asked(tmp_path):
             assert [e.kv.key for p in parts for e in p.events] == [e.kv.key for e in one.events]
 
 
-def test_gateway_watch_streams_json_lines(member):
+def test_gateway_watch_creates_progresses_and_cancels_on_one_connection(member):
     rev = _put(member, b"gw", b"0")
-    body = json.dumps({"create_request": {"key": b64("gw"), "start_revision": str(rev)}})
-    conn = http.client.HTTPConnection("127.0.0.1", member.client_port, timeout=RPC_TIMEOUT_S)
-    conn.request("POST", "/v3/watch", body=body)
-    resp = conn.getresponse()
-    assert resp.status == 200 and resp.getheader("Content-Type") == "application/json"
-    created = json.loads(resp.readline())["result"]
-    assert created["created"] is True and "watch_id" not in created
-    first = json.loads(resp.readline())["result"]
-    assert first["events"][0]["kv"]["value"] == b64("0")
-    _put(member, b"gw", b"1")
-    second = json.loads(resp.readline())["result"]
-    assert second["events"][0]["kv"]["mod_revision"] == str(rev + 1)
-    conn.close()
+    with GatewayWatch(member.client_port) as w:  # each request sent as the test goes
+        w.send({"create_request": {"key": b64("gw"), "start_revision": str(rev)}})
+        created = w.next()["result"]
+        assert (w.status, w.headers["content-type"]) == (200, "application/json")
+        assert created["created"] is True and "watch_id" not in created  # id 0, omitted
+        assert w.next()["result"]["events"] == [{"kv": {
+            "key": b64("gw"), "create_revision": str(rev), "mod_revision": str(rev),
+            "version": "1", "value": b64("0")}}]
+        _put(member, b"gw", b"1")
+        [live] = w.next()["result"]["events"]
+        assert (live["kv"]["mod_revision"], live["kv"]["value"]) == (str(rev + 1), b64("1"))
+        w.send({"progress_request": {}})
+        progress = w.next()["result"]
+        assert (progress["watch_id"], progress["header"]["revision"]) == ("-1", str(rev + 1))
+        assert "events" not in progress
+        w.send({"cancel_request": {"watch_id": "0"}})
+        canceled = w.next()["result"]
+        assert canceled["canceled"] is True and "watch_id" not in canceled
+        _put(member, b"gw", b"2")
+        assert w.quiet(), "no event after the cancel"
+        assert w.line_per_chunk, "one line per HTTP chunk (etcd3gw reads a chunk as a line)"
 
 
-def test_a_client_that_stops_reading_slows_nothing_and_misses_nothing(member):
-    value = b"s" * 60_000  # 36 MB in all: more than gRPC's buffers hold
-    with RawWatch(member.client_port) as slow, RawWatch(member.client_port) as fast:
-        start = slow.created(b"slow/", b"slow0").header.revision + 1
-        fast.created(b"slow/", b"slow0")
-        slow.reading.clear()  # stops reading: gRPC's window, then the member's queue fill up
-        network = _network_actor(member)
-        rss_before = network.memory_info().rss
-        took = []
-        for i in range(600):
-            begun = time.monotonic()
-            _put(member, b"slow/%04d" % (i % 50), value)
-            took.append(time.monotonic() - begun)
-        assert [e.kv.mod_revision for e in fast.events(600)] == list(range(start, start + 600))
-        grown = network.memory_info().rss - rss_before
-        assert grown < 64 * 1024 * 1024, f"the network actor grew by {grown} bytes"
-        assert sorted(took)[len(took) // 2] < 0.5
-        slow.reading.set()
-        got = slow.events(600, timeout_s=30)
-        assert [e.kv.mod_revision for e in got] == list(range(start, start + 600))
-
-
-def test_a_slow_watcher_behind_a_compaction_is_canceled(member):
-    with RawWatch(member.client_port) as slow:
-        slow.created(b"lag/", b"lag0")
-        slow.reading.clear()
-        rev = 0
-        for i in range(600):
-            rev = _put(member, b"lag/%03d" % (i % 100), b"l" * 60_000)
-        _kv(member).Compact(pb.CompactionRequest(revision=rev), timeout=RPC_TIMEOUT_S)
-        slow.reading.set()
-        seen = []
-        while True:
-            resp = slow.next(30)
-            if resp.canceled:
-                break
-            seen.extend(e.kv.mod_revision for e in resp.events)
-        assert resp.compact_revision == rev
-        # what came before the cancel came in order and without a gap
-        assert seen == list(range(seen[0], seen[0] + len(seen))) if seen else seen == []
-        assert not seen or seen[-1] < rev
-
-
-def _network_actor(member) -> psutil.Process:
-    return psutil.Process(member.actor_pids()["network"])
+def test_gateway_watch_refuses_a_first_request_that_does_not_decode(member):
+    """grpc-gateway fails the call (Unknown, 500) when the first request does not
+    decode; a later one only ends the requests, and the stream goes on."""
+    cut_short = b'{"create_request": {"key": "Z3c="}'
+    with GatewayWatch(member.client_port, content_length_bytes=len(cut_short)) as w:
+        w.write(cut_short)
+        status, content_type, body = w.response()
+    assert (status, content_type, json.loads(body)) == (500, "application/json", {
+        "error": "unexpected EOF", "code": 2, "message": "unexpected EOF"})
+    with GatewayWatch(member.client_port) as w:
+        w.send({"create_request": {"key": b64("gw-bad")}})
+        w.send(b'{"progress_request": nope}')
+        assert w.next()["result"]["created"] is True
+        w.end_body()
+        rev = _put(member, b"gw-bad")
+        assert w.next()["result"]["events"][0]["kv"]["mod_revision"] == str(rev)
 
 
 def test_require_leader_streams_end_without_a_leader(tmp_path):
@@ -310,3 +318,88 @@ def test_a_watcher_on_a_member_that_installs_a_snapshot_misses_nothing(tmp_path)
                 assert not resp.canceled, resp
                 revisions.extend(e.kv.mod_revision for e in resp.events)
             assert revisions == list(range(start, start + PUTS_WHILE_STOPPED))
+
+
+def _write(members, puts: int, prefix: bytes, done: list[tuple[float, int]]) -> None:
+    """`puts` puts of VALUE, one writer per member at once; each put's (latency in s,
+    revision) goes into `done` as it is acknowledged."""
+    def writer(i: int, m) -> None:  # type: ignore[no-untyped-def]
+        kv = _kv(m)
+        for n in range(puts // len(members)):
+            begun = time.monotonic()
+            resp = kv.Put(pb.PutRequest(key=prefix + b"%d/%02d" % (i, n % KEYS_PER_WRITER),
+                                        value=VALUE), timeout=RPC_TIMEOUT_S)
+            done.append((time.monotonic() - begun, resp.header.revision))
+
+    with ThreadPoolExecutor(len(members)) as pool:
+        for future in [pool.submit(writer, i, m) for i, m in enumerate(members)]:
+            future.result()
+
+
+def _next_revision(m) -> int:  # type: ignore[no-untyped-def]
+    """The revision the next write gets: a linearizable read on `m` has applied the
+    writes acknowledged before it."""
+    return _kv(m).Range(pb.RangeRequest(key=b"-"), timeout=RPC_TIMEOUT_S).header.revision + 1
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory):
+    with running(tmp_path_factory.mktemp("watch3"), 3) as c:
+        c.wait_leader()
+        _write(c.members, len(c.members), b"warm/", [])  # connections and elections done
+        yield c
+
+
+def test_a_client_that_stops_reading_slows_no_writer_and_misses_nothing(trio):
+    watched = trio.members[0]
+    baseline: list[tuple[float, int]] = []
+    _write(trio.members, BASELINE_PUTS, b"stop/", baseline)
+    start = _next_revision(watched)
+    with RawWatch(watched.client_port) as stalled, RawWatch(watched.client_port) as fast:
+        stalled.created(b"stop/", b"stop0", start_revision=start)
+        fast.created(b"stop/", b"stop0", start_revision=start)
+        stalled.reading.clear()  # gRPC's window, the kernel's buffers, the member's queue fill
+        network = _network_actor(watched)
+        rss_before = network.memory_info().rss
+        stalled_writes: list[tuple[float, int]] = []
+        _write(trio.members, STALLED_PUTS, b"stop/", stalled_writes)
+        expected = list(range(start, start + STALLED_PUTS))
+        assert sorted(rev for _, rev in stalled_writes) == expected
+        assert [e.kv.mod_revision for e in fast.events(STALLED_PUTS)] == expected
+        grown = network.memory_info().rss - rss_before
+        assert grown < 64 * 1024 * 1024, f"the network actor grew by {grown} bytes"
+        usual, meanwhile = (statistics.median(t for t, _ in w) for w in (baseline, stalled_writes))
+        assert meanwhile < 3 * usual + 0.1, f"median put {meanwhile:.3f} s, {usual:.3f} s before"
+        stalled.reading.set()
+        got = stalled.events(STALLED_PUTS, timeout_s=30)
+        assert [e.kv.mod_revision for e in got] == expected
+
+
+def test_a_slow_watcher_behind_a_compaction_is_canceled(trio):
+    start = _next_revision(trio.members[0])
+    with RawWatch(trio.members[0].client_port) as slow, ThreadPoolExecutor(1) as background:
+        slow.created(b"lag/", b"lag0", start_revision=start)
+        slow.reading.clear()
+        done: list[tuple[float, int]] = []
+        writing = background.submit(_write, trio.members, LAGGING_PUTS, b"lag/", done)
+        # Compact while the writers go on, far past where the watcher stopped taking
+        # events (after 9-13 MB here: what gRPC and the kernel hold). Through the
+        # watcher's member: its answer says that member applied the compaction.
+        assert wait_until(lambda: len(done) >= COMPACT_AFTER_PUTS or writing.done(), 60)
+        assert len(done) >= COMPACT_AFTER_PUTS, writing.exception()
+        compacted = max(rev for _, rev in done)
+        _kv(trio.members[0]).Compact(pb.CompactionRequest(revision=compacted),
+                                     timeout=RPC_TIMEOUT_S)
+        writing.result()
+        slow.reading.set()
+        seen = []
+        while not (resp := slow.next(30)).canceled:
+            seen.extend(e.kv.mod_revision for e in resp.events)
+        assert (resp.watch_id, resp.compact_revision) == (0, compacted)
+        # what came before the cancel came in order and without a gap
+        assert seen == list(range(start, start + len(seen)))
+        assert start + len(seen) < compacted
+
+
+def _network_actor(member) -> psutil.Process:
+    return psutil.Process(member.actor_pids()["network"])

@@ -1,10 +1,15 @@
 """petcd's Python client library (petcd.client) against a 3-member petcd cluster: the
 scenarios of test_ctl.py, as a program would run them, plus endpoint failover when a
-member dies."""
+member dies; and a third-party library, python-etcd3's API (PyPI's python3-etcd3),
+watching."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import grpc
 import pytest
@@ -14,6 +19,7 @@ from petcd.client.requests import compare, put_op, range_op
 from tests.cluster.members import running, wait_until
 
 MAX_REQUEST_BYTES = 256 * 1024
+WATCH_PROGRAM = Path(__file__).with_name("python_etcd3_watch.py")
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +125,24 @@ def test_maintenance_and_cluster_calls(client, cluster, tmp_path):
     target = next(m.ID for m in members if m.ID != status.leader)
     client.move_leader(target, leader_endpoint)
     assert wait_until(lambda: client.status(client.endpoints[0]).leader == target, 10)
+
+
+def test_python_etcd3_watches_what_another_member_writes(cluster):
+    """The library in a process of its own (python_etcd3_watch.py): history from a
+    revision with prev_kv, a key and a prefix watched on its one stream, and a start
+    revision below a compaction refused with its RevisionCompactedError."""
+    watching, writing = cluster.members[0], cluster.members[1]
+    proc = subprocess.run([sys.executable, str(WATCH_PROGRAM), str(watching.client_port),
+                           str(writing.client_port)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    first = seen["first"]
+    assert seen["history"] == [
+        ["PutEvent", "py3w/a", "1", first, None], ["PutEvent", "py3w/a", "2", first + 1, "1"],
+        ["DeleteEvent", "py3w/a", "", first + 2, "2"], ["PutEvent", "py3w/b", "x", first + 3, None]]
+    assert seen["live"] == [["PutEvent", "py3w/live", "v", first + 4, None]] * 2
+    assert seen["compacted"] == {"compacted at": first + 5, "refused with": first + 5}
 
 
 def test_reads_fail_over_when_a_member_dies(client, cluster):

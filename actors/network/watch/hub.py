@@ -19,6 +19,11 @@ compact_revision, as etcd does.
 The hub's revision (`feed_rev`) is the last APPLIED revision: `created` headers,
 progress notifications and synced watchers all go by it, so no progress notification
 can claim a revision whose events are not yet queued on its stream.
+
+A batch is answered (APPLIED) before the store commits it (VISIBLE follows, and wakes
+the hub). A catch-up read from a view without a batch already answered could miss a
+compaction a client was told of and send it compacted history, so such a read is
+thrown away and made again once the store shows that batch.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from petcd.storage.mvcc import Change, MvccStore
+from petcd.storage.mvcc import Change, MvccStore, meta
 from petcd.storage.mvcc.history import changes_from_wire, read_changes
 
 from .. import errors
@@ -50,6 +55,7 @@ MAX_NO_LEADER_CHECKS = 3  # etcd's maxNoLeaderCnt: election timeouts without a l
 
 @dataclass(frozen=True, slots=True)
 class HistoryRead:
+    applied_index: int  # the last Raft entry the view shows applied
     current_rev: int
     compact_rev: int
     changes: list[Change]
@@ -62,7 +68,8 @@ def read_history(store: MvccStore, first_rev: int, with_prev_kv: bool) -> Histor
         last = min(view.rev, first_rev + MAX_REVISIONS_PER_READ - 1)
         changes, through = read_changes(view, first_rev, last, max_changes=MAX_CHANGES_PER_READ,
                                         max_bytes=MAX_BYTES_PER_READ, with_prev_kv=with_prev_kv)
-        return HistoryRead(view.rev, view.compact_rev, changes, through)
+        applied = meta.raft_position(view.txn, view.dbs).index
+        return HistoryRead(applied, view.rev, view.compact_rev, changes, through)
 
 
 class WatchHub:
@@ -78,6 +85,11 @@ class WatchHub:
         self._has_leader = has_leader
         self.log = log
         self.feed_rev = 0  # the last APPLIED revision; 0 until the first
+        self.answered_index = 0  # the last APPLIED Raft index
+        # What a catch-up read's view must show: the batches answered when the first
+        # read of the catch-up under way began (None: no read made yet). Kept across
+        # retries: a target that moved with every APPLIED might never be reached.
+        self._must_show_index: int | None = None
         self.index: WatcherIndex[Watcher] = WatcherIndex()
         self.unsynced: dict[Watcher, None] = {}  # insertion order: oldest first
         self.progress_watchers: set[Watcher] = set()
@@ -162,6 +174,7 @@ class WatchHub:
     def on_applied(self, payload: Any) -> None:
         """APPLIED from the apply actor: [index, revision, changes or None]."""
         revision, wired = int(payload[1]), payload[2]
+        self.answered_index = max(self.answered_index, int(payload[0]))
         if not self._ready.is_set():
             self.feed_rev = revision
             self._ready.set()
@@ -261,10 +274,16 @@ class WatchHub:
 
     async def _catch_up(self, chosen: list[Watcher]) -> bool:
         """One read of history for `chosen`; False if it brought nothing new (the
-        store is behind what they need: try again at the next wake-up)."""
+        store is behind what they need, or behind what was answered: try again at the
+        next wake-up)."""
         first = min(w.next_rev for w in chosen)
         with_prev = any(w.prev_kv for w in chosen)
+        if self._must_show_index is None:
+            self._must_show_index = self.answered_index
         read = await self.store.call(lambda s: read_history(s, first, with_prev))
+        if read.applied_index < self._must_show_index:
+            return False  # VISIBLE wakes the hub once the store shows it
+        self._must_show_index = None
         if read.through_rev < first and read.compact_rev < first:
             return False
         index: WatcherIndex[Watcher] = WatcherIndex()
