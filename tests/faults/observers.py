@@ -76,7 +76,8 @@ _DELETE = kv_pb2.Event.DELETE
 
 @dataclass
 class Recorder:
-    """One watcher: every response in the order received, and when each came."""
+    """One watcher: every response in the order received, and when each came (also
+    test_watch_guarantees.py's)."""
 
     name: str
     client: Client
@@ -90,8 +91,11 @@ class Recorder:
     def run(self, stop: threading.Event) -> None:
         r = self.request
         try:
+            filters = set(r.filters)
             with self.client.watch(r.key, r.range_end or None, start_revision=r.start_revision,
-                                   prev_kv=r.prev_kv) as watch:
+                                   prev_kv=r.prev_kv, progress_notify=r.progress_notify,
+                                   no_put=pb.WatchCreateRequest.NOPUT in filters,
+                                   no_delete=pb.WatchCreateRequest.NODELETE in filters) as watch:
                 self.watch = watch
                 while not stop.is_set() and not watch.ended:
                     resp = watch.get(timeout_s=POLL_S)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -24,49 +23,13 @@ from petcd.api.etcdserverpb import rpc_pb2 as pb
 from petcd.client import Client
 from petcd.client.errors import EtcdError
 from tests.cluster.members import running
+from tests.faults.observers import Recorder
 from tests.watchcheck import Watch, WatchSpec, Write, assert_ok, delete, put
 
 KEYS = [b"g/%d" % i for i in range(8)]
 WRITE_FOR_S = 8.0
 CATCH_UP_S = 30.0
 SEED = 7
-
-
-@dataclass
-class Recorder:
-    """One watcher: its request and every response it got, in order."""
-
-    name: str
-    client: Client
-    request: pb.WatchCreateRequest
-    responses: list[pb.WatchResponse] = field(default_factory=list)
-    error: BaseException | None = None
-
-    def run(self, stop: threading.Event) -> None:
-        r = self.request
-        filters = set(r.filters)
-        try:
-            with self.client.watch(r.key, r.range_end or None, start_revision=r.start_revision,
-                                   prev_kv=r.prev_kv, progress_notify=r.progress_notify,
-                                   no_put=pb.WatchCreateRequest.NOPUT in filters,
-                                   no_delete=pb.WatchCreateRequest.NODELETE in filters) as w:
-                self._watch = w
-                while not stop.is_set():
-                    resp = w.get(timeout_s=0.2)
-                    if resp is not None:
-                        self.responses.append(resp)
-                    if w.ended:
-                        return
-        except BaseException as err:  # reported by the test
-            self.error = err
-
-    def reached(self) -> int:
-        revs = [r.header.revision for r in self.responses if not r.events and not r.created
-                and not r.canceled] + [e.kv.mod_revision for r in self.responses for e in r.events]
-        return max(revs, default=0)
-
-    def canceled(self) -> bool:
-        return any(r.canceled for r in self.responses)
 
 
 def _writer(name: str, client: Client, rng: random.Random, stop: threading.Event,
@@ -188,18 +151,17 @@ def test_watch_guarantees_under_writers_kills_and_compaction(tmp_path):
         everyone = recorders + late
         deadline = time.monotonic() + CATCH_UP_S
         while time.monotonic() < deadline and not all(
-                r.reached() >= last or r.canceled() for r in everyone):
+                r.reached >= last or r.canceled for r in everyone):
             for r in everyone:
-                watch = getattr(r, "_watch", None)
-                if watch is not None and r.reached() < last:
-                    watch.request_progress()
+                if r.watch is not None and r.reached < last:
+                    r.watch.request_progress()
             time.sleep(0.5)
         stop_watch.set()
         for thread in threads[:len(recorders)] + late_threads:
             thread.join(30)
         for r in everyone:
             assert r.error is None, (r.name, r.error)
-            assert r.reached() >= last or r.canceled(), (r.name, r.reached(), last)
+            assert r.reached >= last or r.canceled, (r.name, r.reached, last)
         acknowledged = [w for w in writes if w.revision is not None]
         assert len(acknowledged) > 100, "the writers got little done"
         assert sum(len(r.responses) for r in everyone) > 100
