@@ -7,6 +7,11 @@ one clear line, never a crash of a half-started member."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from petcd.client import Client
+from petcd.client.tls import TlsOptions
+
 from .members import HttpError, Member, running, wait_until
 from .test_membership import Writer, member_id
 from .transports import tls_everywhere
@@ -21,10 +26,18 @@ def hash_kv(m: Member, revision: int) -> int:
 SNAPSHOT_FLAGS = ["--snapshot-count", "50", "--snapshot-catchup-entries", "10"]
 
 
+def tls_client(directory: Path, members: list[Member]) -> Client:
+    """petcd's client with tls_everywhere's files, following the membership (its sync
+    learns https URLs: TLS for them too)."""
+    tls = TlsOptions(ca_file=str(directory / "ca.pem"), cert_file=str(directory / "client.pem"),
+                     key_file=str(directory / "client-key.pem"))
+    return Client([m.client_url for m in members], tls=tls, auto_sync_interval_s=0.5)
+
+
 def test_a_cluster_with_tls_everywhere_survives_what_a_plain_one_does(tmp_path):
     with tls_everywhere(tmp_path).running(tmp_path, 3, SNAPSHOT_FLAGS) as c:
         leader = c.wait_leader(WAIT_S)
-        with Writer(c) as writer:
+        with tls_client(tmp_path, c.members) as client, Writer(c, client) as writer:
             assert wait_until(lambda: len(writer.acked) > 20, WAIT_S)
             leader.kill()
             assert wait_until(lambda: c.leader() not in (None, leader), WAIT_S)
