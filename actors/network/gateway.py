@@ -286,25 +286,27 @@ class Gateway:
                               ) -> None:
         """The first WatchRequest, then each later one as it arrives, until the body
         ends or one does not decode (grpc-gateway then stops sending; the stream goes on)."""
-        if first is None:
-            return
-        await stream.handle(first)
         try:
-            async for watch_request in rest:
+            async for watch_request in _then(first, self._ending_quietly(rest, WATCH_PATH)):
                 await stream.handle(watch_request)
-        except EtcdError as err:
-            self.log.info("failed to decode streamed request", path=WATCH_PATH,
-                          error=err.message)
         except ConnectionError:
             pass  # the client went away mid-body: _until_disconnected ends the stream
 
     async def _keep_alive(self, request: web.Request) -> web.StreamResponse:
         """/v3/lease/keepalive: each LeaseKeepAliveRequest of the body answered in turn;
-        the stream ends with the body, or at the first error (an error line)."""
+        the stream ends with the body, or at the first error (an error line). A first
+        request that does not decode is a plain error, as in _watch."""
+        requests = self._decoded(request, pb.LeaseKeepAliveRequest)
+        try:
+            first = await anext(requests, None)
+        except EtcdError as err:
+            return error_response(err)
+        except ConnectionError:
+            return web.Response()  # the client went away before its first request
         out = web.StreamResponse(headers={"Content-Type": "application/json"})
         await out.prepare(request)
         try:
-            async for keep_alive in self._requests(request, pb.LeaseKeepAliveRequest):
+            async for keep_alive in _then(first, self._ending_quietly(requests, request.path)):
                 result = jsonpb.to_dict(await self.server.lease_keep_alive(keep_alive))
                 await out.write(jsonpb.dumps({"result": result}) + b"\n")
         except EtcdError as err:
@@ -314,15 +316,13 @@ class Gateway:
         await out.write_eof()
         return out
 
-    async def _requests(self, request: web.Request, message_class: type[M]
-                        ) -> AsyncIterator[M]:
-        """The requests of the body (`_decoded`); one that does not decode ends them."""
+    async def _ending_quietly(self, requests: AsyncIterator[M], path: str) -> AsyncIterator[M]:
+        """`requests` until one does not decode, which ends them (logged)."""
         try:
-            async for message in self._decoded(request, message_class):
+            async for message in requests:
                 yield message
         except EtcdError as err:
-            self.log.info("failed to decode streamed request", path=request.path,
-                          error=err.message)
+            self.log.info("failed to decode streamed request", path=path, error=err.message)
 
     async def _decoded(self, request: web.Request, message_class: type[M]
                        ) -> AsyncIterator[M]:
@@ -436,3 +436,12 @@ def go_http_error(status: int, text: str) -> web.Response:
     """Go's http.Error: the text and a newline, as plain text, not to be sniffed."""
     return web.Response(status=status, body=(text + "\n").encode(), headers={
         "Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"})
+
+
+async def _then(first: M | None, rest: AsyncIterator[M]) -> AsyncIterator[M]:
+    """`first` (if the body had one), then the rest of the body's requests."""
+    if first is None:
+        return
+    yield first
+    async for message in rest:
+        yield message
