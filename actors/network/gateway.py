@@ -250,19 +250,13 @@ class Gateway:
             await responses.aclose()  # a client gone mid-stream: clean up now
 
     async def _watch(self, request: web.Request) -> web.StreamResponse:
-        requests = self._decoded(request, pb.WatchRequest)
-        try:
-            # grpc-gateway decodes the first request before it answers anything; a body
-            # that ends before one opens a stream without watches.
-            first = await anext(requests, None)
-        except EtcdError as err:
-            return error_response(err)
-        except ConnectionError:
-            return web.Response()  # the client went away before its first request: unsent
+        requests = await self._stream_requests(request, pb.WatchRequest)
+        if isinstance(requests, web.Response):
+            return requests
         stream = self.server.watches.open_stream(
             False, self.server.auth.watch_permit(request.headers.get("Authorization") or None))
         out = web.StreamResponse(headers={"Content-Type": "application/json"})
-        tasks = [asyncio.create_task(self._watch_requests(first, requests, stream)),
+        tasks = [asyncio.create_task(_handle_all(requests, stream)),
                  asyncio.create_task(_until_disconnected(request, stream))]
         try:
             await out.prepare(request)
@@ -281,32 +275,17 @@ class Gateway:
             self.server.watches.close_stream(stream)
         return out
 
-    async def _watch_requests(self, first: pb.WatchRequest | None,
-                              rest: AsyncIterator[pb.WatchRequest], stream: WatchStream
-                              ) -> None:
-        """The first WatchRequest, then each later one as it arrives, until the body
-        ends or one does not decode (grpc-gateway then stops sending; the stream goes on)."""
-        try:
-            async for watch_request in _then(first, self._ending_quietly(rest, WATCH_PATH)):
-                await stream.handle(watch_request)
-        except ConnectionError:
-            pass  # the client went away mid-body: _until_disconnected ends the stream
-
     async def _keep_alive(self, request: web.Request) -> web.StreamResponse:
         """/v3/lease/keepalive: each LeaseKeepAliveRequest of the body answered in turn;
         the stream ends with the body, or at the first error (an error line). A first
-        request that does not decode is a plain error, as in _watch."""
-        requests = self._decoded(request, pb.LeaseKeepAliveRequest)
-        try:
-            first = await anext(requests, None)
-        except EtcdError as err:
-            return error_response(err)
-        except ConnectionError:
-            return web.Response()  # the client went away before its first request
+        request that does not decode is a plain error (`_stream_requests`)."""
+        requests = await self._stream_requests(request, pb.LeaseKeepAliveRequest)
+        if isinstance(requests, web.Response):
+            return requests
         out = web.StreamResponse(headers={"Content-Type": "application/json"})
         await out.prepare(request)
         try:
-            async for keep_alive in _then(first, self._ending_quietly(requests, request.path)):
+            async for keep_alive in requests:
                 result = jsonpb.to_dict(await self.server.lease_keep_alive(keep_alive))
                 await out.write(jsonpb.dumps({"result": result}) + b"\n")
         except EtcdError as err:
@@ -316,10 +295,28 @@ class Gateway:
         await out.write_eof()
         return out
 
-    async def _ending_quietly(self, requests: AsyncIterator[M], path: str) -> AsyncIterator[M]:
-        """`requests` until one does not decode, which ends them (logged)."""
+    async def _stream_requests(self, request: web.Request, message_class: type[M]
+                               ) -> AsyncIterator[M] | web.Response:
+        """A stream's requests, as grpc-gateway reads them: the first decoded before
+        anything is answered, so one that does not decode is the call's plain error
+        (the response returned); then each later one as it arrives, until the body ends
+        or one does not decode (logged; the stream goes on without more requests)."""
+        requests = self._decoded(request, message_class)
         try:
-            async for message in requests:
+            first = await anext(requests, None)
+        except EtcdError as err:
+            return error_response(err)
+        except ConnectionError:
+            return web.Response()  # the client went away before its first request: unsent
+        return self._first_then(first, requests, request.path)
+
+    async def _first_then(self, first: M | None, rest: AsyncIterator[M], path: str
+                          ) -> AsyncIterator[M]:
+        if first is None:
+            return
+        yield first
+        try:
+            async for message in rest:
                 yield message
         except EtcdError as err:
             self.log.info("failed to decode streamed request", path=path, error=err.message)
@@ -438,10 +435,10 @@ def go_http_error(status: int, text: str) -> web.Response:
         "Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"})
 
 
-async def _then(first: M | None, rest: AsyncIterator[M]) -> AsyncIterator[M]:
-    """`first` (if the body had one), then the rest of the body's requests."""
-    if first is None:
-        return
-    yield first
-    async for message in rest:
-        yield message
+async def _handle_all(requests: AsyncIterator[pb.WatchRequest], stream: WatchStream) -> None:
+    """Each WatchRequest of the body, handed to the stream as it arrives."""
+    try:
+        async for watch_request in requests:
+            await stream.handle(watch_request)
+    except ConnectionError:
+        pass  # the client went away mid-body: _until_disconnected ends the stream
