@@ -59,6 +59,7 @@ from google.protobuf.message import DecodeError
 from petcd.actors.apply.members import Member, MemberTable, encode
 from petcd.actors.bus.rundir import RunDir, RunDirBusy
 from petcd.actors.member import default_run_dir
+from petcd.actors.network.requests import RequestIds
 from petcd.actors.wal.startup import encode_metadata
 from petcd.api.etcdserverpb import raft_internal_pb2 as rpb
 from petcd.client.ctl import flags
@@ -98,7 +99,6 @@ BACKUP_NAME = "etcdctl-v2-backup"  # etcd's, for the one member of the backup
 BACKUP_PEER_URL = "http://use-flag--force-new-cluster:2080"
 NO_V2 = ("-with-v3=false is not supported since etcd v3.6. Please use v3.5.x client as "
          "the last supporting this deprecated functionality.")
-TIMESTAMP_BITS, COUNT_BITS = 40, 8  # etcd's idutil: milliseconds, then a counter
 
 
 def backup(parsed: flags.Parsed) -> int:
@@ -171,8 +171,8 @@ def plan(member_id: int, cluster_id: int, marker: SnapshotMeta | None,
 
 def new_ids(now_ms: int) -> tuple[int, int]:
     """(member ID, cluster ID): etcd's idutil.NewGenerator(0, now), Next() twice."""
-    base = (now_ms & ((1 << TIMESTAMP_BITS) - 1)) << COUNT_BITS
-    return base + 1, base + 2
+    generator = RequestIds(0, now_ms)
+    return generator.next(), generator.next()
 
 
 def _backup(source: Path, source_wal: Path, target: Path, target_wal: Path) -> None:
